@@ -1,0 +1,20 @@
+//! What the queue workload binaries (`producer`, `consumer`, `remainder`, and `deploy`'s tools) share.
+//!
+//! One concern per module:
+//! - [`envelope`]: the wire format of a message.
+//! - [`queue`]: the queue trait every backend implements, and [`queue::open`], which picks a backend from a URL.
+//! - [`work`]: the simulated work a consumer does per message.
+//! - [`ledger`]: the record of every acked message, which the audit reads to count loss and duplicates.
+//! - [`stats`]: latency histograms and the JSON-lines stats writer (the suite's stdout contract).
+//! - [`shutdown`]: SIGTERM/SIGINT turned into one token every task watches.
+//! - [`cli`]: flag parsers and logging set-up that every binary uses.
+//! - [`clock`]: wall-clock microseconds, the unit of every timestamp in messages and stats.
+
+pub mod cli;
+pub mod clock;
+pub mod envelope;
+pub mod ledger;
+pub mod queue;
+pub mod shutdown;
+pub mod stats;
+pub mod work;

@@ -1,0 +1,164 @@
+//! Latency histograms and the JSON-lines stats writer.
+//!
+//! Stdout of every binary carries only stats lines: one JSON object per line, each with `"role"` and `"kind"`
+//! (`interval` every `--stats-interval`, one `summary` at exit). This is the suite's public interface,
+//! documented in the README; humans read stderr.
+
+use std::io::Write;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use serde_json::{Map, Value};
+
+/// Highest latency a histogram tracks exactly: one hour in µs. Larger values are clamped, not dropped.
+const MAX_TRACKABLE_US: u64 = 3_600_000_000;
+
+/// A latency histogram in microseconds, with three significant figures.
+#[derive(Clone)]
+pub struct LatencyHistogram(Histogram<u64>);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        // The bounds are constants that hdrhistogram accepts; failure here would be a programming error.
+        LatencyHistogram(
+            Histogram::new_with_bounds(1, MAX_TRACKABLE_US, 3).expect("valid histogram bounds"),
+        )
+    }
+}
+
+impl LatencyHistogram {
+    /// Records one value; values outside the tracked range are clamped into it.
+    pub fn record(&mut self, us: u64) {
+        self.0.saturating_record(us.clamp(1, MAX_TRACKABLE_US));
+    }
+
+    /// The value at `q` (0..=1), or 0 when empty.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.value_at_quantile(q)
+        }
+    }
+
+    pub fn max(&self) -> u64 {
+        if self.0.is_empty() { 0 } else { self.0.max() }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn reset(&mut self) {
+        self.0.reset();
+    }
+
+    /// Adds every value of `other` into this histogram.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        // Both histograms share the same bounds, so adding cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+}
+
+/// Whether a line is a periodic one or the final one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Interval,
+    Summary,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Interval => "interval",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+/// Builds one stats line: `role`, `kind`, `ts_us` (µs since the epoch) and `elapsed_s` first, then the role's
+/// own fields in the order they are added.
+pub struct Line {
+    fields: Map<String, Value>,
+}
+
+impl Line {
+    pub fn new(role: &str, kind: Kind, started: Instant) -> Self {
+        let mut fields = Map::new();
+        fields.insert("role".into(), role.into());
+        fields.insert("kind".into(), kind.as_str().into());
+        fields.insert("ts_us".into(), crate::clock::unix_micros().into());
+        fields.insert(
+            "elapsed_s".into(),
+            round3(started.elapsed().as_secs_f64()).into(),
+        );
+        Line { fields }
+    }
+
+    /// Adds a field.
+    pub fn field(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds `{prefix}_p50_us`, `{prefix}_p99_us` and `{prefix}_max_us` from a histogram.
+    pub fn latency(self, prefix: &str, h: &LatencyHistogram) -> Self {
+        self.field(&format!("{prefix}_p50_us"), h.quantile(0.50))
+            .field(&format!("{prefix}_p99_us"), h.quantile(0.99))
+            .field(&format!("{prefix}_max_us"), h.max())
+    }
+
+    /// Writes the line to stdout and flushes, so that a reader piping it sees every line as it happens.
+    /// A closed stdout (the reader went away) is ignored: stats are a report, not the work.
+    pub fn emit(self) {
+        let mut text = Value::Object(self.fields).to_string();
+        text.push('\n');
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    }
+}
+
+/// A rate in messages (or units) per second over `secs`, rounded to 0.1.
+pub fn rate(count: u64, secs: f64) -> f64 {
+    if secs <= 0.0 {
+        0.0
+    } else {
+        (count as f64 / secs * 10.0).round() / 10.0
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_and_clamping() {
+        let mut h = LatencyHistogram::default();
+        assert_eq!((h.quantile(0.99), h.max()), (0, 0));
+        for v in 1..=1000 {
+            h.record(v);
+        }
+        assert!(
+            (985..=995).contains(&h.quantile(0.99)),
+            "{}",
+            h.quantile(0.99)
+        );
+        h.record(u64::MAX);
+        assert!(h.max() >= MAX_TRACKABLE_US, "clamped, not dropped");
+        assert_eq!(h.len(), 1001);
+    }
+
+    #[test]
+    fn rates_are_per_second() {
+        assert_eq!(rate(1000, 2.0), 500.0);
+        assert_eq!(rate(5, 0.0), 0.0);
+    }
+}
