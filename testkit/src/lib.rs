@@ -1,1 +1,180 @@
+//! Test support shared by the workspace's integration tests: finding the real binaries, running them as
+//! child processes that are always reaped, and reading their JSON stats lines.
+//!
+//! Every process a test starts is owned by a [`Proc`]: killed (SIGKILL) when dropped, so a failing assertion
+//! never leaves a stray consumer behind, and every wait is bounded.
 
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The directory holding the workspace's binaries for the profile this test was built with (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    // Test executables live in target/<profile>/deps/; the binaries one level up.
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test exe has a parent");
+    deps.parent().expect("deps has a parent").to_path_buf()
+}
+
+/// The path of a workspace binary, built beforehand (`cargo build --workspace --bins`, which the test command
+/// does first).
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build every binary first (cargo build --workspace --bins), or run the README's test command",
+        path.display()
+    );
+    path
+}
+
+/// A command for a workspace binary with quiet logs (RUST_LOG=warn unless the test overrides it).
+pub fn command(name: &str) -> Command {
+    let mut cmd = Command::new(bin(name));
+    cmd.env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()));
+    cmd.env_remove("QUEUE_URL");
+    cmd
+}
+
+/// A child process whose stdout lines and stderr are collected, killed when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Starts `cmd`, capturing stdout (as lines) and stderr.
+    pub fn spawn(name: &str, mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().expect("piped stdout");
+        let err = child.stderr.take().expect("piped stderr");
+        let l = lines.clone();
+        let r1 = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        let e = stderr.clone();
+        let r2 = std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = BufReader::new(err).read_to_string(&mut buf);
+            e.lock().unwrap().push_str(&buf);
+        });
+        Proc { name: name.to_string(), child, lines, stderr, readers: vec![r1, r2] }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal (libc::SIGTERM, SIGKILL, …).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Waits for exit, at most `limit`; panics (after killing the process) if it is still running then.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{} did not exit within {limit:?}; stderr:\n{}", self.name, self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Every stdout line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Every stdout line so far, parsed as JSON (panics on a line that is not JSON: stdout is a contract).
+    pub fn stats(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: stdout line is not JSON ({e}): {l}", self.name)))
+            .collect()
+    }
+
+    /// The `"kind":"summary"` line, if written.
+    pub fn summary(&self) -> Option<Value> {
+        self.stats().into_iter().find(|v| v["kind"] == "summary")
+    }
+
+    /// Everything written to stderr so far (complete once the process has exited and been waited for).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds for some stdout line, at most `limit`.
+    pub fn wait_for_line(&self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = self.stats().into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{}: no matching stats line within {limit:?}", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A `sqlite:` queue URL for a file in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite:{}", dir.join("queue.db").display())
+}
+
+/// Field `name` of a stats line as u64 (0 when absent), for terse assertions.
+pub fn u(v: &Value, name: &str) -> u64 {
+    v[name].as_u64().unwrap_or_else(|| panic!("field {name} missing or not a count in {v}"))
+}
