@@ -36,7 +36,10 @@ pub fn bin(name: &str) -> PathBuf {
 /// A command for a workspace binary with quiet logs (RUST_LOG=warn unless the test overrides it).
 pub fn command(name: &str) -> Command {
     let mut cmd = Command::new(bin(name));
-    cmd.env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()));
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     cmd.env_remove("QUEUE_URL");
     cmd
 }
@@ -53,8 +56,12 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd`, capturing stdout (as lines) and stderr.
     pub fn spawn(name: &str, mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let out = child.stdout.take().expect("piped stdout");
@@ -71,7 +78,13 @@ impl Proc {
             let _ = BufReader::new(err).read_to_string(&mut buf);
             e.lock().unwrap().push_str(&buf);
         });
-        Proc { name: name.to_string(), child, lines, stderr, readers: vec![r1, r2] }
+        Proc {
+            name: name.to_string(),
+            child,
+            lines,
+            stderr,
+            readers: vec![r1, r2],
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -99,7 +112,11 @@ impl Proc {
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("{} did not exit within {limit:?}; stderr:\n{}", self.name, self.stderr());
+                panic!(
+                    "{} did not exit within {limit:?}; stderr:\n{}",
+                    self.name,
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -119,7 +136,10 @@ impl Proc {
     pub fn stats(&self) -> Vec<Value> {
         self.lines()
             .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: stdout line is not JSON ({e}): {l}", self.name)))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("{}: stdout line is not JSON ({e}): {l}", self.name))
+            })
             .collect()
     }
 
@@ -140,7 +160,11 @@ impl Proc {
             if let Some(v) = self.stats().into_iter().find(|v| pred(v)) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{}: no matching stats line within {limit:?}", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{}: no matching stats line within {limit:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -176,5 +200,7 @@ pub fn sqlite_url(dir: &Path) -> String {
 
 /// Field `name` of a stats line as u64 (0 when absent), for terse assertions.
 pub fn u(v: &Value, name: &str) -> u64 {
-    v[name].as_u64().unwrap_or_else(|| panic!("field {name} missing or not a count in {v}"))
+    v[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("field {name} missing or not a count in {v}"))
 }

@@ -139,11 +139,15 @@ fn open_connection(path: &Path) -> Result<Connection, QueueError> {
     }
     let mut conn = Connection::open(path).map_err(sqlite_err)?;
     conn.busy_handler(Some(busy_handler)).map_err(sqlite_err)?;
-    // Reading the header is the first thing that fails on a file that is not SQLite.
-    let app_id: i32 = conn
+    // Check and create in one write transaction, so that two processes opening a new file at once cannot see
+    // each other's half-made schema. Reading the header is the first thing that fails on a non-SQLite file.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err)?;
+    let app_id: i32 = tx
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(sqlite_err)?;
-    let tables: i64 = conn
+    let tables: i64 = tx
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
             [],
@@ -161,17 +165,15 @@ fn open_connection(path: &Path) -> Result<Connection, QueueError> {
             detail,
         });
     }
-    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-        .map_err(sqlite_err)?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;")
-        .map_err(sqlite_err)?;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_err)?;
     tx.execute_batch(SCHEMA).map_err(sqlite_err)?;
     tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
         .map_err(sqlite_err)?;
     tx.commit().map_err(sqlite_err)?;
+    // Only now, knowing the file is ours, switch it to WAL (a setting stored in the file).
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .map_err(sqlite_err)?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;")
+        .map_err(sqlite_err)?;
     Ok(conn)
 }
 
