@@ -79,6 +79,7 @@ impl Config {
     /// Checks every input before anything is opened.
     pub fn from_args(args: Args) -> anyhow::Result<Config> {
         let queue_url = args.queue.url()?.to_string();
+        common::queue::QueueUrl::parse(&queue_url)?;
         let work = match args.work {
             Some(w) => w,
             None => match legacy_millis("MSS_CONSUMER_SLEEP_MS").map_err(anyhow::Error::msg)? {

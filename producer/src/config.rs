@@ -81,6 +81,7 @@ impl Config {
     /// Checks every input before anything is opened or sent.
     pub fn from_args(args: Args) -> anyhow::Result<Config> {
         let queue_url = args.queue.url()?.to_string();
+        common::queue::QueueUrl::parse(&queue_url)?;
         let rate = match args.rate {
             Some(rate) => rate,
             None => match legacy_millis("MSS_PRODUCER_SLEEP_MS").map_err(anyhow::Error::msg)? {

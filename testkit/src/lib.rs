@@ -204,3 +204,58 @@ pub fn u(v: &Value, name: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("field {name} missing or not a count in {v}"))
 }
+
+/// Runs one async queue call to completion on a throwaway runtime (tests are synchronous).
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+/// The queue's current depth.
+pub fn depth(url: &str) -> common::queue::Depth {
+    block_on(async { common::queue::open(url).await?.depth().await }).expect("read depth")
+}
+
+/// Publishes raw bodies (foreign ones, say) straight onto the queue.
+pub fn publish_raw(url: &str, bodies: Vec<Vec<u8>>) {
+    block_on(async { common::queue::open(url).await?.publish(bodies).await }).expect("publish");
+}
+
+/// Every entry of every `*.ledger` file in `dir`, read independently of the audit under test.
+pub fn ledger_entries(dir: &Path) -> Vec<common::ledger::Entry> {
+    let mut all = Vec::new();
+    for file in std::fs::read_dir(dir).expect("read ledger dir") {
+        let path = file.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "ledger") {
+            let report = common::ledger::read(&path, |e| all.push(e)).expect("read ledger");
+            assert_eq!(
+                report.malformed,
+                0,
+                "{} has malformed lines",
+                path.display()
+            );
+        }
+    }
+    all
+}
+
+/// Counts what a run lost and duplicated: `sent` confirmed messages (seqs `0..sent`) of one producer against
+/// the ledger entries. Returns (distinct consumed, lost, duplicates, unexpected).
+pub fn tally(entries: &[common::ledger::Entry], sent: u64) -> (u64, u64, u64, u64) {
+    let mut seen = vec![false; sent as usize];
+    let (mut distinct, mut dups, mut unexpected) = (0u64, 0u64, 0u64);
+    for e in entries {
+        match seen.get_mut(e.seq as usize) {
+            Some(s) if !*s => {
+                *s = true;
+                distinct += 1;
+            }
+            Some(_) => dups += 1,
+            None => unexpected += 1,
+        }
+    }
+    (distinct, sent - distinct, dups, unexpected)
+}

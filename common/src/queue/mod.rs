@@ -152,40 +152,57 @@ pub trait Queue: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// Opens the queue a URL names.
+/// A parsed queue URL: which backend, and its settings.
 ///
 /// | URL | backend |
 /// |---|---|
 /// | `sqlite:PATH` or `sqlite://PATH` | embedded queue in a SQLite file (created when missing) |
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueUrl {
+    Sqlite(PathBuf),
+}
+
+impl QueueUrl {
+    /// Parses a queue URL without touching the queue, so that binaries can reject a bad one as a usage error
+    /// before they start.
+    ///
+    /// # Errors
+    /// [`QueueError::InvalidUrl`] for an unknown scheme or a malformed URL.
+    pub fn parse(url: &str) -> Result<QueueUrl, QueueError> {
+        let invalid = |reason: &str| QueueError::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let (scheme, rest) = url.split_once(':').ok_or_else(|| {
+            invalid("no scheme: expected sqlite:PATH (for example sqlite:./queue.db)")
+        })?;
+        match scheme {
+            "sqlite" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.is_empty() {
+                    return Err(invalid(
+                        "no file path: expected sqlite:PATH (for example sqlite:./queue.db)",
+                    ));
+                }
+                Ok(QueueUrl::Sqlite(PathBuf::from(path)))
+            }
+            "nsq" | "azure" => Err(invalid(&format!(
+                "the {scheme} backend is not available in this build yet"
+            ))),
+            other => Err(invalid(&format!(
+                "unknown scheme {other:?}: the schemes this build knows are sqlite"
+            ))),
+        }
+    }
+}
+
+/// Opens the queue a URL names (see [`QueueUrl`] for the forms).
 ///
 /// # Errors
 /// [`QueueError::InvalidUrl`] for an unknown scheme or a malformed URL; the backend's own errors otherwise.
 pub async fn open(url: &str) -> Result<Arc<dyn Queue>, QueueError> {
-    let invalid = |reason: &str| QueueError::InvalidUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    };
-    let (scheme, rest) = url.split_once(':').ok_or_else(|| {
-        invalid("no scheme: expected sqlite:PATH (for example sqlite:./queue.db)")
-    })?;
-    match scheme {
-        "sqlite" => {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            let path = path.split_once('?').map_or(path, |(p, _)| p);
-            if path.is_empty() {
-                return Err(invalid(
-                    "no file path: expected sqlite:PATH (for example sqlite:./queue.db)",
-                ));
-            }
-            let queue = SqliteQueue::open(PathBuf::from(path)).await?;
-            Ok(Arc::new(queue))
-        }
-        "nsq" | "azure" => Err(invalid(&format!(
-            "the {scheme} backend is not available in this build yet"
-        ))),
-        other => Err(invalid(&format!(
-            "unknown scheme {other:?}: the schemes this build knows are sqlite"
-        ))),
+    match QueueUrl::parse(url)? {
+        QueueUrl::Sqlite(path) => Ok(Arc::new(SqliteQueue::open(path).await?)),
     }
 }
 

@@ -1,0 +1,347 @@
+//! Loss and duplicate accounting across real producer and consumer processes sharing one SQLite queue.
+//!
+//! Every test checks the ledgers with its own tally (testkit::tally), independent of the audit command.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use testkit::{Proc, command, depth, eventually, ledger_entries, sqlite_url, tally, u};
+
+fn producer(url: &str, count: u64, rate: u64) -> Command {
+    let mut cmd = command("producer");
+    cmd.args([
+        "--queue",
+        url,
+        "--count",
+        &count.to_string(),
+        "--rate",
+        &rate.to_string(),
+        "--batch",
+        "100",
+    ]);
+    cmd.args(["--size", "200", "--stats-interval", "200ms"]);
+    cmd
+}
+
+fn consumer(url: &str, ledger: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = command("consumer");
+    cmd.args(["--queue", url, "--ledger"])
+        .arg(ledger)
+        .args(["--stats-interval", "100ms"])
+        .args(extra);
+    cmd
+}
+
+/// Waits until every message is acked, then stops the consumers with SIGTERM and checks they exit 0.
+fn drain_and_stop(url: &str, consumers: &mut [Proc], limit: Duration) {
+    assert!(
+        eventually(limit, || depth(url).total() == 0),
+        "queue did not drain: {:?}",
+        depth(url)
+    );
+    for c in consumers.iter() {
+        c.signal(libc::SIGTERM);
+    }
+    for c in consumers.iter_mut() {
+        let status = c.wait(Duration::from_secs(15));
+        assert!(
+            status.success(),
+            "{} exited {status}: {}",
+            c.name,
+            c.stderr()
+        );
+    }
+}
+
+#[test]
+fn one_producer_three_consumers_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut consumers: Vec<Proc> = (0..3)
+        .map(|i| {
+            let ledger = dir.path().join(format!("c{i}.ledger"));
+            Proc::spawn(
+                &format!("consumer{i}"),
+                consumer(&url, &ledger, &["--work", "none", "--max-in-flight", "100"]),
+            )
+        })
+        .collect();
+    let mut p = Proc::spawn("producer", producer(&url, 100_000, 0));
+    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
+    let sent = u(&p.summary().expect("producer summary"), "sent");
+    assert_eq!(sent, 100_000);
+    drain_and_stop(&url, &mut consumers, Duration::from_secs(60));
+
+    let entries = ledger_entries(dir.path());
+    let (consumed, lost, dups, unexpected) = tally(&entries, sent);
+    assert_eq!((consumed, lost, dups, unexpected), (100_000, 0, 0, 0));
+    let acked: u64 = consumers
+        .iter()
+        .map(|c| u(&c.summary().expect("consumer summary"), "acked"))
+        .sum();
+    assert_eq!(acked, 100_000, "acked counts agree with the ledgers");
+    let busy = consumers
+        .iter()
+        .filter(|c| u(&c.summary().unwrap(), "acked") > 0)
+        .count();
+    assert!(
+        busy >= 2,
+        "the consumers shared the work ({busy} of 3 acked anything)"
+    );
+}
+
+#[test]
+fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    // Short lease so the killed consumer's messages come back quickly; slow enough work that it holds many.
+    let args = [
+        "--work",
+        "sleep:2ms",
+        "--max-in-flight",
+        "50",
+        "--lease",
+        "1s",
+    ];
+    let mut consumers: Vec<Proc> = (0..3)
+        .map(|i| {
+            Proc::spawn(
+                &format!("consumer{i}"),
+                consumer(&url, &dir.path().join(format!("c{i}.ledger")), &args),
+            )
+        })
+        .collect();
+    let mut p = Proc::spawn("producer", producer(&url, 100_000, 0));
+    let victim = consumers.remove(0);
+    victim.wait_for_line(Duration::from_secs(30), |v| {
+        v["acked"].as_u64().unwrap_or(0) > 1000 && v["in_flight"].as_u64().unwrap_or(0) > 0
+    });
+    victim.signal(libc::SIGKILL);
+    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
+    let sent = u(&p.summary().unwrap(), "sent");
+    drain_and_stop(&url, &mut consumers, Duration::from_secs(60));
+
+    let entries = ledger_entries(dir.path());
+    let (consumed, lost, dups, unexpected) = tally(&entries, sent);
+    assert_eq!(
+        (consumed, lost, unexpected),
+        (sent, 0, 0),
+        "duplicates: {dups}"
+    );
+    let redelivered: u64 = consumers
+        .iter()
+        .map(|c| u(&c.summary().unwrap(), "redelivered"))
+        .sum();
+    assert!(
+        redelivered > 0,
+        "the killed consumer's leased messages were delivered again and reported"
+    );
+    // A duplicate can only come from the kill landing between a ledger write and its ack: at most one batch.
+    assert!(dups <= 50, "{dups} duplicates");
+    eprintln!("sent {sent}, redelivered {redelivered}, duplicates {dups}");
+}
+
+#[test]
+fn sigterm_finishes_held_messages_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut p = Proc::spawn("producer", producer(&url, 30, 0));
+    assert!(p.wait(Duration::from_secs(20)).success());
+    let ledger = dir.path().join("c0.ledger");
+    let mut c = Proc::spawn(
+        "consumer",
+        consumer(
+            &url,
+            &ledger,
+            &[
+                "--work",
+                "sleep:500ms",
+                "--max-in-flight",
+                "10",
+                "--drain-timeout",
+                "5s",
+            ],
+        ),
+    );
+    c.wait_for_line(Duration::from_secs(10), |v| {
+        v["in_flight"].as_u64() == Some(10)
+    });
+    let signalled = Instant::now();
+    c.signal(libc::SIGTERM);
+    assert!(c.wait(Duration::from_secs(10)).success(), "{}", c.stderr());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "exited within its drain timeout"
+    );
+    let s = c.summary().expect("summary written on SIGTERM");
+    assert_eq!(
+        u(&s, "released"),
+        0,
+        "the held work finished inside the drain timeout"
+    );
+    assert_eq!(u(&s, "acked"), u(&s, "received"));
+    assert_eq!(
+        depth(&url).total(),
+        30 - u(&s, "acked"),
+        "nothing held by the stopped consumer"
+    );
+
+    // A second consumer takes the rest: together they consumed all 30 exactly once.
+    let mut rest = Proc::spawn(
+        "consumer2",
+        consumer(&url, &dir.path().join("c1.ledger"), &["--work", "none"]),
+    );
+    assert!(eventually(Duration::from_secs(20), || depth(&url).total() == 0));
+    rest.signal(libc::SIGTERM);
+    assert!(rest.wait(Duration::from_secs(10)).success());
+    assert_eq!(tally(&ledger_entries(dir.path()), 30), (30, 0, 0, 0));
+}
+
+#[test]
+fn sigterm_releases_what_it_cannot_finish_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut p = Proc::spawn("producer", producer(&url, 5, 0));
+    assert!(p.wait(Duration::from_secs(20)).success());
+    let mut c = Proc::spawn(
+        "consumer",
+        consumer(
+            &url,
+            &dir.path().join("c.ledger"),
+            &[
+                "--work",
+                "sleep:60s",
+                "--max-in-flight",
+                "5",
+                "--drain-timeout",
+                "300ms",
+            ],
+        ),
+    );
+    c.wait_for_line(Duration::from_secs(10), |v| {
+        v["in_flight"].as_u64() == Some(5)
+    });
+    let signalled = Instant::now();
+    c.signal(libc::SIGTERM);
+    assert!(c.wait(Duration::from_secs(5)).success(), "{}", c.stderr());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    let s = c.summary().unwrap();
+    assert_eq!((u(&s, "released"), u(&s, "acked")), (5, 0));
+    let d = depth(&url);
+    assert_eq!(
+        (d.visible, d.in_flight),
+        (5, Some(0)),
+        "released messages are visible at once, not after the lease"
+    );
+}
+
+#[test]
+fn foreign_bodies_are_counted_and_acked_never_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let foreign: Vec<Vec<u8>> = vec![
+        b"6fa459ea-ee8a-3ca4-894e-db77e160355e".to_vec(), // what the original Ruby producer sent
+        vec![0xff, 0x00, 0xfe, 0x01],
+        Vec::new(),
+        b"mw2 from a future version".to_vec(),
+        b"mw1 0123456789abcdef not-a-number".to_vec(),
+    ];
+    testkit::publish_raw(&url, foreign);
+    let mut p = Proc::spawn("producer", producer(&url, 10, 0));
+    assert!(p.wait(Duration::from_secs(20)).success());
+    let mut c = Proc::spawn(
+        "consumer",
+        consumer(
+            &url,
+            &dir.path().join("c.ledger"),
+            &["--work", "none", "--count", "15"],
+        ),
+    );
+    assert!(c.wait(Duration::from_secs(20)).success(), "{}", c.stderr());
+    let s = c.summary().unwrap();
+    assert_eq!(
+        (u(&s, "received"), u(&s, "acked"), u(&s, "foreign")),
+        (15, 15, 5)
+    );
+    assert!(!c.stderr().contains("panicked"));
+    assert_eq!(
+        tally(&ledger_entries(dir.path()), 10),
+        (10, 0, 0, 0),
+        "only envelopes reach the ledger"
+    );
+    assert_eq!(depth(&url).total(), 0);
+}
+
+#[test]
+fn bad_input_is_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(
+        &not_db,
+        "plain text, certainly not SQLite, and long enough to fill a header page....",
+    )
+    .unwrap();
+    let not_db_url = format!("sqlite:{}", not_db.display());
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["--queue", "kafka://broker/topic"],
+            2,
+            "unknown scheme \"kafka\"",
+        ),
+        (&["--queue", &not_db_url], 1, "not a SQLite database"),
+        (
+            &["--queue", "sqlite:q.db", "--lease", "ten"],
+            2,
+            "expected a number with a unit",
+        ),
+        (
+            &["--queue", "sqlite:q.db", "--work", "nap:1s"],
+            2,
+            "unknown kind \"nap\"",
+        ),
+        (
+            &["--queue", "sqlite:q.db", "--max-in-flight", "0"],
+            2,
+            "at least 1",
+        ),
+        (&[], 2, "no queue given"),
+    ];
+    for (args, code, needle) in cases {
+        let mut cmd = command("consumer");
+        cmd.current_dir(dir.path()).args(args);
+        let mut c = Proc::spawn("consumer", cmd);
+        let status = c.wait(Duration::from_secs(10));
+        let err = c.stderr();
+        assert_eq!(status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn legacy_sleep_variable_sets_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut p = Proc::spawn("producer", producer(&url, 4, 0));
+    assert!(p.wait(Duration::from_secs(20)).success());
+    let mut cmd = consumer(
+        &url,
+        &dir.path().join("c.ledger"),
+        &["--count", "4", "--max-in-flight", "1"],
+    );
+    cmd.env("MSS_CONSUMER_SLEEP_MS", "150");
+    let started = Instant::now();
+    let mut c = Proc::spawn("consumer", cmd);
+    assert!(c.wait(Duration::from_secs(20)).success(), "{}", c.stderr());
+    // Four messages one at a time at 150 ms each: at least 600 ms of work.
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(u(&c.summary().unwrap(), "acked"), 4);
+}
