@@ -96,6 +96,9 @@ impl Line {
             "elapsed_s".into(),
             round3(started.elapsed().as_secs_f64()).into(),
         );
+        if kind == Kind::Summary {
+            fields.insert("peak_rss_kib".into(), peak_rss_kib().into());
+        }
         Line { fields }
     }
 
@@ -120,6 +123,16 @@ impl Line {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     }
+}
+
+/// This process's peak resident set size in KiB (`VmHWM`), or `None` where /proc is not available.
+///
+/// Read by the process itself because a parent's `wait4` figure is not this program's own: Linux carries the
+/// high-water mark of the pre-exec image (the parent's, after vfork) across `exec`.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A rate in messages (or units) per second over `secs`, rounded to 0.1.
@@ -154,6 +167,12 @@ mod tests {
         h.record(u64::MAX);
         assert!(h.max() >= MAX_TRACKABLE_US, "clamped, not dropped");
         assert_eq!(h.len(), 1001);
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_proc() {
+        let kib = peak_rss_kib().expect("VmHWM on Linux");
+        assert!(kib > 100 && kib < 10 * 1024 * 1024, "{kib} KiB");
     }
 
     #[test]

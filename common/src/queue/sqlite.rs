@@ -121,7 +121,30 @@ impl SqliteQueue {
     }
 }
 
+/// How long opening keeps retrying while other processes create the file or switch it to WAL.
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// Opens and checks the file, retrying while it is busy: SQLite returns SQLITE_BUSY without calling the busy
+/// handler in a few set-up cases (switching the journal mode while another process opens the same new file).
 fn open_connection(path: &Path) -> Result<Connection, QueueError> {
+    let deadline = Instant::now() + OPEN_RETRY_FOR;
+    loop {
+        match try_open_connection(path) {
+            Err(QueueError::Sqlite { source, .. })
+                if Instant::now() < deadline
+                    && matches!(
+                        source.sqlite_error_code(),
+                        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn try_open_connection(path: &Path) -> Result<Connection, QueueError> {
     let sqlite_err = |source: rusqlite::Error| match source.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => QueueError::NotADatabase {
             path: path.to_path_buf(),
@@ -609,6 +632,23 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("directory"), "{e}");
+    }
+
+    #[test]
+    fn many_openers_of_a_new_file_all_succeed() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("q.db");
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || open_connection(&path).map(|_| ()))
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,322 @@
+//! Benchmark of the embedded (SQLite) backend with the real binaries, and of the binaries themselves.
+//!
+//! Run with `cargo bench -p consumer --bench embedded`. It builds the release binaries, then measures:
+//! 1. End-to-end throughput: 1 producer + 2 consumer processes, 1,000,000 messages of 200 bytes, batch 100,
+//!    zero work, ledgers on; msgs/s from the first send to the last ack, CPU time per message (all three
+//!    processes, from wait4), and the audit (lost must be 0). Target: ≥ 200,000 msgs/s.
+//! 2. Each binary's time from exec to its first message (producer: first confirmed send; consumer: first
+//!    receive from a filled queue; remainder: first work unit), median of 5, and peak RSS (the binary's own
+//!    VmHWM from its summary line).
+//!    Targets: < 50 ms and < 20 MB.
+//! 3. The producer's rate accuracy: `--rate 1000 --duration 10s` holds 1000 ± 1 % in every interval after the
+//!    first, with lateness p99 under 2,000 µs.
+//!
+//! Prints one figure per line and exits 1 when a target is missed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const MESSAGES: u64 = 1_000_000;
+const RUNS: usize = 3;
+
+struct Finished {
+    cpu: Duration,
+    max_rss_kib: u64,
+    lines: Vec<Value>,
+}
+
+/// Starts a binary with stdout to a file; returns its pid. The caller reaps it with [`finish`] (wait4), which
+/// std's `Child::wait` cannot replace because it does not return resource usage.
+#[allow(clippy::zombie_processes)]
+fn spawn(bin: &Path, args: &[&str], out: &Path) -> u32 {
+    let child = Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(File::create(out).expect("create stdout file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    child.id()
+}
+
+/// Waits for a child with wait4, which returns its resource usage.
+fn finish(pid: u32, out: &Path) -> Finished {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and wait4 only writes into the locals we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid as i32, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "pid {pid} failed: status {status}"
+    );
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let lines = std::fs::read_to_string(out)
+        .expect("read stdout")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("stdout is JSON lines"))
+        .collect();
+    let lines: Vec<Value> = lines;
+    // The binary's own VmHWM: wait4's ru_maxrss would include this (larger) bench process's image.
+    let max_rss_kib = lines
+        .iter()
+        .find(|v| v["kind"] == "summary")
+        .and_then(|v| v["peak_rss_kib"].as_u64())
+        .unwrap_or(0);
+    Finished {
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_kib,
+        lines,
+    }
+}
+
+fn summary(f: &Finished) -> &Value {
+    f.lines
+        .iter()
+        .find(|v| v["kind"] == "summary")
+        .expect("summary line")
+}
+
+fn num(v: &Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+fn build_release() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "producer",
+            "-p",
+            "consumer",
+            "-p",
+            "remainder",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --release failed");
+    testkit::bin_dir()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Verdicts(Vec<(String, bool)>);
+
+impl Verdicts {
+    fn check(&mut self, what: String, ok: bool) {
+        println!("{} {what}", if ok { "  ok  " } else { " MISS " });
+        self.0.push((what, ok));
+    }
+}
+
+fn throughput(bins: &Path, v: &mut Verdicts) -> (u64, u64) {
+    let mut rates = Vec::new();
+    let mut cpus = Vec::new();
+    let (mut rss_p, mut rss_c) = (0, 0);
+    for run in 1..=RUNS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("q.db").display());
+        let half = (MESSAGES / 2).to_string();
+        let consumer_args = |i: usize| {
+            let ledger = dir
+                .path()
+                .join(format!("c{i}.ledger"))
+                .display()
+                .to_string();
+            vec![
+                "--queue".to_string(),
+                url.clone(),
+                "--work".into(),
+                "none".into(),
+                "--max-in-flight".into(),
+                "200".into(),
+                "--batch".into(),
+                "100".into(),
+                "--count".into(),
+                half.clone(),
+                "--ledger".into(),
+                ledger,
+            ]
+        };
+        let consumers: Vec<(u32, PathBuf)> = (0..2)
+            .map(|i| {
+                let out = dir.path().join(format!("c{i}.jsonl"));
+                let args = consumer_args(i);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                (spawn(&bins.join("consumer"), &args, &out), out)
+            })
+            .collect();
+        let p_out = dir.path().join("p.jsonl");
+        let count = MESSAGES.to_string();
+        let p = spawn(
+            &bins.join("producer"),
+            &[
+                "--queue", &url, "--rate", "0", "--count", &count, "--batch", "100", "--size",
+                "200",
+            ],
+            &p_out,
+        );
+        let producer = finish(p, &p_out);
+        let consumers: Vec<Finished> = consumers
+            .into_iter()
+            .map(|(pid, out)| finish(pid, &out))
+            .collect();
+        let first_sent = num(summary(&producer), "first_sent_at_us");
+        let last_ack = consumers
+            .iter()
+            .map(|c| num(summary(c), "last_acked_at_us"))
+            .max()
+            .unwrap_or(0);
+        let secs = (last_ack - first_sent) as f64 / 1e6;
+        let rate = MESSAGES as f64 / secs;
+        let cpu = producer.cpu + consumers.iter().map(|c| c.cpu).sum::<Duration>();
+        let cpu_us_per_msg = cpu.as_secs_f64() * 1e6 / MESSAGES as f64;
+        let (consumed, lost, dups, unexpected) = testkit::tally(
+            &testkit::ledger_entries(dir.path()),
+            num(summary(&producer), "sent"),
+        );
+        println!(
+            "run {run}: {rate:.0} msgs/s end to end ({secs:.2} s), CPU {cpu_us_per_msg:.2} µs/msg, consumed {consumed}, lost {lost}, duplicates {dups}, unexpected {unexpected}"
+        );
+        v.check(
+            format!("run {run}: audit lost 0 and no duplicates (lost {lost}, duplicates {dups})"),
+            lost == 0 && dups == 0 && unexpected == 0,
+        );
+        rates.push(rate);
+        cpus.push(cpu_us_per_msg);
+        rss_p = rss_p.max(producer.max_rss_kib);
+        rss_c = rss_c.max(consumers.iter().map(|c| c.max_rss_kib).max().unwrap_or(0));
+    }
+    let rate = median(rates);
+    println!(
+        "end-to-end throughput (median of {RUNS}): {rate:.0} msgs/s; CPU per message (median): {:.2} µs",
+        median(cpus)
+    );
+    v.check(
+        format!("throughput {rate:.0} msgs/s ≥ 200000"),
+        rate >= 200_000.0,
+    );
+    (rss_p, rss_c)
+}
+
+/// Median time from spawn to the binary's first message (or work unit), in ms, and its peak RSS in KiB.
+fn startup(bins: &Path, name: &str, field: &str) -> (f64, u64) {
+    let mut times = Vec::new();
+    let mut rss = 0;
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("q.db").display());
+        if name == "consumer" {
+            let out = dir.path().join("fill.jsonl");
+            let p = spawn(
+                &bins.join("producer"),
+                &["--queue", &url, "--rate", "0", "--count", "100"],
+                &out,
+            );
+            finish(p, &out);
+        }
+        let args: Vec<&str> = match name {
+            "producer" => vec!["--queue", &url, "--rate", "0", "--count", "1"],
+            "consumer" => vec!["--queue", &url, "--work", "none", "--count", "1"],
+            _ => vec!["--threads", "1", "--duration", "300ms"],
+        };
+        let out = dir.path().join("out.jsonl");
+        let spawned_at = common::clock::unix_micros();
+        let pid = spawn(&bins.join(name), &args, &out);
+        let f = finish(pid, &out);
+        let first = num(summary(&f), field);
+        times.push((first.saturating_sub(spawned_at)) as f64 / 1000.0);
+        rss = rss.max(f.max_rss_kib);
+    }
+    (median(times), rss)
+}
+
+fn rate_accuracy(bins: &Path, v: &mut Verdicts) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite:{}", dir.path().join("q.db").display());
+    let out = dir.path().join("p.jsonl");
+    let pid = spawn(
+        &bins.join("producer"),
+        &["--queue", &url, "--rate", "1000", "--duration", "10s"],
+        &out,
+    );
+    let f = finish(pid, &out);
+    let intervals: Vec<&Value> = f.lines.iter().filter(|l| l["kind"] == "interval").collect();
+    let rates: Vec<f64> = intervals
+        .iter()
+        .skip(1)
+        .map(|l| l["rate"].as_f64().unwrap_or(0.0))
+        .collect();
+    let worst = rates
+        .iter()
+        .map(|r| (r - 1000.0).abs() / 10.0)
+        .fold(0.0, f64::max);
+    let p99s: Vec<u64> = intervals
+        .iter()
+        .map(|l| num(l, "lateness_p99_us"))
+        .collect();
+    let total_p99 = num(summary(&f), "lateness_p99_us");
+    println!("producer --rate 1000: interval rates {rates:?}");
+    println!(
+        "producer --rate 1000: lateness p99 per interval {p99s:?} µs, whole run {total_p99} µs"
+    );
+    v.check(
+        format!("every interval after the first within 1000 ± 1 % (worst {worst:.2} %)"),
+        worst <= 1.0 && rates.len() >= 8,
+    );
+    v.check(
+        format!(
+            "lateness p99 under 2000 µs (worst interval {} µs)",
+            p99s.iter().max().unwrap_or(&0)
+        ),
+        p99s.iter().all(|p| *p < 2000) && total_p99 < 2000,
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; there are no other options.
+    let bins = build_release();
+    let mut v = Verdicts(Vec::new());
+    println!(
+        "== embedded backend: 1 producer + 2 consumers, {MESSAGES} × 200 B, batch 100, zero work =="
+    );
+    let (rss_p, rss_c) = throughput(&bins, &mut v);
+    println!("== start to first message, peak RSS ==");
+    for (name, field, rss_run) in [
+        ("producer", "first_sent_at_us", rss_p),
+        ("consumer", "first_received_at_us", rss_c),
+        ("remainder", "first_unit_at_us", 0),
+    ] {
+        let (ms, rss) = startup(&bins, name, field);
+        let rss = rss.max(rss_run);
+        println!(
+            "{name}: first message {ms:.1} ms after exec, peak RSS {:.1} MB",
+            rss as f64 / 1024.0
+        );
+        v.check(
+            format!("{name} start to first message {ms:.1} ms < 50 ms"),
+            ms < 50.0,
+        );
+        v.check(
+            format!("{name} peak RSS {:.1} MB < 20 MB", rss as f64 / 1024.0),
+            rss < 20 * 1024,
+        );
+    }
+    println!("== producer rate accuracy ==");
+    rate_accuracy(&bins, &mut v);
+    let missed = v.0.iter().filter(|(_, ok)| !ok).count();
+    println!("{} passed, {missed} missed", v.0.len() - missed);
+    if missed > 0 {
+        std::process::exit(1);
+    }
+}
