@@ -1,0 +1,174 @@
+//! The local demo: the real `producer`, `consumer`s and `remainder` as child processes sharing an embedded
+//! queue in a temporary directory, a live view, and an audit at the end.
+//!
+//! - [`schedule`]: the `--consumers` schedule (`3,0@10s,6@20s`).
+//! - [`child`]: finding, starting, signalling and reaping the child processes.
+//! - [`supervisor`]: the run itself, phase by phase (run, stop the producer, drain, stop the rest).
+//! - [`console`]: the status line and the per-second JSON line; [`keys`]: `+`, `-`, `q` in a terminal.
+//! - [`report`]: the final summary line and report.
+
+pub mod child;
+pub mod console;
+pub mod keys;
+pub mod report;
+pub mod schedule;
+pub mod supervisor;
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use common::cli::parse_duration;
+use common::work::Work;
+
+pub use schedule::ConsumerSchedule;
+pub use supervisor::run;
+
+/// Run the whole workload on this machine: a producer, consumers and a remainder on an embedded queue.
+///
+/// The demo starts the real binaries (producer, consumer and remainder, found beside this one) as child
+/// processes that share a SQLite queue in a temporary directory, and shows every second the queue depth, the
+/// produce and consume rates, the consumers running, the end-to-end p99 and the remainder's work. After
+/// --duration it stops the producer, lets the consumers drain the queue, stops them, and audits their ledgers
+/// against what the producer sent: every message the queue confirmed must have been consumed. No server is
+/// needed.
+///
+/// Keys, when run in a terminal: + adds a consumer, - removes one, q or Ctrl-C stops (press again to skip the
+/// drain). SIGINT and SIGTERM stop it too.
+///
+/// Stdout carries JSON lines only: {"role":"demo","kind":"interval",...} every second and one
+/// {"role":"demo","kind":"summary",...} at the end. The live view and the report go to stderr; each child's
+/// logs go to a file in the temporary directory (RUST_LOG is passed on). Exit status: 0 when no message was
+/// lost, 1 when some were or the demo failed, 2 for bad usage.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub struct Args {
+    /// Messages per second the producer sends; 0 sends as fast as the queue accepts.
+    #[arg(long, default_value_t = 100.0, value_name = "MSGS_PER_S")]
+    pub rate: f64,
+
+    /// Size of each message body in bytes; bodies never shrink below the envelope (about 70 bytes).
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub size: usize,
+
+    /// How long the producer runs; then the demo drains the queue and stops.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Duration,
+
+    /// Consumers to run: a count, or a schedule such as 3,0@10s,6@20s.
+    ///
+    /// A schedule gives the count at the start, then COUNT@TIME steps from the demo's start: 3,0@10s,6@20s runs
+    /// 3 consumers, none from 10 s (the backlog grows), 6 from 20 s. Removing a consumer sends it SIGTERM (it
+    /// drains what it holds and exits); adding one starts a new process with its own ledger. At most 64.
+    #[arg(long, default_value = "3", value_name = "N|SCHEDULE")]
+    pub consumers: ConsumerSchedule,
+
+    /// Work each consumer does per message: none, sleep:DURATION (no CPU) or cpu:DURATION (CPU time).
+    ///
+    /// With the defaults (25 ms of sleep, one message at a time) a consumer takes about 35 messages/s, so 3
+    /// consumers just keep up with 100 messages/s: press - to watch the backlog grow, + to drain it.
+    #[arg(long, default_value = "sleep:25ms", value_name = "SPEC")]
+    pub work: Work,
+
+    /// Messages each consumer works on at once.
+    #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N")]
+    pub max_in_flight: NonZeroUsize,
+
+    /// Do not run the remainder (the low-priority task that fills spare CPU).
+    #[arg(long)]
+    pub no_remainder: bool,
+
+    /// Worker threads of the remainder.
+    #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N", conflicts_with = "no_remainder")]
+    pub remainder_threads: NonZeroUsize,
+
+    /// After the producer stops, how long consumers may take to empty the queue before they are stopped anyway.
+    ///
+    /// Messages still in the queue then count as lost in the audit.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Duration,
+
+    /// Keep the temporary directory (queue, ledgers, logs) and print its path.
+    ///
+    /// It is also kept, whatever this flag says, when the demo fails, so that the logs can be read.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Directory holding the producer, consumer and remainder binaries [default: the demo's own directory].
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// A validated demo run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub rate: f64,
+    pub size: usize,
+    pub duration: Duration,
+    pub consumers: ConsumerSchedule,
+    pub work: Work,
+    pub max_in_flight: NonZeroUsize,
+    /// Remainder threads, `None` for no remainder.
+    pub remainder_threads: Option<NonZeroUsize>,
+    pub drain_timeout: Duration,
+    pub keep: bool,
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Checks what clap cannot.
+    ///
+    /// # Errors
+    /// A message for the user, for a value out of range.
+    pub fn from_args(args: Args) -> Result<Config, String> {
+        if !args.rate.is_finite() || args.rate < 0.0 {
+            return Err(format!(
+                "--rate must be a number of messages per second, 0 or more (got {})",
+                args.rate
+            ));
+        }
+        if args.duration.is_zero() {
+            return Err("--duration must be more than 0 (e.g. 20s)".into());
+        }
+        Ok(Config {
+            rate: args.rate,
+            size: args.size,
+            duration: args.duration,
+            consumers: args.consumers,
+            work: args.work,
+            max_in_flight: args.max_in_flight,
+            remainder_threads: (!args.no_remainder).then_some(args.remainder_threads),
+            drain_timeout: args.drain_timeout,
+            keep: args.keep,
+            bin_dir: args.bin_dir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_args(Args::parse_from(["demo"])).unwrap();
+        assert_eq!(c.rate, 100.0);
+        assert_eq!(c.duration, Duration::from_secs(20));
+        assert_eq!(c.consumers.initial, 3);
+        assert_eq!(c.work, Work::Sleep(Duration::from_millis(25)));
+        assert_eq!(c.max_in_flight.get(), 1);
+        assert_eq!(c.remainder_threads.map(NonZeroUsize::get), Some(1));
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        let c = Config::from_args(Args::parse_from(["demo", "--no-remainder"])).unwrap();
+        assert_eq!(c.remainder_threads, None);
+        let e = Config::from_args(Args::parse_from(["demo", "--rate=-1"])).unwrap_err();
+        assert!(e.contains("--rate"), "{e}");
+    }
+}

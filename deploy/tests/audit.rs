@@ -1,0 +1,216 @@
+//! The real `audit` binary on hand-made producer stats and ledgers, and on what the real producer and consumer
+//! write. Build every binary first: `cargo build --workspace --bins`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use testkit::{Proc, u};
+
+const RUN: &str = "9f3a0c2e4b1d7a65";
+
+fn audit(args: &[&str]) -> Proc {
+    let mut cmd = testkit::command("audit");
+    cmd.args(args);
+    Proc::spawn("audit", cmd)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+fn producer_line(kind: &str, producer_id: u32, sent: u64) -> String {
+    format!(
+        r#"{{"role":"producer","kind":"{kind}","ts_us":1,"elapsed_s":1.0,"run_id":"{RUN}","producer_id":{producer_id},"sent":{sent},"errors":0,"rate":10.0}}"#
+    )
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn a_known_loss_and_duplicate_are_reported_and_exit_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = dir.path().join("producer.jsonl");
+    write(
+        &producer,
+        &format!(
+            "{}\n{}\n",
+            producer_line("interval", 7, 4),
+            producer_line("summary", 7, 10)
+        ),
+    );
+    let ledgers = dir.path().join("ledgers");
+    std::fs::create_dir(&ledgers).expect("mkdir");
+    // Seq 7 is lost, seq 2 is acked twice (once by each consumer), one entry is from another run, and the
+    // second consumer was killed mid-write.
+    let a: String = (0..5).map(|s| format!("{RUN} 7 {s}\n")).collect();
+    let b: String = [2, 5, 6, 8, 9]
+        .iter()
+        .map(|s| format!("{RUN} 7 {s}\n"))
+        .collect::<String>()
+        + "00000000000000aa 7 0\n"
+        + &format!("{RUN} 7 ");
+    write(&ledgers.join("consumer-1.ledger"), &a);
+    write(&ledgers.join("consumer-2.ledger"), &b);
+    write(&ledgers.join("README.txt"), "not a ledger");
+
+    let mut p = audit(&[
+        "--producer",
+        path_str(&producer),
+        "--ledger",
+        path_str(&ledgers),
+    ]);
+    let status = p.wait(Duration::from_secs(10));
+    let stderr = p.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let s = p.summary().expect("a summary line");
+    assert_eq!(s["role"], "audit");
+    assert_eq!(
+        [
+            "produced",
+            "consumed",
+            "lost",
+            "duplicates",
+            "unexpected",
+            "malformed_ledger_lines"
+        ]
+        .map(|f| u(&s, f)),
+        [10, 9, 1, 1, 1, 1],
+        "{s}"
+    );
+    assert!(stderr.contains("lost seqs: 7"), "{stderr}");
+    assert!(stderr.contains(RUN), "the table names the run: {stderr}");
+}
+
+#[test]
+fn a_killed_producer_is_audited_from_its_last_interval_with_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p1 = dir.path().join("p1.jsonl");
+    let p2 = dir.path().join("p2.jsonl");
+    write(&p1, &(producer_line("summary", 1, 3) + "\n"));
+    write(&p2, &(producer_line("interval", 2, 2) + "\n"));
+    let ledger = dir.path().join("c.ledger");
+    write(
+        &ledger,
+        &format!("{RUN} 1 0\n{RUN} 1 1\n{RUN} 1 2\n{RUN} 2 0\n{RUN} 2 1\n"),
+    );
+    let mut p = audit(&[
+        "--producer",
+        path_str(&p1),
+        path_str(&p2),
+        "--ledger",
+        path_str(&ledger),
+    ]);
+    let status = p.wait(Duration::from_secs(10));
+    let stderr = p.stderr();
+    assert!(status.success(), "{stderr}");
+    let s = p.summary().expect("a summary line");
+    assert_eq!((u(&s, "produced"), u(&s, "lost")), (5, 0), "{s}");
+    assert!(
+        stderr.contains("wrote no summary") && stderr.contains("p2.jsonl"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_usage_and_missing_files_exit_2_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = dir.path().join("p.jsonl");
+    write(&producer, &(producer_line("summary", 1, 1) + "\n"));
+    let missing = dir.path().join("nope.ledger");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let not_stats = dir.path().join("notes.txt");
+    write(&not_stats, "hello\n");
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--producer", path_str(&producer)],
+            "--ledger".to_string(),
+        ),
+        (
+            vec![
+                "--producer",
+                path_str(&producer),
+                "--ledger",
+                path_str(&missing),
+            ],
+            format!("cannot read ledger {}", missing.display()),
+        ),
+        (
+            vec![
+                "--producer",
+                path_str(&missing),
+                "--ledger",
+                path_str(&empty),
+            ],
+            format!("cannot read producer stats {}", missing.display()),
+        ),
+        (
+            vec![
+                "--producer",
+                path_str(&producer),
+                "--ledger",
+                path_str(&empty),
+            ],
+            "no *.ledger files".to_string(),
+        ),
+        (
+            vec![
+                "--producer",
+                path_str(&not_stats),
+                "--ledger",
+                path_str(&missing),
+            ],
+            "no producer stats lines".to_string(),
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut p = audit(&args);
+        let status = p.wait(Duration::from_secs(10));
+        let stderr = p.stderr();
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&needle), "{args:?}: {needle} in {stderr}");
+        assert!(p.lines().is_empty(), "{args:?}: nothing on stdout");
+    }
+}
+
+#[test]
+fn what_the_real_producer_and_consumer_write_audits_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = testkit::sqlite_url(dir.path());
+    let mut producer = testkit::command("producer");
+    producer.args(["--queue", &url, "--rate", "0", "--count", "300"]);
+    let mut producer = Proc::spawn("producer", producer);
+    assert!(producer.wait(Duration::from_secs(20)).success());
+    let stats = dir.path().join("producer.jsonl");
+    write(&stats, &(producer.lines().join("\n") + "\n"));
+    let ledger = dir.path().join("c.ledger");
+    let mut consumer = testkit::command("consumer");
+    consumer.args([
+        "--queue",
+        &url,
+        "--work",
+        "none",
+        "--count",
+        "300",
+        "--ledger",
+        path_str(&ledger),
+    ]);
+    let mut consumer = Proc::spawn("consumer", consumer);
+    assert!(consumer.wait(Duration::from_secs(20)).success());
+
+    let mut p = audit(&[
+        "--producer",
+        path_str(&stats),
+        "--ledger",
+        path_str(&ledger),
+    ]);
+    let status = p.wait(Duration::from_secs(10));
+    assert!(status.success(), "{}", p.stderr());
+    let s = p.summary().expect("a summary line");
+    assert_eq!(
+        (u(&s, "produced"), u(&s, "consumed"), u(&s, "lost")),
+        (300, 300, 0)
+    );
+}

@@ -1,0 +1,279 @@
+//! The real `demo` binary, run non-interactively (stdin is not a terminal), starting the real producer,
+//! consumers and remainder. Build every binary first: `cargo build --workspace --bins`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::{Proc, u};
+
+/// The fields of every demo interval line, in the README's stats contract.
+const INTERVAL_FIELDS: &[&str] = &[
+    "depth",
+    "in_flight",
+    "produce_rate",
+    "consume_rate",
+    "consumers",
+    "e2e_p99_us",
+    "remainder_units_per_s",
+];
+
+/// The fields of the demo's summary line.
+const SUMMARY_FIELDS: &[&str] = &[
+    "produced",
+    "consumed",
+    "lost",
+    "duplicates",
+    "e2e_p50_us",
+    "e2e_p99_us",
+    "e2e_max_us",
+    "duration_s",
+    "consumers_max",
+];
+
+fn demo(args: &[&str]) -> Proc {
+    let mut cmd = testkit::command("demo");
+    cmd.args(args);
+    Proc::spawn("demo", cmd)
+}
+
+fn intervals(p: &Proc) -> Vec<Value> {
+    p.stats()
+        .into_iter()
+        .filter(|v| v["role"] == "demo" && v["kind"] == "interval")
+        .collect()
+}
+
+/// The directory the demo printed as kept ("files      /tmp/queue-demo-…" or "files are kept in …").
+fn kept_dir(stderr: &str) -> PathBuf {
+    let start = stderr
+        .find("/queue-demo-")
+        .and_then(|i| stderr[..i].rfind(char::is_whitespace).map(|s| s + 1))
+        .unwrap_or_else(|| panic!("no kept directory in stderr:\n{stderr}"));
+    let rest = &stderr[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == ':' || c == ')')
+        .unwrap_or(rest.len());
+    PathBuf::from(&rest[..end])
+}
+
+/// Removes a directory the demo kept, even when an assertion fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Processes whose command line mentions `needle`: the demo's children, if any are left.
+fn processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_short_demo_consumes_everything_it_produced() {
+    // Two consumers taking 4 messages at a time keep up with 200/s, so the test does not wait on a long drain.
+    let mut p = demo(&[
+        "--duration",
+        "4s",
+        "--rate",
+        "200",
+        "--consumers",
+        "2",
+        "--max-in-flight",
+        "4",
+    ]);
+    let status = p.wait(Duration::from_secs(30));
+    let stderr = p.stderr();
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    let summary = p.summary().expect("a summary line");
+    assert_eq!(summary["role"], "demo");
+    for f in SUMMARY_FIELDS {
+        assert!(summary.get(f).is_some(), "{f} missing in {summary}");
+    }
+    assert!(u(&summary, "produced") > 0, "{summary}");
+    assert_eq!(u(&summary, "lost"), 0, "{summary}\n{stderr}");
+    assert_eq!(
+        u(&summary, "consumed"),
+        u(&summary, "produced"),
+        "{summary}"
+    );
+    assert_eq!(u(&summary, "consumers_max"), 2, "{summary}");
+    // 4 s at 200/s is 800 messages: the producer times its own run. A little less only if it started so late
+    // (a loaded machine) that the demo's SIGTERM came first.
+    assert!((700..=800).contains(&u(&summary, "produced")), "{summary}");
+    let lines = intervals(&p);
+    assert!(lines.len() >= 3, "one interval line per second: {lines:?}");
+    for l in &lines {
+        for f in INTERVAL_FIELDS {
+            assert!(l.get(f).is_some(), "{f} missing in {l}");
+        }
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["produce_rate"].as_f64() > Some(100.0)),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["remainder_units_per_s"].as_f64() > Some(0.0)),
+        "the remainder ran: {lines:?}"
+    );
+    // The summary is the last stdout line, and stdout holds nothing but JSON lines (Proc::stats checks).
+    assert_eq!(p.stats().last(), Some(&summary));
+    assert!(
+        stderr.contains("OK: every message"),
+        "human report on stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_consumer_schedule_changes_the_consumer_count() {
+    let mut p = demo(&[
+        "--duration",
+        "4s",
+        "--consumers",
+        "2,0@1s,3@2s",
+        "--no-remainder",
+        "--keep",
+    ]);
+    let status = p.wait(Duration::from_secs(30));
+    let stderr = p.stderr();
+    let dir = kept_dir(&stderr);
+    let _cleanup = RemoveOnDrop(dir.clone());
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    let counts: Vec<u64> = intervals(&p).iter().map(|l| u(l, "consumers")).collect();
+    // 2 at first, 0 once the first step applied, 3 after the second, in that order.
+    let first_zero = counts.iter().position(|&c| c == 0);
+    let first_three = counts.iter().position(|&c| c == 3);
+    assert_eq!(counts.first(), Some(&2), "{counts:?}");
+    assert!(
+        matches!((first_zero, first_three), (Some(z), Some(t)) if z < t),
+        "{counts:?}"
+    );
+    let summary = p.summary().expect("a summary line");
+    assert_eq!(u(&summary, "lost"), 0, "{summary}\n{stderr}");
+    assert_eq!(u(&summary, "consumers_max"), 3, "{summary}");
+    assert!(u(&summary, "produced") > 0, "{summary}");
+    // Every consumer ever started had its own ledger: 2 at first, then 3 new ones.
+    let mut ledgers: Vec<String> = std::fs::read_dir(dir.join("ledgers"))
+        .expect("kept ledgers")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    ledgers.sort();
+    assert_eq!(
+        ledgers,
+        (1..=5)
+            .map(|k| format!("consumer-{k}.ledger"))
+            .collect::<Vec<_>>()
+    );
+    assert!(dir.join("logs").join("producer.log").exists());
+}
+
+#[test]
+fn bad_usage_exits_2_with_a_clear_message() {
+    for (args, needle) in [
+        (
+            &["--consumers", "3,x@"][..],
+            "invalid consumer schedule \"3,x@\"",
+        ),
+        (&["--bogus"][..], "unexpected argument '--bogus'"),
+        (&["--work", "nap:1s"][..], "invalid work spec"),
+        (&["--duration", "ten"][..], "invalid duration"),
+        (
+            &["--no-remainder", "--remainder-threads", "2"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let mut p = demo(args);
+        let status = p.wait(Duration::from_secs(10));
+        let stderr = p.stderr();
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(p.lines().is_empty(), "{args:?}: nothing on stdout");
+    }
+    let mut p = demo(&["--consumers", "3,x@"]);
+    p.wait(Duration::from_secs(10));
+    assert!(
+        p.stderr().contains("3,0@10s,6@20s"),
+        "the error shows the syntax: {}",
+        p.stderr()
+    );
+}
+
+#[test]
+fn missing_binaries_say_how_to_build_them() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let dir = empty.path().to_str().expect("utf-8 temp path");
+    let mut p = demo(&["--bin-dir", dir]);
+    let status = p.wait(Duration::from_secs(10));
+    let stderr = p.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("build all binaries first: cargo build --release"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("{dir}/producer")), "{stderr}");
+}
+
+#[test]
+fn a_failing_child_stops_the_demo_and_shows_its_log() {
+    // A producer that fails at once, beside the real consumer and remainder.
+    let bins = tempfile::tempdir().expect("tempdir");
+    let fake = bins.path().join("producer");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'fake producer: cannot reach the queue' >&2\nsleep 0.5\nexit 3\n",
+    )
+    .expect("write fake producer");
+    let mut perms = std::fs::metadata(&fake).expect("metadata").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&fake, perms).expect("chmod");
+    for real in ["consumer", "remainder"] {
+        std::os::unix::fs::symlink(testkit::bin(real), bins.path().join(real)).expect("symlink");
+    }
+    let mut p = demo(&[
+        "--bin-dir",
+        bins.path().to_str().expect("utf-8 temp path"),
+        "--duration",
+        "20s",
+    ]);
+    let status = p.wait(Duration::from_secs(20));
+    let stderr = p.stderr();
+    let dir = kept_dir(&stderr);
+    let _cleanup = RemoveOnDrop(dir.clone());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("producer exited unexpectedly (exit status: 3)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fake producer: cannot reach the queue"),
+        "the log tail: {stderr}"
+    );
+    assert!(
+        p.summary().is_none(),
+        "no summary for a failed demo: {:?}",
+        p.lines()
+    );
+    // The consumers and the remainder it had started are gone with it (their command lines name the binary
+    // directory; the consumers' also name the demo's directory).
+    let mut left = processes_mentioning(bins.path());
+    left.extend(processes_mentioning(&dir));
+    assert!(left.is_empty(), "left running: {left:?}");
+}
