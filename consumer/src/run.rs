@@ -55,6 +55,8 @@ struct Held {
     receipt: Receipt,
     /// The ledger entry, `None` for a foreign body.
     entry: Option<Entry>,
+    /// The producer's send time (µs since the epoch), for the end-to-end latency taken at the ack.
+    sent_us: Option<u64>,
     /// Work finished (it waits for the ledger and the ack).
     done: bool,
 }
@@ -269,17 +271,18 @@ impl Consumer {
         if d.deliveries > 1 {
             self.counts.redelivered += 1;
         }
-        let (entry, work) = match Envelope::decode(&d.body) {
+        let (entry, sent_us, work) = match Envelope::decode(&d.body) {
             Ok(env) => {
-                let e2e = now_us.saturating_sub(env.sent_us);
-                self.e2e.record(e2e);
-                self.e2e_interval.record(e2e);
                 let entry = Entry {
                     run_id: env.run_id,
                     producer_id: env.producer_id,
                     seq: env.seq,
                 };
-                (Some(entry), env.work.unwrap_or(self.config.work))
+                (
+                    Some(entry),
+                    Some(env.sent_us),
+                    env.work.unwrap_or(self.config.work),
+                )
             }
             Err(e) => {
                 self.counts.foreign += 1;
@@ -288,7 +291,7 @@ impl Consumer {
                         String::from_utf8_lossy(&d.body[..d.body.len().min(40)]).into_owned();
                     tracing::warn!(reason = %e, preview, "foreign message: acked and counted, not worked on");
                 }
-                (None, Work::None)
+                (None, None, Work::None)
             }
         };
         let key = self.next_key;
@@ -298,6 +301,7 @@ impl Consumer {
             Held {
                 receipt: d.receipt,
                 entry,
+                sent_us,
                 done: false,
             },
         );
@@ -352,12 +356,19 @@ impl Consumer {
         if self.to_ack.is_empty() {
             return;
         }
+        // End to end = from the producer's send to the confirmed ack: queueing, delivery, work and ack, the
+        // whole time a message costs. (A message whose ack was refused was still processed; it counts too.)
+        let now_us = unix_micros();
         for key in self.to_ack.drain(..) {
-            self.held.remove(&key);
+            if let Some(sent_us) = self.held.remove(&key).and_then(|h| h.sent_us) {
+                let e2e = now_us.saturating_sub(sent_us);
+                self.e2e.record(e2e);
+                self.e2e_interval.record(e2e);
+            }
         }
         self.counts.acked += outcome.acked;
         self.counts.lease_lost += outcome.lease_lost;
-        self.counts.last_acked_at_us = Some(unix_micros());
+        self.counts.last_acked_at_us = Some(now_us);
         if outcome.lease_lost > 0 {
             tracing::warn!(
                 lease_lost = outcome.lease_lost,

@@ -198,7 +198,7 @@ pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("queue.db").display())
 }
 
-/// Field `name` of a stats line as u64 (0 when absent), for terse assertions.
+/// Field `name` of a stats line as u64, for terse assertions; panics when it is absent or not a count.
 pub fn u(v: &Value, name: &str) -> u64 {
     v[name]
         .as_u64()
