@@ -1,0 +1,127 @@
+//! One run of the remainder: calibrate, start the filler, write stats lines until a signal or `--duration`
+//! stops it, then write the summary.
+//!
+//! The runtime thread that runs this stays at normal priority while the workers drop to the lowest, so stats
+//! lines and the reaction to SIGTERM stay timely however busy the machine is.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use common::shutdown::Shutdown;
+use common::stats::{Kind, Line, rate};
+use tokio::time::MissedTickBehavior;
+
+use crate::filler::{self, Mode, Pool};
+
+/// The role name in every stats line.
+const ROLE: &str = "remainder";
+
+/// How long a stop waits for the workers to finish their current unit. Units take about 1 ms, so this only
+/// runs out for workers the scheduler is not running at all; it keeps the exit well within 100 ms of the signal.
+const STOP_GRACE: Duration = Duration::from_millis(50);
+
+/// Everything a run needs, resolved from the command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub threads: NonZeroUsize,
+    pub mode: Mode,
+    pub stats_interval: Duration,
+    /// Stop by itself this long after the workers start.
+    pub duration: Option<Duration>,
+}
+
+/// Runs until SIGTERM/SIGINT or the configured duration, then writes the summary line.
+///
+/// # Errors
+/// When the signal handlers cannot be installed or the worker threads cannot be started.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Signals first, so that a SIGTERM that arrives while calibrating still ends in a clean exit and a summary.
+    let shutdown =
+        Shutdown::from_signals().context("cannot install the SIGTERM/SIGINT handlers")?;
+    let calibration = match config.mode {
+        // Calibrating blocks this runtime thread for about 0.1 s; nothing else needs it yet (a signal that
+        // arrives meanwhile is recorded and acted on right after).
+        Mode::Cpu => {
+            let c = filler::calibrate(filler::UNIT_TARGET);
+            tracing::info!(
+                "calibrated work unit: {} iterations, {} µs of CPU each",
+                c.iterations,
+                c.unit.as_micros()
+            );
+            Some(c)
+        }
+        Mode::Sleep => None,
+    };
+    let started = Instant::now();
+    let pool = Pool::start(config.threads, calibration).with_context(|| {
+        format!(
+            "cannot start {} filler threads (try fewer with --threads)",
+            config.threads
+        )
+    })?;
+    tracing::info!(
+        "filling spare CPU: mode {}, {} thread(s){}",
+        config.mode.as_str(),
+        pool.threads(),
+        config
+            .duration
+            .map(|d| format!(", for {}", humantime::format_duration(d)))
+            .unwrap_or_default()
+    );
+
+    report_until_stopped(&pool, &config, started, &shutdown).await;
+
+    let elapsed = started.elapsed();
+    let priority = pool.priority();
+    let threads = pool.threads();
+    let stopped = pool.stop(STOP_GRACE);
+    Line::new(ROLE, Kind::Summary, started)
+        .field("units", stopped.units)
+        .field("units_per_s", rate(stopped.units, elapsed.as_secs_f64()))
+        .field("threads", threads)
+        .field("mode", config.mode.as_str())
+        .field("priority", priority.as_str())
+        .field("unit_us", calibration.map(|c| c.unit.as_micros() as u64))
+        .field("first_unit_at_us", stopped.first_unit_at_us)
+        .emit();
+    Ok(())
+}
+
+/// Writes an interval line every `stats_interval` until a stop is requested or the duration has passed.
+async fn report_until_stopped(pool: &Pool, config: &Config, started: Instant, shutdown: &Shutdown) {
+    let period = config.stats_interval;
+    let start = tokio::time::Instant::from_std(started);
+    // The first tick one period after the start (not at once): an interval line reports a whole interval.
+    let mut ticker = tokio::time::interval_at(start + period, period);
+    // After a stall, carry on from now rather than writing a burst of catch-up lines.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let until_done = async {
+        match config.duration {
+            Some(d) => tokio::time::sleep_until(start + d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_done);
+    let (mut last_at, mut last_units) = (started, 0);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.requested() => return,
+            () = &mut until_done => {
+                tracing::info!("--duration reached: stopping");
+                return;
+            }
+            _ = ticker.tick() => {
+                let (now, units) = (Instant::now(), pool.units());
+                Line::new(ROLE, Kind::Interval, started)
+                    .field("units", units)
+                    .field("units_per_s", rate(units - last_units, (now - last_at).as_secs_f64()))
+                    .field("threads", pool.threads())
+                    .field("mode", config.mode.as_str())
+                    .emit();
+                (last_at, last_units) = (now, units);
+            }
+        }
+    }
+}
