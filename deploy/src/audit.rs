@@ -1,19 +1,23 @@
 //! The audit: did every message a producer sent get consumed, and how many were consumed twice?
 //!
-//! Inputs are what the binaries already write: each producer's stats lines (its `summary` says how many
-//! messages the queue confirmed, and a producer's confirmed sequence numbers are exactly `0..sent`) and each
-//! consumer's ledger (one `RUN PRODUCER SEQ` line per acked message, see [`common::ledger`]).
+//! Inputs are what the binaries already write: each producer's stats lines and each consumer's ledger (one
+//! `RUN PRODUCER SEQ` line per acked message, see [`common::ledger`]). A producer's summary says which
+//! sequence numbers the queue confirmed: `0..seq_end` except its `unconfirmed_ranges` (batches still failing
+//! when it was stopped, which may or may not have reached the queue); `sent` counts them. Lines from before
+//! `seq_end` existed mean `0..sent`.
 //!
-//! Per (run, producer) a bitset over `0..sent` marks the sequence numbers seen in any ledger. From it:
+//! Per (run, producer) a bitset over `0..seq_end` marks the sequence numbers seen in any ledger. From it:
 //! - `produced`: the sum of `sent`;
-//! - `consumed`: distinct ledger entries inside some producer's `0..sent`;
+//! - `consumed`: distinct ledger entries among some producer's confirmed sequence numbers;
+//! - `unconfirmed_consumed`: distinct entries among unconfirmed ones (they did reach the queue: not lost, and
+//!   not unexpected either);
 //! - `lost = produced − consumed`: confirmed sends no ledger has;
 //! - `duplicates = ledger entries − distinct ledger entries`: at-least-once deliveries processed again;
 //! - `unexpected`: distinct entries outside every producer's range (another run, a producer file that was left
 //!   out, or a send the producer never saw confirmed);
 //! - `malformed_ledger_lines`: lines that are not `RUN PRODUCER SEQ` (a consumer killed mid-write).
 //!
-//! So `ledger entries = consumed + unexpected + duplicates`, whatever the input.
+//! So `ledger entries = consumed + unconfirmed_consumed + unexpected + duplicates`, whatever the input.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -36,8 +40,12 @@ const MISSING_RANGES_SHOWN: usize = 5;
 pub struct ProducerRecord {
     pub run_id: u64,
     pub producer_id: u32,
-    /// Messages the queue confirmed: sequence numbers `0..sent`.
+    /// How many messages the queue confirmed.
     pub sent: u64,
+    /// Sequence numbers handed out: `0..seq_end` (equal to `sent` when nothing was left unconfirmed).
+    pub seq_end: u64,
+    /// Batches the producer gave up at a stop, still unconfirmed.
+    pub unconfirmed: Vec<Range<u64>>,
     /// False when the producer wrote no summary (it was killed) and its last interval line stood in.
     pub from_summary: bool,
     /// Where the record came from, for messages (a file name, or "producer" in the demo).
@@ -130,10 +138,30 @@ pub fn records_from_lines(
             .and_then(|p| u32::try_from(p).ok())
             .ok_or_else(|| bad("producer_id"))?;
         let sent = v["sent"].as_u64().ok_or_else(|| bad("sent"))?;
+        let seq_end = match &v["seq_end"] {
+            Value::Null => sent,
+            other => other
+                .as_u64()
+                .filter(|e| *e >= sent)
+                .ok_or_else(|| bad("seq_end"))?,
+        };
+        let mut unconfirmed = Vec::new();
+        if let Some(ranges) = v["unconfirmed_ranges"].as_array() {
+            for r in ranges {
+                let (first, n) = (r[0].as_u64(), r[1].as_u64());
+                let (Some(first), Some(n)) = (first, n) else {
+                    return Err(bad("unconfirmed_ranges"));
+                };
+                let end = first.checked_add(n).filter(|end| *end <= seq_end);
+                unconfirmed.push(first..end.ok_or_else(|| bad("unconfirmed_ranges"))?);
+            }
+        }
         let record = ProducerRecord {
             run_id,
             producer_id,
             sent,
+            seq_end,
+            unconfirmed,
             from_summary,
             source: source_name.to_string(),
         };
@@ -225,6 +253,7 @@ struct Tally {
     record: ProducerRecord,
     seen: Vec<u64>,
     distinct: u64,
+    unconfirmed_consumed: u64,
     duplicates: u64,
 }
 
@@ -241,37 +270,46 @@ impl Tally {
         new
     }
 
+    fn is_unconfirmed(&self, seq: u64) -> bool {
+        self.record.unconfirmed.iter().any(|r| r.contains(&seq))
+    }
+
+    /// Neither seen nor excused: a confirmed send no ledger has.
+    fn is_lost(&self, seq: u64) -> bool {
+        !self.is_seen(seq) && !self.is_unconfirmed(seq)
+    }
+
     fn is_seen(&self, seq: u64) -> bool {
         self.seen
             .get((seq / 64) as usize)
             .is_some_and(|w| w & (1 << (seq % 64)) != 0)
     }
 
-    /// The first few ranges of `0..sent` no ledger had, and how many ranges there are in all.
+    /// The first few ranges of confirmed sequence numbers no ledger had, and how many ranges there are in all.
     fn missing(&self) -> (Vec<Range<u64>>, u64) {
         let mut shown = Vec::new();
         let mut total = 0u64;
         let mut seq = 0u64;
-        let sent = self.record.sent;
-        while seq < sent {
+        let end = self.record.seq_end;
+        while seq < end {
             // Skip whole words that are full, so a clean run of millions costs little.
             let word = (seq / 64) as usize;
             if seq % 64 == 0 && self.seen.get(word) == Some(&u64::MAX) {
                 seq += 64;
                 continue;
             }
-            if self.is_seen(seq) {
+            if !self.is_lost(seq) {
                 seq += 1;
                 continue;
             }
             let start = seq;
-            // Past the bitset's end nothing was seen: the rest is one range.
-            if word >= self.seen.len() {
-                seq = sent;
-            } else {
-                while seq < sent && !self.is_seen(seq) {
-                    seq += 1;
+            while seq < end && self.is_lost(seq) {
+                // Past the bitset's end nothing was seen: jump to the next unconfirmed range or the end.
+                if (seq / 64) as usize >= self.seen.len() && self.record.unconfirmed.is_empty() {
+                    seq = end;
+                    break;
                 }
+                seq += 1;
             }
             total += 1;
             if shown.len() < MISSING_RANGES_SHOWN {
@@ -326,6 +364,7 @@ impl Audit {
                             record,
                             seen: Vec::new(),
                             distinct: 0,
+                            unconfirmed_consumed: 0,
                             duplicates: 0,
                         },
                     );
@@ -346,11 +385,13 @@ impl Audit {
     pub fn add_entry(&mut self, e: Entry) {
         self.entries += 1;
         match self.producers.get_mut(&(e.run_id, e.producer_id)) {
-            Some(t) if e.seq < t.record.sent => {
-                if t.mark(e.seq) {
-                    t.distinct += 1;
-                } else {
+            Some(t) if e.seq < t.record.seq_end => {
+                if !t.mark(e.seq) {
                     t.duplicates += 1;
+                } else if t.is_unconfirmed(e.seq) {
+                    t.unconfirmed_consumed += 1;
+                } else {
+                    t.distinct += 1;
                 }
             }
             _ => {
@@ -360,7 +401,6 @@ impl Audit {
             }
         }
     }
-
     /// Counts malformed ledger lines found by the caller.
     pub fn add_malformed(&mut self, n: u64) {
         self.malformed += n;
@@ -400,7 +440,9 @@ impl Audit {
                 producer_id: t.record.producer_id,
                 produced: t.record.sent,
                 consumed: t.distinct,
-                lost: t.record.sent - t.distinct,
+                lost: t.record.sent.saturating_sub(t.distinct),
+                unconfirmed: t.record.unconfirmed.iter().map(|r| r.end - r.start).sum(),
+                unconfirmed_consumed: t.unconfirmed_consumed,
                 duplicates: t.duplicates,
                 from_summary: t.record.from_summary,
                 missing,
@@ -410,6 +452,8 @@ impl Audit {
             totals.consumed += p.consumed;
             totals.lost += p.lost;
             totals.duplicates += p.duplicates;
+            totals.unconfirmed += p.unconfirmed;
+            totals.unconfirmed_consumed += p.unconfirmed_consumed;
             producers.push(p);
         }
         Report {
@@ -428,6 +472,10 @@ pub struct ProducerReport {
     pub produced: u64,
     pub consumed: u64,
     pub lost: u64,
+    /// Messages the producer gave up unconfirmed at a stop.
+    pub unconfirmed: u64,
+    /// How many of those a consumer still got.
+    pub unconfirmed_consumed: u64,
     pub duplicates: u64,
     pub from_summary: bool,
     /// The first few ranges of lost sequence numbers.
@@ -444,6 +492,8 @@ pub struct Totals {
     pub lost: u64,
     pub duplicates: u64,
     pub unexpected: u64,
+    pub unconfirmed: u64,
+    pub unconfirmed_consumed: u64,
     pub malformed_ledger_lines: u64,
     pub ledger_entries: u64,
 }
@@ -466,6 +516,8 @@ impl Report {
             .field("lost", t.lost)
             .field("duplicates", t.duplicates)
             .field("unexpected", t.unexpected)
+            .field("unconfirmed", t.unconfirmed)
+            .field("unconfirmed_consumed", t.unconfirmed_consumed)
             .field("malformed_ledger_lines", t.malformed_ledger_lines)
             .emit();
     }
@@ -516,6 +568,14 @@ impl Report {
                 t.unexpected
             )?;
         }
+        if t.unconfirmed > 0 {
+            writeln!(
+                out,
+                "unconfirmed: {} message(s) were still failing to send when a producer stopped; {} of them \
+                 reached a consumer (neither lost nor unexpected)",
+                t.unconfirmed, t.unconfirmed_consumed
+            )?;
+        }
         if t.malformed_ledger_lines > 0 {
             writeln!(out, "malformed ledger lines: {}", t.malformed_ledger_lines)?;
         }
@@ -556,6 +616,8 @@ mod tests {
             run_id: RUN,
             producer_id,
             sent,
+            seq_end: sent,
+            unconfirmed: Vec::new(),
             from_summary: true,
             source: "test".into(),
         }
@@ -654,6 +716,48 @@ mod tests {
             (1, 4, 3, 1)
         );
         assert_eq!(t.ledger_entries, t.consumed + t.unexpected + t.duplicates);
+    }
+
+    #[test]
+    fn unconfirmed_batches_are_neither_lost_nor_unexpected() {
+        // seq_end 10, batch 4..6 given up: 8 confirmed. Seqs 4 (unconfirmed, arrived anyway) and 0..4, 6..9
+        // consumed; 9 lost.
+        let r = ProducerRecord {
+            sent: 8,
+            seq_end: 10,
+            unconfirmed: vec![4..6],
+            ..record(1, 8)
+        };
+        let mut audit = Audit::new([r]);
+        for seq in [0, 1, 2, 3, 4, 6, 7, 8] {
+            audit.add_entry(entry(1, seq));
+        }
+        let report = audit.report();
+        let t = report.totals;
+        assert_eq!((t.produced, t.consumed, t.lost, t.unexpected), (8, 7, 1, 0));
+        assert_eq!((t.unconfirmed, t.unconfirmed_consumed), (2, 1));
+        assert_eq!(report.producers[0].missing, vec![9..10]);
+    }
+
+    #[test]
+    fn unconfirmed_ranges_are_read_from_the_summary() {
+        let line = format!(
+            r#"{{"role":"producer","kind":"summary","run_id":"{}","producer_id":3,"sent":8,"seq_end":10,"unconfirmed_ranges":[[4,2]]}}"#,
+            format_run_id(RUN)
+        );
+        let (records, _) = records_from_lines("p", [line]).unwrap();
+        assert_eq!(
+            (records[0].seq_end, records[0].unconfirmed.clone()),
+            (10, vec![4..6])
+        );
+        let bad = format!(
+            r#"{{"role":"producer","kind":"summary","run_id":"{}","producer_id":3,"sent":8,"seq_end":10,"unconfirmed_ranges":[[9,5]]}}"#,
+            format_run_id(RUN)
+        );
+        assert!(
+            records_from_lines("p", [bad]).is_err(),
+            "a range past seq_end is refused"
+        );
     }
 
     #[test]

@@ -41,6 +41,16 @@ pub struct Args {
     #[arg(long, env = "PRODUCER_BATCH", default_value_t = 100, value_name = "N")]
     pub batch: usize,
 
+    /// Most publishes in flight at once. One suits SQLite; remote queues that take one message per request
+    /// (Azure) need more to reach a high rate.
+    #[arg(
+        long,
+        env = "PRODUCER_CONCURRENCY",
+        default_value_t = 1,
+        value_name = "N"
+    )]
+    pub concurrency: usize,
+
     /// Work for the consumer, stamped into every message (none, sleep:DURATION or cpu:DURATION).
     ///
     /// When unset, each consumer applies its own --work.
@@ -68,6 +78,7 @@ pub struct Config {
     pub duration: Option<Duration>,
     pub size: usize,
     pub batch: usize,
+    pub concurrency: usize,
     pub work: Option<Work>,
     pub run_id: u64,
     pub producer_id: u32,
@@ -96,6 +107,9 @@ impl Config {
         if args.batch == 0 {
             bail!("--batch must be at least 1");
         }
+        if args.concurrency == 0 {
+            bail!("--concurrency must be at least 1");
+        }
         if args.size > MAX_SIZE {
             bail!("--size {} is over the {MAX_SIZE}-byte limit", args.size);
         }
@@ -113,6 +127,7 @@ impl Config {
             duration: args.duration,
             size: args.size,
             batch: args.batch,
+            concurrency: args.concurrency,
             work: args.work,
             run_id,
             producer_id: args.producer_id.unwrap_or_else(rand::random),

@@ -1,5 +1,12 @@
 //! The send loop: publish what the schedule says is due, count only what the queue confirmed.
+//!
+//! One task owns the schedule and the counters; each batch is published by its own task, up to
+//! `--concurrency` at once (one is enough for SQLite; Azure needs many requests in flight, one message each).
+//! A batch task retries with back-off until the queue confirms it or a stop is asked for; a batch given up that
+//! way is reported as unconfirmed, so the audit neither counts it as lost nor as sent.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -8,6 +15,8 @@ use common::envelope::{Envelope, format_run_id};
 use common::queue::{self, Queue};
 use common::shutdown::Shutdown;
 use common::stats::{Kind, LatencyHistogram, Line, rate};
+use common::work::Work;
+use tokio::task::JoinSet;
 use tokio::time::sleep_until;
 
 use crate::config::Config;
@@ -17,18 +26,6 @@ use crate::schedule::Schedule;
 /// failing queue do not retry in lockstep.
 const BACKOFF_BASE: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-
-/// Counters and histograms of one run. Counters are totals since start.
-struct Stats {
-    started: Instant,
-    sent: u64,
-    errors: u64,
-    first_sent_at_us: Option<u64>,
-    lateness: LatencyHistogram,
-    lateness_interval: LatencyHistogram,
-    last_tick: Instant,
-    sent_at_last_tick: u64,
-}
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
@@ -48,90 +45,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Producer {
-    config: Config,
-    queue: std::sync::Arc<dyn Queue>,
+/// What a batch task needs to build and publish its messages. Cheap to clone.
+#[derive(Clone)]
+struct Batcher {
+    queue: Arc<dyn Queue>,
     shutdown: Shutdown,
-    stats: Stats,
     schedule: Schedule,
     start_unix_us: u64,
+    run_id: u64,
+    producer_id: u32,
+    size: usize,
+    work: Option<Work>,
+    /// Failed publish attempts, shared by every batch task.
+    errors: Arc<AtomicU64>,
 }
 
-impl Producer {
-    fn new(config: Config, queue: std::sync::Arc<dyn Queue>, shutdown: Shutdown) -> Self {
-        let started = Instant::now();
-        let start_unix_us = unix_micros();
-        let schedule = Schedule::new(started, config.rate);
-        Producer {
-            stats: Stats {
-                started,
-                sent: 0,
-                errors: 0,
-                first_sent_at_us: None,
-                lateness: LatencyHistogram::default(),
-                lateness_interval: LatencyHistogram::default(),
-                last_tick: started,
-                sent_at_last_tick: 0,
-            },
-            config,
-            queue,
-            shutdown,
-            schedule,
-            start_unix_us,
-        }
-    }
+/// How a batch ended.
+enum Outcome {
+    /// The queue confirmed every message; lateness (µs) of each.
+    Confirmed { sent_us: u64, lateness: Vec<u64> },
+    /// A stop was asked for while the batch was still failing: these messages may or may not be in the queue.
+    GivenUp { first: u64, n: u64 },
+}
 
-    /// The number of messages this run may send, from `--count` and `--duration`.
-    fn limit(&self) -> u64 {
-        let by_duration = self
-            .config
-            .duration
-            .and_then(|d| self.schedule.count_within(d));
-        [self.config.count, by_duration]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(u64::MAX)
-    }
-
-    async fn send_all(&mut self) {
-        let limit = self.limit();
-        let mut next_seq = 0u64;
-        let mut next_tick = self.stats.started + self.config.stats_interval;
-        let deadline = self.config.duration.map(|d| self.stats.started + d);
-        while next_seq < limit && !self.shutdown.is_requested() {
-            let now = Instant::now();
-            if now >= next_tick {
-                self.emit(Kind::Interval);
-                next_tick += self.config.stats_interval;
-                // Never emit a burst of catch-up lines after a long stall.
-                if next_tick < now {
-                    next_tick = now + self.config.stats_interval;
-                }
-            }
-            if !self.schedule.is_paced() && deadline.is_some_and(|d| now >= d) {
-                break;
-            }
-            let due = self.schedule.due_by(now).min(limit);
-            if due <= next_seq {
-                let wake = self.schedule.due_at(next_seq).min(next_tick);
-                tokio::select! {
-                    _ = sleep_until(wake.into()) => {}
-                    _ = self.shutdown.requested() => {}
-                }
-                continue;
-            }
-            let n = (due - next_seq).min(self.config.batch as u64);
-            if !self.publish(next_seq, n).await {
-                break;
-            }
-            next_seq += n;
-        }
-    }
-
-    /// Publishes messages `first..first + n`, retrying with back-off until the queue confirms them.
-    /// Returns false when a stop was requested before they were confirmed: those messages are not sent.
-    async fn publish(&mut self, first: u64, n: u64) -> bool {
+impl Batcher {
+    /// Publishes messages `first..first + n`, retrying with back-off until confirmed or a stop is asked for.
+    async fn publish(self, first: u64, n: u64) -> Outcome {
         let mut attempt = 0u32;
         loop {
             let sent_us = unix_micros();
@@ -145,27 +84,19 @@ impl Producer {
                 };
                 lateness.push(sent_us.saturating_sub(intended_us));
                 let envelope = Envelope {
-                    run_id: self.config.run_id,
-                    producer_id: self.config.producer_id,
+                    run_id: self.run_id,
+                    producer_id: self.producer_id,
                     seq,
                     intended_us,
                     sent_us,
-                    work: self.config.work,
+                    work: self.work,
                 };
-                bodies.push(envelope.encode(self.config.size));
+                bodies.push(envelope.encode(self.size));
             }
             match self.queue.publish(bodies).await {
-                Ok(()) => {
-                    self.stats.sent += n;
-                    self.stats.first_sent_at_us.get_or_insert(sent_us);
-                    for l in lateness {
-                        self.stats.lateness.record(l);
-                        self.stats.lateness_interval.record(l);
-                    }
-                    return true;
-                }
+                Ok(()) => return Outcome::Confirmed { sent_us, lateness },
                 Err(e) => {
-                    self.stats.errors += 1;
+                    self.errors.fetch_add(1, Ordering::Relaxed);
                     attempt += 1;
                     let cap = BACKOFF_BASE
                         .saturating_mul(1 << attempt.min(16))
@@ -174,9 +105,138 @@ impl Producer {
                     tracing::warn!(error = %e, attempt, "publish failed; retrying in {pause:?}");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
-                        _ = self.shutdown.requested() => return false,
+                        _ = self.shutdown.requested() => return Outcome::GivenUp { first, n },
                     }
                 }
+            }
+        }
+    }
+}
+
+struct Producer {
+    config: Config,
+    batcher: Batcher,
+    started: Instant,
+    sent: u64,
+    /// Sequence numbers handed out so far: messages `0..seq_end` were attempted.
+    seq_end: u64,
+    /// Batches given up at a stop, as (first seq, count).
+    unconfirmed: Vec<(u64, u64)>,
+    first_sent_at_us: Option<u64>,
+    lateness: LatencyHistogram,
+    lateness_interval: LatencyHistogram,
+    last_tick: Instant,
+    sent_at_last_tick: u64,
+}
+
+impl Producer {
+    fn new(config: Config, queue: Arc<dyn Queue>, shutdown: Shutdown) -> Self {
+        let started = Instant::now();
+        let batcher = Batcher {
+            queue,
+            shutdown,
+            schedule: Schedule::new(started, config.rate),
+            start_unix_us: unix_micros(),
+            run_id: config.run_id,
+            producer_id: config.producer_id,
+            size: config.size,
+            work: config.work,
+            errors: Arc::new(AtomicU64::new(0)),
+        };
+        Producer {
+            config,
+            batcher,
+            started,
+            sent: 0,
+            seq_end: 0,
+            unconfirmed: Vec::new(),
+            first_sent_at_us: None,
+            lateness: LatencyHistogram::default(),
+            lateness_interval: LatencyHistogram::default(),
+            last_tick: started,
+            sent_at_last_tick: 0,
+        }
+    }
+
+    /// The number of messages this run may send, from `--count` and `--duration`.
+    fn limit(&self) -> u64 {
+        let by_duration = self
+            .config
+            .duration
+            .and_then(|d| self.batcher.schedule.count_within(d));
+        [self.config.count, by_duration]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    async fn send_all(&mut self) {
+        let schedule = self.batcher.schedule;
+        let shutdown = self.batcher.shutdown.clone();
+        let limit = self.limit();
+        let concurrency = self.config.concurrency;
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let mut next_tick = self.started + self.config.stats_interval;
+        let deadline = self.config.duration.map(|d| self.started + d);
+        loop {
+            while let Some(done) = tasks.try_join_next() {
+                self.settle(done);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.emit(Kind::Interval);
+                next_tick += self.config.stats_interval;
+                // Never emit a burst of catch-up lines after a long stall.
+                if next_tick < now {
+                    next_tick = now + self.config.stats_interval;
+                }
+            }
+            let out_of_time = !schedule.is_paced() && deadline.is_some_and(|d| now >= d);
+            if self.seq_end >= limit || shutdown.is_requested() || out_of_time {
+                break;
+            }
+            let due = schedule.due_by(now).min(limit);
+            if due > self.seq_end && tasks.len() < concurrency {
+                let n = (due - self.seq_end).min(self.config.batch as u64);
+                tasks.spawn(self.batcher.clone().publish(self.seq_end, n));
+                self.seq_end += n;
+                continue;
+            }
+            // Nothing to start now: wait for a batch to finish, the next message to fall due, the next stats
+            // line, or a stop.
+            let wake = if due > self.seq_end {
+                next_tick
+            } else {
+                schedule.due_at(self.seq_end).min(next_tick)
+            };
+            tokio::select! {
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => self.settle(done),
+                _ = sleep_until(wake.into()) => {}
+                _ = shutdown.requested() => {}
+            }
+        }
+        // Batches already handed to the queue finish (or, if failing, give up at the stop).
+        while let Some(done) = tasks.join_next().await {
+            self.settle(done);
+        }
+    }
+
+    fn settle(&mut self, done: Result<Outcome, tokio::task::JoinError>) {
+        match done {
+            Ok(Outcome::Confirmed { sent_us, lateness }) => {
+                self.sent += lateness.len() as u64;
+                self.first_sent_at_us =
+                    Some(self.first_sent_at_us.map_or(sent_us, |f| f.min(sent_us)));
+                for l in lateness {
+                    self.lateness.record(l);
+                    self.lateness_interval.record(l);
+                }
+            }
+            Ok(Outcome::GivenUp { first, n }) => self.unconfirmed.push((first, n)),
+            // A batch task cannot panic short of a bug; say so loudly rather than miscount silently.
+            Err(e) => {
+                tracing::error!(error = %e, "a publish task failed; its messages are unaccounted for")
             }
         }
     }
@@ -185,31 +245,42 @@ impl Producer {
         let now = Instant::now();
         let (interval_rate, lateness) = match kind {
             Kind::Interval => {
-                let secs = now.duration_since(self.stats.last_tick).as_secs_f64();
+                let secs = now.duration_since(self.last_tick).as_secs_f64();
                 (
-                    rate(self.stats.sent - self.stats.sent_at_last_tick, secs),
-                    &self.stats.lateness_interval,
+                    rate(self.sent - self.sent_at_last_tick, secs),
+                    &self.lateness_interval,
                 )
             }
             Kind::Summary => (
-                rate(
-                    self.stats.sent,
-                    now.duration_since(self.stats.started).as_secs_f64(),
-                ),
-                &self.stats.lateness,
+                rate(self.sent, now.duration_since(self.started).as_secs_f64()),
+                &self.lateness,
             ),
         };
-        Line::new("producer", kind, self.stats.started)
+        let unconfirmed: u64 = self.unconfirmed.iter().map(|(_, n)| n).sum();
+        let mut line = Line::new("producer", kind, self.started)
             .field("run_id", format_run_id(self.config.run_id))
             .field("producer_id", self.config.producer_id)
-            .field("sent", self.stats.sent)
-            .field("errors", self.stats.errors)
+            .field("sent", self.sent)
+            .field("errors", self.batcher.errors.load(Ordering::Relaxed))
             .field("rate", interval_rate)
             .latency("lateness", lateness)
-            .field("first_sent_at_us", self.stats.first_sent_at_us)
-            .emit();
-        self.stats.last_tick = now;
-        self.stats.sent_at_last_tick = self.stats.sent;
-        self.stats.lateness_interval.reset();
+            .field("first_sent_at_us", self.first_sent_at_us)
+            .field("seq_end", self.seq_end)
+            .field("unconfirmed", unconfirmed);
+        if kind == Kind::Summary {
+            let ranges: Vec<[u64; 2]> = self
+                .unconfirmed
+                .iter()
+                .map(|&(first, n)| [first, n])
+                .collect();
+            line = line.field(
+                "unconfirmed_ranges",
+                serde_json::to_value(ranges).unwrap_or_default(),
+            );
+        }
+        line.emit();
+        self.last_tick = now;
+        self.sent_at_last_tick = self.sent;
+        self.lateness_interval.reset();
     }
 }
