@@ -725,7 +725,7 @@ mod tests {
         let r = ProducerRecord {
             sent: 8,
             seq_end: 10,
-            unconfirmed: vec![4..6],
+            unconfirmed: std::iter::once(4..6).collect(),
             ..record(1, 8)
         };
         let mut audit = Audit::new([r]);
@@ -748,7 +748,7 @@ mod tests {
         let (records, _) = records_from_lines("p", [line]).unwrap();
         assert_eq!(
             (records[0].seq_end, records[0].unconfirmed.clone()),
-            (10, vec![4..6])
+            (10, std::iter::once(4..6).collect::<Vec<_>>())
         );
         let bad = format!(
             r#"{{"role":"producer","kind":"summary","run_id":"{}","producer_id":3,"sent":8,"seq_end":10,"unconfirmed_ranges":[[9,5]]}}"#,

@@ -4,19 +4,17 @@
 //!    at least 95% of their throughput without it.
 //! 2. Alone, the remainder uses at least 90% of the idle CPU.
 //!
-//! The 2 consumers are stood in for by 2 threads of this process at normal priority, each running
-//! `common::work::spin_cpu(5ms)` units back to back, which is exactly what a consumer does per `cpu:5ms`
-//! message, without a queue in the way. The remainder is the real release binary, started with its defaults
-//! (one worker per available CPU).
+//! The consumers are 2 real `consumer` processes (`--work cpu:5ms --max-in-flight 1`) on an embedded queue
+//! filled beforehand, and their throughput is read from their own stats lines. The remainder is the real release
+//! binary, started with its defaults (one worker per available CPU).
 //!
 //! Run with `cargo bench -p remainder --bench interference`. Prints one figure per line and exits 1 when a
 //! target is missed. The figures only mean something on an otherwise quiet machine, so the bench measures the
 //! CPU other processes use meanwhile (from /proc/stat), repeats a round in which they used more than 5%, and
 //! says so when no round was quiet.
 
+use std::path::Path;
 use std::process::{Command, ExitCode};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -24,9 +22,11 @@ use testkit::Proc;
 
 /// How long each phase measures.
 const PHASE: Duration = Duration::from_secs(3);
-/// The stand-in consumers' work per message.
-const CONSUMER_UNIT: Duration = Duration::from_millis(5);
+/// The consumers' work per message.
+const CONSUMER_WORK: &str = "cpu:5ms";
 const CONSUMERS: usize = 2;
+/// Messages put on the queue before a round: more than two phases of two consumers can take.
+const FILL: u64 = 20_000;
 /// Target 1: consumers' throughput beside the remainder over their throughput without it.
 const MIN_RATIO: f64 = 0.95;
 /// Target 2: the remainder's CPU use alone, as a share of all the CPU this process may use.
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
 /// Runs rounds until one is quiet (at most [`MAX_ROUNDS`]), prints the quietest one's figures, and returns
 /// whether it met every target.
 fn bench() -> Result<bool, String> {
-    build_remainder()?;
+    build_binaries()?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut best: Option<Round> = None;
     for attempt in 1..=MAX_ROUNDS {
@@ -82,7 +82,7 @@ fn bench() -> Result<bool, String> {
 
 /// One measurement: the consumers alone, then the remainder alone, then both together.
 struct Round {
-    /// The consumers' units per second without and with the remainder.
+    /// The consumers' acks per second without and with the remainder.
     without: f64,
     with: f64,
     phase_without: Phase,
@@ -94,10 +94,13 @@ struct Round {
 
 impl Round {
     fn run(cpus: usize) -> Result<Round, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
+        let queue = fill_queue(dir.path())?;
+
         // Phase 1: the consumers alone, on a machine with no remainder.
         let before = Snapshot::take(None)?;
-        let without = run_consumers(PHASE);
-        let phase_without = Phase::between(&before, &Snapshot::take(None)?, cpus);
+        let (without, consumers_cpu) = run_consumers(&queue, PHASE)?;
+        let phase_without = Phase::between(&before, &Snapshot::take(None)?, cpus, consumers_cpu);
 
         // The remainder at full tilt: its defaults, one worker per CPU.
         let mut cmd = testkit::command("remainder");
@@ -112,12 +115,22 @@ impl Round {
         // Phase 2: the remainder alone.
         let before = Snapshot::take(Some(&remainder))?;
         std::thread::sleep(PHASE);
-        let alone = Phase::between(&before, &Snapshot::take(Some(&remainder))?, cpus);
+        let alone = Phase::between(
+            &before,
+            &Snapshot::take(Some(&remainder))?,
+            cpus,
+            Duration::ZERO,
+        );
 
         // Phase 3: the consumers beside the remainder.
         let before = Snapshot::take(Some(&remainder))?;
-        let with = run_consumers(PHASE);
-        let beside = Phase::between(&before, &Snapshot::take(Some(&remainder))?, cpus);
+        let (with, consumers_cpu) = run_consumers(&queue, PHASE)?;
+        let beside = Phase::between(
+            &before,
+            &Snapshot::take(Some(&remainder))?,
+            cpus,
+            consumers_cpu,
+        );
 
         remainder.signal(libc::SIGTERM);
         let status = remainder.wait(Duration::from_secs(5));
@@ -178,8 +191,8 @@ impl Round {
             "remainder alone: units/s {:.1}",
             self.alone.remainder_units_per_s
         );
-        println!("consumers without remainder: units/s {:.1}", self.without);
-        println!("consumers with remainder: units/s {:.1}", self.with);
+        println!("consumers without remainder: msgs/s {:.1}", self.without);
+        println!("consumers with remainder: msgs/s {:.1}", self.with);
         println!("consumers with/without ratio: {ratio:.3} (target >= {MIN_RATIO:.2})");
         println!(
             "remainder beside consumers: units/s {:.1}",
@@ -230,61 +243,119 @@ impl Round {
     }
 }
 
-/// Builds the release remainder (a no-op when it is fresh), so that the bench measures the current code.
-/// `cargo bench` sets `CARGO` to the cargo that runs it; the target dir is inherited through the environment.
-fn build_remainder() -> Result<(), String> {
+/// Builds the release binaries this bench runs (a no-op when they are fresh), so that it measures the current
+/// code. `cargo bench` sets `CARGO` to the cargo that runs it; the target dir is inherited through the
+/// environment.
+fn build_binaries() -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", "remainder"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "remainder",
+            "-p",
+            "consumer",
+            "-p",
+            "producer",
+        ])
         .status()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
     if !status.success() {
-        return Err(format!(
-            "{cargo} build --release -p remainder failed ({status})"
-        ));
+        return Err(format!("{cargo} build --release failed ({status})"));
     }
     // testkit finds binaries in the parent of this bench's directory: target/release/deps/.. = target/release.
-    let path = testkit::bin_dir().join("remainder");
-    if path.exists() {
-        Ok(())
-    } else {
-        Err(format!(
-            "built the remainder, but it is not at {}",
-            path.display()
-        ))
+    for name in ["remainder", "consumer", "producer"] {
+        let path = testkit::bin_dir().join(name);
+        if !path.exists() {
+            return Err(format!(
+                "built the binaries, but {} is missing",
+                path.display()
+            ));
+        }
     }
+    Ok(())
 }
 
-/// Runs the stand-in consumers for `phase` and returns their combined units per second.
-fn run_consumers(phase: Duration) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let deadline = Instant::now() + phase;
-    let workers: Vec<_> = (0..CONSUMERS)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut units = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    common::work::spin_cpu(CONSUMER_UNIT);
-                    // A unit that straddles the deadline is not counted: the rate is over `phase` exactly.
-                    if Instant::now() <= deadline {
-                        units += 1;
-                    }
-                }
-                units
-            })
+/// Puts [`FILL`] messages on a new embedded queue in `dir` with the real producer; returns the queue URL.
+fn fill_queue(dir: &Path) -> Result<String, String> {
+    let url = testkit::sqlite_url(dir);
+    let mut cmd = testkit::command("producer");
+    cmd.args(["--queue", &url, "--rate", "0", "--count", &FILL.to_string()]);
+    let mut producer = Proc::spawn("producer", cmd);
+    if !producer.wait(Duration::from_secs(60)).success() {
+        return Err(format!("filling the queue failed:\n{}", producer.stderr()));
+    }
+    Ok(url)
+}
+
+/// The latest interval line's `acked` and `ts_us` of a consumer.
+fn acked_at(p: &Proc) -> Option<(u64, u64)> {
+    let line = p.stats().into_iter().rfind(|v| v["kind"] == "interval")?;
+    Some((line["acked"].as_u64()?, line["ts_us"].as_u64()?))
+}
+
+/// Runs the consumers for `phase` after they have warmed up; returns their combined acks per second, from
+/// their own interval lines, and the CPU time they used.
+fn run_consumers(queue: &str, phase: Duration) -> Result<(f64, Duration), String> {
+    let mut consumers: Vec<Proc> = (0..CONSUMERS)
+        .map(|i| {
+            let mut cmd = testkit::command("consumer");
+            cmd.args([
+                "--queue",
+                queue,
+                "--work",
+                CONSUMER_WORK,
+                "--max-in-flight",
+                "1",
+                "--batch",
+                "1",
+            ])
+            .args(["--stats-interval", "100ms"]);
+            Proc::spawn(&format!("consumer {i}"), cmd)
         })
         .collect();
-    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-    stop.store(true, Ordering::Relaxed);
-    let units: u64 = workers.into_iter().map(|w| w.join().unwrap_or(0)).sum();
-    units as f64 / phase.as_secs_f64()
+    for c in &consumers {
+        c.wait_for_line(Duration::from_secs(10), |v| {
+            v["kind"] == "interval" && v["acked"].as_u64().is_some_and(|n| n > 0)
+        });
+    }
+    let start: Vec<Option<(u64, u64)>> = consumers.iter().map(acked_at).collect();
+    let cpu_start: Duration = consumers
+        .iter()
+        .map(|c| process_cpu(c.pid()))
+        .sum::<Result<_, _>>()?;
+    std::thread::sleep(phase);
+    let end: Vec<Option<(u64, u64)>> = consumers.iter().map(acked_at).collect();
+    let cpu_end: Duration = consumers
+        .iter()
+        .map(|c| process_cpu(c.pid()))
+        .sum::<Result<_, _>>()?;
+    for c in &consumers {
+        c.signal(libc::SIGTERM);
+    }
+    for c in &mut consumers {
+        let status = c.wait(Duration::from_secs(10));
+        if !status.success() {
+            return Err(format!("{} exited with {status}:\n{}", c.name, c.stderr()));
+        }
+    }
+    let mut rate = 0.0;
+    for (s, e) in start.into_iter().zip(end) {
+        let ((acked0, ts0), (acked1, ts1)) = s.zip(e).ok_or("a consumer wrote no interval line")?;
+        let secs = ts1.saturating_sub(ts0) as f64 / 1e6;
+        if secs <= 0.0 {
+            return Err("a consumer's interval lines did not advance".into());
+        }
+        rate += acked1.saturating_sub(acked0) as f64 / secs;
+    }
+    Ok((rate, cpu_end.saturating_sub(cpu_start)))
 }
 
 /// CPU accounting at one instant.
 struct Snapshot {
     at: Instant,
-    /// This bench's own CPU time (the stand-in consumers).
+    /// This bench's own CPU time.
     own_cpu: Duration,
     /// The remainder's CPU time (all threads), and `units` and `ts_us` of its latest interval line.
     remainder: Option<(Duration, u64, u64)>,
@@ -331,9 +402,10 @@ struct Phase {
 }
 
 impl Phase {
-    fn between(before: &Snapshot, after: &Snapshot, cpus: usize) -> Phase {
+    /// `consumers_cpu` is what the consumer processes used meanwhile: ours, not "other processes".
+    fn between(before: &Snapshot, after: &Snapshot, cpus: usize, consumers_cpu: Duration) -> Phase {
         let capacity = after.at.duration_since(before.at).as_secs_f64() * cpus as f64;
-        let own = after.own_cpu.saturating_sub(before.own_cpu).as_secs_f64();
+        let own = (after.own_cpu.saturating_sub(before.own_cpu) + consumers_cpu).as_secs_f64();
         let (used, units_per_s) = match (before.remainder, after.remainder) {
             (Some((cpu0, units0, ts0)), Some((cpu1, units1, ts1))) => {
                 let line_secs = ts1.saturating_sub(ts0) as f64 / 1e6;
