@@ -14,6 +14,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// Parses a duration that must be more than zero (an interval: zero would mean a busy loop).
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("invalid interval {s:?}: it must be more than 0")),
+        d => Ok(d),
+    }
+}
+
 /// The queue every role talks to.
 #[derive(Args, Clone, Debug)]
 pub struct QueueArgs {
@@ -42,7 +50,7 @@ pub struct MissingQueue;
 #[derive(Args, Clone, Debug)]
 pub struct StatsArgs {
     /// Interval between JSON stats lines on stdout; a summary line is always written at exit.
-    #[arg(long, env = "STATS_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "STATS_INTERVAL", default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
     pub stats_interval: Duration,
 }
 
@@ -84,5 +92,7 @@ mod tests {
         let e = parse_duration("ten seconds").unwrap_err();
         assert!(e.contains("expected a number with a unit"), "{e}");
         assert!(parse_duration("10").is_err(), "a bare number has no unit");
+        assert!(parse_interval("0s").unwrap_err().contains("more than 0"));
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
     }
 }
