@@ -69,9 +69,10 @@ pub struct Calibration {
 /// make units look slower than they are. Call it before lowering the thread's priority: at `SCHED_IDLE` on a
 /// busy machine, the measurement itself could wait seconds for its CPU time and delay the start.
 pub fn calibrate(target: Duration) -> Calibration {
-    // Grow a batch until one run takes at least 10 ms, so that the clock's resolution and start-up effects
-    // (cold caches, the CPU's clock ramping up) are small next to it.
-    const MIN_SAMPLE: Duration = Duration::from_millis(10);
+    // Grow a batch until one run takes at least 4 ms, so that the clock's resolution and start-up effects
+    // (cold caches, the CPU's clock ramping up) are small next to it. The whole calibration costs ~20 ms of
+    // start-up: a remainder is started and stopped often, and its first unit should come quickly.
+    const MIN_SAMPLE: Duration = Duration::from_millis(4);
     let time = |iterations: u64| {
         let before = thread_cpu_time();
         work_unit(iterations);
@@ -83,14 +84,12 @@ pub fn calibrate(target: Duration) -> Calibration {
         batch *= 2;
         best = time(batch);
     }
-    // Best of three at that size: interference (an interrupt, a sibling hyperthread) only ever makes a run slower.
-    for _ in 0..2 {
-        best = best.min(time(batch));
-    }
+    // Best of two at that size: interference (an interrupt, a sibling hyperthread) only ever makes a run slower.
+    best = best.min(time(batch));
     let per_iteration_ns = best.as_nanos().max(1) as f64 / batch as f64;
     let iterations = ((target.as_nanos() as f64 / per_iteration_ns).round() as u64).max(1);
     // Report what a unit of that size really costs, averaged over a few, rather than the target.
-    const CHECK_UNITS: u32 = 20;
+    const CHECK_UNITS: u32 = 4;
     let before = thread_cpu_time();
     for _ in 0..CHECK_UNITS {
         work_unit(iterations);
