@@ -1,6 +1,8 @@
 //! Flag parsers and set-up that every binary uses, so that `--queue`, durations and logging read the same
 //! everywhere.
 
+use std::fmt::Display;
+use std::process::{ExitCode, Termination};
 use std::time::Duration;
 
 use clap::Args;
@@ -33,10 +35,50 @@ pub struct QueueArgs {
 }
 
 impl QueueArgs {
-    /// The queue URL, or an error that says how to give one.
-    pub fn url(&self) -> Result<&str, MissingQueue> {
-        self.queue.as_deref().ok_or(MissingQueue)
+    /// The queue URL, or an error that says how to give one. Without --queue/QUEUE_URL, the original demo's
+    /// NSQ variables are used when set (see [`nsq_url_from_legacy_env`]).
+    pub fn url(&self) -> Result<std::borrow::Cow<'_, str>, MissingQueue> {
+        if let Some(u) = self.queue.as_deref() {
+            return Ok(std::borrow::Cow::Borrowed(u));
+        }
+        if let Some(u) = nsq_url_from_legacy_env(|k| std::env::var(k).ok()) {
+            return Ok(std::borrow::Cow::Owned(u));
+        }
+        Err(MissingQueue)
     }
+}
+
+/// Builds an `nsq://` URL from the original demo's variables, when `MSS_QUEUE_ENDPOINT` or `MSS_TOPIC_NAME`
+/// is set: `MSS_QUEUE_ENDPOINT` (nsqd TCP, default 127.0.0.1:4150), `MSS_TOPIC_NAME` and `MSS_CHANNEL_NAME`
+/// (default `microscaling-demo`), `NSQ_STATS_ENDPOINT` (nsqd HTTP, default 127.0.0.1:4151; an
+/// `http://HOST:PORT/stats` form is accepted too). `get` reads a variable (the environment, or a test's map).
+pub fn nsq_url_from_legacy_env(get: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let var = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let endpoint = var("MSS_QUEUE_ENDPOINT");
+    let topic = var("MSS_TOPIC_NAME");
+    if endpoint.is_none() && topic.is_none() {
+        return None;
+    }
+    let strip = |v: String| {
+        let v = v
+            .trim_start_matches("tcp://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        v.strip_suffix("/stats").unwrap_or(v).to_string()
+    };
+    let endpoint = endpoint
+        .map(strip)
+        .unwrap_or_else(|| "127.0.0.1:4150".into());
+    let stats = var("NSQ_STATS_ENDPOINT")
+        .map(strip)
+        .unwrap_or_else(|| "127.0.0.1:4151".into());
+    let topic = topic.unwrap_or_else(|| "microscaling-demo".into());
+    let channel = var("MSS_CHANNEL_NAME").unwrap_or_else(|| "microscaling-demo".into());
+    Some(format!("nsq://{endpoint}/{topic}/{channel}?http={stats}"))
 }
 
 /// No queue URL was given.
@@ -52,6 +94,37 @@ pub struct StatsArgs {
     /// Interval between JSON stats lines on stdout; a summary line is always written at exit.
     #[arg(long, env = "STATS_INTERVAL", default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
     pub stats_interval: Duration,
+}
+
+/// Reports a usage error (bad flags or configuration found after parsing) and gives exit code 2.
+pub fn usage_error(e: impl Display) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(2)
+}
+
+/// Runs a binary's work on a current-thread runtime and turns the outcome into its exit code: the value's own
+/// (`()` is 0) on success, 1 with the error chain on stderr on failure.
+///
+/// Current-thread because each binary has one task that owns its state; blocking work (SQLite, `cpu:` work)
+/// goes to tokio's blocking pool.
+pub fn run_async<T: Termination, E: Display>(work: impl Future<Output = Result<T, E>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(value) => value.report(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Sends human logs to stderr, filtered by `RUST_LOG` (default `info`). Stdout is left to the stats lines.
@@ -84,6 +157,32 @@ pub fn legacy_millis(var: &str) -> Result<Option<u64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_original_nsq_variables_make_an_nsq_url() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(nsq_url_from_legacy_env(vars(&[])), None);
+        assert_eq!(
+            nsq_url_from_legacy_env(vars(&[("MSS_TOPIC_NAME", "demo")])).as_deref(),
+            Some("nsq://127.0.0.1:4150/demo/microscaling-demo?http=127.0.0.1:4151")
+        );
+        assert_eq!(
+            nsq_url_from_legacy_env(vars(&[
+                ("MSS_QUEUE_ENDPOINT", "nsqd:4150"),
+                ("MSS_CHANNEL_NAME", "c"),
+                ("NSQ_STATS_ENDPOINT", "http://nsqd:4151/stats"),
+            ]))
+            .as_deref(),
+            Some("nsq://nsqd:4150/microscaling-demo/c?http=nsqd:4151")
+        );
+    }
 
     #[test]
     fn durations_parse_and_errors_say_what_is_expected() {

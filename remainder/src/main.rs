@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use common::cli::{StatsArgs, parse_duration};
 
 use crate::filler::Mode;
@@ -58,38 +58,13 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     common::cli::init_logging();
-    if args.stats.stats_interval.is_zero() {
-        // A zero period would make the stats ticker spin; clap's error keeps usage errors uniform (exit 2).
-        Args::command()
-            .error(
-                clap::error::ErrorKind::ValueValidation,
-                "--stats-interval must be greater than zero (e.g. 1s)",
-            )
-            .exit();
-    }
     let config = run::Config {
         threads: args.threads.unwrap_or_else(default_threads),
         mode: args.mode,
         stats_interval: args.stats.stats_interval,
         duration: args.duration,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::cli::run_async(run::run(config))
 }
 
 /// Parses `--threads`/`REMAINDER_THREADS`; the error says what is expected, because clap shows it as is.
@@ -112,6 +87,7 @@ fn default_threads() -> NonZeroUsize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

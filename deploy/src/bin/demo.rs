@@ -10,29 +10,17 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let config = match Config::from_args(args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return common::cli::usage_error(e),
     };
-    // One thread: children are started from it, and Linux's parent-death signal (which makes them die with
-    // the demo) follows the thread that started them, so it must live as long as the demo.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(demo::run(config)) {
-        Ok(summary) if summary.lost() == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e:#}");
+    // One thread (run_async's runtime is current-thread): children are started from it, and Linux's
+    // parent-death signal (which makes them die with the demo) follows the thread that started them, so it
+    // must live as long as the demo.
+    common::cli::run_async(async {
+        let summary = demo::run(config).await?;
+        anyhow::Ok(if summary.lost() == 0 {
+            ExitCode::SUCCESS
+        } else {
             ExitCode::FAILURE
-        }
-    }
+        })
+    })
 }
