@@ -3,6 +3,7 @@
 mod config;
 mod run;
 mod schedule;
+mod timer;
 
 use std::process::ExitCode;
 

@@ -17,10 +17,10 @@ use common::shutdown::Shutdown;
 use common::stats::{Kind, LatencyHistogram, Line, rate};
 use common::work::Work;
 use tokio::task::JoinSet;
-use tokio::time::sleep_until;
 
 use crate::config::Config;
 use crate::schedule::Schedule;
+use crate::timer::PreciseTimer;
 
 /// Back-off after a failed publish: 2ⁿ × 10 ms, capped, with full jitter so that many producers hitting one
 /// failing queue do not retry in lockstep.
@@ -177,6 +177,7 @@ impl Producer {
         let limit = self.limit();
         let concurrency = self.config.concurrency;
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let mut timer = PreciseTimer::new();
         let mut next_tick = self.started + self.config.stats_interval;
         let deadline = self.config.duration.map(|d| self.started + d);
         loop {
@@ -212,7 +213,7 @@ impl Producer {
             };
             tokio::select! {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => self.settle(done),
-                _ = sleep_until(wake.into()) => {}
+                _ = timer.sleep_until(wake) => {}
                 _ = shutdown.requested() => {}
             }
         }
