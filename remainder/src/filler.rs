@@ -216,7 +216,10 @@ impl Pool {
         self.shared.stop.store(true, Ordering::Relaxed);
         let mut refused = None;
         for handle in &self.handles {
-            if let Err(e) = priority::raise_to_normal(handle.as_pthread_t()) {
+            // std hands out a u64; glibc's pthread_t is that already, musl's is a pointer.
+            #[allow(clippy::unnecessary_cast)]
+            let thread = handle.as_pthread_t() as libc::pthread_t;
+            if let Err(e) = priority::raise_to_normal(thread) {
                 // ESRCH: that worker has already returned.
                 if e.raw_os_error() != Some(libc::ESRCH) {
                     refused = Some(e);

@@ -51,7 +51,9 @@ pub struct Lowered {
 /// where that is refused. Never fails: a thread left at normal priority still works, and the caller reports
 /// what it got.
 pub fn lower_current_thread() -> Lowered {
-    let param = libc::sched_param { sched_priority: 0 };
+    // Zeroed rather than a struct literal: musl's sched_param has extra fields that glibc's lacks.
+    // SAFETY: sched_param is plain data, valid when all zero (priority 0, which SCHED_IDLE and SCHED_OTHER need).
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 names the calling thread; `param` is a valid sched_param that outlives the call.
     let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     if rc == 0 {
@@ -96,7 +98,9 @@ pub fn lower_current_thread() -> Lowered {
 /// # Errors
 /// EPERM without the privilege; ESRCH when the thread has already exited (harmless).
 pub fn raise_to_normal(thread: libc::pthread_t) -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
+    // Zeroed rather than a struct literal: musl's sched_param has extra fields that glibc's lacks.
+    // SAFETY: sched_param is plain data, valid when all zero (priority 0, which SCHED_IDLE and SCHED_OTHER need).
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
     // SAFETY: the caller passes the pthread_t of a thread it has not joined or detached, which stays valid
     // (glibc answers ESRCH once such a thread has exited); `param` outlives the call.
     let rc = unsafe { libc::pthread_setschedparam(thread, libc::SCHED_OTHER, &param) };
