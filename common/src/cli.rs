@@ -44,6 +44,9 @@ impl QueueArgs {
         if let Some(u) = nsq_url_from_legacy_env(|k| std::env::var(k).ok()) {
             return Ok(std::borrow::Cow::Owned(u));
         }
+        if let Some(u) = azure_url_from_legacy_env(|k| std::env::var(k).ok()) {
+            return Ok(std::borrow::Cow::Owned(u));
+        }
         Err(MissingQueue)
     }
 }
@@ -79,6 +82,34 @@ pub fn nsq_url_from_legacy_env(get: impl Fn(&str) -> Option<String>) -> Option<S
     let topic = topic.unwrap_or_else(|| "microscaling-demo".into());
     let channel = var("MSS_CHANNEL_NAME").unwrap_or_else(|| "microscaling-demo".into());
     Some(format!("nsq://{endpoint}/{topic}/{channel}?http={stats}"))
+}
+
+/// Builds an `azure://ACCOUNT/QUEUE` URL from the original demo's variables, when
+/// `AZURE_STORAGE_ACCOUNT_NAME` or `AZURE_STORAGE_CONNECTION_STRING` is set: the account from the former, or
+/// from the connection string (whose endpoint the backend then uses), and the queue from
+/// `AZURE_STORAGE_QUEUE_NAME` (default `microscaling-demo`). The key stays in the environment
+/// (`AZURE_STORAGE_ACCOUNT_KEY` or the connection string), where the backend reads it: the URL, which is
+/// logged, never holds a secret. A malformed connection string still yields a URL, so that opening the queue
+/// reports what is wrong with it.
+pub fn azure_url_from_legacy_env(get: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let var = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let named = var("AZURE_STORAGE_ACCOUNT_NAME");
+    let conn = var("AZURE_STORAGE_CONNECTION_STRING");
+    if named.is_none() && conn.is_none() {
+        return None;
+    }
+    let account = conn
+        .as_deref()
+        .and_then(|c| crate::queue::azure::ConnectionString::parse(c).ok())
+        .map(|c| c.account)
+        .or(named)
+        .unwrap_or_else(|| crate::queue::azure::DEV_ACCOUNT.to_string());
+    let queue = var("AZURE_STORAGE_QUEUE_NAME").unwrap_or_else(|| "microscaling-demo".into());
+    Some(format!("azure://{account}/{queue}"))
 }
 
 /// No queue URL was given.

@@ -70,6 +70,8 @@ struct Counters {
     redelivered: u64,
     lease_lost: u64,
     errors: u64,
+    /// Errors where the queue asked us to slow down (Azure 503 ServerBusy, 500, timeouts).
+    throttled: u64,
     first_received_at_us: Option<u64>,
     last_acked_at_us: Option<u64>,
 }
@@ -184,6 +186,7 @@ impl Consumer {
                 }
                 Err(e) => {
                     self.counts.errors += 1;
+                    self.counts.throttled += u64::from(e.is_throttled());
                     tracing::warn!(error = %e, "receive/ack failed; retrying in {ERROR_PAUSE:?}");
                     self.wait_for_done(Some(ERROR_PAUSE)).await;
                 }
@@ -195,6 +198,10 @@ impl Consumer {
     /// releases whatever is left so other consumers get it at once.
     async fn drain(&mut self) {
         let deadline = Instant::now() + self.config.drain_timeout;
+        // Push-based backends (NSQ: RDY 0, CLS) stop sending before the drain; a no-op for the others.
+        if let Err(e) = self.queue.stop_receiving().await {
+            tracing::warn!(error = %e, "could not stop deliveries; unacked messages return after their lease");
+        }
         if !self.held.is_empty() {
             tracing::info!(held = self.held.len(), "draining");
         }
@@ -469,6 +476,7 @@ impl Consumer {
             .field("redelivered", c.redelivered)
             .field("lease_lost", c.lease_lost)
             .field("errors", c.errors)
+            .field("throttled", c.throttled)
             .field("in_flight", self.held.len())
             .field("rate", acked_rate)
             .latency("e2e", e2e)

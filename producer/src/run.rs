@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use common::clock::unix_micros;
 use common::envelope::{Envelope, format_run_id};
-use common::queue::{self, Queue};
+use common::queue::{self, Queue, QueueError};
 use common::shutdown::Shutdown;
 use common::stats::{Kind, LatencyHistogram, Line, rate};
 use common::work::Work;
@@ -32,6 +32,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let queue = queue::open(&config.queue_url)
         .await
         .with_context(|| format!("cannot open queue {:?}", config.queue_url))?;
+    check_size(&config, queue.as_ref())?;
     tracing::info!(
         queue = %queue.describe(),
         rate = config.rate,
@@ -40,8 +41,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "producing"
     );
     let mut producer = Producer::new(config, queue, shutdown);
-    producer.send_all().await;
+    let result = producer.send_all().await;
     producer.emit(Kind::Summary);
+    result
+}
+
+/// Refuses, before anything is sent, a `--size` the queue cannot take (Azure: 64 KiB after encoding).
+fn check_size(config: &Config, queue: &dyn Queue) -> anyhow::Result<()> {
+    let Some(limit) = queue.max_message_size() else {
+        return Ok(());
+    };
+    let sample = Envelope {
+        run_id: config.run_id,
+        producer_id: config.producer_id,
+        seq: u64::MAX,
+        intended_us: u64::MAX,
+        sent_us: u64::MAX,
+        work: config.work,
+    };
+    let size = sample.encode(config.size).len();
+    if size > limit {
+        bail!(
+            "--size {} makes {size}-byte messages, over the {limit}-byte limit of {}: use --size {limit} or less",
+            config.size,
+            queue.describe()
+        );
+    }
     Ok(())
 }
 
@@ -58,6 +83,8 @@ struct Batcher {
     work: Option<Work>,
     /// Failed publish attempts, shared by every batch task.
     errors: Arc<AtomicU64>,
+    /// Of those, the ones where the queue asked us to slow down (Azure 503 ServerBusy, 500, timeouts).
+    throttled: Arc<AtomicU64>,
 }
 
 /// How a batch ended.
@@ -66,6 +93,12 @@ enum Outcome {
     Confirmed { sent_us: u64, lateness: Vec<u64> },
     /// A stop was asked for while the batch was still failing: these messages may or may not be in the queue.
     GivenUp { first: u64, n: u64 },
+    /// The queue refused the batch for a reason retrying cannot cure (a message too large): nothing was sent.
+    Refused {
+        first: u64,
+        n: u64,
+        error: QueueError,
+    },
 }
 
 impl Batcher {
@@ -95,8 +128,15 @@ impl Batcher {
             }
             match self.queue.publish(bodies).await {
                 Ok(()) => return Outcome::Confirmed { sent_us, lateness },
+                Err(error @ QueueError::MessageTooLarge { .. }) => {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Refused { first, n, error };
+                }
                 Err(e) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
+                    if e.is_throttled() {
+                        self.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
                     attempt += 1;
                     let cap = BACKOFF_BASE
                         .saturating_mul(1 << attempt.min(16))
@@ -142,6 +182,7 @@ impl Producer {
             size: config.size,
             work: config.work,
             errors: Arc::new(AtomicU64::new(0)),
+            throttled: Arc::new(AtomicU64::new(0)),
         };
         Producer {
             config,
@@ -171,18 +212,20 @@ impl Producer {
             .unwrap_or(u64::MAX)
     }
 
-    async fn send_all(&mut self) {
+    /// Sends until the limit, the duration or a stop; fails when the queue refuses messages for good.
+    async fn send_all(&mut self) -> anyhow::Result<()> {
         let schedule = self.batcher.schedule;
         let shutdown = self.batcher.shutdown.clone();
         let limit = self.limit();
         let concurrency = self.config.concurrency;
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut timer = PreciseTimer::new();
+        let mut refused: Option<QueueError> = None;
         let mut next_tick = self.started + self.config.stats_interval;
         let deadline = self.config.duration.map(|d| self.started + d);
         loop {
             while let Some(done) = tasks.try_join_next() {
-                self.settle(done);
+                self.settle(done, &mut refused);
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -194,7 +237,8 @@ impl Producer {
                 }
             }
             let out_of_time = !schedule.is_paced() && deadline.is_some_and(|d| now >= d);
-            if self.seq_end >= limit || shutdown.is_requested() || out_of_time {
+            if self.seq_end >= limit || shutdown.is_requested() || out_of_time || refused.is_some()
+            {
                 break;
             }
             let due = schedule.due_by(now).min(limit);
@@ -212,18 +256,27 @@ impl Producer {
                 schedule.due_at(self.seq_end).min(next_tick)
             };
             tokio::select! {
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => self.settle(done),
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => self.settle(done, &mut refused),
                 _ = timer.sleep_until(wake) => {}
                 _ = shutdown.requested() => {}
             }
         }
         // Batches already handed to the queue finish (or, if failing, give up at the stop).
         while let Some(done) = tasks.join_next().await {
-            self.settle(done);
+            self.settle(done, &mut refused);
+        }
+        match refused {
+            Some(e) => Err(e).context("the queue refused messages; stopped sending"),
+            None => Ok(()),
         }
     }
 
-    fn settle(&mut self, done: Result<Outcome, tokio::task::JoinError>) {
+    /// Counts a finished batch; a refused one is kept in `refused` to stop the run.
+    fn settle(
+        &mut self,
+        done: Result<Outcome, tokio::task::JoinError>,
+        refused: &mut Option<QueueError>,
+    ) {
         match done {
             Ok(Outcome::Confirmed { sent_us, lateness }) => {
                 self.sent += lateness.len() as u64;
@@ -235,6 +288,11 @@ impl Producer {
                 }
             }
             Ok(Outcome::GivenUp { first, n }) => self.unconfirmed.push((first, n)),
+            Ok(Outcome::Refused { first, n, error }) => {
+                // Refused outright: not in the queue. Reported with the unconfirmed so the audit skips them.
+                self.unconfirmed.push((first, n));
+                refused.get_or_insert(error);
+            }
             // A batch task cannot panic short of a bug; say so loudly rather than miscount silently.
             Err(e) => {
                 tracing::error!(error = %e, "a publish task failed; its messages are unaccounted for")
@@ -263,6 +321,7 @@ impl Producer {
             .field("producer_id", self.config.producer_id)
             .field("sent", self.sent)
             .field("errors", self.batcher.errors.load(Ordering::Relaxed))
+            .field("throttled", self.batcher.throttled.load(Ordering::Relaxed))
             .field("rate", interval_rate)
             .latency("lateness", lateness)
             .field("first_sent_at_us", self.first_sent_at_us)

@@ -4,6 +4,12 @@
 //! Every process a test starts is owned by a [`Proc`]: killed (SIGKILL) when dropped, so a failing assertion
 //! never leaves a stray consumer behind, and every wait is bounded.
 
+pub mod azurite;
+#[cfg(feature = "fake-marathon")]
+pub mod fake_marathon;
+#[cfg(feature = "fake-nsqd")]
+pub mod fake_nsqd;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

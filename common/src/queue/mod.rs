@@ -11,6 +11,8 @@
 //! - [`Queue::extend`] keeps a lease alive during long work.
 //! - [`Queue::depth`] is what a scaling engine reads; it must be cheap.
 
+pub mod azure;
+pub mod nsq;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use azure::{AzureError, AzureQueue, AzureUrl};
 pub use sqlite::SqliteQueue;
 
 /// A message handed to a consumer, with what it needs to ack it.
@@ -38,7 +41,22 @@ pub struct Receipt(ReceiptInner);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ReceiptInner {
-    Sqlite { id: i64, token: i64 },
+    Sqlite {
+        id: i64,
+        token: i64,
+    },
+    /// The nsqd connection the message came on (FIN/REQ/TOUCH only work there) and nsqd's message id.
+    /// `attempts` tells a redelivery of the same id apart from the delivery a receipt was issued for.
+    Nsq {
+        generation: u64,
+        id: [u8; 16],
+        attempts: u16,
+    },
+    /// Azure: the message id and its latest pop receipt (each visibility update issues a new one).
+    Azure {
+        id: String,
+        pop: String,
+    },
 }
 
 /// The result of acking a batch.
@@ -90,6 +108,19 @@ pub enum QueueError {
     /// A receipt from another backend was passed in.
     #[error("a receipt from another queue was used")]
     WrongReceipt,
+    /// Talking to nsqd failed.
+    #[error(transparent)]
+    Nsq(#[from] nsq::NsqError),
+    /// A call to Azure Storage failed (the text names the account, the operation and the HTTP status).
+    #[error(transparent)]
+    Azure(#[from] AzureError),
+    /// A message is larger than the backend accepts; nothing was sent.
+    #[error("message of {size} bytes is over the {limit}-byte limit of {what}")]
+    MessageTooLarge {
+        size: usize,
+        limit: usize,
+        what: String,
+    },
     /// The blocking task running the operation died (the runtime is shutting down).
     #[error("queue operation was interrupted: {0}")]
     Interrupted(String),
@@ -148,8 +179,29 @@ pub trait Queue: Send + Sync {
     /// The current depth.
     async fn depth(&self) -> Result<Depth, QueueError>;
 
+    /// Stops new deliveries before a drain: push-based backends (NSQ) would otherwise keep sending messages
+    /// the consumer no longer takes. Ack, release and extend of held messages keep working after it.
+    /// Polling backends have nothing to do.
+    async fn stop_receiving(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    /// The largest body [`Queue::publish`] accepts, before the backend's own encoding, where the backend has
+    /// a limit (Azure: 64 KiB, or 48 KiB with base64). Producers check `--size` against it before sending.
+    fn max_message_size(&self) -> Option<usize> {
+        None
+    }
+
     /// A description for logs, with no secrets in it.
     fn describe(&self) -> String;
+}
+
+impl QueueError {
+    /// Whether the backend asked us to slow down (Azure: 503 ServerBusy, 500, timeouts), so that callers can
+    /// count throttling apart from other errors.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, QueueError::Azure(e) if e.is_throttled())
+    }
 }
 
 /// A parsed queue URL: which backend, and its settings.
@@ -157,9 +209,14 @@ pub trait Queue: Send + Sync {
 /// | URL | backend |
 /// |---|---|
 /// | `sqlite:PATH` or `sqlite://PATH` | embedded queue in a SQLite file (created when missing) |
+/// | `nsq://HOST:PORT/TOPIC/CHANNEL[?http=HOST:PORT&lookupd=HOST:PORT,…]` | nsqd (see [`nsq::url`]) |
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QueueUrl {
     Sqlite(PathBuf),
+    /// `nsq://HOST:PORT/TOPIC/CHANNEL[?http=…&lookupd=…]`: see [`nsq::url`].
+    Nsq(nsq::url::NsqUrl),
+    /// `azure://ACCOUNT/QUEUE[?endpoint=…&encoding=…&depth=…&auth=…&api-version=…]`: see [`AzureUrl`].
+    Azure(AzureUrl),
 }
 
 impl QueueUrl {
@@ -186,11 +243,14 @@ impl QueueUrl {
                 }
                 Ok(QueueUrl::Sqlite(PathBuf::from(path)))
             }
-            "nsq" | "azure" => Err(invalid(&format!(
-                "the {scheme} backend is not available in this build yet"
-            ))),
+            "nsq" => nsq::url::NsqUrl::parse(rest)
+                .map(QueueUrl::Nsq)
+                .map_err(|r| invalid(&r)),
+            "azure" => AzureUrl::parse(rest)
+                .map(QueueUrl::Azure)
+                .map_err(|r| invalid(&r)),
             other => Err(invalid(&format!(
-                "unknown scheme {other:?}: the schemes this build knows are sqlite"
+                "unknown scheme {other:?}: the schemes this build knows are sqlite and nsq"
             ))),
         }
     }
@@ -203,6 +263,8 @@ impl QueueUrl {
 pub async fn open(url: &str) -> Result<Arc<dyn Queue>, QueueError> {
     match QueueUrl::parse(url)? {
         QueueUrl::Sqlite(path) => Ok(Arc::new(SqliteQueue::open(path).await?)),
+        QueueUrl::Nsq(url) => Ok(Arc::new(nsq::NsqQueue::new(url)?)),
+        QueueUrl::Azure(url) => Ok(Arc::new(AzureQueue::open(url).await?)),
     }
 }
 

@@ -1,0 +1,314 @@
+//! Loss and duplicate accounting across real producer and consumer processes on an Azure Storage Queue
+//! served by a real Azurite: three consumers, a consumer SIGKILLed midway, a SIGTERM drain, Azurite itself
+//! stopping and coming back, the original demo's variables, and bad input.
+//!
+//! Azurite's receive and delete slow down with the queue's depth, so producers are paced to keep the backlog
+//! small, as the measurements advise.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use testkit::azurite::{self, Azurite};
+use testkit::{Proc, command, eventually, ledger_entries, tally, u};
+
+fn producer(url: &str, count: u64, rate: u64) -> Command {
+    let mut cmd = command("producer");
+    cmd.args([
+        "--queue",
+        url,
+        "--count",
+        &count.to_string(),
+        "--rate",
+        &rate.to_string(),
+    ]);
+    cmd.args([
+        "--batch",
+        "50",
+        "--size",
+        "200",
+        "--stats-interval",
+        "200ms",
+    ]);
+    azurite::with_key(&mut cmd);
+    cmd
+}
+
+fn consumer(url: &str, ledger: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = command("consumer");
+    cmd.args(["--queue", url, "--ledger"])
+        .arg(ledger)
+        .args(["--stats-interval", "100ms", "--batch", "32"])
+        .args(extra);
+    azurite::with_key(&mut cmd);
+    cmd
+}
+
+/// Waits for the queue to empty (leased messages included), then SIGTERMs the consumers and checks they exit 0.
+fn drain_and_stop(url: &str, consumers: &mut [Proc], limit: Duration) {
+    assert!(
+        eventually(limit, || azurite::depth(url).total() == 0),
+        "queue did not drain: {:?}",
+        azurite::depth(url)
+    );
+    for c in consumers.iter() {
+        c.signal(libc::SIGTERM);
+    }
+    for c in consumers.iter_mut() {
+        let status = c.wait(Duration::from_secs(15));
+        assert!(
+            status.success(),
+            "{} exited {status}: {}",
+            c.name,
+            c.stderr()
+        );
+    }
+}
+
+fn spawn_consumers(url: &str, dir: &std::path::Path, n: usize, extra: &[&str]) -> Vec<Proc> {
+    (0..n)
+        .map(|i| {
+            let ledger = dir.join(format!("c{i}.ledger"));
+            Proc::spawn(&format!("consumer{i}"), consumer(url, &ledger, extra))
+        })
+        .collect()
+}
+
+#[test]
+fn one_producer_three_consumers_lose_nothing() {
+    let az = Azurite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = az.url("three", "");
+    let mut consumers = spawn_consumers(
+        &url,
+        dir.path(),
+        3,
+        &["--work", "none", "--max-in-flight", "32"],
+    );
+    let mut p = Proc::spawn("producer", producer(&url, 5_000, 500));
+    let mut max_backlog = 0;
+    while p.running() {
+        max_backlog = max_backlog.max(azurite::depth(&url).total());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(p.wait(Duration::from_secs(5)).success(), "{}", p.stderr());
+    let sent = u(&p.summary().expect("producer summary"), "sent");
+    assert_eq!(sent, 5_000);
+    assert!(max_backlog < 500, "backlog reached {max_backlog}");
+    drain_and_stop(&url, &mut consumers, Duration::from_secs(60));
+
+    let (consumed, lost, dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
+    assert_eq!((consumed, lost, unexpected), (5_000, 0, 0), "dups {dups}");
+    let acked: u64 = consumers
+        .iter()
+        .map(|c| u(&c.summary().unwrap(), "acked"))
+        .sum();
+    assert_eq!(acked, 5_000 + dups, "acked counts agree with the ledgers");
+    let busy = consumers
+        .iter()
+        .filter(|c| u(&c.summary().unwrap(), "acked") > 0)
+        .count();
+    assert!(
+        busy >= 2,
+        "the consumers shared the work ({busy} of 3 acked anything)"
+    );
+}
+
+#[test]
+fn a_consumer_killed_midway_loses_nothing_and_its_messages_return_after_the_lease() {
+    let az = Azurite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = az.url("killed", "");
+    // A short lease (visibility timeouts are whole seconds) and slow work, so the victim holds many.
+    let args = [
+        "--work",
+        "sleep:20ms",
+        "--max-in-flight",
+        "32",
+        "--lease",
+        "2s",
+    ];
+    let mut consumers = spawn_consumers(&url, dir.path(), 3, &args);
+    let mut p = Proc::spawn("producer", producer(&url, 2_000, 400));
+    let victim = consumers.remove(0);
+    victim.wait_for_line(Duration::from_secs(30), |v| {
+        v["acked"].as_u64().unwrap_or(0) > 200 && v["in_flight"].as_u64().unwrap_or(0) > 0
+    });
+    victim.signal(libc::SIGKILL);
+    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
+    let sent = u(&p.summary().unwrap(), "sent");
+    drain_and_stop(&url, &mut consumers, Duration::from_secs(60));
+
+    let (consumed, lost, _dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
+    assert_eq!((consumed, lost, unexpected), (sent, 0, 0));
+    let redelivered: u64 = consumers
+        .iter()
+        .map(|c| c.summary().unwrap()["redelivered"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        redelivered > 0,
+        "the victim's messages came back after their lease"
+    );
+}
+
+#[test]
+fn sigterm_releases_held_messages_at_once() {
+    let az = Azurite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = az.url("drain", "");
+    let mut p = Proc::spawn("producer", producer(&url, 5, 0));
+    assert!(p.wait(Duration::from_secs(20)).success(), "{}", p.stderr());
+    let mut c = Proc::spawn(
+        "consumer",
+        consumer(
+            &url,
+            &dir.path().join("c.ledger"),
+            &[
+                "--work",
+                "sleep:60s",
+                "--max-in-flight",
+                "5",
+                "--lease",
+                "60s",
+                "--drain-timeout",
+                "300ms",
+            ],
+        ),
+    );
+    c.wait_for_line(Duration::from_secs(10), |v| {
+        v["in_flight"].as_u64() == Some(5)
+    });
+    let visible = az.url("drain", "depth=visible");
+    assert_eq!(azurite::depth(&visible).visible, 0, "all five are leased");
+    let signalled = Instant::now();
+    c.signal(libc::SIGTERM);
+    assert!(c.wait(Duration::from_secs(5)).success(), "{}", c.stderr());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    let s = c.summary().unwrap();
+    assert_eq!((u(&s, "released"), u(&s, "acked")), (5, 0));
+    assert_eq!(
+        azurite::depth(&visible).visible,
+        5,
+        "released messages are visible at once, not after the 60 s lease"
+    );
+}
+
+#[test]
+fn azurite_stopped_and_restarted_mid_run_costs_errors_not_messages() {
+    let mut az = Azurite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = az.url("crash", "");
+    let mut consumers = spawn_consumers(
+        &url,
+        dir.path(),
+        2,
+        &["--work", "none", "--max-in-flight", "32", "--lease", "3s"],
+    );
+    let mut p = Proc::spawn("producer", producer(&url, 2_000, 250));
+    p.wait_for_line(Duration::from_secs(30), |v| {
+        v["sent"].as_u64().unwrap_or(0) > 300
+    });
+    az.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    az.restart();
+    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
+    let ps = p.summary().unwrap();
+    let sent = u(&ps, "sent");
+    assert_eq!(sent, 2_000);
+    assert!(
+        u(&ps, "errors") > 0,
+        "the producer counted the outage: {ps}"
+    );
+    drain_and_stop(&url, &mut consumers, Duration::from_secs(60));
+    let consumer_errors: u64 = consumers
+        .iter()
+        .map(|c| u(&c.summary().unwrap(), "errors"))
+        .sum();
+    assert!(consumer_errors > 0, "the consumers counted the outage");
+    // A message whose 201 was lost in the outage may be sent twice (a duplicate); none may be lost.
+    let (consumed, lost, _dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
+    assert_eq!((consumed, lost, unexpected), (sent, 0, 0));
+}
+
+#[test]
+fn the_original_demo_variables_and_a_connection_string_work() {
+    let az = Azurite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = |mut cmd: Command| {
+        azurite::clear_credentials(&mut cmd)
+            .env("AZURE_STORAGE_CONNECTION_STRING", az.connection_string())
+            .env("AZURE_STORAGE_QUEUE_NAME", "legacy-queue");
+        cmd
+    };
+    let mut p = command("producer");
+    p.args(["--count", "20", "--rate", "0"]);
+    let mut p = Proc::spawn("producer", legacy(p));
+    assert!(p.wait(Duration::from_secs(20)).success(), "{}", p.stderr());
+    let mut c = command("consumer");
+    c.args(["--count", "20", "--ledger"])
+        .arg(dir.path().join("c.ledger"));
+    let mut c = Proc::spawn("consumer", legacy(c));
+    assert!(c.wait(Duration::from_secs(30)).success(), "{}", c.stderr());
+    assert_eq!(tally(&ledger_entries(dir.path()), 20), (20, 0, 0, 0));
+    assert_eq!(azurite::depth(&az.url("legacy-queue", "")).total(), 0);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let az = Azurite::start();
+    let run = |mut cmd: Command| {
+        let mut p = Proc::spawn("producer", {
+            cmd.args(["--count", "1"]);
+            cmd
+        });
+        let status = p.wait(Duration::from_secs(20));
+        (status, p.stderr())
+    };
+    // A queue name that breaks Azure's rules: a usage error before anything starts.
+    let mut cmd = command("producer");
+    cmd.args(["--queue", &az.url("Bad_Name", "")]);
+    azurite::with_key(&mut cmd);
+    let (status, err) = run(cmd);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("breaks Azure's rules"), "{err}");
+
+    // A malformed connection string: named, never quoted (it may hold a key).
+    let mut cmd = command("producer");
+    azurite::clear_credentials(&mut cmd).env(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AccountName=devstoreaccount1;AccountKey",
+    );
+    let (status, err) = run(cmd);
+    assert!(!status.success());
+    assert!(
+        err.contains("AZURE_STORAGE_CONNECTION_STRING is malformed"),
+        "{err}"
+    );
+
+    // auth=key without a key.
+    let mut cmd = command("producer");
+    cmd.args(["--queue", &az.url("nokey", "auth=key")]);
+    azurite::clear_credentials(&mut cmd);
+    let (status, err) = run(cmd);
+    assert!(!status.success());
+    assert!(err.contains("set AZURE_STORAGE_ACCOUNT_KEY"), "{err}");
+
+    // A wrong key: the account and the 403, no key, no signature.
+    let wrong = "d3Jvbmcga2V5IHdyb25nIGtleSB3cm9uZyBrZXkgd3Jvbmcga2V5IHdyb25nIGtleQ==";
+    let mut cmd = command("producer");
+    cmd.args(["--queue", &az.url("denied", "")]);
+    azurite::clear_credentials(&mut cmd).env("AZURE_STORAGE_ACCOUNT_KEY", wrong);
+    let (status, err) = run(cmd);
+    assert!(!status.success());
+    assert!(
+        err.contains("devstoreaccount1") && err.contains("403"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(wrong) && !err.contains(azurite::KEY) && !err.contains("sig="),
+        "{err}"
+    );
+}
