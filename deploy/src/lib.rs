@@ -3,6 +3,8 @@
 //!
 //! - [`audit`]: the counting, shared by the `audit` binary and the demo's final report.
 //! - [`demo`]: the demo's flags, its child processes, its live view and its report.
+//! - [`marathon`]: `marathon-install` and `marathon-uninstall`.
 
 pub mod audit;
 pub mod demo;
+pub mod marathon;
