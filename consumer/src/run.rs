@@ -27,8 +27,10 @@ const RECEIVE_WAIT: Duration = Duration::from_millis(100);
 /// Polling bounds while work is in flight and the queue is empty.
 const IDLE_MIN: Duration = Duration::from_millis(1);
 const IDLE_MAX: Duration = Duration::from_millis(25);
-/// Pause after a failed queue call.
-const ERROR_PAUSE: Duration = Duration::from_millis(200);
+/// Back-off after failed queue calls: 2ⁿ × 100 ms, capped, with jitter, so that many consumers of one
+/// struggling queue (Azure's 503 ServerBusy asks for exactly this) do not retry in lockstep.
+const ERROR_PAUSE: Duration = Duration::from_millis(100);
+const ERROR_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// Foreign bodies logged individually before the rest are only counted.
 const FOREIGN_LOG_LIMIT: u64 = 5;
 
@@ -137,6 +139,7 @@ impl Consumer {
     /// Receives and works until a stop is asked for, `--count` is reached, or the ledger cannot be written.
     async fn consume(&mut self) -> anyhow::Result<()> {
         let mut idle = IDLE_MIN;
+        let mut failures = 0u32;
         loop {
             self.collect_done();
             self.tick_if_due();
@@ -172,6 +175,7 @@ impl Consumer {
                 .await
             {
                 Ok((outcome, deliveries)) => {
+                    failures = 0;
                     self.acked(outcome);
                     let got = deliveries.len();
                     for d in deliveries {
@@ -187,8 +191,13 @@ impl Consumer {
                 Err(e) => {
                     self.counts.errors += 1;
                     self.counts.throttled += u64::from(e.is_throttled());
-                    tracing::warn!(error = %e, "receive/ack failed; retrying in {ERROR_PAUSE:?}");
-                    self.wait_for_done(Some(ERROR_PAUSE)).await;
+                    failures += 1;
+                    let cap = ERROR_PAUSE
+                        .saturating_mul(1 << failures.min(8))
+                        .min(ERROR_PAUSE_MAX);
+                    let pause = cap.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+                    tracing::warn!(error = %e, failures, "receive/ack failed; retrying in {pause:?}");
+                    self.wait_for_done(Some(pause)).await;
                 }
             }
         }
