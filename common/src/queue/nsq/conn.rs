@@ -295,10 +295,10 @@ impl Conn {
     }
 
     /// Writes one command that nsqd answers, and returns the receiver of its answer. Several may be written
-    /// before any answer is awaited (pipelining).
+    /// before any answer is awaited (pipelining). A failed write still returns the receiver: see below.
     ///
     /// # Errors
-    /// [`NsqError::Lost`] when the connection is down.
+    /// [`NsqError::Lost`] when the connection was already down.
     pub async fn send_request(
         &self,
         bytes: &[u8],
@@ -314,8 +314,12 @@ impl Conn {
             .unwrap_or_else(|p| p.into_inner())
             .push_back(tx);
         if let Err(e) = w.write_all(bytes).await {
+            // nsqd refuses some commands before reading their body (an oversized PUB gets E_BAD_MESSAGE) and
+            // closes the connection, so our write fails with EPIPE while its error frame waits in the receive
+            // buffer. Hand back the receiver anyway: the read loop delivers that frame if there is one, or
+            // reports the connection lost when it ends.
             self.shared.alive.store(false, Ordering::Release);
-            return Err(NsqError::Lost(e.to_string()));
+            tracing::debug!(error = %e, "write failed; waiting for nsqd's answer or the end of the connection");
         }
         Ok(rx)
     }
