@@ -39,14 +39,7 @@ fn consumer(url: &str, ledger: &Path, extra: &[&str]) -> Command {
 }
 
 fn consumers(url: &str, dir: &Path, n: usize, extra: &[&str]) -> Vec<Proc> {
-    (0..n)
-        .map(|i| {
-            Proc::spawn(
-                &format!("consumer{i}"),
-                consumer(url, &dir.join(format!("c{i}.ledger")), extra),
-            )
-        })
-        .collect()
+    testkit::spawn_with_ledgers(n, dir, |ledger| consumer(url, ledger, extra))
 }
 
 /// Waits until every message is acked (the suite's depth and the fake's agree on it), then stops the
@@ -58,18 +51,7 @@ fn drain_and_stop(fake: &FakeNsqd, url: &str, consumers: &mut [Proc], limit: Dur
         fake.channel_depth("t", "c")
     );
     assert_eq!(depth(url).total(), 0);
-    for c in consumers.iter() {
-        c.signal(libc::SIGTERM);
-    }
-    for c in consumers.iter_mut() {
-        let status = c.wait(Duration::from_secs(15));
-        assert!(
-            status.success(),
-            "{} exited {status}: {}",
-            c.name,
-            c.stderr()
-        );
-    }
+    testkit::stop_gracefully(consumers);
 }
 
 /// Reads the suite's depth between two identical readings of the fake's, and checks they agree. The queue

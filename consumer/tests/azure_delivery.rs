@@ -50,27 +50,11 @@ fn drain_and_stop(url: &str, consumers: &mut [Proc], limit: Duration) {
         "queue did not drain: {:?}",
         azurite::depth(url)
     );
-    for c in consumers.iter() {
-        c.signal(libc::SIGTERM);
-    }
-    for c in consumers.iter_mut() {
-        let status = c.wait(Duration::from_secs(15));
-        assert!(
-            status.success(),
-            "{} exited {status}: {}",
-            c.name,
-            c.stderr()
-        );
-    }
+    testkit::stop_gracefully(consumers);
 }
 
 fn spawn_consumers(url: &str, dir: &std::path::Path, n: usize, extra: &[&str]) -> Vec<Proc> {
-    (0..n)
-        .map(|i| {
-            let ledger = dir.join(format!("c{i}.ledger"));
-            Proc::spawn(&format!("consumer{i}"), consumer(url, &ledger, extra))
-        })
-        .collect()
+    testkit::spawn_with_ledgers(n, dir, |ledger| consumer(url, ledger, extra))
 }
 
 #[test]

@@ -39,33 +39,16 @@ fn drain_and_stop(url: &str, consumers: &mut [Proc], limit: Duration) {
         "queue did not drain: {:?}",
         depth(url)
     );
-    for c in consumers.iter() {
-        c.signal(libc::SIGTERM);
-    }
-    for c in consumers.iter_mut() {
-        let status = c.wait(Duration::from_secs(15));
-        assert!(
-            status.success(),
-            "{} exited {status}: {}",
-            c.name,
-            c.stderr()
-        );
-    }
+    testkit::stop_gracefully(consumers);
 }
 
 #[test]
 fn one_producer_three_consumers_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
-    let mut consumers: Vec<Proc> = (0..3)
-        .map(|i| {
-            let ledger = dir.path().join(format!("c{i}.ledger"));
-            Proc::spawn(
-                &format!("consumer{i}"),
-                consumer(&url, &ledger, &["--work", "none", "--max-in-flight", "100"]),
-            )
-        })
-        .collect();
+    let mut consumers = testkit::spawn_with_ledgers(3, dir.path(), |ledger| {
+        consumer(&url, ledger, &["--work", "none", "--max-in-flight", "100"])
+    });
     let mut p = Proc::spawn("producer", producer(&url, 100_000, 0));
     assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
     let sent = u(&p.summary().expect("producer summary"), "sent");
@@ -103,14 +86,8 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
         "--lease",
         "1s",
     ];
-    let mut consumers: Vec<Proc> = (0..3)
-        .map(|i| {
-            Proc::spawn(
-                &format!("consumer{i}"),
-                consumer(&url, &dir.path().join(format!("c{i}.ledger")), &args),
-            )
-        })
-        .collect();
+    let mut consumers =
+        testkit::spawn_with_ledgers(3, dir.path(), |ledger| consumer(&url, ledger, &args));
     let mut p = Proc::spawn("producer", producer(&url, 100_000, 0));
     let victim = consumers.remove(0);
     victim.wait_for_line(Duration::from_secs(30), |v| {

@@ -265,3 +265,32 @@ pub fn tally(entries: &[common::ledger::Entry], sent: u64) -> (u64, u64, u64, u6
     }
     (distinct, sent - distinct, dups, unexpected)
 }
+
+/// Starts `n` processes from `make(ledger_path)`, named `consumer0..`, each with its own ledger `c{i}.ledger`
+/// in `dir` (where [`ledger_entries`] reads them back).
+pub fn spawn_with_ledgers(n: usize, dir: &Path, make: impl Fn(&Path) -> Command) -> Vec<Proc> {
+    (0..n)
+        .map(|i| {
+            Proc::spawn(
+                &format!("consumer{i}"),
+                make(&dir.join(format!("c{i}.ledger"))),
+            )
+        })
+        .collect()
+}
+
+/// Sends SIGTERM to every process, then checks each exits 0 (a consumer drains first) within 15 s.
+pub fn stop_gracefully(procs: &mut [Proc]) {
+    for p in procs.iter() {
+        p.signal(libc::SIGTERM);
+    }
+    for p in procs.iter_mut() {
+        let status = p.wait(Duration::from_secs(15));
+        assert!(
+            status.success(),
+            "{} exited {status}: {}",
+            p.name,
+            p.stderr()
+        );
+    }
+}
