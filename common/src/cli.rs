@@ -125,6 +125,13 @@ pub struct StatsArgs {
     /// Interval between JSON stats lines on stdout; a summary line is always written at exit.
     #[arg(long, env = "STATS_INTERVAL", default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
     pub stats_interval: Duration,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off by default); :PORT listens on every interface.
+    ///
+    /// The same counters as the stats lines, latency histograms in seconds and, for producers and consumers,
+    /// the queue depth read every --stats-interval. A port already in use stops the run before it starts.
+    #[arg(long, env = "METRICS_ADDR", value_parser = crate::metrics::parse_addr, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Reports a usage error (bad flags or configuration found after parsing) and gives exit code 2.
@@ -139,6 +146,7 @@ pub fn usage_error(e: impl Display) -> ExitCode {
 /// Current-thread because each binary has one task that owns its state; blocking work (SQLite, `cpu:` work)
 /// goes to tokio's blocking pool.
 pub fn run_async<T: Termination, E: Display>(work: impl Future<Output = Result<T, E>>) -> ExitCode {
+    no_library_backtraces();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -155,6 +163,18 @@ pub fn run_async<T: Termination, E: Display>(work: impl Future<Output = Result<T
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Sets `RUST_LIB_BACKTRACE=0` unless it is set, so that `RUST_BACKTRACE=1` (common in containers) keeps panic
+/// backtraces but stops `std::backtrace::Backtrace::capture` in libraries: the Azure SDK makes an error, with
+/// a captured backtrace, for every optional header a request lacks, which tripled the producer's CPU per
+/// message. Must run before any other thread starts (it changes the environment).
+fn no_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called at the top of run_async, before the runtime or any other thread exists, so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
 }
 

@@ -4,6 +4,11 @@
 //! Format: one line per message, `RUN PRODUCER SEQ\n` (run id as 16 hex digits, the others decimal), the same
 //! fields as the [`envelope`](crate::envelope). Consumers append to their own file; the audit reads them all.
 //!
+//! A message the consumer *set aside* as poison (delivered more often than `--max-deliveries` allows) is acked
+//! too, and recorded as `RUN PRODUCER SEQ poison DELIVERIES\n`, DELIVERIES being the backend's delivery count
+//! when it was set aside. The audit counts it as accounted for (not lost) but not consumed: its work never
+//! succeeded. Readers older than the poison marker count such a line as malformed, never as consumed.
+//!
 //! Ordering is what makes the ledger honest: a consumer writes an entry *before* it acks the message, and hands
 //! the bytes to the kernel (`write`) before the ack is sent. A consumer killed between the two leaves an entry
 //! for a message that will be delivered again: the audit then reports a duplicate, which is the truth
@@ -23,6 +28,15 @@ pub struct Entry {
     pub run_id: u64,
     pub producer_id: u32,
     pub seq: u64,
+}
+
+/// How a message left the queue: what a ledger line says beyond the message's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Worked on successfully, then acked.
+    Consumed,
+    /// Set aside without successful work after this many deliveries (the backend's count), then acked.
+    Poison { deliveries: u32 },
 }
 
 /// Ledger file errors, with the path.
@@ -61,17 +75,26 @@ impl LedgerWriter {
         })
     }
 
-    /// Adds an entry to the pending batch.
+    /// Adds an entry for a consumed message to the pending batch.
     pub fn push(&mut self, e: Entry) {
+        self.push_outcome(e, Outcome::Consumed);
+    }
+
+    /// Adds an entry with its outcome to the pending batch.
+    pub fn push_outcome(&mut self, e: Entry, outcome: Outcome) {
         use std::io::Write as _;
         // Writing into a Vec cannot fail.
-        let _ = writeln!(
+        let _ = write!(
             self.buf,
             "{} {} {}",
             format_run_id(e.run_id),
             e.producer_id,
             e.seq
         );
+        let _ = match outcome {
+            Outcome::Consumed => writeln!(self.buf),
+            Outcome::Poison { deliveries } => writeln!(self.buf, " poison {deliveries}"),
+        };
     }
 
     /// Hands the pending batch to the kernel. After this returns, the entries survive the process being killed.
@@ -91,13 +114,30 @@ impl LedgerWriter {
 /// What reading a ledger found besides entries.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReadReport {
+    /// Lines of consumed messages.
     pub entries: u64,
+    /// Lines of messages set aside as poison.
+    pub poison: u64,
     /// Lines that are not `RUN PRODUCER SEQ` (for example a line cut short by a crash mid-write).
     pub malformed: u64,
 }
 
-/// Reads every entry of a ledger, calling `f` for each; malformed lines are counted, not fatal.
+/// Reads the entries of consumed messages in a ledger, calling `f` for each; poison lines are only counted
+/// (in [`ReadReport::poison`]) and malformed lines are counted, not fatal.
 pub fn read(path: &Path, mut f: impl FnMut(Entry)) -> Result<ReadReport, LedgerError> {
+    read_outcomes(path, |e, outcome| {
+        if outcome == Outcome::Consumed {
+            f(e)
+        }
+    })
+}
+
+/// Reads every line of a ledger with its outcome, calling `f` for each; malformed lines are counted, not
+/// fatal.
+pub fn read_outcomes(
+    path: &Path,
+    mut f: impl FnMut(Entry, Outcome),
+) -> Result<ReadReport, LedgerError> {
     let read_err = |source| LedgerError::Read {
         path: path.to_path_buf(),
         source,
@@ -112,26 +152,39 @@ pub fn read(path: &Path, mut f: impl FnMut(Entry)) -> Result<ReadReport, LedgerE
             return Ok(report);
         }
         match parse_line(&line) {
-            Some(e) => {
-                report.entries += 1;
-                f(e)
+            Some((e, outcome)) => {
+                match outcome {
+                    Outcome::Consumed => report.entries += 1,
+                    Outcome::Poison { .. } => report.poison += 1,
+                }
+                f(e, outcome)
             }
             None => report.malformed += 1,
         }
     }
 }
 
-fn parse_line(line: &[u8]) -> Option<Entry> {
+fn parse_line(line: &[u8]) -> Option<(Entry, Outcome)> {
     let line = std::str::from_utf8(line).ok()?.strip_suffix('\n')?;
     let mut parts = line.split(' ');
     let run_id = parse_run_id(parts.next()?)?;
     let producer_id = parts.next()?.parse().ok()?;
     let seq = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some(Entry {
-        run_id,
-        producer_id,
-        seq,
-    })
+    let outcome = match parts.next() {
+        None => Outcome::Consumed,
+        Some("poison") => Outcome::Poison {
+            deliveries: parts.next()?.parse().ok()?,
+        },
+        Some(_) => return None,
+    };
+    parts.next().is_none().then_some((
+        Entry {
+            run_id,
+            producer_id,
+            seq,
+        },
+        outcome,
+    ))
 }
 
 #[cfg(test)]
@@ -170,8 +223,57 @@ mod tests {
             report,
             ReadReport {
                 entries: 2,
+                poison: 0,
                 malformed: 1
             }
         );
+    }
+
+    #[test]
+    fn poison_lines_carry_their_delivery_count_and_are_not_consumed_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c1.ledger");
+        let mut w = LedgerWriter::open(&path).unwrap();
+        let a = Entry {
+            run_id: 1,
+            producer_id: 2,
+            seq: 3,
+        };
+        let b = Entry { seq: 4, ..a };
+        w.push(a);
+        w.push_outcome(b, Outcome::Poison { deliveries: 3 });
+        w.flush().unwrap();
+        // Lines a reader must refuse rather than guess at.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(
+                b"0000000000000001 2 5 poison\n0000000000000001 2 6 poison x\n\
+                  0000000000000001 2 7 retried 1\n0000000000000001 2 8 poison 1 2\n",
+            )
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("0000000000000001 2 3\n0000000000000001 2 4 poison 3\n"));
+        let mut all = vec![];
+        let report = read_outcomes(&path, |e, o| all.push((e, o))).unwrap();
+        assert_eq!(
+            all,
+            vec![
+                (a, Outcome::Consumed),
+                (b, Outcome::Poison { deliveries: 3 })
+            ]
+        );
+        assert_eq!(
+            report,
+            ReadReport {
+                entries: 1,
+                poison: 1,
+                malformed: 4
+            }
+        );
+        let mut consumed = vec![];
+        read(&path, |e| consumed.push(e)).unwrap();
+        assert_eq!(consumed, vec![a], "read yields consumed messages only");
     }
 }

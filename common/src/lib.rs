@@ -3,8 +3,10 @@
 //! One concern per module:
 //! - [`envelope`]: the wire format of a message.
 //! - [`queue`]: the queue trait every backend implements, and [`queue::open`], which picks a backend from a URL.
+//! - [`shape`]: load shapes, the producer's msgs/s over time (`--shape`).
 //! - [`work`]: the simulated work a consumer does per message.
 //! - [`ledger`]: the record of every acked message, which the audit reads to count loss and duplicates.
+//! - [`metrics`]: the Prometheus registry, names and the `/metrics` endpoint (`--metrics-addr`).
 //! - [`stats`]: latency histograms and the JSON-lines stats writer (the suite's stdout contract).
 //! - [`shutdown`]: SIGTERM/SIGINT turned into one token every task watches.
 //! - [`cli`]: flag parsers and logging set-up that every binary uses.
@@ -14,7 +16,9 @@ pub mod cli;
 pub mod clock;
 pub mod envelope;
 pub mod ledger;
+pub mod metrics;
 pub mod queue;
+pub mod shape;
 pub mod shutdown;
 pub mod stats;
 pub mod work;

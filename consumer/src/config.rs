@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Parser;
 use common::cli::{QueueArgs, StatsArgs, legacy_millis, parse_duration};
-use common::work::Work;
+use common::work::{Work, WorkSampler, WorkSpec};
 
 /// Takes messages off a queue, does simulated work on each, acks it after the work, and reports, as JSON
 /// lines on stdout, what it received and the end-to-end latency.
@@ -32,12 +32,18 @@ pub struct Args {
     #[arg(long, env = "CONSUMER_BATCH", default_value_t = 100, value_name = "N")]
     pub batch: usize,
 
-    /// Work per message: none, sleep:DURATION (wait, no CPU) or cpu:DURATION (CPU time on one core).
+    /// Work per message: none, sleep:DURATION (wait, no CPU), cpu:DURATION (CPU time on one core), or a
+    /// distribution drawn per message: sleep:exp(200ms), cpu:lognormal(5ms,1.0), sleep:uniform(100ms..500ms),
+    /// sleep:normal(100ms,20ms), each with an optional ,max=CAP (default 10 × the mean).
     ///
     /// A work spec carried in the message (producer --work) takes precedence. Default: sleep:300ms, or
     /// sleep:<MSS_CONSUMER_SLEEP_MS>ms when that variable of the original demo is set.
     #[arg(long, env = "CONSUMER_WORK", value_name = "SPEC")]
-    pub work: Option<Work>,
+    pub work: Option<WorkSpec>,
+
+    /// Seed for drawing --work from a distribution (default: random), so a run can be repeated.
+    #[arg(long, env = "CONSUMER_SEED", value_name = "N")]
+    pub seed: Option<u64>,
 
     /// How long a received message stays invisible to other consumers; kept alive during longer work.
     #[arg(long, env = "CONSUMER_LEASE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
@@ -57,6 +63,28 @@ pub struct Args {
     #[arg(long, env = "CONSUMER_COUNT", value_name = "N")]
     pub count: Option<u64>,
 
+    // --- Failure model (see crate::run's docs for what happens to a failed or poison message) ---
+    /// Probability (0 to 1) that a message fails after its work: it is given back to the queue, not acked.
+    ///
+    /// A failed message returns after --fail-delay and is delivered again. Default 0: nothing fails.
+    #[arg(long, env = "CONSUMER_FAIL_RATE", default_value_t = 0.0, value_parser = parse_probability, value_name = "P", allow_negative_numbers = true)]
+    pub fail_rate: f64,
+
+    /// How long a failed message stays invisible before it is delivered again.
+    ///
+    /// Azure rounds it up to whole seconds; nsqd refuses delays over its --max-req-timeout (default 1h).
+    #[arg(long, env = "CONSUMER_FAIL_DELAY", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub fail_delay: Duration,
+
+    /// Most deliveries a message gets; after that it is poison: recorded in the ledger as such, acked, logged.
+    ///
+    /// A message fails for the last time on its Nth delivery, or arrives with a delivery count above N (earlier
+    /// deliveries died with their consumer or lost their lease): either way it is set aside instead of being
+    /// given back again, so no message loops for ever. 1 to 65535 (NSQ counts attempts in 16 bits); there is
+    /// no "unlimited", because a message that kills every consumer that takes it would loop for ever.
+    #[arg(long, env = "CONSUMER_MAX_DELIVERIES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=65535), value_name = "N")]
+    pub max_deliveries: u32,
+
     #[command(flatten)]
     pub stats: StatsArgs,
 }
@@ -67,12 +95,50 @@ pub struct Config {
     pub queue_url: String,
     pub max_in_flight: usize,
     pub batch: usize,
-    pub work: Work,
+    /// Gives each message that carries no work its own, from --work.
+    pub work: WorkSampler,
     pub lease: Duration,
     pub drain_timeout: Duration,
     pub ledger: Option<PathBuf>,
     pub count: Option<u64>,
     pub stats_interval: Duration,
+    pub failure: FailureModel,
+    /// Where to serve `/metrics`, when asked.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// What happens to a message after its work: it may fail (and be given back), and after too many deliveries
+/// it is set aside as poison.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FailureModel {
+    /// Probability in 0..=1 that a worked message fails.
+    pub rate: f64,
+    /// How long a failed message stays invisible.
+    pub delay: Duration,
+    /// Deliveries a message gets before it is poison (at least 1).
+    pub max_deliveries: u32,
+}
+
+impl FailureModel {
+    /// Whether this delivery's work fails (a fresh draw each call).
+    pub fn fails(&self) -> bool {
+        // random() is in [0, 1): a rate of 0 never fails and a rate of 1 always does.
+        self.rate > 0.0 && rand::random::<f64>() < self.rate
+    }
+}
+
+/// Parses a probability: a finite number from 0 to 1.
+fn parse_probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.trim().parse().map_err(|_| {
+        format!("{s:?} is not a number (expected a probability from 0 to 1, e.g. 0.01)")
+    })?;
+    if !(0.0..=1.0).contains(&p) {
+        // Also refuses NaN, which no range contains.
+        return Err(format!(
+            "{s} is not a probability (expected a number from 0 to 1, e.g. 0.01)"
+        ));
+    }
+    Ok(p)
 }
 
 impl Config {
@@ -83,10 +149,11 @@ impl Config {
         let work = match args.work {
             Some(w) => w,
             None => match legacy_millis("MSS_CONSUMER_SLEEP_MS").map_err(anyhow::Error::msg)? {
-                Some(ms) => Work::Sleep(Duration::from_millis(ms)),
-                None => Work::Sleep(Duration::from_millis(300)),
+                Some(ms) => Work::Sleep(Duration::from_millis(ms)).into(),
+                None => Work::Sleep(Duration::from_millis(300)).into(),
             },
         };
+        let work = WorkSampler::new(work, args.seed.unwrap_or_else(rand::random));
         if args.max_in_flight == 0 {
             bail!("--max-in-flight must be at least 1");
         }
@@ -109,6 +176,47 @@ impl Config {
             ledger: args.ledger,
             count: args.count,
             stats_interval: args.stats.stats_interval,
+            metrics_addr: args.stats.metrics_addr,
+            failure: FailureModel {
+                rate: args.fail_rate,
+                delay: args.fail_delay,
+                max_deliveries: args.max_deliveries,
+            },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probabilities_are_finite_numbers_from_zero_to_one() {
+        for ok in ["0", "1", "0.2", " 0.01", "1e-3"] {
+            assert!(parse_probability(ok).is_ok(), "{ok}");
+        }
+        for bad in ["-0.1", "1.5", "nan", "NaN", "inf", "-inf", "", "half"] {
+            assert!(parse_probability(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates_zero_and_one_are_certain() {
+        let model = |rate| FailureModel {
+            rate,
+            delay: Duration::ZERO,
+            max_deliveries: 1,
+        };
+        assert!((0..10_000).all(|_| !model(0.0).fails()));
+        assert!((0..10_000).all(|_| model(1.0).fails()));
+        let failed = (0..100_000).filter(|_| model(0.2).fails()).count();
+        // Binomial(100000, 0.2): standard deviation ~126; 6 sigma either side.
+        assert!((19_250..=20_750).contains(&failed), "{failed}");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
     }
 }

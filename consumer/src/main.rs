@@ -1,6 +1,7 @@
 //! `consumer`: takes messages off a queue, does simulated work on each, acks it, and reports latency.
 
 mod config;
+mod metrics;
 mod run;
 
 use std::process::ExitCode;

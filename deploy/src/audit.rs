@@ -11,13 +11,25 @@
 //! - `consumed`: distinct ledger entries among some producer's confirmed sequence numbers;
 //! - `unconfirmed_consumed`: distinct entries among unconfirmed ones (they did reach the queue: not lost, and
 //!   not unexpected either);
-//! - `lost = produced − consumed`: confirmed sends no ledger has;
-//! - `duplicates = ledger entries − distinct ledger entries`: at-least-once deliveries processed again;
+//! - `poison`: confirmed messages a consumer set aside after too many deliveries (a `… poison N` ledger line,
+//!   see [`common::ledger`]) and that no consumer consumed: accounted for, so not lost, but not consumed;
+//! - `lost = produced − consumed − poison`: confirmed sends no ledger has;
+//! - `duplicates = consumed entries − distinct consumed entries`: at-least-once deliveries processed again;
 //! - `unexpected`: distinct entries outside every producer's range (another run, a producer file that was left
-//!   out, or a send the producer never saw confirmed);
-//! - `malformed_ledger_lines`: lines that are not `RUN PRODUCER SEQ` (a consumer killed mid-write).
+//!   out, or a send the producer never saw confirmed), whatever their outcome;
+//! - `poison_entries`: poison lines within some producer's range (confirmed or not);
+//! - `poison_after_consumed`: confirmed messages with both a consumed and a poison line;
+//! - `malformed_ledger_lines`: lines that are not `RUN PRODUCER SEQ[ poison N]` (a consumer killed mid-write).
 //!
-//! So `ledger entries = consumed + unconfirmed_consumed + unexpected + duplicates`, whatever the input.
+//! So `produced = consumed + poison + lost` and
+//! `ledger entries = consumed + unconfirmed_consumed + unexpected + duplicates + poison_entries`, whatever the
+//! input.
+//!
+//! A message acked once and poisoned once (its lease ran out, or its consumer died, after the ledger write and
+//! before the ack was confirmed, and later deliveries failed until it was set aside) counts as consumed, not
+//! as poison and not as a duplicate: a duplicate is work done twice, and poison means no work succeeded, so
+//! the work was done exactly once. Such messages are counted in `poison_after_consumed` so the oddity stays
+//! visible. Likewise a message poisoned twice (the first poison ack was lost) is one poison message.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -27,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::envelope::{format_run_id, parse_run_id};
-use common::ledger::{self, Entry, LedgerError};
+use common::ledger::{self, Entry, LedgerError, Outcome};
 use common::stats::{Kind, Line};
 use serde_json::Value;
 use thiserror::Error;
@@ -251,38 +263,74 @@ pub fn audit_files(producers: &[PathBuf], ledgers: &[PathBuf]) -> Result<Report,
 /// sized from `sent` up front, so a corrupt `sent` cannot make the audit allocate gigabytes.
 struct Tally {
     record: ProducerRecord,
+    /// Sequence numbers consumed.
     seen: Vec<u64>,
+    /// Sequence numbers set aside as poison (whether or not also consumed).
+    poisoned: Vec<u64>,
     distinct: u64,
     unconfirmed_consumed: u64,
     duplicates: u64,
+    poison_entries: u64,
+}
+
+/// Sets bit `seq` of a bitset grown on demand; returns whether it was new.
+fn set_bit(bits: &mut Vec<u64>, seq: u64) -> bool {
+    let word = (seq / 64) as usize;
+    if word >= bits.len() {
+        bits.resize(word + 1, 0);
+    }
+    let bit = 1u64 << (seq % 64);
+    let new = bits[word] & bit == 0;
+    bits[word] |= bit;
+    new
+}
+
+/// Whether bit `seq` is set.
+fn bit(bits: &[u64], seq: u64) -> bool {
+    bits.get((seq / 64) as usize)
+        .is_some_and(|w| w & (1 << (seq % 64)) != 0)
 }
 
 impl Tally {
-    /// Marks `seq` (which must be below `sent`); returns whether it was new.
+    /// Marks `seq` (which must be below `seq_end`) consumed; returns whether it was new.
     fn mark(&mut self, seq: u64) -> bool {
-        let word = (seq / 64) as usize;
-        if word >= self.seen.len() {
-            self.seen.resize(word + 1, 0);
+        set_bit(&mut self.seen, seq)
+    }
+
+    /// Confirmed messages poisoned and never consumed, and those poisoned after being consumed.
+    fn poison_counts(&self) -> (u64, u64) {
+        let (mut only, mut after) = (0u64, 0u64);
+        for (w, &bits) in self.poisoned.iter().enumerate() {
+            if bits == 0 {
+                continue;
+            }
+            let consumed = self.seen.get(w).copied().unwrap_or(0);
+            for b in 0..64 {
+                let seq = w as u64 * 64 + b;
+                if bits & (1 << b) == 0 || self.is_unconfirmed(seq) {
+                    continue;
+                }
+                if consumed & (1 << b) != 0 {
+                    after += 1;
+                } else {
+                    only += 1;
+                }
+            }
         }
-        let bit = 1u64 << (seq % 64);
-        let new = self.seen[word] & bit == 0;
-        self.seen[word] |= bit;
-        new
+        (only, after)
     }
 
     fn is_unconfirmed(&self, seq: u64) -> bool {
         self.record.unconfirmed.iter().any(|r| r.contains(&seq))
     }
 
-    /// Neither seen nor excused: a confirmed send no ledger has.
+    /// Neither seen nor poisoned nor excused: a confirmed send no ledger has.
     fn is_lost(&self, seq: u64) -> bool {
-        !self.is_seen(seq) && !self.is_unconfirmed(seq)
+        !self.is_seen(seq) && !bit(&self.poisoned, seq) && !self.is_unconfirmed(seq)
     }
 
     fn is_seen(&self, seq: u64) -> bool {
-        self.seen
-            .get((seq / 64) as usize)
-            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
+        bit(&self.seen, seq)
     }
 
     /// The first few ranges of confirmed sequence numbers no ledger had, and how many ranges there are in all.
@@ -294,7 +342,9 @@ impl Tally {
         while seq < end {
             // Skip whole words that are full, so a clean run of millions costs little.
             let word = (seq / 64) as usize;
-            if seq % 64 == 0 && self.seen.get(word) == Some(&u64::MAX) {
+            let accounted = self.seen.get(word).copied().unwrap_or(0)
+                | self.poisoned.get(word).copied().unwrap_or(0);
+            if seq % 64 == 0 && accounted == u64::MAX {
                 seq += 64;
                 continue;
             }
@@ -304,8 +354,10 @@ impl Tally {
             }
             let start = seq;
             while seq < end && self.is_lost(seq) {
-                // Past the bitset's end nothing was seen: jump to the next unconfirmed range or the end.
-                if (seq / 64) as usize >= self.seen.len() && self.record.unconfirmed.is_empty() {
+                // Past both bitsets' ends nothing was seen: jump to the next unconfirmed range or the end.
+                if (seq / 64) as usize >= self.seen.len().max(self.poisoned.len())
+                    && self.record.unconfirmed.is_empty()
+                {
                     seq = end;
                     break;
                 }
@@ -363,9 +415,11 @@ impl Audit {
                         Tally {
                             record,
                             seen: Vec::new(),
+                            poisoned: Vec::new(),
                             distinct: 0,
                             unconfirmed_consumed: 0,
                             duplicates: 0,
+                            poison_entries: 0,
                         },
                     );
                 }
@@ -381,10 +435,19 @@ impl Audit {
         }
     }
 
-    /// Counts one ledger entry.
+    /// Counts one ledger entry of a consumed message.
     pub fn add_entry(&mut self, e: Entry) {
+        self.add_outcome(e, Outcome::Consumed);
+    }
+
+    /// Counts one ledger entry with its outcome.
+    pub fn add_outcome(&mut self, e: Entry, outcome: Outcome) {
         self.entries += 1;
         match self.producers.get_mut(&(e.run_id, e.producer_id)) {
+            Some(t) if e.seq < t.record.seq_end && matches!(outcome, Outcome::Poison { .. }) => {
+                t.poison_entries += 1;
+                set_bit(&mut t.poisoned, e.seq);
+            }
             Some(t) if e.seq < t.record.seq_end => {
                 if !t.mark(e.seq) {
                     t.duplicates += 1;
@@ -411,7 +474,7 @@ impl Audit {
     /// # Errors
     /// When the file cannot be opened or read (malformed lines are counted, not errors).
     pub fn add_ledger(&mut self, path: &Path) -> Result<(), AuditError> {
-        let report = ledger::read(path, |e| self.add_entry(e))?;
+        let report = ledger::read_outcomes(path, |e, outcome| self.add_outcome(e, outcome))?;
         if report.malformed > 0 {
             self.warnings.push(format!(
                 "{}: {} malformed line(s) (a consumer killed mid-write leaves one)",
@@ -435,12 +498,16 @@ impl Audit {
         };
         for t in self.producers.values() {
             let (missing, missing_ranges) = t.missing();
+            let (poison, poison_after_consumed) = t.poison_counts();
             let p = ProducerReport {
                 run_id: t.record.run_id,
                 producer_id: t.record.producer_id,
                 produced: t.record.sent,
                 consumed: t.distinct,
-                lost: t.record.sent.saturating_sub(t.distinct),
+                poison,
+                poison_after_consumed,
+                poison_entries: t.poison_entries,
+                lost: t.record.sent.saturating_sub(t.distinct + poison),
                 unconfirmed: t.record.unconfirmed.iter().map(|r| r.end - r.start).sum(),
                 unconfirmed_consumed: t.unconfirmed_consumed,
                 duplicates: t.duplicates,
@@ -450,6 +517,9 @@ impl Audit {
             };
             totals.produced += p.produced;
             totals.consumed += p.consumed;
+            totals.poison += p.poison;
+            totals.poison_after_consumed += p.poison_after_consumed;
+            totals.poison_entries += p.poison_entries;
             totals.lost += p.lost;
             totals.duplicates += p.duplicates;
             totals.unconfirmed += p.unconfirmed;
@@ -471,6 +541,12 @@ pub struct ProducerReport {
     pub producer_id: u32,
     pub produced: u64,
     pub consumed: u64,
+    /// Confirmed messages set aside as poison and never consumed (accounted for: not lost).
+    pub poison: u64,
+    /// Confirmed messages consumed and also set aside as poison later (they count as consumed).
+    pub poison_after_consumed: u64,
+    /// Poison ledger lines within this producer's range.
+    pub poison_entries: u64,
     pub lost: u64,
     /// Messages the producer gave up unconfirmed at a stop.
     pub unconfirmed: u64,
@@ -489,6 +565,9 @@ pub struct ProducerReport {
 pub struct Totals {
     pub produced: u64,
     pub consumed: u64,
+    pub poison: u64,
+    pub poison_after_consumed: u64,
+    pub poison_entries: u64,
     pub lost: u64,
     pub duplicates: u64,
     pub unexpected: u64,
@@ -513,12 +592,15 @@ impl Report {
         Line::new("audit", Kind::Summary, started)
             .field("produced", t.produced)
             .field("consumed", t.consumed)
+            .field("poison", t.poison)
             .field("lost", t.lost)
             .field("duplicates", t.duplicates)
             .field("unexpected", t.unexpected)
             .field("unconfirmed", t.unconfirmed)
             .field("unconfirmed_consumed", t.unconfirmed_consumed)
             .field("malformed_ledger_lines", t.malformed_ledger_lines)
+            .field("poison_entries", t.poison_entries)
+            .field("poison_after_consumed", t.poison_after_consumed)
             .emit();
     }
 
@@ -529,18 +611,19 @@ impl Report {
     pub fn write_table(&self, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
-            "{:<16}  {:>10}  {:>10}  {:>10}  {:>8}  {:>10}",
-            "run", "producer", "produced", "consumed", "lost", "duplicates"
+            "{:<16}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {:>10}",
+            "run", "producer", "produced", "consumed", "poison", "lost", "duplicates"
         )?;
         for p in &self.producers {
             let mark = if p.from_summary { "" } else { " (no summary)" };
             writeln!(
                 out,
-                "{:<16}  {:>10}  {:>10}  {:>10}  {:>8}  {:>10}{mark}",
+                "{:<16}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {:>10}{mark}",
                 format_run_id(p.run_id),
                 p.producer_id,
                 p.produced,
                 p.consumed,
+                p.poison,
                 p.lost,
                 p.duplicates
             )?;
@@ -557,9 +640,25 @@ impl Report {
         let t = &self.totals;
         writeln!(
             out,
-            "{:<16}  {:>10}  {:>10}  {:>10}  {:>8}  {:>10}",
-            "total", "", t.produced, t.consumed, t.lost, t.duplicates
+            "{:<16}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {:>10}",
+            "total", "", t.produced, t.consumed, t.poison, t.lost, t.duplicates
         )?;
+        if t.poison > 0 {
+            writeln!(
+                out,
+                "poison: {} message(s) were set aside after too many deliveries (acked and recorded, not lost, \
+                 never consumed: see the consumers' logs and --max-deliveries)",
+                t.poison
+            )?;
+        }
+        if t.poison_after_consumed > 0 {
+            writeln!(
+                out,
+                "poison after consumed: {} message(s) were consumed, then delivered again and set aside (the ack \
+                 was lost); they count as consumed",
+                t.poison_after_consumed
+            )?;
+        }
         if t.unexpected > 0 {
             writeln!(
                 out,
@@ -696,6 +795,86 @@ mod tests {
         let t = totals(&a);
         assert_eq!((t.consumed, t.lost, t.duplicates), (3, 0, 3));
         assert_eq!(t.ledger_entries, t.consumed + t.unexpected + t.duplicates);
+    }
+
+    fn poison(producer_id: u32, seq: u64) -> (Entry, Outcome) {
+        (entry(producer_id, seq), Outcome::Poison { deliveries: 3 })
+    }
+
+    #[test]
+    fn poison_is_accounted_for_but_not_consumed() {
+        let mut a = Audit::new([record(1, 10)]);
+        for seq in 0..6 {
+            a.add_entry(entry(1, seq));
+        }
+        for seq in [6, 7, 7] {
+            let (e, o) = poison(1, seq);
+            a.add_outcome(e, o);
+        }
+        let r = a.report();
+        let t = r.totals;
+        assert_eq!(
+            (t.consumed, t.poison, t.lost, t.duplicates, t.poison_entries),
+            (6, 2, 2, 0, 3),
+            "poisoned twice is one poison message and no duplicate"
+        );
+        assert_eq!(t.produced, t.consumed + t.poison + t.lost);
+        assert_eq!(
+            t.ledger_entries,
+            t.consumed + t.unconfirmed_consumed + t.unexpected + t.duplicates + t.poison_entries
+        );
+        assert_eq!(r.producers[0].missing, vec![8..10], "poison is not missing");
+        let mut table = Vec::new();
+        r.write_table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(table.contains("poison: 2 message(s)"), "{table}");
+    }
+
+    #[test]
+    fn consumed_then_poisoned_is_consumed_once_not_a_duplicate() {
+        // At-least-once: consumer A recorded seq 0 and its ack was lost; later deliveries failed until B set it
+        // aside. The work succeeded exactly once.
+        let mut a = Audit::new([record(1, 2)]);
+        a.add_entry(entry(1, 0));
+        let (e, o) = poison(1, 0);
+        a.add_outcome(e, o);
+        a.add_entry(entry(1, 1));
+        let t = totals(&a);
+        assert_eq!(
+            (
+                t.consumed,
+                t.poison,
+                t.poison_after_consumed,
+                t.lost,
+                t.duplicates
+            ),
+            (2, 0, 1, 0, 0)
+        );
+        assert_eq!(t.produced, t.consumed + t.poison + t.lost);
+        // Poisoned first, consumed later (a slow consumer whose ack was refused but whose entry counts): the
+        // same answer, whatever the order the ledgers are read in.
+        let mut b = Audit::new([record(1, 2)]);
+        b.add_outcome(e, o);
+        b.add_entry(entry(1, 0));
+        b.add_entry(entry(1, 1));
+        assert_eq!(totals(&b), t);
+    }
+
+    #[test]
+    fn poison_lines_are_read_from_ledgers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.ledger");
+        let mut w = ledger::LedgerWriter::open(&path).unwrap();
+        w.push(entry(1, 0));
+        w.push_outcome(entry(1, 1), Outcome::Poison { deliveries: 4 });
+        w.flush().unwrap();
+        let mut a = Audit::new([record(1, 3)]);
+        a.add_ledger(&path).unwrap();
+        let t = totals(&a);
+        assert_eq!(
+            (t.consumed, t.poison, t.lost, t.malformed_ledger_lines),
+            (1, 1, 1, 0)
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use common::cli::{QueueArgs, StatsArgs, legacy_millis, parse_duration};
-use common::work::Work;
+use common::shape::Shape;
+use common::work::WorkSpec;
+
+use crate::schedule::Share;
 
 /// Puts messages on a queue at a steady rate and reports, as JSON lines on stdout, how many the queue
 /// confirmed and how late each was against its schedule.
@@ -18,18 +21,47 @@ pub struct Args {
     #[command(flatten)]
     pub queue: QueueArgs,
 
-    /// Messages per second; 0 sends as fast as the queue accepts.
+    /// Messages per second, the same as --shape const:RATE; 0 sends as fast as the queue accepts.
     ///
-    /// Send times are scheduled from the start (message i at start + i/rate), so the rate does not drift.
+    /// Send times are scheduled from the start (message i at start + (i+1)/rate), so the rate does not drift.
     /// Default: 10, or 1000/MSS_PRODUCER_SLEEP_MS when that variable of the original demo is set.
-    #[arg(long, env = "PRODUCER_RATE", value_name = "MSGS_PER_S")]
+    #[arg(
+        long,
+        env = "PRODUCER_RATE",
+        value_name = "MSGS_PER_S",
+        conflicts_with = "shape"
+    )]
     pub rate: Option<f64>,
+
+    /// Load shape: msgs/s over time, for all --producers of the run together, instead of --rate.
+    ///
+    /// TERM[+TERM…], each const:RATE, step:RATE,RATE@OFFSET…, ramp:FROM..TO/OVER[@START],
+    /// sine:MEAN+-AMP/PERIOD, burst:COUNT@OFFSET, poisson:RATE or replay:FILE; e.g.
+    /// step:100,500@30s,100@60s or const:100+burst:5000@10s. --duration defaults to the shape's end (its last
+    /// step, ramp end, burst or replay record) when it has one.
+    #[arg(long, env = "PRODUCER_SHAPE", value_name = "SPEC")]
+    pub shape: Option<String>,
+
+    /// How many producer processes share the --shape (or --rate): together they send what it says.
+    #[arg(long, env = "PRODUCERS", default_value_t = 1, value_name = "N")]
+    pub producers: u64,
+
+    /// Which of the --producers this one is, from 0 to N-1: it sends the shape's messages k with
+    /// k mod N = I (and a Poisson process of rate/N for poisson: terms).
+    #[arg(long, env = "PRODUCER_INDEX", default_value_t = 0, value_name = "I")]
+    pub producer_index: u64,
+
+    /// Seed for the random parts of the load (poisson: arrivals, drawn --work); default: from the run id,
+    /// so producers given one --run-id repeat their run. Each --producer-index draws its own stream.
+    #[arg(long, env = "PRODUCER_SEED", value_name = "N")]
+    pub seed: Option<u64>,
 
     /// Stop after this many messages have been confirmed (default: no limit).
     #[arg(long, env = "PRODUCER_COUNT", value_name = "N")]
     pub count: Option<u64>,
 
-    /// Stop after this long: the messages scheduled inside it are sent (default: no limit).
+    /// Stop after this long: the messages scheduled inside it are sent (default: the --shape's end when it
+    /// has one, else no limit).
     #[arg(long, env = "PRODUCER_DURATION", value_parser = parse_duration, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
@@ -51,11 +83,15 @@ pub struct Args {
     )]
     pub concurrency: usize,
 
-    /// Work for the consumer, stamped into every message (none, sleep:DURATION or cpu:DURATION).
+    /// Work for the consumer, stamped into every message: none, sleep:DURATION, cpu:DURATION, or a
+    /// distribution drawn per message, e.g. sleep:exp(200ms), cpu:lognormal(5ms,1.0),
+    /// sleep:uniform(100ms..500ms), sleep:normal(100ms,20ms), each with an optional ,max=CAP (default 10 ×
+    /// the mean).
     ///
-    /// When unset, each consumer applies its own --work.
+    /// The drawn value is stamped, so every consumer does the same work for a message. When unset, each
+    /// consumer applies its own --work.
     #[arg(long, env = "PRODUCER_WORK", value_name = "SPEC")]
-    pub work: Option<Work>,
+    pub work: Option<WorkSpec>,
 
     /// Run id shared by the producers of one run, 1-16 hex digits (default: random).
     #[arg(long, env = "RUN_ID", value_name = "HEX")]
@@ -73,16 +109,23 @@ pub struct Args {
 #[derive(Debug)]
 pub struct Config {
     pub queue_url: String,
-    pub rate: f64,
+    /// The load shape; `None` sends as fast as the queue accepts (--rate 0).
+    pub shape: Option<Shape>,
+    /// This producer's part of the shape.
+    pub share: Share,
+    /// Seeds this producer's random streams (already mixed with its index).
+    pub seed: u64,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
     pub size: usize,
     pub batch: usize,
     pub concurrency: usize,
-    pub work: Option<Work>,
+    pub work: Option<WorkSpec>,
     pub run_id: u64,
     pub producer_id: u32,
     pub stats_interval: Duration,
+    /// Where to serve `/metrics`, when asked.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The largest body we agree to build; backends with lower limits check their own.
@@ -93,16 +136,37 @@ impl Config {
     pub fn from_args(args: Args) -> anyhow::Result<Config> {
         let queue_url = args.queue.url()?.to_string();
         common::queue::QueueUrl::parse(&queue_url)?;
-        let rate = match args.rate {
-            Some(rate) => rate,
-            None => match legacy_millis("MSS_PRODUCER_SLEEP_MS").map_err(anyhow::Error::msg)? {
-                Some(0) => 0.0,
-                Some(ms) => 1000.0 / ms as f64,
-                None => 10.0,
-            },
+        let shape = match (&args.shape, args.rate) {
+            (Some(spec), _) => {
+                Some(Shape::parse(spec).with_context(|| format!("invalid --shape {spec:?}"))?)
+            }
+            (None, rate) => {
+                let rate = match rate {
+                    Some(rate) => rate,
+                    None => {
+                        match legacy_millis("MSS_PRODUCER_SLEEP_MS").map_err(anyhow::Error::msg)? {
+                            Some(0) => 0.0,
+                            Some(ms) => 1000.0 / ms as f64,
+                            None => 10.0,
+                        }
+                    }
+                };
+                if !rate.is_finite() || rate < 0.0 {
+                    bail!("--rate must be a number of messages per second, 0 or more (got {rate})");
+                }
+                (rate > 0.0).then(|| Shape::constant(rate))
+            }
         };
-        if !rate.is_finite() || rate < 0.0 {
-            bail!("--rate must be a number of messages per second, 0 or more (got {rate})");
+        if args.producers == 0 {
+            bail!("--producers must be at least 1");
+        }
+        if args.producer_index >= args.producers {
+            bail!(
+                "--producer-index {} is out of range: with --producers {} it goes from 0 to {}",
+                args.producer_index,
+                args.producers,
+                args.producers - 1
+            );
         }
         if args.batch == 0 {
             bail!("--batch must be at least 1");
@@ -120,11 +184,19 @@ impl Config {
             Some(hex) => parse_hex_id(&hex).with_context(|| format!("invalid --run-id {hex:?}"))?,
             None => rand::random(),
         };
+        let seed = mix(args.seed.unwrap_or(run_id), args.producer_index);
         Ok(Config {
             queue_url,
-            rate,
+            duration: args
+                .duration
+                .or_else(|| shape.as_ref().and_then(Shape::natural_duration)),
+            shape,
+            share: Share {
+                producers: args.producers,
+                index: args.producer_index,
+            },
+            seed,
             count: args.count,
-            duration: args.duration,
             size: args.size,
             batch: args.batch,
             concurrency: args.concurrency,
@@ -132,8 +204,18 @@ impl Config {
             run_id,
             producer_id: args.producer_id.unwrap_or_else(rand::random),
             stats_interval: args.stats.stats_interval,
+            metrics_addr: args.stats.metrics_addr,
         })
     }
+}
+
+/// Mixes a producer's index into the run's seed (SplitMix64's finaliser), so that producers given the same seed
+/// still draw independent streams.
+fn mix(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn parse_hex_id(s: &str) -> anyhow::Result<u64> {

@@ -6,19 +6,20 @@
 //! way is reported as unconfirmed, so the audit neither counts it as lost nor as sent.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use common::clock::unix_micros;
 use common::envelope::{Envelope, format_run_id};
+use common::metrics::Exporter;
 use common::queue::{self, Queue, QueueError};
 use common::shutdown::Shutdown;
 use common::stats::{Kind, LatencyHistogram, Line, rate};
-use common::work::Work;
+use common::work::{Work, WorkSampler, WorkSpec};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::schedule::Schedule;
 use crate::timer::PreciseTimer;
 
@@ -29,18 +30,37 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
+    // Bound before anything else, so that a port in use stops the run before it sends a message.
+    let exporter = match config.metrics_addr {
+        Some(addr) => Some(Exporter::bind(addr).await?),
+        None => None,
+    };
     let queue = queue::open(&config.queue_url)
         .await
         .with_context(|| format!("cannot open queue {:?}", config.queue_url))?;
     check_size(&config, queue.as_ref())?;
+    let backend = common::metrics::backend_label(&queue::QueueUrl::parse(&config.queue_url)?);
+    let (metrics, registry) = Metrics::new(backend);
+    if let Some(exporter) = exporter {
+        metrics
+            .depth
+            .spawn_poller(queue.clone(), config.stats_interval, shutdown.clone());
+        exporter.serve(registry, shutdown.clone());
+    }
+    let pace = config
+        .shape
+        .as_ref()
+        .map_or_else(|| "as fast as possible".to_string(), |s| s.to_string());
     tracing::info!(
         queue = %queue.describe(),
-        rate = config.rate,
+        shape = %pace,
+        producers = config.share.producers,
+        producer_index = config.share.index,
         run_id = %format_run_id(config.run_id),
         producer_id = config.producer_id,
         "producing"
     );
-    let mut producer = Producer::new(config, queue, shutdown);
+    let mut producer = Producer::new(config, queue, shutdown, metrics);
     let result = producer.send_all().await;
     producer.emit(Kind::Summary);
     result
@@ -57,7 +77,7 @@ fn check_size(config: &Config, queue: &dyn Queue) -> anyhow::Result<()> {
         seq: u64::MAX,
         intended_us: u64::MAX,
         sent_us: u64::MAX,
-        work: config.work,
+        work: config.work.as_ref().map(WorkSpec::longest),
     };
     let size = sample.encode(config.size).len();
     if size > limit {
@@ -75,16 +95,12 @@ fn check_size(config: &Config, queue: &dyn Queue) -> anyhow::Result<()> {
 struct Batcher {
     queue: Arc<dyn Queue>,
     shutdown: Shutdown,
-    schedule: Schedule,
     start_unix_us: u64,
     run_id: u64,
     producer_id: u32,
     size: usize,
-    work: Option<Work>,
-    /// Failed publish attempts, shared by every batch task.
-    errors: Arc<AtomicU64>,
-    /// Of those, the ones where the queue asked us to slow down (Azure 503 ServerBusy, 500, timeouts).
-    throttled: Arc<AtomicU64>,
+    /// The counters (failed publishes, throttled ones), shared by every batch task.
+    metrics: Metrics,
 }
 
 /// How a batch ended.
@@ -101,19 +117,28 @@ enum Outcome {
     },
 }
 
+/// One message of a batch, as the schedule and the work model made it: its due offset from the start (`None`
+/// when unpaced: due when sent) and the work stamped into it. Fixed before the first attempt, so a retried
+/// batch carries the same values.
+struct Planned {
+    offset: Option<Duration>,
+    work: Option<Work>,
+}
+
 impl Batcher {
-    /// Publishes messages `first..first + n`, retrying with back-off until confirmed or a stop is asked for.
-    async fn publish(self, first: u64, n: u64) -> Outcome {
+    /// Publishes messages `first..first + plan.len()`, retrying with back-off until confirmed or a stop is
+    /// asked for.
+    async fn publish(self, first: u64, plan: Vec<Planned>) -> Outcome {
+        let n = plan.len() as u64;
         let mut attempt = 0u32;
         loop {
             let sent_us = unix_micros();
             let mut bodies = Vec::with_capacity(n as usize);
             let mut lateness = Vec::with_capacity(n as usize);
-            for seq in first..first + n {
-                let intended_us = if self.schedule.is_paced() {
-                    self.start_unix_us + self.schedule.offset(seq).as_micros() as u64
-                } else {
-                    sent_us
+            for (seq, planned) in (first..).zip(&plan) {
+                let intended_us = match planned.offset {
+                    Some(offset) => self.start_unix_us + offset.as_micros() as u64,
+                    None => sent_us,
                 };
                 lateness.push(sent_us.saturating_sub(intended_us));
                 let envelope = Envelope {
@@ -122,20 +147,20 @@ impl Batcher {
                     seq,
                     intended_us,
                     sent_us,
-                    work: self.work,
+                    work: planned.work,
                 };
                 bodies.push(envelope.encode(self.size));
             }
             match self.queue.publish(bodies).await {
                 Ok(()) => return Outcome::Confirmed { sent_us, lateness },
                 Err(error @ QueueError::MessageTooLarge { .. }) => {
-                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.errors.inc();
                     return Outcome::Refused { first, n, error };
                 }
                 Err(e) => {
-                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.errors.inc();
                     if e.is_throttled() {
-                        self.throttled.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.throttled.inc();
                     }
                     attempt += 1;
                     let cap = BACKOFF_BASE
@@ -156,8 +181,10 @@ impl Batcher {
 struct Producer {
     config: Config,
     batcher: Batcher,
+    schedule: Schedule,
+    /// Draws each message's work from `--work`, when given.
+    work: Option<WorkSampler>,
     started: Instant,
-    sent: u64,
     /// Sequence numbers handed out so far: messages `0..seq_end` were attempted.
     seq_end: u64,
     /// Batches given up at a stop, as (first seq, count).
@@ -170,25 +197,26 @@ struct Producer {
 }
 
 impl Producer {
-    fn new(config: Config, queue: Arc<dyn Queue>, shutdown: Shutdown) -> Self {
+    fn new(config: Config, queue: Arc<dyn Queue>, shutdown: Shutdown, metrics: Metrics) -> Self {
         let started = Instant::now();
         let batcher = Batcher {
             queue,
             shutdown,
-            schedule: Schedule::new(started, config.rate),
             start_unix_us: unix_micros(),
             run_id: config.run_id,
             producer_id: config.producer_id,
             size: config.size,
-            work: config.work,
-            errors: Arc::new(AtomicU64::new(0)),
-            throttled: Arc::new(AtomicU64::new(0)),
+            metrics,
         };
         Producer {
+            schedule: Schedule::new(started, config.shape.clone(), config.share, config.seed),
+            // Its own stream, apart from the schedule's: changing the shape does not change the works drawn.
+            work: config
+                .work
+                .map(|spec| WorkSampler::new(spec, config.seed.rotate_left(32) ^ 0x5745_524b)),
             config,
             batcher,
             started,
-            sent: 0,
             seq_end: 0,
             unconfirmed: Vec::new(),
             first_sent_at_us: None,
@@ -199,24 +227,11 @@ impl Producer {
         }
     }
 
-    /// The number of messages this run may send, from `--count` and `--duration`.
-    fn limit(&self) -> u64 {
-        let by_duration = self
-            .config
-            .duration
-            .and_then(|d| self.batcher.schedule.count_within(d));
-        [self.config.count, by_duration]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(u64::MAX)
-    }
-
     /// Sends until the limit, the duration or a stop; fails when the queue refuses messages for good.
     async fn send_all(&mut self) -> anyhow::Result<()> {
-        let schedule = self.batcher.schedule;
         let shutdown = self.batcher.shutdown.clone();
-        let limit = self.limit();
+        // `--duration` is the schedule's business (no message due after it is sent); `--count` is ours.
+        let limit = self.config.count.unwrap_or(u64::MAX);
         let concurrency = self.config.concurrency;
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut timer = PreciseTimer::new();
@@ -236,24 +251,42 @@ impl Producer {
                     next_tick = now + self.config.stats_interval;
                 }
             }
-            let out_of_time = !schedule.is_paced() && deadline.is_some_and(|d| now >= d);
-            if self.seq_end >= limit || shutdown.is_requested() || out_of_time || refused.is_some()
+            let out_of_time = !self.schedule.is_paced() && deadline.is_some_and(|d| now >= d);
+            let shape_done = self.schedule.finished(self.config.duration);
+            if self.seq_end >= limit
+                || shutdown.is_requested()
+                || out_of_time
+                || shape_done
+                || refused.is_some()
             {
                 break;
             }
-            let due = schedule.due_by(now).min(limit);
-            if due > self.seq_end && tasks.len() < concurrency {
-                let n = (due - self.seq_end).min(self.config.batch as u64);
-                tasks.spawn(self.batcher.clone().publish(self.seq_end, n));
-                self.seq_end += n;
-                continue;
+            let next_due = self.schedule.next_due_at(now);
+            let is_due = next_due.is_some_and(|t| t <= now);
+            if is_due && tasks.len() < concurrency {
+                let max = (limit - self.seq_end).min(self.config.batch as u64);
+                let plan: Vec<Planned> = self
+                    .schedule
+                    .take_due(now, self.config.duration, max)
+                    .into_iter()
+                    .map(|offset| Planned {
+                        offset,
+                        work: self.work.as_ref().map(WorkSampler::next),
+                    })
+                    .collect();
+                let n = plan.len() as u64;
+                if n > 0 {
+                    tasks.spawn(self.batcher.clone().publish(self.seq_end, plan));
+                    self.seq_end += n;
+                    self.batcher.metrics.attempted.inc_by(n);
+                    continue;
+                }
             }
             // Nothing to start now: wait for a batch to finish, the next message to fall due, the next stats
             // line, or a stop.
-            let wake = if due > self.seq_end {
-                next_tick
-            } else {
-                schedule.due_at(self.seq_end).min(next_tick)
+            let wake = match next_due {
+                Some(t) if !is_due => t.min(next_tick),
+                _ => next_tick,
             };
             tokio::select! {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => self.settle(done, &mut refused),
@@ -279,17 +312,23 @@ impl Producer {
     ) {
         match done {
             Ok(Outcome::Confirmed { sent_us, lateness }) => {
-                self.sent += lateness.len() as u64;
+                let m = &self.batcher.metrics;
+                m.sent.inc_by(lateness.len() as u64);
                 self.first_sent_at_us =
                     Some(self.first_sent_at_us.map_or(sent_us, |f| f.min(sent_us)));
                 for l in lateness {
                     self.lateness.record(l);
                     self.lateness_interval.record(l);
+                    m.lateness.observe(l as f64 / 1e6);
                 }
             }
-            Ok(Outcome::GivenUp { first, n }) => self.unconfirmed.push((first, n)),
+            Ok(Outcome::GivenUp { first, n }) => {
+                self.batcher.metrics.unconfirmed.inc_by(n);
+                self.unconfirmed.push((first, n));
+            }
             Ok(Outcome::Refused { first, n, error }) => {
                 // Refused outright: not in the queue. Reported with the unconfirmed so the audit skips them.
+                self.batcher.metrics.unconfirmed.inc_by(n);
                 self.unconfirmed.push((first, n));
                 refused.get_or_insert(error);
             }
@@ -302,31 +341,32 @@ impl Producer {
 
     fn emit(&mut self, kind: Kind) {
         let now = Instant::now();
+        let m = &self.batcher.metrics;
+        let sent = m.sent.get();
         let (interval_rate, lateness) = match kind {
             Kind::Interval => {
                 let secs = now.duration_since(self.last_tick).as_secs_f64();
                 (
-                    rate(self.sent - self.sent_at_last_tick, secs),
+                    rate(sent - self.sent_at_last_tick, secs),
                     &self.lateness_interval,
                 )
             }
             Kind::Summary => (
-                rate(self.sent, now.duration_since(self.started).as_secs_f64()),
+                rate(sent, now.duration_since(self.started).as_secs_f64()),
                 &self.lateness,
             ),
         };
-        let unconfirmed: u64 = self.unconfirmed.iter().map(|(_, n)| n).sum();
         let mut line = Line::new("producer", kind, self.started)
             .field("run_id", format_run_id(self.config.run_id))
             .field("producer_id", self.config.producer_id)
-            .field("sent", self.sent)
-            .field("errors", self.batcher.errors.load(Ordering::Relaxed))
-            .field("throttled", self.batcher.throttled.load(Ordering::Relaxed))
+            .field("sent", sent)
+            .field("errors", m.errors.get())
+            .field("throttled", m.throttled.get())
             .field("rate", interval_rate)
             .latency("lateness", lateness)
             .field("first_sent_at_us", self.first_sent_at_us)
             .field("seq_end", self.seq_end)
-            .field("unconfirmed", unconfirmed);
+            .field("unconfirmed", m.unconfirmed.get());
         if kind == Kind::Summary {
             let ranges: Vec<[u64; 2]> = self
                 .unconfirmed
@@ -340,7 +380,7 @@ impl Producer {
         }
         line.emit();
         self.last_tick = now;
-        self.sent_at_last_tick = self.sent;
+        self.sent_at_last_tick = sent;
         self.lateness_interval.reset();
     }
 }

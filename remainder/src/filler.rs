@@ -195,6 +195,19 @@ impl Pool {
             .sum()
     }
 
+    /// A reader of [`Pool::units`] that outlives the pool, for `/metrics` to read the same counters at each
+    /// scrape.
+    pub fn units_reader(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || {
+            shared
+                .counters
+                .iter()
+                .map(|c| c.0.load(Ordering::Relaxed))
+                .sum()
+        }
+    }
+
     /// The lowest priority every worker obtained (the highest any one of them was left at).
     pub fn priority(&self) -> Priority {
         self.priority

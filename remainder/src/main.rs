@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         mode: args.mode,
         stats_interval: args.stats.stats_interval,
         duration: args.duration,
+        metrics_addr: args.stats.metrics_addr,
     };
     common::cli::run_async(run::run(config))
 }

@@ -8,6 +8,7 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use common::metrics::{Exporter, Gauge, Registry};
 use common::shutdown::Shutdown;
 use common::stats::{Kind, Line, rate};
 use tokio::time::MissedTickBehavior;
@@ -29,6 +30,8 @@ pub struct Config {
     pub stats_interval: Duration,
     /// Stop by itself this long after the workers start.
     pub duration: Option<Duration>,
+    /// Where to serve `/metrics`, when asked.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs until SIGTERM/SIGINT or the configured duration, then writes the summary line.
@@ -39,6 +42,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Signals first, so that a SIGTERM that arrives while calibrating still ends in a clean exit and a summary.
     let shutdown =
         Shutdown::from_signals().context("cannot install the SIGTERM/SIGINT handlers")?;
+    // Bound before anything else, so that a port in use stops the run before it calibrates.
+    let exporter = match config.metrics_addr {
+        Some(addr) => Some(Exporter::bind(addr).await?),
+        None => None,
+    };
     let calibration = match config.mode {
         // Calibrating blocks this runtime thread for about 0.1 s; nothing else needs it yet (a signal that
         // arrives meanwhile is recorded and acted on right after).
@@ -60,6 +68,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.threads
         )
     })?;
+    if let Some(exporter) = exporter {
+        exporter.serve(registry(&pool, calibration), shutdown.clone());
+    }
     tracing::info!(
         "filling spare CPU: mode {}, {} thread(s){}",
         config.mode.as_str(),
@@ -86,6 +97,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .field("first_unit_at_us", stopped.first_unit_at_us)
         .emit();
     Ok(())
+}
+
+/// The remainder's metrics: its units, read from the pool's own counters at each scrape (so `/metrics` and
+/// the stats lines count the same units), its thread count and the calibrated size of a unit.
+fn registry(pool: &Pool, calibration: Option<filler::Calibration>) -> Registry {
+    let mut r = common::metrics::registry(ROLE, None);
+    common::metrics::register_counter_fn(
+        &mut r,
+        "remainder_units",
+        "Work units completed with spare CPU time",
+        pool.units_reader(),
+    );
+    let threads: Gauge = Gauge::default();
+    threads.set(i64::try_from(pool.threads()).unwrap_or(i64::MAX));
+    r.register("remainder_threads", "Worker threads", threads);
+    if let Some(c) = calibration {
+        let unit = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        unit.set(c.unit.as_secs_f64());
+        r.register_with_unit(
+            "remainder_unit",
+            "CPU time one work unit took when calibrated",
+            common::metrics::Unit::Seconds,
+            unit,
+        );
+    }
+    r
 }
 
 /// Writes an interval line every `stats_interval` until a stop is requested or the duration has passed.

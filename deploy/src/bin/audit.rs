@@ -11,7 +11,10 @@ use clap::Parser;
 /// A producer's summary line says how many messages the queue confirmed (sequence numbers 0..sent); every
 /// consumer started with --ledger FILE appends one line per message it acked. The audit checks each confirmed
 /// message against the ledgers and prints one JSON line on stdout ("role":"audit", with produced, consumed,
-/// lost, duplicates, unexpected, malformed_ledger_lines) and a table per producer on stderr.
+/// poison, lost, duplicates, unexpected, malformed_ledger_lines) and a table per producer on stderr.
+///
+/// A message a consumer set aside as poison (--max-deliveries) is accounted for, not lost; one that was also
+/// consumed counts as consumed, not as a duplicate.
 ///
 /// A producer killed before its summary is audited from its last interval line, with a warning.
 ///
