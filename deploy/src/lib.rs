@@ -4,7 +4,12 @@
 //! - [`audit`]: the counting, shared by the `audit` binary and the demo's final report.
 //! - [`demo`]: the demo's flags, its child processes, its live view and its report.
 //! - [`marathon`]: `marathon-install` and `marathon-uninstall`.
+//! - [`scenario`]: the `scenarios/*.toml` files (load shape, work, target, duration).
+//! - [`scorecard`]: grading a scaling engine from a run's time series (the `scorecard` binary, the demo's
+//!   `--autoscale` report).
 
 pub mod audit;
 pub mod demo;
 pub mod marathon;
+pub mod scenario;
+pub mod scorecard;

@@ -78,7 +78,8 @@ pub enum Role {
     Producer,
     /// Consumer number K (from 1, never reused, so ledgers and logs are never shared).
     Consumer(usize),
-    Remainder,
+    /// Remainder number K (from 1). The demo runs one unless the autoscaler gives it the spare slots.
+    Remainder(usize),
 }
 
 impl fmt::Display for Role {
@@ -86,7 +87,8 @@ impl fmt::Display for Role {
         match self {
             Role::Producer => f.write_str("producer"),
             Role::Consumer(k) => write!(f, "consumer {k}"),
-            Role::Remainder => f.write_str("remainder"),
+            Role::Remainder(1) => f.write_str("remainder"),
+            Role::Remainder(k) => write!(f, "remainder {k}"),
         }
     }
 }
@@ -96,6 +98,7 @@ impl Role {
     pub fn file_stem(&self) -> String {
         match self {
             Role::Consumer(k) => format!("consumer-{k}"),
+            Role::Remainder(k) if *k > 1 => format!("remainder-{k}"),
             other => other.to_string(),
         }
     }

@@ -2,11 +2,13 @@
 //! queue in a temporary directory, a live view, and an audit at the end.
 //!
 //! - [`schedule`]: the `--consumers` schedule (`3,0@10s,6@20s`).
+//! - [`autoscale`]: the local autoscaler (`--autoscale`), which replaces the schedule.
 //! - [`child`]: finding, starting, signalling and reaping the child processes.
 //! - [`supervisor`]: the run itself, phase by phase (run, stop the producer, drain, stop the rest).
 //! - [`console`]: the status line and the per-second JSON line; [`keys`]: `+`, `-`, `q` in a terminal.
 //! - [`report`]: the final summary line and report.
 
+pub mod autoscale;
 pub mod child;
 pub mod console;
 pub mod keys;
@@ -20,9 +22,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::cli::parse_duration;
+use common::shape::Shape;
 use common::work::Work;
 
+pub use autoscale::{Autoscale, AutoscaleArgs};
 pub use schedule::ConsumerSchedule;
+
+use crate::scenario::Scenario;
 pub use supervisor::run;
 
 /// Run the whole workload on this machine: a producer, consumers and a remainder on an embedded queue.
@@ -44,32 +50,67 @@ pub use supervisor::run;
 #[derive(Parser, Debug)]
 #[command(version)]
 pub struct Args {
-    /// Messages per second the producer sends; 0 sends as fast as the queue accepts.
-    #[arg(long, default_value_t = 100.0, value_name = "MSGS_PER_S")]
-    pub rate: f64,
+    /// Messages per second the producer sends; 0 sends as fast as the queue accepts [default: 100].
+    #[arg(long, value_name = "MSGS_PER_S", conflicts_with = "shape")]
+    pub rate: Option<f64>,
+
+    /// A load shape instead of a constant rate, e.g. step:100,500@30s,100@60s (the producer's --shape).
+    #[arg(long, value_name = "SPEC")]
+    pub shape: Option<String>,
 
     /// Size of each message body in bytes; bodies never shrink below the envelope (about 70 bytes).
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub size: usize,
 
-    /// How long the producer runs; then the demo drains the queue and stops.
-    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
-    pub duration: Duration,
+    /// How long the producer runs; then the demo drains the queue and stops [default: 20s, or the scenario's].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
 
     /// Consumers to run: a count, or a schedule such as 3,0@10s,6@20s.
     ///
     /// A schedule gives the count at the start, then COUNT@TIME steps from the demo's start: 3,0@10s,6@20s runs
     /// 3 consumers, none from 10 s (the backlog grows), 6 from 20 s. Removing a consumer sends it SIGTERM (it
     /// drains what it holds and exits); adding one starts a new process with its own ledger. At most 64.
-    #[arg(long, default_value = "3", value_name = "N|SCHEDULE")]
+    #[arg(
+        long,
+        default_value = "3",
+        value_name = "N|SCHEDULE",
+        conflicts_with = "autoscale"
+    )]
     pub consumers: ConsumerSchedule,
+
+    /// Let the local autoscaler run the consumers: target=50,min=0,max=8,interval=1s[,slots=8].
+    ///
+    /// Microscaling's queue rule: every interval, one more consumer while the queue depth is above the target,
+    /// one fewer while it is under 70 % of it, within min..max. The spare slots (slots - consumers) run
+    /// remainder processes, so consumers + remainders = slots. Keys a scenario file sets may be left out
+    /// (`on` takes them all from --scenario). The run's time series, its scorecard and chart are written to
+    /// --scorecard-dir.
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub autoscale: Option<AutoscaleArgs>,
+
+    /// Run a scenario file (scenarios/*.toml): its shape, work, target and duration. A flag given on the
+    /// command line wins over the file.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+
+    /// Where --autoscale writes series.json, scorecard.json and chart.svg.
+    #[arg(
+        long,
+        default_value = "scorecard",
+        value_name = "DIR",
+        requires = "autoscale"
+    )]
+    pub scorecard_dir: PathBuf,
 
     /// Work each consumer does per message: none, sleep:DURATION (no CPU) or cpu:DURATION (CPU time).
     ///
     /// With the defaults (25 ms of sleep, one message at a time) a consumer takes about 35 messages/s, so 3
-    /// consumers just keep up with 100 messages/s: press - to watch the backlog grow, + to drain it.
-    #[arg(long, default_value = "sleep:25ms", value_name = "SPEC")]
-    pub work: Work,
+    /// consumers just keep up with 100 messages/s: press - to watch the backlog grow, + to drain it. Given
+    /// here with --scenario, the producer also stamps it into every message, overriding the scenario's work
+    /// [default: sleep:25ms].
+    #[arg(long, value_name = "SPEC")]
+    pub work: Option<Work>,
 
     /// Messages each consumer works on at once.
     #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N")]
@@ -104,10 +145,20 @@ pub struct Args {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub rate: f64,
+    /// The load shape, which replaces `rate` when set.
+    pub shape: Option<Shape>,
     pub size: usize,
     pub duration: Duration,
     pub consumers: ConsumerSchedule,
+    /// The autoscaler, which replaces the consumer schedule when set.
+    pub autoscale: Option<Autoscale>,
+    pub scorecard_dir: PathBuf,
+    /// The scenario's name, for the chart's title.
+    pub scenario: Option<String>,
+    /// Consumers' own work.
     pub work: Work,
+    /// Work the producer stamps into every message (it wins over the consumers' own), from a scenario.
+    pub stamp_work: Option<String>,
     pub max_in_flight: NonZeroUsize,
     /// Remainder threads, `None` for no remainder.
     pub remainder_threads: Option<NonZeroUsize>,
@@ -122,21 +173,70 @@ impl Config {
     /// # Errors
     /// A message for the user, for a value out of range.
     pub fn from_args(args: Args) -> Result<Config, String> {
-        if !args.rate.is_finite() || args.rate < 0.0 {
+        let rate = args.rate.unwrap_or(100.0);
+        if !rate.is_finite() || rate < 0.0 {
             return Err(format!(
-                "--rate must be a number of messages per second, 0 or more (got {})",
-                args.rate
+                "--rate must be a number of messages per second, 0 or more (got {rate})"
             ));
         }
-        if args.duration.is_zero() {
+        let scenario = args
+            .scenario
+            .as_deref()
+            .map(Scenario::load)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let shape = match (&args.shape, args.rate) {
+            (Some(spec), _) => Some(Shape::parse(spec).map_err(|e| format!("--shape: {e}"))?),
+            // A --rate on the command line wins over the scenario's shape.
+            (None, Some(_)) => None,
+            (None, None) => scenario.as_ref().map(|s| s.shape.clone()),
+        };
+        let duration = args
+            .duration
+            .or(scenario.as_ref().map(|s| s.duration))
+            .unwrap_or(Duration::from_secs(20));
+        if duration.is_zero() {
             return Err("--duration must be more than 0 (e.g. 20s)".into());
         }
+        let stamp_work = match (&args.work, &scenario) {
+            (Some(w), Some(_)) => Some(w.to_string()),
+            (None, Some(s)) => s.work.clone(),
+            (_, None) => None,
+        };
+        let autoscale = match &args.autoscale {
+            Some(a) => {
+                let fallback =
+                    scenario
+                        .as_ref()
+                        .map_or_else(AutoscaleArgs::default, |s| AutoscaleArgs {
+                            target: Some(s.target),
+                            min: s.min,
+                            max: s.max,
+                            interval: s.interval,
+                            slots: s.slots,
+                        });
+                Some(Autoscale::resolve(a, &fallback)?)
+            }
+            None => None,
+        };
         Ok(Config {
-            rate: args.rate,
+            rate,
+            shape,
             size: args.size,
-            duration: args.duration,
-            consumers: args.consumers,
-            work: args.work,
+            duration,
+            consumers: match &autoscale {
+                // The autoscaler starts from its minimum.
+                Some(a) => ConsumerSchedule {
+                    initial: a.min,
+                    steps: Vec::new(),
+                },
+                None => args.consumers,
+            },
+            autoscale,
+            scorecard_dir: args.scorecard_dir,
+            scenario: scenario.map(|s| s.name),
+            work: args.work.unwrap_or(Work::Sleep(Duration::from_millis(25))),
+            stamp_work,
             max_in_flight: args.max_in_flight,
             remainder_threads: (!args.no_remainder).then_some(args.remainder_threads),
             drain_timeout: args.drain_timeout,

@@ -13,6 +13,7 @@
 //! exits without being asked to, or fails, stops the demo with its log; every child is killed if the demo
 //! returns early, whatever the reason.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,12 +26,14 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::MissedTickBehavior;
 
 use super::Config;
+use super::autoscale::Autoscale;
 use super::child::{Binaries, ChildProc, Event, Role, State};
 use super::console::{Console, Figures, Phase};
 use super::keys::{self, Key, Keys};
 use super::report::{E2e, Files, Summary};
 use super::schedule::MAX_CONSUMERS;
 use crate::audit::{self, Audit};
+use crate::scorecard::{self, Sample, Series};
 
 /// How often the loop reaps children, applies the schedule and checks phase conditions.
 const STEP: Duration = Duration::from_millis(100);
@@ -80,11 +83,17 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
     let keys = Keys::start().context("cannot read keys from the terminal")?;
     let mut console = Console::new();
+    let load = match &config.shape {
+        Some(shape) => format!("shape {shape}"),
+        None => format!("{} msgs/s", config.rate),
+    };
+    let consumers = match &config.autoscale {
+        Some(a) => format!("autoscaled ({a})"),
+        None => config.consumers.to_string(),
+    };
     console.note(&format!(
-        "demo: producer at {} msgs/s for {}, consumers {} (work {}), {}; files in {}",
-        config.rate,
+        "demo: producer at {load} for {}, consumers {consumers} (work {}), {}; files in {}",
         humantime::format_duration(config.duration),
-        config.consumers,
         config.work,
         match config.remainder_threads {
             Some(n) => format!("remainder with {n} thread(s)"),
@@ -121,6 +130,10 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         next_step: 0,
         next_progress: launched + PROGRESS,
         depth: None,
+        producer_started: launched,
+        next_scale: launched,
+        next_remainder: 1,
+        samples: Vec::new(),
         warnings: Vec::new(),
         not_json_reported: Vec::new(),
     };
@@ -148,6 +161,9 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
             s.files = files;
             s.emit(launched);
             let _ = s.write_report(&mut std::io::stderr().lock());
+            if let Some(a) = &config.autoscale {
+                write_scorecard(&config, a, &s, std::mem::take(&mut demo.samples))?;
+            }
             Ok(s)
         }
         Err(e) => Err(anyhow!(
@@ -155,6 +171,46 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
             dir.display()
         )),
     }
+}
+
+/// Grades the autoscaler's run and writes the series, the scorecard and the chart to --scorecard-dir.
+fn write_scorecard(
+    config: &Config,
+    a: &Autoscale,
+    s: &Summary,
+    samples: Vec<Sample>,
+) -> anyhow::Result<()> {
+    let title = format!(
+        "{}: local autoscaler {a}",
+        config.scenario.as_deref().unwrap_or("demo")
+    );
+    let series = Series {
+        title: Some(title.clone()),
+        target: a.target,
+        band_low: a.band_low(),
+        shape: config.shape.as_ref().map(ToString::to_string),
+        changes_s: config
+            .shape
+            .as_ref()
+            .map(|sh| sh.changes().iter().map(Duration::as_secs_f64).collect())
+            .unwrap_or_else(|| vec![0.0]),
+        consumed: s.audit.totals.consumed,
+        lost: Some(s.lost()),
+        samples,
+    };
+    let (card, out) = scorecard::write_all(&config.scorecard_dir, &series, &title)
+        .context("cannot write the scorecard")?;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "scorecard ({}):", config.scorecard_dir.display());
+    let _ = scorecard::table::write(&mut err, &card);
+    let _ = writeln!(
+        err,
+        "  files  {}, {}, {}",
+        out.series.display(),
+        out.scorecard.display(),
+        out.chart.display()
+    );
+    Ok(())
 }
 
 struct Demo<'a> {
@@ -189,6 +245,14 @@ struct Demo<'a> {
     next_progress: Instant,
     /// The queue depth last read, `None` when the read failed.
     depth: Option<Depth>,
+    /// When the producer started: the load shape's zero, and the time series' origin.
+    producer_started: Instant,
+    /// When the autoscaler next decides.
+    next_scale: Instant,
+    /// The number the next remainder gets.
+    next_remainder: usize,
+    /// The time series the scorecard grades, one sample per progress tick (with --autoscale).
+    samples: Vec<Sample>,
     warnings: Vec<String>,
     /// Children already reported for writing a non-JSON stdout line (reported once each).
     not_json_reported: Vec<usize>,
@@ -198,20 +262,19 @@ impl Demo<'_> {
     /// Phases 1 to 4; returns why the demo stopped, for the report.
     async fn run(&mut self) -> anyhow::Result<String> {
         self.reconcile()?;
-        if let Some(threads) = self.config.remainder_threads {
-            let args = vec![
-                "--threads".to_string(),
-                threads.to_string(),
-                "--stats-interval".into(),
-                CHILD_STATS_INTERVAL.into(),
-            ];
-            self.spawn(Role::Remainder, &args, None)?;
+        // With the autoscaler, remainders fill the spare slots (reconcile starts them); otherwise one runs.
+        if let (Some(threads), None) = (self.config.remainder_threads, &self.config.autoscale) {
+            self.spawn_remainder(threads.get())?;
         }
-        let mut args = vec![
-            "--queue".to_string(),
-            self.url.clone(),
-            "--rate".into(),
-            self.config.rate.to_string(),
+        let mut args = vec!["--queue".to_string(), self.url.clone()];
+        match &self.config.shape {
+            Some(shape) => args.extend(["--shape".into(), shape.to_string()]),
+            None => args.extend(["--rate".into(), self.config.rate.to_string()]),
+        }
+        if let Some(work) = &self.config.stamp_work {
+            args.extend(["--work".into(), work.clone()]);
+        }
+        args.extend([
             "--size".into(),
             self.config.size.to_string(),
             // The producer times its own run, so it sends exactly rate × duration messages; the demo's
@@ -221,14 +284,16 @@ impl Demo<'_> {
             humantime::format_duration(self.config.duration).to_string(),
             "--stats-interval".into(),
             CHILD_STATS_INTERVAL.into(),
-        ];
+        ]);
         // The demo has one producer, so its id is simply 1; the run id is the producer's own (random), and the
         // audit reads it back from the producer's summary.
         args.extend(["--producer-id".into(), "1".into()]);
         let producer = self.spawn(Role::Producer, &args, None)?;
+        self.producer_started = Instant::now();
         self.launched_children = true;
         self.started = Instant::now() + SETTLE;
         self.next_progress = self.started + PROGRESS;
+        self.next_scale = self.started;
 
         // 1. Run.
         let deadline = self.started + self.config.duration;
@@ -397,6 +462,11 @@ impl Demo<'_> {
                 self.next_step += 1;
             }
         }
+        if let Some(a) = self.config.autoscale.clone() {
+            if self.phase != Phase::Stopping && Instant::now() >= self.next_scale {
+                self.autoscale(&a).await?;
+            }
+        }
         if self.shutdown.is_forced() && self.phase == Phase::Stopping {
             for c in &mut self.children {
                 c.hurry();
@@ -452,6 +522,68 @@ impl Demo<'_> {
         self.reconcile()
     }
 
+    /// One decision of the autoscaler: read the depth, move the consumer target one step (see [`Autoscale`]),
+    /// apply it, and record a sample of the time series (the depth it read, the consumers it left running).
+    /// While the demo drains, at least one consumer stays while messages remain, or they never would be.
+    ///
+    /// # Errors
+    /// When a consumer or remainder cannot be started.
+    async fn autoscale(&mut self, a: &Autoscale) -> anyhow::Result<()> {
+        self.next_scale += a.interval;
+        if self.next_scale < Instant::now() {
+            self.next_scale = Instant::now() + a.interval;
+        }
+        self.refresh_depth().await;
+        // An unreadable depth: no decision rather than a guess.
+        let Some(depth) = self.depth.map(|d| d.total()) else {
+            let figures = self.figures();
+            self.record(&figures);
+            return Ok(());
+        };
+        let floor = usize::from(self.phase == Phase::Draining && depth > 0);
+        let next = a.decide(depth, self.target, floor);
+        if next != self.target {
+            self.console.note(&format!(
+                "autoscaler: depth {depth} (target {}): {} → {next} consumer(s)",
+                a.target, self.target
+            ));
+            self.set_target(next);
+            self.reconcile()?;
+        }
+        let figures = self.figures();
+        self.record(&figures);
+        Ok(())
+    }
+
+    /// Appends one sample of the time series: the depth just read, the processes running now, the producer's
+    /// and the consumers' latest figures.
+    fn record(&mut self, f: &Figures) {
+        let running = |want: fn(&Role) -> bool| {
+            self.children
+                .iter()
+                .filter(|c| want(&c.role) && c.is_running())
+                .count()
+        };
+        let consumers = running(|r| matches!(r, Role::Consumer(_)));
+        let remainders = running(|r| matches!(r, Role::Remainder(_)));
+        // Every consumer's busy time so far, the finished ones' included (their summary has the final figure).
+        let busy: Vec<f64> = self
+            .children
+            .iter()
+            .filter(|c| matches!(c.role, Role::Consumer(_)))
+            .filter_map(|c| c.summary.as_ref().or(c.latest.as_ref()))
+            .filter_map(|v| v["busy_s"].as_f64())
+            .collect();
+        self.samples.push(Sample {
+            t: (self.producer_started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            depth: f.depth.map(|d| d.total()),
+            consumers,
+            remainders,
+            produce_rate: f.produce_rate,
+            busy_s: (!busy.is_empty()).then(|| busy.iter().sum()),
+        });
+    }
+
     /// Sets how many consumers should run (from the schedule or a key).
     fn set_target(&mut self, n: usize) {
         self.target = n;
@@ -481,6 +613,22 @@ impl Demo<'_> {
         }
         for _ in running.len()..self.target {
             self.spawn_consumer()?;
+        }
+        if let (Some(a), Some(_)) = (&self.config.autoscale, self.config.remainder_threads) {
+            let want = a.remainders(self.target);
+            let remainders: Vec<usize> = self
+                .children
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| matches!(c.role, Role::Remainder(_)) && c.is_running())
+                .map(|(i, _)| i)
+                .collect();
+            for &i in remainders.iter().skip(want).rev() {
+                self.children[i].terminate();
+            }
+            for _ in remainders.len()..want {
+                self.spawn_remainder(1)?;
+            }
         }
         let now_running = self
             .children
@@ -522,6 +670,19 @@ impl Demo<'_> {
         Ok(())
     }
 
+    fn spawn_remainder(&mut self, threads: usize) -> anyhow::Result<()> {
+        let k = self.next_remainder;
+        self.next_remainder += 1;
+        let args = vec![
+            "--threads".to_string(),
+            threads.to_string(),
+            "--stats-interval".into(),
+            CHILD_STATS_INTERVAL.into(),
+        ];
+        self.spawn(Role::Remainder(k), &args, None)?;
+        Ok(())
+    }
+
     /// Starts a child; returns its index.
     fn spawn(
         &mut self,
@@ -532,7 +693,7 @@ impl Demo<'_> {
         let program = match role {
             Role::Producer => &self.bins.producer,
             Role::Consumer(_) => &self.bins.consumer,
-            Role::Remainder => &self.bins.remainder,
+            Role::Remainder(_) => &self.bins.remainder,
         };
         let id = self.children.len();
         let log = self
@@ -555,7 +716,13 @@ impl Demo<'_> {
             };
             let c = &self.children[i];
             let status = c.status().map(|s| s.to_string()).unwrap_or_default();
-            let failed = c.status().is_some_and(|s| !s.success()) && !c.killed;
+            // A remainder holds nothing: one that the SIGTERM it was sent ends before its handler is in place
+            // (the autoscaler can stop one it has just started) has stopped, not failed.
+            let remainder_termed = matches!(c.role, Role::Remainder(_))
+                && c.status()
+                    .and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s))
+                    == Some(libc::SIGTERM);
+            let failed = c.status().is_some_and(|s| !s.success()) && !c.killed && !remainder_termed;
             let failure = match before {
                 // The producer stops by itself at the end of its --duration.
                 State::Running if c.role == Role::Producer && !failed => None,
@@ -615,8 +782,14 @@ impl Demo<'_> {
                 .filter_map(|c| latest(c, "e2e_p99_us").and_then(|v| v.as_u64()))
                 .max()
                 .unwrap_or(0),
-            remainder_units_per_s: of_role(Role::Remainder)
-                .map(|c| f64_of(latest(c, "units_per_s"))),
+            remainder_units_per_s: self.config.remainder_threads.map(|_| {
+                self.children
+                    .iter()
+                    .filter(live)
+                    .filter(|c| matches!(c.role, Role::Remainder(_)))
+                    .map(|c| f64_of(latest(c, "units_per_s")))
+                    .fold(0.0, |a, b| a + b)
+            }),
         }
     }
 
@@ -648,17 +821,28 @@ impl Demo<'_> {
             .iter()
             .filter(|c| matches!(c.role, Role::Consumer(_)))
             .collect();
-        let remainder = self
+        // Over every remainder: units add up; units per second are per remainder, so they add up too only
+        // while they ran together — the total over the run's length is the honest figure.
+        let summaries: Vec<&Value> = self
             .children
             .iter()
-            .find(|c| c.role == Role::Remainder)
-            .and_then(|c| c.summary.as_ref())
-            .map(|s| {
-                (
-                    s["units"].as_u64().unwrap_or(0),
-                    s["units_per_s"].as_f64().unwrap_or(0.0),
-                )
-            });
+            .filter(|c| matches!(c.role, Role::Remainder(_)))
+            .filter_map(|c| c.summary.as_ref())
+            .collect();
+        let remainder = match summaries.as_slice() {
+            [] => None,
+            [one] => Some((
+                one["units"].as_u64().unwrap_or(0),
+                one["units_per_s"].as_f64().unwrap_or(0.0),
+            )),
+            many => {
+                let units: u64 = many.iter().map(|s| s["units"].as_u64().unwrap_or(0)).sum();
+                Some((
+                    units,
+                    units as f64 / self.started.elapsed().as_secs_f64().max(1e-3),
+                ))
+            }
+        };
         Ok(Summary {
             audit: report,
             e2e: E2e::merge(consumers.iter().filter_map(|c| c.summary.as_ref())),

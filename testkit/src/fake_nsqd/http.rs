@@ -171,6 +171,34 @@ async fn create_channel(AxState(app): AxState<App>, Query(q): Params) -> Respons
     (StatusCode::OK, "").into_response()
 }
 
+/// One client under its channel, with the field names of nsqd 1.x's `ClientV2Stats` (nsqd/stats.go).
+fn client_json(c: &super::state::Client) -> Value {
+    let i = &c.info;
+    json!({
+        "client_id": i.client_id,
+        "hostname": i.hostname,
+        "version": "V2",
+        "remote_address": i.remote_address,
+        // nsqd's stateSubscribed (3), or stateClosing (4).
+        "state": if c.closing { 4 } else { 3 },
+        "ready_count": c.rdy,
+        "in_flight_count": c.in_flight,
+        "message_count": i.message_count,
+        "finish_count": i.finish_count,
+        "requeue_count": i.requeue_count,
+        "connect_ts": i.connect_ts,
+        "sample_rate": 0,
+        "deflate": false,
+        "snappy": false,
+        "user_agent": i.user_agent,
+        "tls": false,
+        "tls_cipher_suite": "",
+        "tls_version": "",
+        "tls_negotiated_protocol": "",
+        "tls_negotiated_protocol_is_mutual": false,
+    })
+}
+
 /// The `/stats` document in nsqd 1.x's shape; `format=json` is the only format the fake speaks.
 pub fn stats_json(st: &State, topic: Option<&str>, channel: Option<&str>) -> Value {
     let topics: Vec<Value> = st
@@ -193,7 +221,7 @@ pub fn stats_json(st: &State, topic: Option<&str>, channel: Option<&str>) -> Val
                         "requeue_count": ch.requeue_count,
                         "timeout_count": ch.timeout_count,
                         "client_count": ch.clients.len(),
-                        "clients": [],
+                        "clients": ch.clients.iter().filter_map(|id| st.clients.get(id)).map(client_json).collect::<Vec<_>>(),
                         "paused": false,
                         "e2e_processing_latency": {"count": 0, "percentiles": null},
                     })

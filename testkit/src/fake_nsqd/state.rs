@@ -62,6 +62,23 @@ pub struct Client {
     pub msg_timeout: Duration,
     pub sub: Option<(String, String)>,
     pub closing: bool,
+    /// What `/stats` shows of it (nsqd's `ClientV2Stats`): who it said it is in IDENTIFY, where it connects
+    /// from, when, and what it did.
+    pub info: ClientInfo,
+}
+
+/// A client as `/stats` lists it under its channel.
+#[derive(Debug, Default, Clone)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub hostname: String,
+    pub user_agent: String,
+    pub remote_address: String,
+    /// Seconds since the epoch when it connected.
+    pub connect_ts: i64,
+    pub message_count: u64,
+    pub finish_count: u64,
+    pub requeue_count: u64,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +114,10 @@ impl State {
                 msg_timeout,
                 sub: None,
                 closing: false,
+                info: ClientInfo {
+                    connect_ts: now_ns() / 1_000_000_000,
+                    ..ClientInfo::default()
+                },
             },
         );
         id
@@ -204,6 +225,7 @@ impl State {
                 };
                 msg.attempts = msg.attempts.saturating_add(1);
                 c.in_flight += 1;
+                c.info.message_count += 1;
                 codec::encode_message(
                     out.entry(cid).or_default(),
                     &Message {
@@ -262,6 +284,7 @@ impl State {
         ch.in_flight.remove(id);
         if let Some(c) = self.clients.get_mut(&client) {
             c.in_flight = c.in_flight.saturating_sub(1);
+            c.info.finish_count += 1;
         }
         self.dispatch(&sub.0, &sub.1);
         Ok(())
@@ -279,6 +302,7 @@ impl State {
         }
         if let Some(c) = self.clients.get_mut(&client) {
             c.in_flight = c.in_flight.saturating_sub(1);
+            c.info.requeue_count += 1;
         }
         self.dispatch(&sub.0, &sub.1);
         Ok(())

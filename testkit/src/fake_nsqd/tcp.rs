@@ -26,6 +26,10 @@ struct IdentifyBody {
     feature_negotiation: bool,
     msg_timeout: i64,
     heartbeat_interval: i64,
+    /// Shown in `/stats`.
+    client_id: String,
+    hostname: String,
+    user_agent: String,
 }
 
 impl IdentifyBody {
@@ -38,6 +42,9 @@ impl IdentifyBody {
             feature_negotiation: v["feature_negotiation"].as_bool().unwrap_or(false),
             msg_timeout: v["msg_timeout"].as_i64().unwrap_or(0),
             heartbeat_interval: v["heartbeat_interval"].as_i64().unwrap_or(0),
+            client_id: v["client_id"].as_str().unwrap_or_default().to_string(),
+            hostname: v["hostname"].as_str().unwrap_or_default().to_string(),
+            user_agent: v["user_agent"].as_str().unwrap_or_default().to_string(),
         })
     }
 }
@@ -84,9 +91,20 @@ fn frame(frame_type: u32, data: &[u8]) -> Vec<u8> {
 /// Serves one client until it leaves, breaks the protocol, or the fake stops.
 pub async fn serve(stream: TcpStream, state: Arc<Mutex<State>>, opts: Options) {
     let _ = stream.set_nodelay(true);
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let (mut r, mut w) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let id = lock(&state).add_client(tx.clone(), opts.msg_timeout);
+    let id = {
+        let mut st = lock(&state);
+        let id = st.add_client(tx.clone(), opts.msg_timeout);
+        if let Some(c) = st.clients.get_mut(&id) {
+            c.info.remote_address = peer;
+        }
+        id
+    };
     let mut s = Session {
         id,
         phase: Phase::Init,
@@ -286,6 +304,9 @@ impl Session {
         }
         if let Some(c) = lock(&self.state).clients.get_mut(&self.id) {
             c.msg_timeout = timeout;
+            c.info.client_id = data.client_id;
+            c.info.hostname = data.hostname;
+            c.info.user_agent = data.user_agent;
         }
         self.identified = true;
         if !data.feature_negotiation {

@@ -1,0 +1,143 @@
+//! `scorecard`: grades a scaling engine from a run's time series: how fast it scaled out after each load
+//! change, how long the queue took to come back into the target band, how far it overshot, whether it flapped,
+//! and what the capacity cost. Prints a table on stderr, the scorecard as one JSON document on stdout, and
+//! writes series.json, scorecard.json and chart.svg into --out.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use common::cli::{parse_duration, parse_interval};
+use common::shape::Shape;
+use deploy::scenario::Scenario;
+use deploy::scorecard::{self, Series, sources::ConsumerSource, table, watch};
+
+/// Grade a scaling engine: reaction time, overshoot, time in band, flaps, cost, utilisation, loss.
+///
+/// `scorecard grade series.json` re-grades a recorded run (the demo writes one with --autoscale);
+/// `scorecard watch` records one from outside while any engine scales consumers on any backend.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Grade a recorded series (series.json from `demo --autoscale` or `scorecard watch`).
+    Grade {
+        /// The series file.
+        series: PathBuf,
+        /// Write scorecard.json and chart.svg (and a copy of the series) here [default: beside the series].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Watch a run from outside: poll the queue's depth and the platform's consumer count, then grade.
+    Watch {
+        /// The queue the engine reads, as a queue URL (sqlite:, nsq://, azure://).
+        #[arg(long, env = "QUEUE_URL", value_name = "URL")]
+        queue: String,
+        /// Where the consumer count comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on the channel)
+        /// or marathon:http://HOST:8080/APP_ID (the app's running tasks).
+        #[arg(long, value_name = "SOURCE")]
+        consumers: ConsumerSource,
+        /// The scenario being run: its shape gives the load changes, its target and duration the defaults.
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// The load shape, when there is no scenario file (or to override its shape).
+        #[arg(long, value_name = "SPEC")]
+        shape: Option<String>,
+        /// The queue depth the engine aims at [default: the scenario's].
+        #[arg(long, value_name = "DEPTH")]
+        target: Option<u64>,
+        /// How long to watch [default: the scenario's duration plus 60 s for the drain].
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        duration: Option<Duration>,
+        /// How often to read the depth and the count.
+        #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+        interval: Duration,
+        /// Directory for series.json, scorecard.json and chart.svg.
+        #[arg(long, default_value = "scorecard", value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    common::cli::init_logging();
+    let args = Args::parse();
+    common::cli::run_async(async move {
+        let (series, out, title) = match args.command {
+            Command::Grade { series, out } => {
+                let text = std::fs::read_to_string(&series)
+                    .with_context(|| format!("cannot read {}", series.display()))?;
+                let parsed: Series = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a series file", series.display()))?;
+                let dir =
+                    out.unwrap_or_else(|| series.parent().map(PathBuf::from).unwrap_or_default());
+                let title = parsed
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| series.display().to_string());
+                (parsed, dir, title)
+            }
+            Command::Watch {
+                queue,
+                consumers,
+                scenario,
+                shape,
+                target,
+                duration,
+                interval,
+                out,
+            } => {
+                let scenario = scenario.as_deref().map(Scenario::load).transpose()?;
+                let shape = match shape {
+                    Some(s) => Some(Shape::parse(&s).context("--shape")?),
+                    None => scenario.as_ref().map(|s| s.shape.clone()),
+                };
+                let target = target
+                    .or(scenario.as_ref().map(|s| s.target))
+                    .context("give --target or a --scenario that has one")?;
+                let duration = duration
+                    .or(scenario
+                        .as_ref()
+                        .map(|s| s.duration + Duration::from_secs(60)))
+                    .context("give --duration or a --scenario that has one")?;
+                let q = common::queue::open(&queue)
+                    .await
+                    .with_context(|| format!("cannot open queue {queue:?}"))?;
+                let shutdown = common::shutdown::Shutdown::from_signals()
+                    .context("cannot install signal handlers")?;
+                let w = watch::Watch {
+                    queue: q.as_ref(),
+                    consumers: &consumers,
+                    target,
+                    shape: shape.as_ref(),
+                    duration,
+                    interval,
+                };
+                let mut series = watch::record(w, async move { shutdown.requested().await }).await;
+                let title = match scenario {
+                    Some(s) => format!("{}: consumers from {consumers}", s.name),
+                    None => format!("consumers from {consumers}"),
+                };
+                series.title = Some(title.clone());
+                (series, out, title)
+            }
+        };
+        let (card, files) = scorecard::write_all(&out, &series, &title)?;
+        let mut err = std::io::stderr().lock();
+        table::write(&mut err, &card).context("cannot write the table")?;
+        eprintln!(
+            "  files  {}, {}, {}",
+            files.series.display(),
+            files.scorecard.display(),
+            files.chart.display()
+        );
+        println!("{}", serde_json::to_string(&card)?);
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}

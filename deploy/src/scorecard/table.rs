@@ -1,0 +1,81 @@
+//! The scorecard for people: one figure a line, then one line per load change.
+
+use std::io::{self, Write};
+
+use super::score::Scorecard;
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".into(), |s| format!("{s:.1}s"))
+}
+
+/// Writes the scorecard as a table.
+///
+/// # Errors
+/// When `out` cannot be written.
+pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
+    let rows: [(&str, String); 11] = [
+        (
+            "run",
+            format!(
+                "{:.1}s, target depth {} (band {}..{})",
+                c.duration_s, c.target, c.band_low, c.target
+            ),
+        ),
+        ("worst time to scale out", secs(c.worst_scale_out_s)),
+        ("worst time back in band", secs(c.worst_back_in_band_s)),
+        (
+            "peak overshoot",
+            format!("{} messages above target", c.peak_overshoot),
+        ),
+        (
+            "∫|depth − target| dt",
+            format!("{:.0} message·s", c.depth_error_integral),
+        ),
+        ("time in band", format!("{:.1} %", c.in_band_share * 100.0)),
+        (
+            "flaps",
+            format!(
+                "{:.2}/min ({} direction changes)",
+                c.flaps_per_min, c.direction_changes
+            ),
+        ),
+        (
+            "consumer-seconds",
+            format!(
+                "{:.0} (at most {} consumers)",
+                c.consumer_seconds, c.max_consumers
+            ),
+        ),
+        (
+            "per 1,000 messages",
+            c.consumer_seconds_per_1000
+                .map_or_else(|| "—".into(), |v| format!("{v:.1} consumer·s")),
+        ),
+        (
+            "utilisation",
+            c.utilisation.map_or_else(
+                || "— (consumers report no busy_s)".into(),
+                |u| format!("{:.1} %", u * 100.0),
+            ),
+        ),
+        (
+            "lost messages",
+            c.lost
+                .map_or_else(|| "— (not audited)".into(), |l| l.to_string()),
+        ),
+    ];
+    for (name, value) in rows {
+        writeln!(out, "  {name:<26} {value}")?;
+    }
+    for r in &c.reactions {
+        writeln!(
+            out,
+            "  load change at {:>6.1}s   scale-out after {:>6}   back in band after {:>6}{}",
+            r.change_s,
+            secs(r.scale_out_after_s),
+            secs(r.back_in_band_after_s),
+            if r.left_band { "" } else { " (never left it)" }
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Recording a series from outside a run: `scorecard watch` polls the queue's depth (through common's
+//! `Queue::depth`, so any backend) and the platform's consumer count once per interval, and takes the load
+//! from the scenario's shape (the producers are not visible from outside, so the rate shown is the rate the
+//! shape schedules).
+
+use std::time::{Duration, Instant};
+
+use common::queue::Queue;
+use common::shape::Shape;
+
+use super::series::{Sample, Series, band_low};
+use super::sources::ConsumerSource;
+
+/// What to watch and for how long.
+pub struct Watch<'a> {
+    pub queue: &'a dyn Queue,
+    pub consumers: &'a ConsumerSource,
+    pub target: u64,
+    /// The load, for its changes and rate; `None` when unknown (no reactions are then graded).
+    pub shape: Option<&'a Shape>,
+    pub duration: Duration,
+    pub interval: Duration,
+}
+
+/// Polls until `duration` has passed or `stop` resolves; returns the series. A failed read of the depth or the
+/// count is logged and recorded as unknown depth / the previous count, not fatal: a flaky reading should not
+/// throw a long run away.
+pub async fn record(w: Watch<'_>, stop: impl std::future::Future<Output = ()>) -> Series {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(w.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut samples: Vec<Sample> = Vec::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => break,
+        }
+        let t = start.elapsed();
+        let depth = match w.queue.depth().await {
+            Ok(d) => Some(d.total()),
+            Err(e) => {
+                tracing::warn!("cannot read the queue depth: {e}");
+                None
+            }
+        };
+        let consumers = match w.consumers.count(&http).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("cannot read the consumer count: {e}");
+                samples.last().map_or(0, |s| s.consumers)
+            }
+        };
+        samples.push(Sample {
+            t: t.as_secs_f64(),
+            depth,
+            consumers,
+            remainders: 0,
+            produce_rate: w.shape.map_or(0.0, |s| s.rate_at(t)),
+            busy_s: None,
+        });
+        if t >= w.duration {
+            break;
+        }
+    }
+    let end = samples
+        .last()
+        .map_or(Duration::ZERO, |s| Duration::from_secs_f64(s.t));
+    Series {
+        title: None,
+        target: w.target,
+        band_low: band_low(w.target),
+        shape: w.shape.map(ToString::to_string),
+        changes_s: w
+            .shape
+            .map(|s| s.changes().iter().map(Duration::as_secs_f64).collect())
+            .unwrap_or_default(),
+        consumed: w.shape.map_or(0, |s| s.sent_by(end).round() as u64),
+        lost: None,
+        samples,
+    }
+}
