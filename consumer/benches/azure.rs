@@ -1,107 +1,405 @@
-//! Producer put rate against Azurite (`--inMemoryPersistence`, a fresh instance per run), with the
-//! producer's CPU per message beside Azurite's CPU, at 1, 8 and 32 puts in flight.
+//! Producer put rate against Azurite (`--inMemoryPersistence`), beside a bare HTTP load tool (`wrk`) on the
+//! same Azurite, at 1, 8 and 32 puts in flight (`--concurrency N --batch 1`: one PUT per message).
 //!
-//! The producer's `--concurrency` is not wired yet, so in-flight puts come from `--batch N` (the backend
-//! sends a batch's puts concurrently, up to 32). Targets: at 32 in flight, our CPU per message is under
-//! 50 µs and Azurite's one Node thread is the busy side (its CPU time over 80 % of the wall time). Exits
-//! non-zero on a missed target.
+//! Each round starts a fresh Azurite, warms it up (Node's JIT makes a cold Azurite half as fast for its first
+//! seconds), then runs our producer and wrk, each on its own empty queue, in alternating order from round to
+//! round. wrk POSTs the same 100-byte message text with a SAS URL, so it measures what Azurite can take. The
+//! figures printed are medians over the rounds:
+//! - msgs/s for ours and wrk, and their ratio;
+//! - our CPU per message (the producer's user + system time, start-up included, from `wait4`);
+//! - Azurite's CPU per message while serving ours, and how busy its main thread was.
+//!
+//! Targets, checked at 8 and 32 in flight (at 1, both sides wait on round trips): our CPU under 50 µs per
+//! message, and at least 90 % of wrk's rate; at 32, Azurite busy over 80 % of the wall time (it, not we, is
+//! the limit). Exits non-zero on a missed target. When wrk cannot be found or fetched, the comparison is
+//! skipped with a message and only our figures are checked.
+//!
+//! Environment: `AZURE_BENCH_COUNT` (messages per run, default 8000), `AZURE_BENCH_ROUNDS` (default 3),
+//! `AZURE_BENCH_RATE` (the producer's `--rate`, default 0: as fast as Azurite takes them), `WRK` (path of a
+//! wrk binary). Without `WRK` or a `wrk` on the PATH, the bench fetches Debian's `wrk`
+//! (and its LuaJIT) with `apt-get download` into the target directory and unpacks them with `dpkg -x`; no
+//! root is needed. The machine should be otherwise idle: on 2 cores, a compile next to it halves the rates.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::azurite::{self, Azurite};
+use common::queue::azure::{DEFAULT_API_VERSION, Secret, account_sas};
+use testkit::azurite::{self, ACCOUNT, Azurite, KEY};
+
+/// Bytes of message text, for ours (`--size`) and wrk alike.
+const SIZE: usize = 100;
+const TARGET_US_PER_MSG: f64 = 50.0;
+const TARGET_RATIO: f64 = 0.9;
+const TARGET_AZURITE_BUSY: f64 = 0.8;
 
 /// CPU seconds (user + system) a process has used so far, from /proc.
 fn proc_cpu(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (get(11) + get(12)) / ticks
 }
 
-struct Run {
-    rate: f64,
-    ours_us_per_msg: f64,
-    azurite_busy: f64,
-}
-
-fn run(in_flight: usize, count: u64) -> Run {
-    let az = Azurite::start_in_memory();
-    let url = az.url("bench", "");
-    let az_pid = az.pid().expect("azurite pid");
-    let az_cpu0 = proc_cpu(az_pid);
-    let mut cmd = Command::new(testkit::bin("producer"));
-    cmd.args([
-        "--queue",
-        &url,
-        "--rate",
-        "0",
-        "--count",
-        &count.to_string(),
-    ])
-    .args(["--batch", &in_flight.to_string(), "--stats-interval", "10s"])
-    .env("RUST_LOG", "error")
-    .stdout(std::process::Stdio::null());
-    azurite::with_key(&mut cmd);
+/// Runs a command to its end; returns its stdout, wall time and CPU seconds (user + system, from wait4).
+fn run_measured(mut cmd: Command) -> (String, f64, f64) {
+    let out_file = tempfile::tempfile().expect("temp file");
+    cmd.stdout(out_file.try_clone().expect("dup temp file"))
+        .stdin(Stdio::null());
     let started = Instant::now();
-    let mut child = cmd.spawn().expect("start producer");
+    let mut child = cmd.spawn().expect("start the measured command");
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on the pid of a child we spawned and have not reaped.
     unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let wall = started.elapsed().as_secs_f64();
     // wait4 reaped it already (for its rusage); this only tells std so.
     let _ = child.wait();
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "producer failed"
+        "{cmd:?} failed (status {status})"
     );
-    let ours = usage.ru_utime.tv_sec as f64
-        + usage.ru_utime.tv_usec as f64 / 1e6
-        + usage.ru_stime.tv_sec as f64
-        + usage.ru_stime.tv_usec as f64 / 1e6;
-    let az_cpu = proc_cpu(az_pid) - az_cpu0;
-    Run {
-        rate: count as f64 / wall,
-        ours_us_per_msg: ours * 1e6 / count as f64,
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    let mut out = String::new();
+    use std::io::{Read, Seek};
+    let mut f = out_file;
+    let _ = f.rewind();
+    let _ = f.read_to_string(&mut out);
+    (out, wall, cpu)
+}
+
+/// One side's figures in one round.
+#[derive(Clone, Copy, Default)]
+struct Side {
+    rate: f64,
+    /// The client's CPU µs per message.
+    client_us: f64,
+    /// Azurite's CPU µs per message.
+    azurite_us: f64,
+    /// Azurite's CPU time over the wall time.
+    azurite_busy: f64,
+}
+
+fn producer(az: &Azurite, queue: &str, in_flight: usize, count: u64) -> Side {
+    let rate = std::env::var("AZURE_BENCH_RATE").unwrap_or_else(|_| "0".into());
+    let mut cmd = Command::new(testkit::bin("producer"));
+    cmd.args(["--queue", &az.url(queue, ""), "--rate", &rate])
+        .args(["--count", &count.to_string(), "--size", &SIZE.to_string()])
+        .args(["--concurrency", &in_flight.to_string(), "--batch", "1"])
+        .args(["--stats-interval", "1h"])
+        .env("RUST_LOG", "error")
+        .stderr(Stdio::inherit());
+    azurite::with_key(&mut cmd);
+    let pid = az.pid().expect("azurite pid");
+    let az0 = proc_cpu(pid);
+    let (out, wall, cpu) = run_measured(cmd);
+    let az_cpu = proc_cpu(pid) - az0;
+    let summary: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["kind"] == "summary")
+        .expect("the producer's summary line");
+    assert_eq!(summary["sent"], count, "producer summary: {summary}");
+    assert_eq!(summary["errors"], 0, "producer summary: {summary}");
+    let n = count as f64;
+    Side {
+        rate: n / wall,
+        client_us: cpu * 1e6 / n,
+        azurite_us: az_cpu * 1e6 / n,
         azurite_busy: az_cpu / wall,
     }
 }
 
-fn main() {
-    let count: u64 = std::env::var("AZURE_BENCH_COUNT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
-    let mut failed = false;
-    println!("in_flight  msgs/s  our_cpu_us/msg  azurite_cpu_%");
-    for in_flight in [1, 8, 32] {
-        let r = run(in_flight, count);
-        println!(
-            "{in_flight:>9}  {:>6.0}  {:>14.1}  {:>13.0}",
-            r.rate,
-            r.ours_us_per_msg,
-            r.azurite_busy * 100.0
-        );
-        if in_flight == 32 {
-            if r.ours_us_per_msg >= 50.0 {
-                eprintln!(
-                    "MISSED: {:.1} µs of our CPU per message (target < 50)",
-                    r.ours_us_per_msg
-                );
-                failed = true;
+/// A Lua script that makes wrk POST one message of [`SIZE`] bytes of text, as the SDK serializes it.
+fn wrk_script(dir: &Path) -> PathBuf {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><QueueMessage><MessageText>{}</MessageText></QueueMessage>",
+        ".".repeat(SIZE)
+    );
+    let script = format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"x-ms-version\"] = \"{DEFAULT_API_VERSION}\"\n\
+         wrk.headers[\"content-type\"] = \"application/xml\"\nwrk.body = '{body}'\n"
+    );
+    let path = dir.join("put.lua");
+    std::fs::write(&path, script).expect("write the wrk script");
+    path
+}
+
+fn wrk(wrk: &Wrk, az: &Azurite, queue: &str, in_flight: usize, seconds: u64) -> Side {
+    // Creates the queue (with the key; wrk only puts).
+    azurite::depth(&az.url(queue, ""));
+    let sas = account_sas(ACCOUNT, &Secret::new(KEY.into()), Duration::from_secs(3600))
+        .expect("a SAS from the documented key");
+    let url = format!("{}/{queue}/messages?{}", az.endpoint(), sas.expose());
+    let mut cmd = wrk.command();
+    cmd.args(["-t1", "--timeout", "10s"])
+        .arg(format!("-c{in_flight}"))
+        .arg(format!("-d{seconds}s"))
+        .arg("-s")
+        .arg(&wrk.script)
+        .arg(url);
+    let pid = az.pid().expect("azurite pid");
+    let az0 = proc_cpu(pid);
+    let (out, _, cpu) = run_measured(cmd);
+    let az_cpu = proc_cpu(pid) - az0;
+    assert!(
+        !out.contains("Non-2xx"),
+        "wrk got error answers from Azurite:\n{out}"
+    );
+    // "  12345 requests in 3.00s, 8.37MB read"
+    let (n, secs) = out
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let n: f64 = w.next()?.parse().ok()?;
+            (w.next()? == "requests" && w.next()? == "in").then_some(())?;
+            let secs: f64 = w
+                .next()?
+                .trim_end_matches(',')
+                .strip_suffix('s')?
+                .parse()
+                .ok()?;
+            Some((n, secs))
+        })
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{out}"));
+    Side {
+        rate: n / secs,
+        client_us: cpu * 1e6 / n,
+        azurite_us: az_cpu * 1e6 / n,
+        azurite_busy: az_cpu / secs,
+    }
+}
+
+/// A usable wrk binary (with the library path its unpacked LuaJIT needs) and the script it runs.
+struct Wrk {
+    bin: PathBuf,
+    lib_dir: Option<PathBuf>,
+    script: PathBuf,
+}
+
+impl Wrk {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        if let Some(dir) = &self.lib_dir {
+            cmd.env("LD_LIBRARY_PATH", dir);
+        }
+        cmd.stderr(Stdio::inherit());
+        cmd
+    }
+
+    /// `$WRK`, a `wrk` on the PATH, or Debian's wrk fetched into the target directory; `Err` says why none.
+    fn find(script_dir: &Path) -> Result<Wrk, String> {
+        let script = wrk_script(script_dir);
+        let works = |bin: &Path, lib: Option<&Path>| {
+            let mut cmd = Command::new(bin);
+            if let Some(l) = lib {
+                cmd.env("LD_LIBRARY_PATH", l);
             }
-            if r.azurite_busy < 0.8 {
-                eprintln!(
-                    "MISSED: Azurite only {:.0} % busy: the client is the limit",
-                    r.azurite_busy * 100.0
-                );
-                failed = true;
+            // wrk -v prints its version and exits 1; it ran if it printed it.
+            cmd.arg("-v")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wrk"))
+        };
+        if let Some(bin) = std::env::var_os("WRK").map(PathBuf::from) {
+            return if works(&bin, None) {
+                Ok(Wrk {
+                    bin,
+                    lib_dir: None,
+                    script,
+                })
+            } else {
+                Err(format!("WRK={} does not run", bin.display()))
+            };
+        }
+        if works(Path::new("wrk"), None) {
+            return Ok(Wrk {
+                bin: "wrk".into(),
+                lib_dir: None,
+                script,
+            });
+        }
+        // target/release/.. is the target directory.
+        let root = testkit::bin_dir()
+            .parent()
+            .map(|t| t.join("wrk"))
+            .ok_or("no target directory")?;
+        let bin = root.join("usr/bin/wrk");
+        let lib = root.join("usr/lib/x86_64-linux-gnu");
+        if !bin.exists() {
+            fetch_debian_wrk(&root)?;
+        }
+        if works(&bin, Some(&lib)) {
+            Ok(Wrk {
+                bin,
+                lib_dir: Some(lib),
+                script,
+            })
+        } else {
+            Err(format!("{} does not run", bin.display()))
+        }
+    }
+}
+
+/// `apt-get download` wrk and LuaJIT into `root/debs`, then `dpkg -x` them into `root`.
+fn fetch_debian_wrk(root: &Path) -> Result<(), String> {
+    let debs = root.join("debs");
+    std::fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
+    println!("fetching Debian's wrk into {} …", root.display());
+    for pkg in [&["wrk"][..], &["libluajit2-5.1-2", "libluajit-5.1-2"][..]] {
+        let got = pkg.iter().any(|p| {
+            Command::new("apt-get")
+                .args(["download", p])
+                .current_dir(&debs)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !got {
+            return Err(format!("`apt-get download {}` failed", pkg.join(" or ")));
+        }
+    }
+    let entries = std::fs::read_dir(&debs).map_err(|e| e.to_string())?;
+    for deb in entries.flatten().map(|e| e.path()) {
+        if deb.extension().is_some_and(|x| x == "deb") {
+            let ok = Command::new("dpkg")
+                .arg("-x")
+                .arg(&deb)
+                .arg(root)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!("`dpkg -x {}` failed", deb.display()));
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let count: u64 = env_or("AZURE_BENCH_COUNT", 8_000);
+    let rounds: usize = env_or("AZURE_BENCH_ROUNDS", 3).max(1);
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let wrk_tool = match Wrk::find(scratch.path()) {
+        Ok(w) => Some(w),
+        Err(why) => {
+            println!("wrk comparison SKIPPED: {why} (set WRK=/path/to/wrk, or install wrk)");
+            None
+        }
+    };
+    let mut failed = false;
+    let mut table = Vec::new();
+    for in_flight in [1, 8, 32] {
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for round in 0..rounds {
+            let az = Azurite::start_in_memory();
+            // Warm-up: 3,000 of our puts on a queue of their own.
+            producer(&az, "warmup", 8, 3_000);
+            let run_ours =
+                |ours: &mut Vec<Side>| ours.push(producer(&az, "ours", in_flight, count));
+            // wrk runs about as long as ours did (at least 2 s).
+            let run_wrk = |theirs: &mut Vec<Side>, secs: u64| {
+                if let Some(w) = &wrk_tool {
+                    theirs.push(wrk(w, &az, "wrk", in_flight, secs));
+                }
+            };
+            let secs = |rate: f64| ((count as f64 / rate).ceil() as u64).max(2);
+            if round % 2 == 0 {
+                run_ours(&mut ours);
+                run_wrk(&mut theirs, secs(ours[ours.len() - 1].rate));
+            } else {
+                run_wrk(&mut theirs, secs(ours.last().map_or(1000.0, |s| s.rate)));
+                run_ours(&mut ours);
+            }
+            let o = ours[ours.len() - 1];
+            let t = theirs.last().copied();
+            println!(
+                "  round {round} in_flight {in_flight:>2}: ours {:>5.0}/s {:>5.1} µs/msg (Azurite {:>3.0} µs/msg, {:>3.0} % busy){}",
+                o.rate,
+                o.client_us,
+                o.azurite_us,
+                o.azurite_busy * 100.0,
+                t.map_or(String::new(), |t| format!(
+                    "; wrk {:>5.0}/s {:>5.1} µs/msg (Azurite {:>3.0} µs/msg)",
+                    t.rate, t.client_us, t.azurite_us
+                ))
+            );
+        }
+        let m = |v: &[Side], f: fn(&Side) -> f64| median(v.iter().map(f).collect());
+        let ratios: Vec<f64> = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(o, t)| o.rate / t.rate)
+            .collect();
+        table.push((
+            in_flight,
+            m(&ours, |s| s.rate),
+            m(&theirs, |s| s.rate),
+            median(ratios),
+            m(&ours, |s| s.client_us),
+            m(&theirs, |s| s.client_us),
+            m(&ours, |s| s.azurite_us),
+            m(&ours, |s| s.azurite_busy),
+        ));
+    }
+    println!(
+        "\nmedians of {rounds} rounds, {count} messages of {SIZE} B per run of ours:\n\
+         in_flight  ours_msgs/s  wrk_msgs/s  ratio  our_cpu_us/msg  wrk_cpu_us/msg  azurite_cpu_us/msg  azurite_busy_%"
+    );
+    for &(in_flight, rate, wrk_rate, ratio, us, wrk_us, az_us, busy) in &table {
+        println!(
+            "{in_flight:>9}  {rate:>11.0}  {wrk_rate:>10.0}  {ratio:>5.2}  {us:>14.1}  {wrk_us:>14.1}  {az_us:>18.0}  {:>14.0}",
+            busy * 100.0
+        );
+        if in_flight < 8 {
+            continue;
+        }
+        if us >= TARGET_US_PER_MSG {
+            eprintln!(
+                "MISSED at {in_flight} in flight: {us:.1} µs of our CPU per message (target < {TARGET_US_PER_MSG})"
+            );
+            failed = true;
+        }
+        if wrk_tool.is_some() && ratio < TARGET_RATIO {
+            eprintln!(
+                "MISSED at {in_flight} in flight: {:.0} % of wrk's put rate (target ≥ {:.0} %)",
+                ratio * 100.0,
+                TARGET_RATIO * 100.0
+            );
+            failed = true;
+        }
+        if in_flight == 32 && busy < TARGET_AZURITE_BUSY {
+            eprintln!(
+                "MISSED at 32 in flight: Azurite only {:.0} % busy: the client is the limit (or the machine is busy)",
+                busy * 100.0
+            );
+            failed = true;
+        }
     }
     if failed {
         std::process::exit(1);
