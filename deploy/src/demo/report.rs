@@ -86,6 +86,7 @@ impl Summary {
             .field("consumed", t.consumed)
             .field("lost", t.lost)
             .field("duplicates", t.duplicates)
+            .field("poison", t.poison)
             .field("e2e_p50_us", self.e2e.p50_us)
             .field("e2e_p99_us", self.e2e.p99_us)
             .field("e2e_max_us", self.e2e.max_us)
@@ -117,6 +118,13 @@ impl Summary {
             "  consumed   {} (lost {}, duplicates {})",
             t.consumed, t.lost, t.duplicates
         )?;
+        if t.poison > 0 {
+            writeln!(
+                out,
+                "  poison     {} (set aside after --max-deliveries: in the ledgers, not lost)",
+                t.poison
+            )?;
+        }
         if self.e2e.merged > 0 {
             let bound = if self.e2e.merged > 1 { "≤ " } else { "" };
             writeln!(
