@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# One small image holding every workload binary (producer, consumer, remainder, audit), static and non-root.
+# One small image holding every workload binary (producer, consumer, remainder, audit, scorecard), static and
+# non-root.
 # A container runs one of them by naming it as its command, as the 2016 image ran `rake producer`:
 #   docker run --rm IMAGE consumer --queue nsq://nsqd:4150/microscaling-demo/microscaling-demo
 # Build it with `make image`, which fills the label build args from git and Cargo.toml (`make -n image` shows
@@ -23,9 +24,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=symbols \
     cargo build --release --locked \
-        --bin producer --bin consumer --bin remainder --bin audit \
+        --bin producer --bin consumer --bin remainder --bin audit --bin scorecard \
  && mkdir -p /out \
- && cp target/release/producer target/release/consumer target/release/remainder target/release/audit /out/
+ && cp target/release/producer target/release/consumer target/release/remainder target/release/audit target/release/scorecard /out/
 
 # ---- run: distroless static (CA certificates, /etc/passwd with `nonroot`, /tmp; no shell, no package manager).
 FROM gcr.io/distroless/static-debian12:nonroot
@@ -39,7 +40,7 @@ ARG VCS_URL=https://github.com/microscaling/queue-workload
 # OCI image annotations (https://github.com/opencontainers/image-spec/blob/main/annotations.md) and the
 # 2016 label-schema.org 1.0 equivalents that the original microscaling images carried.
 LABEL org.opencontainers.image.title="queue-workload" \
-      org.opencontainers.image.description="Queue workload suite: producer, consumer, remainder and audit (NSQ, Azure Storage Queues, SQLite)" \
+      org.opencontainers.image.description="Queue workload suite: producer, consumer, remainder, audit and scorecard (NSQ, Azure Storage Queues, SQLite)" \
       org.opencontainers.image.vendor="Microscaling Systems" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="${VCS_URL}" \
@@ -49,7 +50,7 @@ LABEL org.opencontainers.image.title="queue-workload" \
       org.opencontainers.image.created="${BUILD_DATE}" \
       org.label-schema.schema-version="1.0" \
       org.label-schema.name="queue-workload" \
-      org.label-schema.description="Queue workload suite: producer, consumer, remainder and audit (NSQ, Azure Storage Queues, SQLite)" \
+      org.label-schema.description="Queue workload suite: producer, consumer, remainder, audit and scorecard (NSQ, Azure Storage Queues, SQLite)" \
       org.label-schema.vendor="Microscaling Systems" \
       org.label-schema.license="Apache-2.0" \
       org.label-schema.vcs-url="${VCS_URL}" \
@@ -62,6 +63,8 @@ COPY --from=build /out/ /usr/local/bin/
 
 # distroless' nonroot user (65532:65532), numeric so that Kubernetes' runAsNonRoot can check it.
 USER 65532:65532
+# Prometheus /metrics when METRICS_ADDR=:9100 is set (compose and the Kubernetes manifests set it).
+EXPOSE 9100
 WORKDIR /tmp
 # Queue files (sqlite:) and ledgers go under /tmp unless a volume is mounted; nothing else is written.
 # No shell here: the command names the binary, e.g. `docker run IMAGE consumer --queue …`. With no command,

@@ -18,7 +18,7 @@ use common::queue::QueueUrl;
 use serde_json::Value;
 
 /// The binaries the image ships, as the Dockerfile's build stage names them (checked against the Dockerfile).
-const IMAGE_BINARIES: [&str; 4] = ["producer", "consumer", "remainder", "audit"];
+const IMAGE_BINARIES: [&str; 5] = ["producer", "consumer", "remainder", "audit", "scorecard"];
 
 /// Who reads a variable that clap does not list.
 #[derive(Clone, Copy)]
