@@ -10,6 +10,7 @@
 //! - [`stats`]: latency histograms and the JSON-lines stats writer (the suite's stdout contract).
 //! - [`shutdown`]: SIGTERM/SIGINT turned into one token every task watches.
 //! - [`cli`]: flag parsers and logging set-up that every binary uses.
+//! - [`redact`]: secrets (passwords, SAS signatures, keys) masked out of URLs before they are printed.
 //! - [`clock`]: wall-clock microseconds, the unit of every timestamp in messages and stats.
 
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod envelope;
 pub mod ledger;
 pub mod metrics;
 pub mod queue;
+pub mod redact;
 pub mod shape;
 pub mod shutdown;
 pub mod stats;

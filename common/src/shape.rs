@@ -86,11 +86,18 @@ pub enum ShapeError {
     Empty,
     #[error("invalid load shape term {term:?}: {reason}; {GRAMMAR}")]
     Term { term: String, reason: String },
-    #[error("cannot read replay file {}: {source}", path.display())]
+    /// The I/O error is part of the message rather than a `source`, so that an error chain printed with
+    /// `{:#}` does not say it twice.
+    #[error("cannot read replay file {}: {error}", path.display())]
     ReplayIo {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    #[error(
+        "replay file {} has no records (expected OFFSET_S,RATE or OFFSET_S per line)",
+        path.display()
+    )]
+    ReplayEmpty { path: PathBuf },
     #[error(
         "replay file {}, line {line}: {reason} (expected OFFSET_S,RATE or OFFSET_S per line, offsets in seconds not decreasing)",
         path.display()
@@ -456,9 +463,9 @@ fn parse_sine(body: &str) -> Result<Term, String> {
 }
 
 fn parse_replay(path: &Path) -> Result<Term, ShapeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ShapeError::ReplayIo {
+    let text = std::fs::read_to_string(path).map_err(|error| ShapeError::ReplayIo {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let bad = |line: usize, reason: String| ShapeError::ReplayLine {
         path: path.to_path_buf(),
@@ -520,7 +527,9 @@ fn parse_replay(path: &Path) -> Result<Term, ShapeError> {
     match columns {
         Some(2) if !rates.is_empty() => Ok(Term::Step(rates)),
         Some(1) if !offsets.is_empty() => Ok(Term::Offsets(offsets)),
-        _ => Err(bad(0, "the file has no records".into())),
+        _ => Err(ShapeError::ReplayEmpty {
+            path: path.to_path_buf(),
+        }),
     }
 }
 

@@ -65,9 +65,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(addr) => Some(Exporter::bind(addr).await?),
         None => None,
     };
-    let queue = queue::open(&config.queue_url)
-        .await
-        .with_context(|| format!("cannot open queue {:?}", config.queue_url))?;
+    let queue = queue::open(&config.queue_url).await.with_context(|| {
+        format!(
+            "cannot open queue {:?}",
+            common::redact::url(&config.queue_url)
+        )
+    })?;
     let ledger = config
         .ledger
         .as_deref()

@@ -296,3 +296,40 @@ fn bad_input_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn secrets_in_a_rejected_queue_url_are_never_echoed() {
+    // Each URL is refused before anything is opened, and the refusal names the URL: with its secrets masked.
+    let key = "U0VDUkVUS0VZU0VDUkVUS0VZU0VDUkVU";
+    let endpoint = "http://127.0.0.1:9/acct";
+    for (url, why) in [
+        (
+            format!("azure://acct/queue1?endpoint={endpoint}&sig={key}&AccountKey={key}"),
+            "never in the queue URL",
+        ),
+        (
+            format!("azure://acct/queue1?endpoint={endpoint}%3Fsv%3D1%26sig%3D{key}"),
+            "",
+        ),
+        (
+            format!("azure://acct/queue1?endpoint=http://user:{key}@127.0.0.1:9/acct"),
+            "must not carry a user name or password",
+        ),
+        (
+            format!("azure://acct/Q_1?endpoint={endpoint}&sig={key}"),
+            "breaks Azure's rules",
+        ),
+    ] {
+        for role in ["producer", "consumer"] {
+            let mut cmd = command(role);
+            cmd.args(["--queue", &url]);
+            azurite::clear_credentials(&mut cmd);
+            let mut p = Proc::spawn(role, cmd);
+            let status = p.wait(Duration::from_secs(20));
+            let err = p.stderr();
+            assert!(!status.success(), "{role} {url}: {err}");
+            assert!(!err.contains(key), "{role} echoed the secret: {err}");
+            assert!(err.contains(why), "{role} {url}: {err}");
+        }
+    }
+}

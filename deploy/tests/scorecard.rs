@@ -287,3 +287,44 @@ fn scorecard_watch_records_nsqds_depth_and_consumers_as_they_change() {
     check_chart(&out.path().join("chart.svg"));
     drop(consumers);
 }
+
+#[test]
+fn scorecard_watch_with_nothing_to_read_fails_instead_of_grading() {
+    let dir = tempfile::tempdir().unwrap();
+    let watch = |queue: &str, source: &str| {
+        let mut cmd = testkit::command("scorecard");
+        cmd.args(["watch", "--queue", queue, "--consumers", source])
+            .args(["--shape", "const:10", "--target", "5"])
+            .args(["--duration", "1s", "--interval", "250ms", "--out"])
+            .arg(dir.path().join("out"));
+        let mut p = Proc::spawn("scorecard", cmd);
+        let status = p.wait(Duration::from_secs(20));
+        (status, p.stderr(), p.lines().join("\n"))
+    };
+
+    // A queue file that is not there is a mistyped path: refused, and not created.
+    let missing = dir.path().join("none.db");
+    let (status, err, out) = watch(
+        &format!("sqlite:{}", missing.display()),
+        "nsqd:http://127.0.0.1:9/t/c",
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("no queue at"), "{err}");
+    assert!(!missing.exists(), "watching created the queue file");
+    assert!(
+        out.is_empty(),
+        "no scorecard for a run that was never seen: {out}"
+    );
+
+    // A consumer-count source that never answers (port 9: discard, closed here): no grade, exit 1, and the
+    // password in the source URL is never printed.
+    let nsqd = FakeNsqd::start();
+    let (status, err, out) = watch(
+        &nsqd.url("jobs", "workers"),
+        "marathon:http://ops:hunter2@127.0.0.1:9/app",
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("could not read the consumer count"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(out.is_empty(), "{out}");
+}

@@ -35,9 +35,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(addr) => Some(Exporter::bind(addr).await?),
         None => None,
     };
-    let queue = queue::open(&config.queue_url)
-        .await
-        .with_context(|| format!("cannot open queue {:?}", config.queue_url))?;
+    let queue = queue::open(&config.queue_url).await.with_context(|| {
+        format!(
+            "cannot open queue {:?}",
+            common::redact::url(&config.queue_url)
+        )
+    })?;
     check_size(&config, queue.as_ref())?;
     let backend = common::metrics::backend_label(&queue::QueueUrl::parse(&config.queue_url)?);
     let (metrics, registry) = Metrics::new(backend);

@@ -86,7 +86,8 @@ impl Depth {
 /// What can go wrong talking to a queue.
 #[derive(Debug, Error)]
 pub enum QueueError {
-    /// The queue URL is not one this build understands.
+    /// The queue URL is not one this build understands. Build it with [`QueueError::invalid_url`], which masks
+    /// any secret the URL carries: a rejected URL is echoed to the user, and may be rejected for its secret.
     #[error("invalid queue URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
     /// The SQLite file exists but is not a SQLite database.
@@ -124,6 +125,16 @@ pub enum QueueError {
     /// The blocking task running the operation died (the runtime is shutting down).
     #[error("queue operation was interrupted: {0}")]
     Interrupted(String),
+}
+
+impl QueueError {
+    /// [`QueueError::InvalidUrl`], with every secret in the URL and the reason masked (see [`crate::redact`]).
+    pub fn invalid_url(url: &str, reason: &str) -> QueueError {
+        QueueError::InvalidUrl {
+            url: crate::redact::url(url),
+            reason: crate::redact::url(reason),
+        }
+    }
 }
 
 /// A queue backend. See the module docs for the contract.
@@ -226,10 +237,7 @@ impl QueueUrl {
     /// # Errors
     /// [`QueueError::InvalidUrl`] for an unknown scheme or a malformed URL.
     pub fn parse(url: &str) -> Result<QueueUrl, QueueError> {
-        let invalid = |reason: &str| QueueError::InvalidUrl {
-            url: url.to_string(),
-            reason: reason.to_string(),
-        };
+        let invalid = |reason: &str| QueueError::invalid_url(url, reason);
         let (scheme, rest) = url.split_once(':').ok_or_else(|| {
             invalid("no scheme: expected sqlite:PATH (for example sqlite:./queue.db)")
         })?;

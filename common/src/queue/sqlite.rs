@@ -206,10 +206,10 @@ fn try_open_connection(path: &Path) -> Result<Connection, QueueError> {
         },
     };
     if path.is_dir() {
-        return Err(QueueError::InvalidUrl {
-            url: format!("sqlite:{}", path.display()),
-            reason: "the path is a directory; name a file, for example sqlite:./queue.db".into(),
-        });
+        return Err(QueueError::invalid_url(
+            &format!("sqlite:{}", path.display()),
+            "the path is a directory; name a file, for example sqlite:./queue.db",
+        ));
     }
     let mut conn = Connection::open(path).map_err(sqlite_err)?;
     conn.busy_handler(Some(busy_handler)).map_err(sqlite_err)?;

@@ -106,9 +106,20 @@ fn main() -> ExitCode {
                         .as_ref()
                         .map(|s| s.duration + Duration::from_secs(60)))
                     .context("give --duration or a --scenario that has one")?;
-                let q = common::queue::open(&queue)
-                    .await
-                    .with_context(|| format!("cannot open queue {queue:?}"))?;
+                // Watching must not create the queue it watches: an SQLite file that is not there is a mistyped
+                // path, not an empty queue.
+                if let Ok(common::queue::QueueUrl::Sqlite(path)) =
+                    common::queue::QueueUrl::parse(&queue)
+                    && !path.exists()
+                {
+                    anyhow::bail!(
+                        "no queue at {}: scorecard watch reads the queue a run uses; start the run first or fix the path",
+                        path.display()
+                    );
+                }
+                let q = common::queue::open(&queue).await.with_context(|| {
+                    format!("cannot open queue {:?}", common::redact::url(&queue))
+                })?;
                 let shutdown = common::shutdown::Shutdown::from_signals()
                     .context("cannot install signal handlers")?;
                 let w = watch::Watch {
@@ -119,7 +130,27 @@ fn main() -> ExitCode {
                     duration,
                     interval,
                 };
-                let mut series = watch::record(w, async move { shutdown.requested().await }).await;
+                let (mut series, readings) =
+                    watch::record(w, async move { shutdown.requested().await }).await;
+                if readings.count_read == 0 || readings.depth_read == 0 {
+                    let what = if readings.count_read == 0 {
+                        format!("the consumer count from {consumers}")
+                    } else {
+                        "the queue depth".to_string()
+                    };
+                    anyhow::bail!(
+                        "could not read {what} once in {} polls: nothing to grade (the warnings above say why)",
+                        readings.polls
+                    );
+                }
+                if readings.count_read < readings.polls || readings.depth_read < readings.polls {
+                    tracing::warn!(
+                        "of {} polls, {} read the depth and {} the consumer count; the others hold the last reading",
+                        readings.polls,
+                        readings.depth_read,
+                        readings.count_read
+                    );
+                }
                 let title = match scenario {
                     Some(s) => format!("{}: consumers from {consumers}", s.name),
                     None => format!("consumers from {consumers}"),

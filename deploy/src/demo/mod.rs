@@ -23,7 +23,7 @@ use std::time::Duration;
 use clap::Parser;
 use common::cli::parse_duration;
 use common::shape::Shape;
-use common::work::Work;
+use common::work::{Work, WorkSpec};
 
 pub use autoscale::{Autoscale, AutoscaleArgs};
 pub use schedule::ConsumerSchedule;
@@ -103,14 +103,15 @@ pub struct Args {
     )]
     pub scorecard_dir: PathBuf,
 
-    /// Work each consumer does per message: none, sleep:DURATION (no CPU) or cpu:DURATION (CPU time).
+    /// Work each consumer does per message: none, sleep:DURATION (no CPU), cpu:DURATION (CPU time), or a
+    /// distribution such as sleep:exp(20ms) or cpu:lognormal(5ms,1.0) (see the README's work models).
     ///
     /// With the defaults (25 ms of sleep, one message at a time) a consumer takes about 35 messages/s, so 3
     /// consumers just keep up with 100 messages/s: press - to watch the backlog grow, + to drain it. Given
     /// here with --scenario, the producer also stamps it into every message, overriding the scenario's work
     /// [default: sleep:25ms].
     #[arg(long, value_name = "SPEC")]
-    pub work: Option<Work>,
+    pub work: Option<WorkSpec>,
 
     /// Messages each consumer works on at once.
     #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N")]
@@ -156,7 +157,7 @@ pub struct Config {
     /// The scenario's name, for the chart's title.
     pub scenario: Option<String>,
     /// Consumers' own work.
-    pub work: Work,
+    pub work: WorkSpec,
     /// Work the producer stamps into every message (it wins over the consumers' own), from a scenario.
     pub stamp_work: Option<String>,
     pub max_in_flight: NonZeroUsize,
@@ -235,7 +236,9 @@ impl Config {
             autoscale,
             scorecard_dir: args.scorecard_dir,
             scenario: scenario.map(|s| s.name),
-            work: args.work.unwrap_or(Work::Sleep(Duration::from_millis(25))),
+            work: args
+                .work
+                .unwrap_or(WorkSpec::from(Work::Sleep(Duration::from_millis(25)))),
             stamp_work,
             max_in_flight: args.max_in_flight,
             remainder_threads: (!args.no_remainder).then_some(args.remainder_threads),
@@ -262,7 +265,10 @@ mod tests {
         assert_eq!(c.rate, 100.0);
         assert_eq!(c.duration, Duration::from_secs(20));
         assert_eq!(c.consumers.initial, 3);
-        assert_eq!(c.work, Work::Sleep(Duration::from_millis(25)));
+        assert_eq!(
+            c.work,
+            WorkSpec::from(Work::Sleep(Duration::from_millis(25)))
+        );
         assert_eq!(c.max_in_flight.get(), 1);
         assert_eq!(c.remainder_threads.map(NonZeroUsize::get), Some(1));
         assert_eq!(c.drain_timeout, Duration::from_secs(30));

@@ -17,7 +17,7 @@ pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
         (
             "run",
             format!(
-                "{:.1}s, target depth {} (band {}..{})",
+                "{:.1}s, target depth {} (in band: depth ≤ target; the rule holds still from {} to {})",
                 c.duration_s, c.target, c.band_low, c.target
             ),
         ),

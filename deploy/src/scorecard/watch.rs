@@ -22,15 +22,28 @@ pub struct Watch<'a> {
     pub interval: Duration,
 }
 
-/// Polls until `duration` has passed or `stop` resolves; returns the series. A failed read of the depth or the
-/// count is logged and recorded as unknown depth / the previous count, not fatal: a flaky reading should not
-/// throw a long run away.
-pub async fn record(w: Watch<'_>, stop: impl std::future::Future<Output = ()>) -> Series {
+/// How many polls there were, and how many read the depth and the consumer count. A run in which one of them
+/// was never read has nothing to grade: the caller says so instead of grading made-up figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readings {
+    pub polls: u64,
+    pub depth_read: u64,
+    pub count_read: u64,
+}
+
+/// Polls until `duration` has passed or `stop` resolves; returns the series and how many readings succeeded.
+/// A failed read of the depth or the count is logged and recorded as unknown depth / the previous count, not
+/// fatal: a flaky reading should not throw a long run away.
+pub async fn record(
+    w: Watch<'_>,
+    stop: impl std::future::Future<Output = ()>,
+) -> (Series, Readings) {
     let http = reqwest::Client::new();
     let start = Instant::now();
     let mut tick = tokio::time::interval(w.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut samples: Vec<Sample> = Vec::new();
+    let mut readings = Readings::default();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -38,15 +51,22 @@ pub async fn record(w: Watch<'_>, stop: impl std::future::Future<Output = ()>) -
             () = &mut stop => break,
         }
         let t = start.elapsed();
+        readings.polls += 1;
         let depth = match w.queue.depth().await {
-            Ok(d) => Some(d.total()),
+            Ok(d) => {
+                readings.depth_read += 1;
+                Some(d.total())
+            }
             Err(e) => {
                 tracing::warn!("cannot read the queue depth: {e}");
                 None
             }
         };
         let consumers = match w.consumers.count(&http).await {
-            Ok(n) => n,
+            Ok(n) => {
+                readings.count_read += 1;
+                n
+            }
             Err(e) => {
                 tracing::warn!("cannot read the consumer count: {e}");
                 samples.last().map_or(0, |s| s.consumers)
@@ -67,7 +87,7 @@ pub async fn record(w: Watch<'_>, stop: impl std::future::Future<Output = ()>) -
     let end = samples
         .last()
         .map_or(Duration::ZERO, |s| Duration::from_secs_f64(s.t));
-    Series {
+    let series = Series {
         title: None,
         target: w.target,
         band_low: band_low(w.target),
@@ -79,5 +99,6 @@ pub async fn record(w: Watch<'_>, stop: impl std::future::Future<Output = ()>) -
         consumed: w.shape.map_or(0, |s| s.sent_by(end).round() as u64),
         lost: None,
         samples,
-    }
+    };
+    (series, readings)
 }

@@ -101,6 +101,13 @@ impl AzureUrl {
                             "endpoint {e:?} must be an http:// or https:// URL (for Azurite: http://127.0.0.1:10001/devstoreaccount1)"
                         ));
                     }
+                    if e.split("://").nth(1).is_some_and(|rest| {
+                        rest.split(['/', '?', '#'])
+                            .next()
+                            .is_some_and(|host| host.contains('@'))
+                    }) {
+                        return Err("endpoint must not carry a user name or password: Azure Storage does not use them; credentials go in AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING".into());
+                    }
                     if e.contains('?') {
                         return Err("endpoint must not carry a query: pass a SAS token in AZURE_STORAGE_SAS_TOKEN, never in the URL".into());
                     }

@@ -280,10 +280,7 @@ fn lease_lost(e: &azure_core::Error) -> bool {
 }
 
 fn invalid(url: &AzureUrl, reason: String) -> QueueError {
-    QueueError::InvalidUrl {
-        url: url.to_string(),
-        reason,
-    }
+    QueueError::invalid_url(&url.to_string(), &reason)
 }
 
 /// The SDK's own reqwest transport, without automatic decompression: the queue service never compresses its

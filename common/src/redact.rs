@@ -1,0 +1,174 @@
+//! Secrets out of anything we print.
+//!
+//! Queue URLs and endpoints are echoed in errors and logs, because "which queue?" is the first thing a user
+//! needs to know. But a user may paste a URL that carries a secret (a SAS `sig=`, an `AccountKey=`, a password
+//! in `http://user:password@host`), and our own parsers reject exactly those URLs, so the rejection message is
+//! the one place a secret would otherwise reach a terminal or a log collector. Everything that echoes a URL
+//! given by the user goes through [`url`] first.
+
+/// Query or connection-string keys whose values are secrets (compared without case).
+const SECRET_KEYS: &[&str] = &[
+    "sig",
+    "signature",
+    "accountkey",
+    "sharedaccesssignature",
+    "key",
+    "secret",
+    "client_secret",
+    "password",
+    "token",
+    "access_token",
+    "auth_secret",
+];
+
+/// What a redacted value is replaced with.
+const MASK: &str = "***";
+
+/// Returns `s` with every password in a `scheme://user:password@host` and every value of a secret-looking
+/// key (`sig=`, `AccountKey=`, `password=`…, plain or percent-encoded) replaced by `***`. Text without secrets
+/// comes back unchanged.
+pub fn url(s: &str) -> String {
+    values(&userinfo(s))
+}
+
+/// `scheme://user:password@host…` → `scheme://***@host…`, for every `://` in the string (an endpoint nested in
+/// a query has its own).
+fn userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends at the first character that starts a path, query or fragment, or another
+        // parameter of an enclosing query.
+        let end = tail.find(['/', '?', '#', '&', ';']).unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str(MASK);
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `…sig=VALUE&…` → `…sig=***&…` for the keys in [`SECRET_KEYS`], also when the `=` and the separators are
+/// percent-encoded (`%3D`, `%26`), as in an endpoint nested in a query.
+fn values(s: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < s.len() {
+        if let Some(value_start) = secret_value_at(&lower, i) {
+            let value_end = value_end(&lower, value_start);
+            out.push_str(&s[copied..value_start]);
+            out.push_str(MASK);
+            copied = value_end;
+            i = value_end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
+/// When a secret key starts at byte `i` of `lower` (after a separator) and is followed by `=` or `%3d`, the
+/// byte where its value starts.
+fn secret_value_at(lower: &str, i: usize) -> Option<usize> {
+    if !lower.is_char_boundary(i) {
+        return None;
+    }
+    let before = &lower[..i];
+    let after_separator = i == 0
+        || before.ends_with(['?', '&', ';', ' ', '"', '\''])
+        || before.ends_with("%3f")
+        || before.ends_with("%26");
+    if !after_separator {
+        return None;
+    }
+    let rest = &lower[i..];
+    SECRET_KEYS.iter().find_map(|key| {
+        let after_key = rest.strip_prefix(key)?;
+        if after_key.starts_with('=') {
+            Some(i + key.len() + 1)
+        } else if after_key.starts_with("%3d") {
+            Some(i + key.len() + 3)
+        } else {
+            None
+        }
+    })
+}
+
+/// Where a value that starts at `start` ends: at the next separator, plain or percent-encoded.
+fn value_end(lower: &str, start: usize) -> usize {
+    let rest = &lower[start..];
+    [rest.find(['&', ';', '#', ' ', '"', '\'']), rest.find("%26")]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(lower.len(), |n| start + n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url;
+
+    const KEY: &str = "U0VDUkVUS0VZU0VDUkVUS0VZU0VDUkVU";
+
+    #[test]
+    fn passwords_in_userinfo_are_masked_wherever_the_url_sits() {
+        let s =
+            format!("azure://acct/q?endpoint=http://user:{KEY}@127.0.0.1:10001/acct&depth=visible");
+        let r = url(&s);
+        assert!(!r.contains(KEY), "{r}");
+        assert_eq!(
+            r,
+            "azure://acct/q?endpoint=http://***@127.0.0.1:10001/acct&depth=visible"
+        );
+        assert_eq!(
+            url(&format!("cannot reach http://u:{KEY}@h:1/x: refused")),
+            "cannot reach http://***@h:1/x: refused"
+        );
+    }
+
+    #[test]
+    fn secret_query_and_connection_string_values_are_masked_plain_or_encoded() {
+        for s in [
+            format!("azure://acct/q?endpoint=http://h/acct&sig={KEY}&AccountKey={KEY}"),
+            format!("azure://acct/q?endpoint=http://h/acct%3Fsv%3D1%26sig%3D{KEY}"),
+            format!("DefaultEndpointsProtocol=http;AccountName=a;AccountKey={KEY};QueueEndpoint=x"),
+            format!("nsq://h:4150/t/c?http=h:4151&token={KEY}"),
+        ] {
+            let r = url(&s);
+            assert!(!r.contains(KEY), "{s} → {r}");
+            assert!(r.contains("***"), "{r}");
+        }
+        assert_eq!(
+            url(&format!("x?sig={KEY}&depth=visible")),
+            "x?sig=***&depth=visible"
+        );
+    }
+
+    #[test]
+    fn text_without_secrets_is_unchanged() {
+        for s in [
+            "sqlite:/tmp/q.db",
+            "nsq://127.0.0.1:4150/t/c?http=127.0.0.1:4151",
+            "azure://devstoreaccount1/jobs?endpoint=http://127.0.0.1:10001/devstoreaccount1&encoding=base64",
+            // Keys must start a parameter: `monkey=` is not `key=`.
+            "http://h/x?monkey=1&signatures=2",
+            "ünïcödé://ü@",
+        ] {
+            let expected = if s.contains('@') {
+                "ünïcödé://***@".to_string()
+            } else {
+                s.to_string()
+            };
+            assert_eq!(url(s), expected);
+        }
+    }
+}
