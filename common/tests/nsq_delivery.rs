@@ -3,10 +3,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use testkit::fake_nsqd::FakeNsqd;
-use testkit::{Proc, command, depth, eventually, ledger_entries, tally, u};
+use testkit::{Proc, command, depth, eventually, ledger_entries, scenarios, tally, u};
 
 fn producer(url: &str, count: u64, rate: u64) -> Command {
     let mut cmd = command("producer");
@@ -156,94 +156,34 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
     assert!(dups <= 50, "{dups} duplicates");
 }
 
-#[test]
-fn sigterm_sends_rdy_0_and_cls_finishes_held_messages_and_exits_zero() {
+/// The fake nsqd's channel `t/c`, as the shared scenarios drive it; the state is the fake's own count, so a
+/// message left in flight to a stopped consumer (nsqd would only time it out) shows.
+fn scenario(run: impl FnOnce(&scenarios::Backend)) {
     let fake = FakeNsqd::start();
     let url = fake.url("t", "c");
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = Proc::spawn("producer", producer(&url, 30, 0));
-    assert!(p.wait(Duration::from_secs(20)).success(), "{}", p.stderr());
-    let ledger = dir.path().join("c0.ledger");
-    let mut c = Proc::spawn(
-        "consumer",
-        consumer(
-            &url,
-            &ledger,
-            &[
-                "--work",
-                "sleep:500ms",
-                "--max-in-flight",
-                "10",
-                "--drain-timeout",
-                "5s",
-            ],
-        ),
-    );
-    c.wait_for_line(Duration::from_secs(10), |v| {
-        v["in_flight"].as_u64() == Some(10)
+    let state = || {
+        let (visible, in_flight, deferred) = fake.channel_depth("t", "c");
+        (visible, in_flight + deferred)
+    };
+    run(&scenarios::Backend {
+        producer: &|count| producer(&url, count, 0),
+        consumer: &|ledger, extra| consumer(&url, ledger, extra),
+        state: &state,
+        release_within: Duration::from_secs(2),
     });
-    let signalled = Instant::now();
-    c.signal(libc::SIGTERM);
-    assert!(c.wait(Duration::from_secs(10)).success(), "{}", c.stderr());
-    assert!(signalled.elapsed() < Duration::from_secs(5));
-    let s = c.summary().expect("summary written on SIGTERM");
-    assert_eq!(
-        u(&s, "released"),
-        0,
-        "the held work finished inside the drain timeout"
-    );
-    assert_eq!(u(&s, "acked"), u(&s, "received"));
-    // Nothing is left in flight to the stopped consumer: what it had not been handed went back at once.
-    assert!(eventually(Duration::from_secs(2), || fake
-        .channel_depth("t", "c")
-        == (30 - u(&s, "acked"), 0, 0)));
-
-    let mut rest = Proc::spawn(
-        "consumer2",
-        consumer(&url, &dir.path().join("c1.ledger"), &["--work", "none"]),
-    );
-    assert!(eventually(Duration::from_secs(20), || fake
-        .channel_depth("t", "c")
-        == (0, 0, 0)));
-    rest.signal(libc::SIGTERM);
-    assert!(rest.wait(Duration::from_secs(10)).success());
-    assert_eq!(tally(&ledger_entries(dir.path()), 30), (30, 0, 0, 0));
+    assert_eq!(fake.channel_counts("t", "c").0, 0, "nothing timed out");
 }
 
+/// RDY 0 and CLS stop new deliveries; what arrived unworked goes back with REQ 0.
+#[test]
+fn sigterm_sends_rdy_0_and_cls_finishes_held_messages_and_exits_zero() {
+    scenario(scenarios::sigterm_finishes_held_messages);
+}
+
+/// REQ 0 makes released messages visible at once, not after the lease.
 #[test]
 fn sigterm_releases_what_it_cannot_finish_in_time() {
-    let fake = FakeNsqd::start();
-    let url = fake.url("t", "c");
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = Proc::spawn("producer", producer(&url, 5, 0));
-    assert!(p.wait(Duration::from_secs(20)).success());
-    let mut c = Proc::spawn(
-        "consumer",
-        consumer(
-            &url,
-            &dir.path().join("c.ledger"),
-            &[
-                "--work",
-                "sleep:60s",
-                "--max-in-flight",
-                "5",
-                "--drain-timeout",
-                "300ms",
-            ],
-        ),
-    );
-    c.wait_for_line(Duration::from_secs(10), |v| {
-        v["in_flight"].as_u64() == Some(5)
-    });
-    c.signal(libc::SIGTERM);
-    assert!(c.wait(Duration::from_secs(5)).success(), "{}", c.stderr());
-    let s = c.summary().unwrap();
-    assert_eq!((u(&s, "released"), u(&s, "acked")), (5, 0));
-    assert!(
-        eventually(Duration::from_secs(1), || fake.channel_depth("t", "c")
-            == (5, 0, 0)),
-        "REQ 0 makes them visible at once, not after the lease"
-    );
+    scenario(scenarios::sigterm_releases_what_it_cannot_finish);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::{Proc, command, depth, eventually, ledger_entries, sqlite_url, tally, u};
+use testkit::{Proc, command, depth, eventually, ledger_entries, scenarios, sqlite_url, tally, u};
 
 fn producer(url: &str, count: u64, rate: u64) -> Command {
     let mut cmd = command("producer");
@@ -118,101 +118,37 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
     eprintln!("sent {sent}, redelivered {redelivered}, duplicates {dups}");
 }
 
+/// The SQLite queue, as the shared scenarios drive it.
+fn scenario(url: &str, release_within: Duration, run: impl FnOnce(&scenarios::Backend)) {
+    let state = || {
+        let d = depth(url);
+        (d.visible, d.in_flight.unwrap_or(0))
+    };
+    run(&scenarios::Backend {
+        producer: &|count| producer(url, count, 0),
+        consumer: &|ledger, extra| consumer(url, ledger, extra),
+        state: &state,
+        release_within,
+    });
+}
+
 #[test]
 fn sigterm_finishes_held_messages_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_url(dir.path());
-    let mut p = Proc::spawn("producer", producer(&url, 30, 0));
-    assert!(p.wait(Duration::from_secs(20)).success());
-    let ledger = dir.path().join("c0.ledger");
-    let mut c = Proc::spawn(
-        "consumer",
-        consumer(
-            &url,
-            &ledger,
-            &[
-                "--work",
-                "sleep:500ms",
-                "--max-in-flight",
-                "10",
-                "--drain-timeout",
-                "5s",
-            ],
-        ),
+    scenario(
+        &sqlite_url(dir.path()),
+        Duration::from_secs(2),
+        scenarios::sigterm_finishes_held_messages,
     );
-    c.wait_for_line(Duration::from_secs(10), |v| {
-        v["in_flight"].as_u64() == Some(10)
-    });
-    let signalled = Instant::now();
-    c.signal(libc::SIGTERM);
-    assert!(c.wait(Duration::from_secs(10)).success(), "{}", c.stderr());
-    assert!(
-        signalled.elapsed() < Duration::from_secs(5),
-        "exited within its drain timeout"
-    );
-    let s = c.summary().expect("summary written on SIGTERM");
-    assert_eq!(
-        u(&s, "released"),
-        0,
-        "the held work finished inside the drain timeout"
-    );
-    assert_eq!(u(&s, "acked"), u(&s, "received"));
-    assert_eq!(
-        depth(&url).total(),
-        30 - u(&s, "acked"),
-        "nothing held by the stopped consumer"
-    );
-
-    // A second consumer takes the rest: together they consumed all 30 exactly once.
-    let mut rest = Proc::spawn(
-        "consumer2",
-        consumer(&url, &dir.path().join("c1.ledger"), &["--work", "none"]),
-    );
-    assert!(eventually(Duration::from_secs(20), || depth(&url).total() == 0));
-    rest.signal(libc::SIGTERM);
-    assert!(rest.wait(Duration::from_secs(10)).success());
-    assert_eq!(tally(&ledger_entries(dir.path()), 30), (30, 0, 0, 0));
 }
 
 #[test]
 fn sigterm_releases_what_it_cannot_finish_in_time() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_url(dir.path());
-    let mut p = Proc::spawn("producer", producer(&url, 5, 0));
-    assert!(p.wait(Duration::from_secs(20)).success());
-    let mut c = Proc::spawn(
-        "consumer",
-        consumer(
-            &url,
-            &dir.path().join("c.ledger"),
-            &[
-                "--work",
-                "sleep:60s",
-                "--max-in-flight",
-                "5",
-                "--drain-timeout",
-                "300ms",
-            ],
-        ),
-    );
-    c.wait_for_line(Duration::from_secs(10), |v| {
-        v["in_flight"].as_u64() == Some(5)
-    });
-    let signalled = Instant::now();
-    c.signal(libc::SIGTERM);
-    assert!(c.wait(Duration::from_secs(5)).success(), "{}", c.stderr());
-    assert!(
-        signalled.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        signalled.elapsed()
-    );
-    let s = c.summary().unwrap();
-    assert_eq!((u(&s, "released"), u(&s, "acked")), (5, 0));
-    let d = depth(&url);
-    assert_eq!(
-        (d.visible, d.in_flight),
-        (5, Some(0)),
-        "released messages are visible at once, not after the lease"
+    scenario(
+        &sqlite_url(dir.path()),
+        Duration::from_secs(2),
+        scenarios::sigterm_releases_what_it_cannot_finish,
     );
 }
 

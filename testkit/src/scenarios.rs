@@ -1,0 +1,133 @@
+//! Delivery scenarios every backend must pass, written once: each backend's test file supplies how to start
+//! its producer and consumer and how to read its queue, and calls the scenario.
+//!
+//! Keeping one copy matters beyond tidiness: the SIGTERM contract (finish what fits in the drain, give the rest
+//! back at once) is the same promise on SQLite, NSQ and Azure, so the same assertions must hold on each.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{Proc, eventually, ledger_entries, tally, u};
+
+/// How a scenario drives one backend.
+pub struct Backend<'a> {
+    /// A producer that sends `count` messages as fast as the queue takes them.
+    pub producer: &'a dyn Fn(u64) -> Command,
+    /// A consumer writing its ledger to the given file, with extra flags.
+    pub consumer: &'a dyn Fn(&Path, &[&str]) -> Command,
+    /// The queue as the backend itself reports it: (visible, in flight).
+    pub state: &'a dyn Fn() -> (u64, u64),
+    /// How soon a SIGTERMed consumer holding unfinished work must have exited (its releases are remote calls
+    /// on some backends).
+    pub release_within: Duration,
+}
+
+impl Backend<'_> {
+    fn produce(&self, count: u64) {
+        let mut p = Proc::spawn("producer", (self.producer)(count));
+        assert!(p.wait(Duration::from_secs(20)).success(), "{}", p.stderr());
+    }
+}
+
+/// SIGTERM with ten messages held under 500 ms of work and a 5 s drain: the consumer finishes them, releases
+/// nothing, exits 0 well inside the drain, and leaves nothing in flight; a second consumer takes the rest, and
+/// the ledgers hold all 30 exactly once.
+pub fn sigterm_finishes_held_messages(b: &Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    b.produce(30);
+    let ledger = dir.path().join("c0.ledger");
+    let mut c = Proc::spawn(
+        "consumer",
+        (b.consumer)(
+            &ledger,
+            &[
+                "--work",
+                "sleep:500ms",
+                "--max-in-flight",
+                "10",
+                "--drain-timeout",
+                "5s",
+            ],
+        ),
+    );
+    c.wait_for_line(Duration::from_secs(10), |v| {
+        v["in_flight"].as_u64() == Some(10)
+    });
+    let signalled = Instant::now();
+    c.signal(libc::SIGTERM);
+    assert!(c.wait(Duration::from_secs(10)).success(), "{}", c.stderr());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "exited within its drain timeout"
+    );
+    let s = c.summary().expect("summary written on SIGTERM");
+    assert_eq!(
+        u(&s, "released"),
+        0,
+        "the held work finished inside the drain timeout"
+    );
+    assert_eq!(u(&s, "acked"), u(&s, "received"));
+    let rest = 30 - u(&s, "acked");
+    assert!(
+        eventually(Duration::from_secs(2), || (b.state)() == (rest, 0)),
+        "nothing held by the stopped consumer: {:?}",
+        (b.state)()
+    );
+
+    // A second consumer takes the rest: together they consumed all 30 exactly once.
+    let mut second = Proc::spawn(
+        "consumer2",
+        (b.consumer)(&dir.path().join("c1.ledger"), &["--work", "none"]),
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || (b.state)() == (0, 0)),
+        "the second consumer drained the queue: {:?}",
+        (b.state)()
+    );
+    second.signal(libc::SIGTERM);
+    assert!(second.wait(Duration::from_secs(10)).success());
+    assert_eq!(tally(&ledger_entries(dir.path()), 30), (30, 0, 0, 0));
+}
+
+/// SIGTERM with five messages held under 60 s of work (and a 60 s lease) and a 300 ms drain: the consumer
+/// exits 0 promptly, releases all five and acks none, and they are visible again at once, not after the lease.
+pub fn sigterm_releases_what_it_cannot_finish(b: &Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    b.produce(5);
+    let mut c = Proc::spawn(
+        "consumer",
+        (b.consumer)(
+            &dir.path().join("c.ledger"),
+            &[
+                "--work",
+                "sleep:60s",
+                "--max-in-flight",
+                "5",
+                "--lease",
+                "60s",
+                "--drain-timeout",
+                "300ms",
+            ],
+        ),
+    );
+    c.wait_for_line(Duration::from_secs(10), |v| {
+        v["in_flight"].as_u64() == Some(5)
+    });
+    assert_eq!((b.state)(), (0, 5), "all five are leased");
+    let signalled = Instant::now();
+    c.signal(libc::SIGTERM);
+    assert!(c.wait(Duration::from_secs(5)).success(), "{}", c.stderr());
+    assert!(
+        signalled.elapsed() < b.release_within,
+        "took {:?}",
+        signalled.elapsed()
+    );
+    let s = c.summary().expect("summary written on SIGTERM");
+    assert_eq!((u(&s, "released"), u(&s, "acked")), (5, 0));
+    assert!(
+        eventually(Duration::from_secs(1), || (b.state)() == (5, 0)),
+        "released messages are visible at once, not after the lease: {:?}",
+        (b.state)()
+    );
+}
