@@ -114,76 +114,67 @@ fn one_producer_three_consumers_100k_lose_nothing_and_depth_matches_the_stats() 
 fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
     let fake = FakeNsqd::start();
     let url = fake.url("t", "c");
-    let dir = tempfile::tempdir().unwrap();
     // A 1 s lease (nsqd's smallest msg_timeout) so the killed consumer's messages come back quickly.
-    let args = [
-        "--work",
-        "sleep:2ms",
-        "--max-in-flight",
-        "50",
-        "--lease",
-        "1s",
-    ];
-    let mut cs = consumers(&url, dir.path(), 3, &args);
-    let mut p = Proc::spawn("producer", producer(&url, 20_000, 0));
-    let victim = cs.remove(0);
-    victim.wait_for_line(Duration::from_secs(30), |v| {
-        v["acked"].as_u64().unwrap_or(0) > 500 && v["in_flight"].as_u64().unwrap_or(0) > 0
+    let load = scenarios::KillLoad {
+        count: 20_000,
+        rate: 0,
+        consumer_args: &[
+            "--work",
+            "sleep:2ms",
+            "--max-in-flight",
+            "50",
+            "--lease",
+            "1s",
+        ],
+        acked_before_kill: 500,
+        duplicates_at_most: Some(50),
+    };
+    with_backend(&fake, &url, |b| {
+        scenarios::a_consumer_killed_midway_loses_nothing(b, &load);
     });
-    victim.signal(libc::SIGKILL);
-    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
-    let sent = u(&p.summary().unwrap(), "sent");
-    drain_and_stop(&fake, &url, &mut cs, Duration::from_secs(60));
-
-    let (consumed, lost, dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
     assert_eq!(
-        (consumed, lost, unexpected),
-        (sent, 0, 0),
-        "duplicates: {dups}"
-    );
-    let redelivered: u64 = cs
-        .iter()
-        .map(|c| u(&c.summary().unwrap(), "redelivered"))
-        .sum();
-    assert!(
-        redelivered > 0,
-        "the killed consumer's in-flight messages came back and were reported"
+        depth(&url).total(),
+        0,
+        "the suite's depth agrees with the fake's"
     );
     assert!(
         fake.channel_counts("t", "c").0 > 0,
         "they came back by timing out, as in nsqd"
     );
-    assert!(dups <= 50, "{dups} duplicates");
 }
 
 /// The fake nsqd's channel `t/c`, as the shared scenarios drive it; the state is the fake's own count, so a
 /// message left in flight to a stopped consumer (nsqd would only time it out) shows.
-fn scenario(run: impl FnOnce(&scenarios::Backend)) {
-    let fake = FakeNsqd::start();
-    let url = fake.url("t", "c");
+fn with_backend(fake: &FakeNsqd, url: &str, run: impl FnOnce(&scenarios::Backend)) {
     let state = || {
         let (visible, in_flight, deferred) = fake.channel_depth("t", "c");
         (visible, in_flight + deferred)
     };
     run(&scenarios::Backend {
-        producer: &|count| producer(&url, count, 0),
-        consumer: &|ledger, extra| consumer(&url, ledger, extra),
+        producer: &|count, rate| producer(url, count, rate),
+        consumer: &|ledger, extra| consumer(url, ledger, extra),
         state: &state,
         release_within: Duration::from_secs(2),
     });
+}
+
+/// A SIGTERM scenario on a fresh fake nsqd: nothing may be left to time out.
+fn sigterm_scenario(run: impl FnOnce(&scenarios::Backend)) {
+    let fake = FakeNsqd::start();
+    with_backend(&fake, &fake.url("t", "c"), run);
     assert_eq!(fake.channel_counts("t", "c").0, 0, "nothing timed out");
 }
 
 /// RDY 0 and CLS stop new deliveries; what arrived unworked goes back with REQ 0.
 #[test]
 fn sigterm_sends_rdy_0_and_cls_finishes_held_messages_and_exits_zero() {
-    scenario(scenarios::sigterm_finishes_held_messages);
+    sigterm_scenario(scenarios::sigterm_finishes_held_messages);
 }
 
 /// REQ 0 makes released messages visible at once, not after the lease.
 #[test]
 fn sigterm_releases_what_it_cannot_finish_in_time() {
-    scenario(scenarios::sigterm_releases_what_it_cannot_finish);
+    sigterm_scenario(scenarios::sigterm_releases_what_it_cannot_finish);
 }
 
 #[test]

@@ -97,60 +97,62 @@ fn one_producer_three_consumers_lose_nothing() {
     );
 }
 
-#[test]
-fn a_consumer_killed_midway_loses_nothing_and_its_messages_return_after_the_lease() {
-    let az = Azurite::start();
-    let dir = tempfile::tempdir().unwrap();
-    let url = az.url("killed", "");
-    // A short lease (visibility timeouts are whole seconds) and slow work, so the victim holds many.
-    let args = [
-        "--work",
-        "sleep:20ms",
-        "--max-in-flight",
-        "32",
-        "--lease",
-        "2s",
-    ];
-    let mut consumers = spawn_consumers(&url, dir.path(), 3, &args);
-    let mut p = Proc::spawn("producer", producer(&url, 2_000, 400));
-    let victim = consumers.remove(0);
-    victim.wait_for_line(Duration::from_secs(30), |v| {
-        v["acked"].as_u64().unwrap_or(0) > 200 && v["in_flight"].as_u64().unwrap_or(0) > 0
-    });
-    victim.signal(libc::SIGKILL);
-    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
-    let sent = u(&p.summary().unwrap(), "sent");
-    drain_and_stop(&url, &mut consumers, Duration::from_secs(60));
-
-    let (consumed, lost, _dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
-    assert_eq!((consumed, lost, unexpected), (sent, 0, 0));
-    let redelivered: u64 = consumers
-        .iter()
-        .map(|c| c.summary().unwrap()["redelivered"].as_u64().unwrap_or(0))
-        .sum();
-    assert!(
-        redelivered > 0,
-        "the victim's messages came back after their lease"
-    );
-}
-
-/// Setting the visibility to 0 makes released messages visible at once, not after the 60 s lease. The state
-/// is Azure's: visible from a peek, in flight = the approximate count (which includes them) minus that.
-#[test]
-fn sigterm_releases_held_messages_at_once() {
-    let az = Azurite::start();
-    let url = az.url("drain", "");
-    let visible = az.url("drain", "depth=visible");
+/// An Azurite queue, as the shared scenarios drive it. The state is Azure's: visible from a peek, in flight =
+/// the approximate count (which includes invisible messages) minus that.
+fn with_backend(
+    az: &Azurite,
+    queue: &str,
+    release_within: Duration,
+    run: impl FnOnce(&scenarios::Backend),
+) {
+    let url = az.url(queue, "");
+    let visible = az.url(queue, "depth=visible");
     let state = || {
         let seen = azurite::depth(&visible).visible;
         (seen, azurite::depth(&url).total().saturating_sub(seen))
     };
-    scenarios::sigterm_releases_what_it_cannot_finish(&scenarios::Backend {
-        producer: &|count| producer(&url, count, 0),
+    run(&scenarios::Backend {
+        producer: &|count, rate| producer(&url, count, rate),
         consumer: &|ledger, extra| consumer(&url, ledger, extra),
         state: &state,
-        release_within: Duration::from_secs(3),
+        release_within,
     });
+}
+
+#[test]
+fn a_consumer_killed_midway_loses_nothing_and_its_messages_return_after_the_lease() {
+    let az = Azurite::start();
+    // A short lease (visibility timeouts are whole seconds) and slow work, so the victim holds many; paced,
+    // because Azurite slows down with depth.
+    let load = scenarios::KillLoad {
+        count: 2_000,
+        rate: 400,
+        consumer_args: &[
+            "--work",
+            "sleep:20ms",
+            "--max-in-flight",
+            "32",
+            "--lease",
+            "2s",
+        ],
+        acked_before_kill: 200,
+        duplicates_at_most: None,
+    };
+    with_backend(&az, "killed", Duration::from_secs(3), |b| {
+        scenarios::a_consumer_killed_midway_loses_nothing(b, &load);
+    });
+}
+
+/// Setting the visibility to 0 makes released messages visible at once, not after the 60 s lease.
+#[test]
+fn sigterm_releases_held_messages_at_once() {
+    let az = Azurite::start();
+    with_backend(
+        &az,
+        "drain",
+        Duration::from_secs(3),
+        scenarios::sigterm_releases_what_it_cannot_finish,
+    );
 }
 
 #[test]

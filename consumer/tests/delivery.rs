@@ -76,46 +76,24 @@ fn one_producer_three_consumers_lose_nothing() {
 #[test]
 fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_url(dir.path());
     // Short lease so the killed consumer's messages come back quickly; slow enough work that it holds many.
-    let args = [
-        "--work",
-        "sleep:2ms",
-        "--max-in-flight",
-        "50",
-        "--lease",
-        "1s",
-    ];
-    let mut consumers =
-        testkit::spawn_with_ledgers(3, dir.path(), |ledger| consumer(&url, ledger, &args));
-    let mut p = Proc::spawn("producer", producer(&url, 100_000, 0));
-    let victim = consumers.remove(0);
-    victim.wait_for_line(Duration::from_secs(30), |v| {
-        v["acked"].as_u64().unwrap_or(0) > 1000 && v["in_flight"].as_u64().unwrap_or(0) > 0
+    let load = scenarios::KillLoad {
+        count: 100_000,
+        rate: 0,
+        consumer_args: &[
+            "--work",
+            "sleep:2ms",
+            "--max-in-flight",
+            "50",
+            "--lease",
+            "1s",
+        ],
+        acked_before_kill: 1000,
+        duplicates_at_most: Some(50),
+    };
+    scenario(&sqlite_url(dir.path()), Duration::from_secs(2), |b| {
+        scenarios::a_consumer_killed_midway_loses_nothing(b, &load);
     });
-    victim.signal(libc::SIGKILL);
-    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
-    let sent = u(&p.summary().unwrap(), "sent");
-    drain_and_stop(&url, &mut consumers, Duration::from_secs(60));
-
-    let entries = ledger_entries(dir.path());
-    let (consumed, lost, dups, unexpected) = tally(&entries, sent);
-    assert_eq!(
-        (consumed, lost, unexpected),
-        (sent, 0, 0),
-        "duplicates: {dups}"
-    );
-    let redelivered: u64 = consumers
-        .iter()
-        .map(|c| u(&c.summary().unwrap(), "redelivered"))
-        .sum();
-    assert!(
-        redelivered > 0,
-        "the killed consumer's leased messages were delivered again and reported"
-    );
-    // A duplicate can only come from the kill landing between a ledger write and its ack: at most one batch.
-    assert!(dups <= 50, "{dups} duplicates");
-    eprintln!("sent {sent}, redelivered {redelivered}, duplicates {dups}");
 }
 
 /// The SQLite queue, as the shared scenarios drive it.
@@ -125,7 +103,7 @@ fn scenario(url: &str, release_within: Duration, run: impl FnOnce(&scenarios::Ba
         (d.visible, d.in_flight.unwrap_or(0))
     };
     run(&scenarios::Backend {
-        producer: &|count| producer(url, count, 0),
+        producer: &|count, rate| producer(url, count, rate),
         consumer: &|ledger, extra| consumer(url, ledger, extra),
         state: &state,
         release_within,

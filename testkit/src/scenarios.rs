@@ -8,12 +8,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{Proc, eventually, ledger_entries, tally, u};
+use crate::{Proc, eventually, ledger_entries, spawn_with_ledgers, stop_gracefully, tally, u};
 
 /// How a scenario drives one backend.
 pub struct Backend<'a> {
-    /// A producer that sends `count` messages as fast as the queue takes them.
-    pub producer: &'a dyn Fn(u64) -> Command,
+    /// A producer that sends `count` messages at `rate` msgs/s (0: as fast as the queue takes them).
+    pub producer: &'a dyn Fn(u64, u64) -> Command,
     /// A consumer writing its ledger to the given file, with extra flags.
     pub consumer: &'a dyn Fn(&Path, &[&str]) -> Command,
     /// The queue as the backend itself reports it: (visible, in flight).
@@ -25,7 +25,7 @@ pub struct Backend<'a> {
 
 impl Backend<'_> {
     fn produce(&self, count: u64) {
-        let mut p = Proc::spawn("producer", (self.producer)(count));
+        let mut p = Proc::spawn("producer", (self.producer)(count, 0));
         assert!(p.wait(Duration::from_secs(20)).success(), "{}", p.stderr());
     }
 }
@@ -130,4 +130,75 @@ pub fn sigterm_releases_what_it_cannot_finish(b: &Backend) {
         "released messages are visible at once, not after the lease: {:?}",
         (b.state)()
     );
+}
+
+/// The load of [`a_consumer_killed_midway_loses_nothing`], sized for each backend's speed.
+pub struct KillLoad<'a> {
+    pub count: u64,
+    /// Producer msgs/s (0: unpaced), to keep a slow backend's backlog small.
+    pub rate: u64,
+    /// Consumer flags: work slow enough, and a lease short enough, that the victim holds many and they return
+    /// soon.
+    pub consumer_args: &'a [&'a str],
+    /// How many acks the victim makes before it is killed (with messages in flight).
+    pub acked_before_kill: u64,
+    /// A duplicate can only come from the kill landing between a ledger write and its ack, so at most what
+    /// the victim held; `None` where a slow backend's lease expiries can add more.
+    pub duplicates_at_most: Option<u64>,
+}
+
+/// What the kill scenario saw, for a backend's own extra checks.
+pub struct KillOutcome {
+    pub sent: u64,
+    pub redelivered: u64,
+    pub duplicates: u64,
+}
+
+/// Three consumers share the queue; one is SIGKILLed midway with messages in flight. Every confirmed message
+/// is consumed (lost 0, nothing unexpected), the survivors report the victim's messages as redelivered, and
+/// the survivors stop cleanly once the queue is empty.
+pub fn a_consumer_killed_midway_loses_nothing(b: &Backend, load: &KillLoad) -> KillOutcome {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut consumers = spawn_with_ledgers(3, dir.path(), |ledger| {
+        (b.consumer)(ledger, load.consumer_args)
+    });
+    let mut p = Proc::spawn("producer", (b.producer)(load.count, load.rate));
+    let victim = consumers.remove(0);
+    victim.wait_for_line(Duration::from_secs(30), |v| {
+        v["acked"].as_u64().unwrap_or(0) > load.acked_before_kill
+            && v["in_flight"].as_u64().unwrap_or(0) > 0
+    });
+    victim.signal(libc::SIGKILL);
+    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
+    let sent = u(&p.summary().expect("producer summary"), "sent");
+    assert!(
+        eventually(Duration::from_secs(60), || (b.state)() == (0, 0)),
+        "queue did not drain: {:?}",
+        (b.state)()
+    );
+    stop_gracefully(&mut consumers);
+
+    let (consumed, lost, duplicates, unexpected) = tally(&ledger_entries(dir.path()), sent);
+    assert_eq!(
+        (consumed, lost, unexpected),
+        (sent, 0, 0),
+        "duplicates: {duplicates}"
+    );
+    let redelivered: u64 = consumers
+        .iter()
+        .map(|c| u(&c.summary().expect("consumer summary"), "redelivered"))
+        .sum();
+    assert!(
+        redelivered > 0,
+        "the killed consumer's messages were delivered again and reported"
+    );
+    if let Some(most) = load.duplicates_at_most {
+        assert!(duplicates <= most, "{duplicates} duplicates");
+    }
+    eprintln!("sent {sent}, redelivered {redelivered}, duplicates {duplicates}");
+    KillOutcome {
+        sent,
+        redelivered,
+        duplicates,
+    }
 }
