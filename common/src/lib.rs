@@ -11,6 +11,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT turned into one token every task watches.
 //! - [`cli`]: flag parsers and logging set-up that every binary uses.
 //! - [`redact`]: secrets (passwords, SAS signatures, keys) masked out of URLs before they are printed.
+//! - [`tls`]: the one TLS stack (rustls on ring) and the verified HTTP client builder.
 //! - [`clock`]: wall-clock microseconds, the unit of every timestamp in messages and stats.
 
 pub mod cli;
@@ -23,4 +24,5 @@ pub mod redact;
 pub mod shape;
 pub mod shutdown;
 pub mod stats;
+pub mod tls;
 pub mod work;

@@ -20,7 +20,8 @@ impl Http {
                 .enable_all()
                 .build()
                 .unwrap(),
-            client: reqwest::Client::builder()
+            client: common::tls::http_client_builder(Vec::new(), "test")
+                .expect("TLS config")
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),

@@ -144,6 +144,7 @@ fn nsqd_stats_count_the_consumer_processes_running() {
         .enable_all()
         .build()
         .unwrap();
+    common::tls::ensure_crypto_provider();
     let http = reqwest::Client::new();
     let count = || rt.block_on(source.count(&http)).unwrap_or(usize::MAX);
     let client_ids = || -> Vec<String> {
@@ -206,6 +207,7 @@ fn marathon_tasks_running_follow_the_apps_instances() {
         .enable_all()
         .build()
         .unwrap();
+    common::tls::ensure_crypto_provider();
     let http = reqwest::Client::new();
     // No such app yet: Marathon answers 404, which is an error, not zero.
     assert!(rt.block_on(source.count(&http)).is_err());

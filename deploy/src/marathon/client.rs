@@ -40,23 +40,16 @@ impl Client {
     /// Builds the HTTP client (CA bundle, timeouts). Reading the CA bundle is validated earlier, so an
     /// error here is about its contents.
     pub fn new(conn: &Connection) -> Result<Client, UsageError> {
-        let mut builder = reqwest::Client::builder()
+        let extra = match &conn.ca_bundle {
+            Some(pem) => common::tls::certificates_from_pem(pem, "--ca-cert")
+                .map_err(|e| UsageError::new(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let builder = common::tls::http_client_builder(extra, "--ca-cert")
+            .map_err(|e| UsageError::new(e.to_string()))?
             .connect_timeout(conn.connect_timeout)
             .timeout(conn.request_timeout)
             .user_agent(concat!("marathon-install/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &conn.ca_bundle {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                UsageError::new(format!("--ca-cert: not a PEM certificate bundle ({e})"))
-            })?;
-            if certs.is_empty() {
-                return Err(UsageError::new(
-                    "--ca-cert: the file holds no PEM certificate",
-                ));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
         let http = builder
             .build()
             .map_err(|e| UsageError::new(format!("cannot set up the HTTP client: {e}")))?;

@@ -38,7 +38,12 @@ pub async fn record(
     w: Watch<'_>,
     stop: impl std::future::Future<Output = ()>,
 ) -> (Series, Readings) {
-    let http = reqwest::Client::new();
+    // Verified TLS on the web roots, like every client of the suite; building it cannot fail without extra
+    // certificates, but if it ever did, reqwest's own default (the OS trust store) still verifies.
+    let http = common::tls::http_client_builder(Vec::new(), "scorecard")
+        .ok()
+        .and_then(|b| b.build().ok())
+        .unwrap_or_default();
     let start = Instant::now();
     let mut tick = tokio::time::interval(w.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

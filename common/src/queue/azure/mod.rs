@@ -283,10 +283,15 @@ fn invalid(url: &AzureUrl, reason: String) -> QueueError {
     QueueError::invalid_url(&url.to_string(), &reason)
 }
 
-/// The SDK's own reqwest transport, without automatic decompression: the queue service never compresses its
-/// small XML answers, and the decompression layer (and the `accept-encoding` header it adds) cost CPU on
-/// every request, on both sides.
+/// The SDK's own reqwest transport (its timeouts, no redirects), without automatic decompression: the queue
+/// service never compresses its small XML answers, and the decompression layer (and the `accept-encoding`
+/// header it adds) cost CPU on every request, on both sides. Its reqwest is the suite's one reqwest, whose
+/// rustls runs on ring (common::tls): the SDK's default features would compile aws-lc too. Certificates are
+/// checked against the OS trust store, as the SDK does by default.
 fn transport() -> Transport {
+    // reqwest panics when it builds a client before a provider is installed; Entra ID credentials build
+    // their own clients through the SDK, after this.
+    crate::tls::ensure_crypto_provider();
     Transport::new(new_http_client(Some(HttpClientOptions {
         automatic_decompression: false,
     })))

@@ -138,7 +138,13 @@ impl NsqQueue {
             .ok()
             .filter(|s| !s.is_empty())
             .map(Secret::new);
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder(Vec::new(), "nsqd HTTP")
+            .map_err(|e| {
+                nsq_err(NsqError::Http {
+                    url: String::new(),
+                    reason: e.to_string(),
+                })
+            })?
             .timeout(HTTP_TIMEOUT)
             .build()
             .map_err(|e| {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -30,31 +30,20 @@ impl TlsSettings {
     /// # Errors
     /// [`NsqError::Tls`] when the CA file cannot be read or holds no certificate.
     pub fn new(ca: Option<&Path>) -> Result<TlsSettings, NsqError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut extra = Vec::new();
         if let Some(ca) = ca {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-                .map_err(|e| NsqError::Tls(format!("cannot read CA file {}: {e}", ca.display())))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| NsqError::Tls(format!("CA file {}: {e}", ca.display())))?;
-            if certs.is_empty() {
-                return Err(NsqError::Tls(format!(
-                    "CA file {} holds no PEM certificate",
-                    ca.display()
-                )));
-            }
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| NsqError::Tls(format!("CA file {}: {e}", ca.display())))?;
-            }
+            let what = format!("CA file {}", ca.display());
+            let pem = std::fs::read(ca)
+                .map_err(|e| NsqError::Tls(format!("cannot read CA file {}: {e}", ca.display())))?;
+            extra = crate::tls::certificates_from_pem(&pem, &what)
+                .map_err(|e| NsqError::Tls(e.to_string()))?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| NsqError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let what = ca.map_or_else(
+            || "TLS".to_string(),
+            |ca| format!("CA file {}", ca.display()),
+        );
+        let config =
+            crate::tls::client_config(extra, &what).map_err(|e| NsqError::Tls(e.to_string()))?;
         Ok(TlsSettings {
             config: Arc::new(config),
         })
