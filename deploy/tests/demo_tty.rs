@@ -206,7 +206,7 @@ fn under_the_autoscaler_a_key_is_recorded_as_manual_and_marked_on_the_chart() {
         ],
         80,
     );
-    tty.wait_for(" run ", Duration::from_secs(20));
+    tty.wait_for("depth ", Duration::from_secs(20));
     tty.type_keys("+");
     let status = tty.wait(Duration::from_secs(40));
     let screen = tty.screen();
