@@ -482,6 +482,12 @@ fn a_manual_schedule_gets_a_series_scorecard_and_chart_too() {
     .expect("json");
     let samples = series["samples"].as_array().expect("samples");
     assert!(samples.len() >= 2, "{series}");
+    // Sampled until the final stop, which is the demo's doing, not part of the schedule.
+    assert_eq!(
+        samples.last().map(|x| &x["consumers"]),
+        Some(&Value::from(2)),
+        "{series}"
+    );
     let manual = series["manual"].as_array().expect("manual events");
     assert!(
         manual

@@ -399,8 +399,12 @@ impl Demo<'_> {
             }
             let figures = self.figures();
             self.console.tick(&figures, self.started);
-            // Without the autoscaler (which samples at its decisions), the series takes one sample a second.
-            if self.config.autoscale.is_none() && self.config.scorecard_dir.is_some() {
+            // Without the autoscaler (which samples at its decisions), the series takes one sample a second,
+            // until the final stop (as the autoscaler's does), which takes every consumer away.
+            if self.config.autoscale.is_none()
+                && self.config.scorecard_dir.is_some()
+                && self.phase != Phase::Stopping
+            {
                 self.record(&figures);
             }
             self.next_progress += PROGRESS;
