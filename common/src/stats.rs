@@ -118,10 +118,18 @@ impl Line {
     /// Writes the line to stdout and flushes, so that a reader piping it sees every line as it happens.
     /// A closed stdout (the reader went away) is ignored: stats are a report, not the work.
     pub fn emit(self) {
+        let _ = self.write_to(&mut std::io::stdout().lock());
+    }
+
+    /// Writes the line to `out` (a file rather than stdout) and flushes.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn write_to(self, out: &mut impl Write) -> std::io::Result<()> {
         let mut text = Value::Object(self.fields).to_string();
         text.push('\n');
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+        out.write_all(text.as_bytes())?;
+        out.flush()
     }
 }
 

@@ -277,3 +277,249 @@ fn a_failing_child_stops_the_demo_and_shows_its_log() {
     left.extend(processes_mentioning(&dir));
     assert!(left.is_empty(), "left running: {left:?}");
 }
+
+/// Waits until the demo has written `n` interval lines (it is running), at most `limit`.
+fn wait_for_intervals(p: &Proc, n: usize, limit: Duration) {
+    let until = std::time::Instant::now() + limit;
+    while intervals(p).len() < n {
+        assert!(
+            std::time::Instant::now() < until,
+            "no {n} interval lines within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The demo's temporary directory, read from its children's command lines (its stderr is only complete
+/// once it has exited).
+fn demo_dir_of(pid: i32) -> Option<PathBuf> {
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The parent pid is the second field after the command name, which is in parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid != Some(pid) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        // `--queue sqlite:/tmp/queue-demo-XXXX/queue.db`: the path between the colon and the next slash.
+        if let Some(i) = cmdline.find("/queue-demo-") {
+            let start = cmdline[..i].rfind([' ', ':']).map_or(0, |s| s + 1);
+            let after = i + "/queue-demo-".len();
+            let end = cmdline[after..]
+                .find(['/', ' '])
+                .map_or(cmdline.len(), |e| after + e);
+            return Some(PathBuf::from(&cmdline[start..end]));
+        }
+    }
+    None
+}
+
+#[test]
+fn the_header_says_what_the_children_are_told_and_p99_reads_a_dash_before_any_consumption() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/burst.toml");
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut p = demo(&[
+        "--scenario",
+        scenario.to_str().expect("utf-8 path"),
+        "--autoscale",
+        "on",
+        "--work",
+        "sleep:exp(20ms)",
+        "--duration",
+        "2s",
+        "--scorecard-dir",
+        out.path().to_str().expect("utf-8 path"),
+    ]);
+    let status = p.wait(Duration::from_secs(60));
+    let stderr = p.stderr();
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    let header = stderr.lines().next().expect("a header line");
+    // The work the producer stamps (and the consumers do), written compactly: no `82ms 436us 64ns`.
+    assert!(
+        header.contains("work sleep:exp(20ms,max=") && header.contains("(stamped by the producer)"),
+        "{header}"
+    );
+    assert!(!header.contains("sleep:25ms"), "{header}");
+    assert!(
+        !header.contains("us ") && !header.contains("ns)"),
+        "durations compact: {header}"
+    );
+    // The autoscaler runs remainders in the spare slots, not one remainder of one thread.
+    assert!(
+        header.contains("remainders in the spare slots (8 slots - consumers, up to 8)"),
+        "{header}"
+    );
+    assert!(!header.contains("remainder with 1 thread"), "{header}");
+
+    // Nothing consumed yet: the live line says so rather than claiming 0 µs.
+    let mut p = demo(&[
+        "--consumers",
+        "0,1@2s",
+        "--duration",
+        "3s",
+        "--no-remainder",
+    ]);
+    let status = p.wait(Duration::from_secs(30));
+    let stderr = p.stderr();
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    let first = stderr
+        .lines()
+        .find(|l| l.contains(" running "))
+        .unwrap_or_else(|| panic!("a status line in:\n{stderr}"));
+    assert!(first.contains("e2e p99 -"), "{first}");
+    assert!(!stderr.contains("p99 0µs"), "{stderr}");
+}
+
+#[test]
+fn stopping_early_leaves_messages_in_the_queue_not_lost_and_the_kept_dir_re_audits() {
+    // One slow consumer against 300 msgs/s: a backlog builds, and a double Ctrl-C leaves it in the queue.
+    let mut p = demo(&[
+        "--rate",
+        "300",
+        "--consumers",
+        "1",
+        "--work",
+        "sleep:20ms",
+        "--duration",
+        "30s",
+        "--no-remainder",
+        "--keep",
+    ]);
+    wait_for_intervals(&p, 2, Duration::from_secs(20));
+    p.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    p.signal(libc::SIGINT);
+    let status = p.wait(Duration::from_secs(30));
+    let stderr = p.stderr();
+    let dir = kept_dir(&stderr);
+    let _cleanup = RemoveOnDrop(dir.clone());
+    assert!(
+        status.success(),
+        "stopped early, nothing lost: {status}\n{stderr}"
+    );
+    let summary = p.summary().expect("a summary line");
+    let left = u(&summary, "left_in_queue");
+    assert!(left > 0, "{summary}");
+    assert_eq!(u(&summary, "lost"), 0, "{summary}");
+    assert!(!stderr.contains("LOST"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("left       {left} in the queue")),
+        "{stderr}"
+    );
+
+    // The kept directory holds what the audit needs, and the audit finds the same figures: what the demo
+    // calls left in the queue, the audit (which cannot see the queue) counts as unconsumed.
+    let mut cmd = testkit::command("audit");
+    cmd.arg("--producer")
+        .arg(dir.join("producer.jsonl"))
+        .arg("--ledger")
+        .arg(dir.join("ledgers"));
+    let mut audit = Proc::spawn("audit", cmd);
+    audit.wait(Duration::from_secs(20));
+    let a = audit
+        .stats()
+        .into_iter()
+        .find(|v| v["role"] == "audit")
+        .unwrap_or_else(|| panic!("an audit line; stderr:\n{}", audit.stderr()));
+    assert_eq!(u(&a, "produced"), u(&summary, "produced"), "{a}\n{summary}");
+    assert_eq!(u(&a, "consumed"), u(&summary, "consumed"), "{a}\n{summary}");
+    assert_eq!(
+        u(&a, "duplicates"),
+        u(&summary, "duplicates"),
+        "{a}\n{summary}"
+    );
+    assert_eq!(u(&a, "lost"), left, "{a}\n{summary}");
+}
+
+#[test]
+fn a_queue_that_does_not_drain_fails_and_keeps_the_directory_without_keep() {
+    let mut p = demo(&[
+        "--rate",
+        "300",
+        "--consumers",
+        "1",
+        "--work",
+        "sleep:20ms",
+        "--duration",
+        "2s",
+        "--drain-timeout",
+        "1s",
+        "--no-remainder",
+    ]);
+    let status = p.wait(Duration::from_secs(40));
+    let stderr = p.stderr();
+    let dir = kept_dir(&stderr);
+    let _cleanup = RemoveOnDrop(dir.clone());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not drain"), "{stderr}");
+    assert!(!stderr.contains("LOST"), "{stderr}");
+    assert!(dir.join("producer.jsonl").exists(), "kept: {stderr}");
+    assert!(dir.join("ledgers").join("consumer-1.ledger").exists());
+}
+
+#[test]
+fn a_manual_schedule_gets_a_series_scorecard_and_chart_too() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut p = demo(&[
+        "--consumers",
+        "1,2@1s",
+        "--duration",
+        "3s",
+        "--no-remainder",
+        "--scorecard-dir",
+        out.path().to_str().expect("utf-8 path"),
+    ]);
+    let status = p.wait(Duration::from_secs(30));
+    let stderr = p.stderr();
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    let series: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("series.json")).expect("series.json"),
+    )
+    .expect("json");
+    let samples = series["samples"].as_array().expect("samples");
+    assert!(samples.len() >= 2, "{series}");
+    // Sampled until the final stop, which is the demo's doing, not part of the schedule.
+    assert_eq!(
+        samples.last().map(|x| &x["consumers"]),
+        Some(&Value::from(2)),
+        "{series}"
+    );
+    let manual = series["manual"].as_array().expect("manual events");
+    assert!(
+        manual
+            .iter()
+            .any(|m| m["source"] == "schedule" && m["consumers"] == 2),
+        "{series}"
+    );
+    let title = series["title"].as_str().expect("a title");
+    assert!(
+        title.contains("consumers by hand (1, then 2 from 1s)"),
+        "{title}"
+    );
+    assert!(out.path().join("scorecard.json").exists());
+    let chart = std::fs::read_to_string(out.path().join("chart.svg")).expect("chart.svg");
+    roxmltree::Document::parse(&chart).expect("well-formed chart");
+    assert!(stderr.contains("peak overshoot"), "the table:\n{stderr}");
+}
+
+#[test]
+fn closing_the_terminal_sighup_stops_the_demo_and_removes_its_directory() {
+    let mut p = demo(&["--duration", "60s", "--consumers", "2"]);
+    wait_for_intervals(&p, 1, Duration::from_secs(20));
+    let dir = demo_dir_of(p.pid()).expect("the demo's directory, from its children");
+    assert!(dir.exists(), "{}", dir.display());
+    p.signal(libc::SIGHUP);
+    let status = p.wait(Duration::from_secs(30));
+    let stderr = p.stderr();
+    assert!(
+        status.code().is_some(),
+        "exited, not killed by SIGHUP: {status}\n{stderr}"
+    );
+    assert!(!dir.exists(), "{} left behind:\n{stderr}", dir.display());
+    let left = processes_mentioning(&dir);
+    assert!(left.is_empty(), "left running: {left:?}");
+}

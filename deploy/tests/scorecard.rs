@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use deploy::scorecard::chart::SERIES_NAMES;
+use deploy::scorecard::chart::{MARK_NAMES, SERIES_NAMES};
 use deploy::scorecard::sources::ConsumerSource;
 use deploy::scorecard::{Scorecard, Series, score};
 use serde_json::Value;
@@ -17,8 +17,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every series of the chart is drawn and named, and the file is well-formed XML.
-fn check_chart(path: &Path) {
+/// Every series of the chart is drawn and named, the `marks` expected are named and no other, no axis label
+/// reads like `2000.0`, and the file is well-formed XML.
+fn check_chart(path: &Path, marks: &[&str]) {
     let text = std::fs::read_to_string(path).unwrap();
     let doc = roxmltree::Document::parse(&text).expect("the chart is well-formed XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
@@ -33,12 +34,29 @@ fn check_chart(path: &Path) {
             "no legend entry {name:?} in the chart: {texts:?}"
         );
     }
-    // depth, consumers, remainders, producer rate: one line each (plus legend marks).
+    for mark in MARK_NAMES {
+        assert_eq!(
+            texts.contains(&mark),
+            marks.contains(&mark),
+            "mark {mark:?} in the chart: {texts:?}"
+        );
+    }
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.ends_with(".0") && t.parse::<f64>().is_ok()),
+        "integers labelled as integers: {texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("target=")),
+        "a title for people, not a config string: {texts:?}"
+    );
+    // depth (twice), consumers, remainders, producer rate: one line each (plus legend marks).
     let lines = doc
         .descendants()
         .filter(|n| n.has_tag_name("polyline"))
         .count();
-    assert!(lines >= 4, "{lines} polylines");
+    assert!(lines >= 5, "{lines} polylines");
 }
 
 #[test]
@@ -112,7 +130,7 @@ fn demo_autoscales_a_burst_out_and_back_in_and_grades_it() {
         "{burst:?}"
     );
     assert_eq!(card.lost, Some(0));
-    check_chart(&out.path().join("chart.svg"));
+    check_chart(&out.path().join("chart.svg"), &["load up"]);
 
     // The scorecard binary re-grades the file to the same figures.
     let regraded = tempfile::tempdir().unwrap();
@@ -130,7 +148,7 @@ fn demo_autoscales_a_burst_out_and_back_in_and_grades_it() {
     let printed: Vec<Value> = grade.stats();
     let again: Scorecard = serde_json::from_value(printed[0].clone()).unwrap();
     assert_eq!(again, card);
-    check_chart(&regraded.path().join("chart.svg"));
+    check_chart(&regraded.path().join("chart.svg"), &["load up"]);
 }
 
 #[test]
@@ -286,7 +304,7 @@ fn scorecard_watch_records_nsqds_depth_and_consumers_as_they_change() {
         "{:?}",
         series.samples
     );
-    check_chart(&out.path().join("chart.svg"));
+    check_chart(&out.path().join("chart.svg"), &[]);
     drop(consumers);
 }
 

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     // must live as long as the demo.
     common::cli::run_async(async {
         let summary = demo::run(config).await?;
-        anyhow::Ok(if summary.lost() == 0 {
+        anyhow::Ok(if summary.succeeded() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

@@ -6,12 +6,14 @@
 //! - [`child`]: finding, starting, signalling and reaping the child processes.
 //! - [`supervisor`]: the run itself, phase by phase (run, stop the producer, drain, stop the rest).
 //! - [`console`]: the status line and the per-second JSON line; [`keys`]: `+`, `-`, `q` in a terminal.
-//! - [`report`]: the final summary line and report.
+//! - [`record`]: the time series for the scorecard, manual changes included.
+//! - [`report`]: the header, the final summary line and report.
 
 pub mod autoscale;
 pub mod child;
 pub mod console;
 pub mod keys;
+pub mod record;
 pub mod report;
 pub mod schedule;
 pub mod supervisor;
@@ -43,10 +45,12 @@ pub use supervisor::run;
 /// Keys, when run in a terminal: + adds a consumer, - removes one, q or Ctrl-C stops (press again to skip the
 /// drain). SIGINT and SIGTERM stop it too.
 ///
-/// Stdout carries JSON lines only: {"role":"demo","kind":"interval",...} every second and one
-/// {"role":"demo","kind":"summary",...} at the end. The live view and the report go to stderr; each child's
-/// logs go to a file in the temporary directory (RUST_LOG is passed on). Exit status: 0 when no message was
-/// lost, 1 when some were or the demo failed, 2 for bad usage.
+/// The JSON lines, {"role":"demo","kind":"interval",...} every second and one {"role":"demo","kind":"summary",...}
+/// at the end, go to --json FILE when given, else to stdout unless stdout is a terminal (there the live view
+/// is all you see). The live view and the report go to stderr; each child's logs go to a file in the temporary
+/// directory (RUST_LOG is passed on). Exit status: 0 when no message was lost (messages left in the queue
+/// after you stopped the demo early are not lost), 1 when some were, the queue did not drain, or the demo
+/// failed, 2 for bad usage.
 #[derive(Parser, Debug)]
 #[command(version)]
 pub struct Args {
@@ -94,14 +98,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
 
-    /// Where --autoscale writes series.json, scorecard.json and chart.svg.
-    #[arg(
-        long,
-        default_value = "scorecard",
-        value_name = "DIR",
-        requires = "autoscale"
-    )]
-    pub scorecard_dir: PathBuf,
+    /// Where to write the run's series.json, scorecard.json and chart.svg [default with --autoscale:
+    /// scorecard; without it, none are written unless this is given].
+    #[arg(long, value_name = "DIR")]
+    pub scorecard_dir: Option<PathBuf>,
+
+    /// Write the JSON lines to FILE instead of stdout (by default they go to stdout unless it is a terminal).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 
     /// Work each consumer does per message: none, sleep:DURATION (no CPU), cpu:DURATION (CPU time), or a
     /// distribution such as sleep:exp(20ms) or cpu:lognormal(5ms,1.0) (see the README's work models).
@@ -127,13 +131,14 @@ pub struct Args {
 
     /// After the producer stops, how long consumers may take to empty the queue before they are stopped anyway.
     ///
-    /// Messages still in the queue then count as lost in the audit.
+    /// Messages still in the queue then are reported as left in the queue, and the demo fails (exit 1).
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
 
     /// Keep the temporary directory (queue, ledgers, logs) and print its path.
     ///
-    /// It is also kept, whatever this flag says, when the demo fails, so that the logs can be read.
+    /// It is also kept, whatever this flag says, when the demo fails, so that the logs can be read. It holds
+    /// what `audit` needs to re-run: producer.jsonl (the producer's stdout) and ledgers/.
     #[arg(long)]
     pub keep: bool,
 
@@ -141,6 +146,11 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
 }
+
+/// Where `--autoscale` writes its scorecard when `--scorecard-dir` is not given.
+const DEFAULT_SCORECARD_DIR: &str = "scorecard";
+/// The depth a manual run without a scenario is measured against: the autoscaler's own example target.
+const DEFAULT_TARGET: u64 = 50;
 
 /// A validated demo run.
 #[derive(Clone, Debug)]
@@ -153,9 +163,14 @@ pub struct Config {
     pub consumers: ConsumerSchedule,
     /// The autoscaler, which replaces the consumer schedule when set.
     pub autoscale: Option<Autoscale>,
-    pub scorecard_dir: PathBuf,
+    /// Where the series, scorecard and chart go; `None` writes none.
+    pub scorecard_dir: Option<PathBuf>,
+    /// Where the JSON lines go instead of stdout.
+    pub json: Option<PathBuf>,
     /// The scenario's name, for the chart's title.
     pub scenario: Option<String>,
+    /// The depth a manual run's scorecard measures against: the scenario's target, or the autoscaler's.
+    pub target: u64,
     /// Consumers' own work.
     pub work: WorkSpec,
     /// Work the producer stamps into every message (it wins over the consumers' own), from a scenario.
@@ -220,6 +235,16 @@ impl Config {
             }
             None => None,
         };
+        let scorecard_dir = args.scorecard_dir.or_else(|| {
+            autoscale
+                .is_some()
+                .then(|| PathBuf::from(DEFAULT_SCORECARD_DIR))
+        });
+        let target = match (&autoscale, &scenario) {
+            (Some(a), _) => a.target,
+            (None, Some(s)) => s.target,
+            (None, None) => DEFAULT_TARGET,
+        };
         Ok(Config {
             rate,
             shape,
@@ -234,7 +259,9 @@ impl Config {
                 None => args.consumers,
             },
             autoscale,
-            scorecard_dir: args.scorecard_dir,
+            scorecard_dir,
+            json: args.json,
+            target,
             scenario: scenario.map(|s| s.name),
             work: args
                 .work

@@ -2,14 +2,107 @@
 //! (one `summary` JSON line on stdout, a short report on stderr).
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::stats::{Kind, Line};
 use serde_json::Value;
 
+use super::Config;
 use super::console::format_us;
+use super::supervisor::PRODUCER_OUT;
 use crate::audit;
+
+/// The first line the demo prints: what runs, as the children are actually told (the work the producer
+/// stamps wins over the consumers' own; under the autoscaler, remainders fill the spare slots).
+pub fn header(config: &Config, dir: &Path) -> String {
+    let load = match &config.shape {
+        Some(shape) => format!("shape {shape}"),
+        None => format!("{} msgs/s", config.rate),
+    };
+    let consumers = match &config.autoscale {
+        Some(a) => format!("autoscaled ({a})"),
+        None => config.consumers.to_string(),
+    };
+    let work = match &config.stamp_work {
+        Some(w) => format!("{} (stamped by the producer)", compact_spec(w)),
+        None => compact_spec(&config.work.to_string()),
+    };
+    let remainder = match (config.remainder_threads, &config.autoscale) {
+        (None, _) => "no remainder".to_string(),
+        (Some(_), Some(a)) => format!(
+            "remainders in the spare slots ({} slots - consumers, up to {})",
+            a.slots,
+            a.remainders(a.min)
+        ),
+        (Some(n), None) => format!("remainder with {n} thread(s)"),
+    };
+    format!(
+        "demo: producer at {load} for {}; consumers {consumers}; work {work}; {remainder}; files in {}",
+        humantime::format_duration(config.duration),
+        dir.display()
+    )
+}
+
+/// A work spec with every duration in it written compactly: `sleep:exp(20ms,max=82.4ms)` rather than
+/// `sleep:exp(20ms,max=82ms 436us 64ns)`. For people only: the children are given the exact spec.
+pub fn compact_spec(spec: &str) -> String {
+    let mut out = String::new();
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        match common::cli::parse_duration(token.trim()) {
+            Ok(d) if token.chars().any(|c| c.is_ascii_alphabetic()) => {
+                out.push_str(&compact_duration(d))
+            }
+            _ => out.push_str(token),
+        }
+        token.clear();
+    };
+    let mut chars = spec.chars().peekable();
+    while let Some(c) = chars.next() {
+        // `..` separates uniform's bounds; a single `.` is a decimal point.
+        let range = c == '.' && chars.peek() == Some(&'.');
+        if matches!(c, '(' | ')' | ',' | '=' | ':') || range {
+            flush(&mut token, &mut out);
+            out.push(c);
+            if range {
+                out.push('.');
+                chars.next();
+            }
+        } else {
+            token.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
+/// A duration in at most three significant figures and one unit: `82.4ms`, `20ms`, `1.5s`, `850µs`.
+pub fn compact_duration(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    let (v, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    let text = if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{unit}")
+}
 
 /// End-to-end latency over all consumers, merged from their summary lines.
 ///
@@ -63,6 +156,9 @@ pub struct Summary {
     pub consumers_max: usize,
     /// Messages still in the queue at the end (a drain cut short), when the queue could be read.
     pub left_in_queue: Option<u64>,
+    /// Whether the user (a key or a signal) stopped the demo before its end: what is left in the queue then
+    /// is not a failure.
+    pub stopped_early: bool,
     /// Why the demo stopped, for people: "after 20s", "on request".
     pub stop_reason: String,
     /// The remainder's total units and units per second, when it ran and reported.
@@ -74,17 +170,33 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Messages really lost: the audit's unconsumed messages, less those still in the queue (they are not
+    /// lost: they wait in queue.db). Without a depth reading, every unconsumed message counts as lost.
     pub fn lost(&self) -> u64 {
-        self.audit.totals.lost
+        self.audit
+            .totals
+            .lost
+            .saturating_sub(self.left_in_queue.unwrap_or(0))
     }
 
-    /// Writes the `summary` JSON line on stdout.
-    pub fn emit(&self, started: Instant) {
+    /// Messages left in the queue at the end, 0 when it could not be read.
+    pub fn left(&self) -> u64 {
+        self.left_in_queue.unwrap_or(0).min(self.audit.totals.lost)
+    }
+
+    /// Whether the demo did what it promised: nothing lost, and the queue drained unless the user stopped it
+    /// early.
+    pub fn succeeded(&self) -> bool {
+        self.lost() == 0 && (self.left() == 0 || self.stopped_early)
+    }
+
+    /// The `summary` JSON line.
+    pub fn line(&self, started: Instant) -> Line {
         let t = &self.audit.totals;
         Line::new("demo", Kind::Summary, started)
             .field("produced", t.produced)
             .field("consumed", t.consumed)
-            .field("lost", t.lost)
+            .field("lost", self.lost())
             .field("duplicates", t.duplicates)
             .field("poison", t.poison)
             .field("e2e_p50_us", self.e2e.p50_us)
@@ -97,7 +209,6 @@ impl Summary {
             .field("consumers_max", self.consumers_max)
             .field("unexpected", t.unexpected)
             .field("left_in_queue", self.left_in_queue)
-            .emit();
     }
 
     /// Writes the report for people.
@@ -116,8 +227,22 @@ impl Summary {
         writeln!(
             out,
             "  consumed   {} (lost {}, duplicates {})",
-            t.consumed, t.lost, t.duplicates
+            t.consumed,
+            self.lost(),
+            t.duplicates
         )?;
+        if self.left() > 0 {
+            writeln!(
+                out,
+                "  left       {} in the queue ({})",
+                self.left(),
+                if self.stopped_early {
+                    "stopped early on request: not lost"
+                } else {
+                    "the drain timed out"
+                }
+            )?;
+        }
         if t.poison > 0 {
             writeln!(
                 out,
@@ -150,11 +275,19 @@ impl Summary {
             self.consumers_max
         )?;
         match &self.files {
-            Files::Kept(dir) => writeln!(
-                out,
-                "  files      {} (queue.db, ledgers/, logs/)",
-                dir.display()
-            )?,
+            Files::Kept(dir) => {
+                writeln!(
+                    out,
+                    "  files      {} (queue.db, {PRODUCER_OUT}, ledgers/, logs/)",
+                    dir.display()
+                )?;
+                writeln!(
+                    out,
+                    "  re-audit   audit --producer {} --ledger {}",
+                    dir.join(PRODUCER_OUT).display(),
+                    dir.join("ledgers").display()
+                )?;
+            }
             Files::Removed => writeln!(out, "  files      removed (--keep keeps them)")?,
         }
         // The demo's own warnings were shown as they happened, just above; the audit's are news.
@@ -168,17 +301,23 @@ impl Summary {
                 self.consumers_without_summary
             )?;
         }
-        if t.lost == 0 {
-            writeln!(out, "OK: every message the queue confirmed was consumed")?;
-        } else {
-            let left = match self.left_in_queue {
-                Some(n) if n > 0 => {
-                    format!(" ({n} were still in the queue: the drain was cut short)")
-                }
-                _ => String::new(),
-            };
-            writeln!(out, "LOST {} message(s){left}; the audit:", t.lost)?;
+        if self.lost() > 0 {
+            writeln!(out, "LOST {} message(s); the audit:", self.lost())?;
             self.audit.write_table(out)?;
+        } else if self.left() == 0 {
+            writeln!(out, "OK: every message the queue confirmed was consumed")?;
+        } else if self.stopped_early {
+            writeln!(
+                out,
+                "OK: nothing lost; {} message(s) left in the queue when you stopped the demo early",
+                self.left()
+            )?;
+        } else {
+            writeln!(
+                out,
+                "FAILED: {} message(s) left in the queue: it did not drain within --drain-timeout",
+                self.left()
+            )?;
         }
         Ok(())
     }
@@ -188,6 +327,25 @@ impl Summary {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn work_specs_and_durations_print_compactly() {
+        assert_eq!(
+            compact_spec("sleep:exp(20ms,max=82ms 436us 64ns)"),
+            "sleep:exp(20ms,max=82.4ms)"
+        );
+        assert_eq!(
+            compact_spec("cpu:lognormal(5ms,1.0,max=1s 500ms)"),
+            "cpu:lognormal(5ms,1.0,max=1.5s)"
+        );
+        assert_eq!(
+            compact_spec("sleep:uniform(100ms..500ms,max=500ms)"),
+            "sleep:uniform(100ms..500ms,max=500ms)"
+        );
+        assert_eq!(compact_spec("sleep:25ms"), "sleep:25ms");
+        assert_eq!(compact_spec("none"), "none");
+        assert_eq!(compact_duration(Duration::from_micros(850)), "850µs");
+    }
 
     #[test]
     fn latency_merges_to_the_highest_of_consumers_that_acked() {

@@ -1,27 +1,46 @@
-//! The SVG chart of a run: depth against the target band, consumers (and remainders), and the producer's rate,
-//! on one time axis in three stacked panels (their units differ too much for one axis).
+//! The SVG chart of a run, on one time axis in four stacked panels (their units differ too much for one axis):
+//! the depth against the target band; the same depth zoomed on the band (under a burst the band is a hairline
+//! on the first panel); consumers and remainders; the producer's rate.
+//!
+//! Depth and counts are drawn as steps: the scorecard holds each sample until the next, so the chart does
+//! too. Load changes (up or down) and consumer counts set by hand are marked as vertical lines on every panel,
+//! named in the top panel's margin. Legends sit in a column right of the plots, never over a line. Axes whose
+//! values are whole numbers are labelled as whole numbers.
 //!
 //! Drawn with `plotters`' SVG backend only: text is written as SVG `<text>` and laid out by the viewer, so no
 //! font library (fontconfig, freetype) is needed to build or run it.
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::series::{Sample, Series};
+use super::series::{Direction, Sample, Series};
 
 /// The names of the series as they appear in the chart's legends (a test looks for each).
-pub const SERIES_NAMES: [&str; 5] = [
+pub const SERIES_NAMES: [&str; 6] = [
     "depth",
     "target band",
+    "depth near the band",
     "consumers",
     "remainders",
     "producer rate",
 ];
+
+/// The names of the marks in the legend: a load change up, down, and a consumer count set by hand.
+pub const MARK_NAMES: [&str; 3] = ["load up", "load down", "set by hand"];
 
 const DEPTH: RGBColor = RGBColor(31, 119, 180);
 const BAND: RGBColor = RGBColor(44, 160, 44);
 const CONSUMERS: RGBColor = RGBColor(214, 39, 40);
 const REMAINDERS: RGBColor = RGBColor(148, 103, 189);
 const RATE: RGBColor = RGBColor(255, 127, 14);
+const LOAD_UP: RGBColor = RGBColor(90, 90, 90);
+const LOAD_DOWN: RGBColor = RGBColor(23, 190, 207);
+const MANUAL: RGBColor = RGBColor(227, 119, 194);
+
+/// Width of the legend column right of the plots.
+const LEGEND_W: u32 = 190;
+const WIDTH: u32 = 1000;
+const HEIGHT: u32 = 920;
 
 /// Errors drawing the chart: plotters' own, as text (its error type is generic over the backend).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +51,153 @@ fn err(e: impl std::fmt::Display) -> ChartError {
     ChartError(e.to_string())
 }
 
+/// An axis label: whole numbers without a decimal point (`2000`, not `2000.0`), others with one decimal.
+pub fn label(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// Sample-and-hold steps of `pick` over the samples (skipping samples where it is `None`).
+fn steps(s: &[Sample], pick: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {
+    let known: Vec<(f64, f64)> = s.iter().filter_map(|x| Some((x.t, pick(x)?))).collect();
+    let mut pts = Vec::with_capacity(known.len() * 2);
+    for w in known.windows(2) {
+        pts.push(w[0]);
+        pts.push((w[1].0, w[0].1));
+    }
+    if let Some(&l) = known.last() {
+        pts.push(l);
+    }
+    pts
+}
+
+/// One legend entry: a colour and how it is drawn.
+enum Swatch {
+    Line(RGBColor),
+    Area(RGBColor),
+}
+
+/// Draws a legend column (entries one under the other) in `area`.
+fn legend(
+    area: &DrawingArea<SVGBackend, Shift>,
+    entries: &[(&str, Swatch)],
+) -> Result<(), ChartError> {
+    for (i, (name, swatch)) in entries.iter().enumerate() {
+        let y = 20 + 18 * i as i32;
+        match swatch {
+            Swatch::Line(c) => area
+                .draw(&PathElement::new(vec![(4, y), (24, y)], c.stroke_width(2)))
+                .map_err(err)?,
+            Swatch::Area(c) => area
+                .draw(&Rectangle::new(
+                    [(4, y - 5), (24, y + 5)],
+                    c.mix(0.4).filled(),
+                ))
+                .map_err(err)?,
+        }
+        area.draw(&Text::new(
+            name.to_string(),
+            (30, y - 6),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The vertical marks every panel carries: load changes and manual events.
+struct Marks {
+    changes: Vec<(f64, Direction)>,
+    manual: Vec<f64>,
+}
+
+impl Marks {
+    fn of(series: &Series) -> Marks {
+        Marks {
+            changes: series
+                .changes_s
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| {
+                    let d = series
+                        .change_directions
+                        .get(i)
+                        .copied()
+                        .unwrap_or(Direction::Up);
+                    (c, d)
+                })
+                .collect(),
+            manual: series.manual.iter().map(|m| m.t).collect(),
+        }
+    }
+
+    /// The legend entries of the marks present.
+    fn legend(&self) -> Vec<(&'static str, Swatch)> {
+        let mut out = Vec::new();
+        if self.changes.iter().any(|c| c.1 == Direction::Up) {
+            out.push((MARK_NAMES[0], Swatch::Line(LOAD_UP)));
+        }
+        if self.changes.iter().any(|c| c.1 == Direction::Down) {
+            out.push((MARK_NAMES[1], Swatch::Line(LOAD_DOWN)));
+        }
+        if !self.manual.is_empty() {
+            out.push((MARK_NAMES[2], Swatch::Line(MANUAL)));
+        }
+        out
+    }
+}
+
+type Chart<'a> = ChartContext<
+    'a,
+    SVGBackend<'a>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Builds one panel's axes on `area` and draws the marks across its height.
+fn panel<'a>(
+    area: &DrawingArea<SVGBackend<'a>, Shift>,
+    t_end: f64,
+    y_max: f64,
+    y_desc: &str,
+    x_desc: Option<&str>,
+    marks: &Marks,
+) -> Result<Chart<'a>, ChartError> {
+    let mut c = ChartBuilder::on(area)
+        .margin(8)
+        .x_label_area_size(if x_desc.is_some() { 34 } else { 22 })
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_end, 0.0..y_max)
+        .map_err(err)?;
+    let mut mesh = c.configure_mesh();
+    mesh.y_desc(y_desc)
+        .x_label_formatter(&label)
+        .y_label_formatter(&label)
+        .light_line_style(WHITE);
+    if let Some(x) = x_desc {
+        mesh.x_desc(x);
+    }
+    mesh.draw().map_err(err)?;
+    let vline = |t: f64, colour: RGBColor| {
+        PathElement::new(vec![(t, 0.0), (t, y_max)], colour.mix(0.8).stroke_width(1))
+    };
+    for &(t, d) in &marks.changes {
+        let colour = match d {
+            Direction::Up => LOAD_UP,
+            Direction::Down => LOAD_DOWN,
+        };
+        c.draw_series(std::iter::once(vline(t, colour)))
+            .map_err(err)?;
+    }
+    for &t in &marks.manual {
+        c.draw_series(std::iter::once(vline(t, MANUAL)))
+            .map_err(err)?;
+    }
+    Ok(c)
+}
+
 /// Renders the chart as an SVG document, `title` on top.
 ///
 /// # Errors
@@ -39,20 +205,19 @@ fn err(e: impl std::fmt::Display) -> ChartError {
 pub fn svg(series: &Series, title: &str) -> Result<String, ChartError> {
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (960, 720)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let root = root.titled(title, ("sans-serif", 18)).map_err(err)?;
-        let panels = root.split_evenly((3, 1));
+        let (plots, legends) = root.split_horizontally(WIDTH - LEGEND_W);
+        let panels = plots.split_evenly((4, 1));
+        let legend_areas = legends.split_evenly((4, 1));
         let s = &series.samples;
+        let marks = Marks::of(series);
         let t_end = s.last().map_or(1.0, |x| x.t).max(1.0);
-        let depth_max = s
-            .iter()
-            .filter_map(|x| x.depth)
-            .max()
-            .unwrap_or(0)
-            .max(series.target) as f64
-            * 1.1
-            + 1.0;
+        let depth_top = s.iter().filter_map(|x| x.depth).max().unwrap_or(0);
+        let depth_max = depth_top.max(series.target) as f64 * 1.1 + 1.0;
+        // The zoomed panel shows twice the target: the band and what happens just around it.
+        let zoom_max = (series.target as f64 * 2.0).max(2.0);
         let consumers_max = s
             .iter()
             .map(|x| x.consumers.max(x.remainders))
@@ -60,110 +225,168 @@ pub fn svg(series: &Series, title: &str) -> Result<String, ChartError> {
             .unwrap_or(0) as f64
             + 1.0;
         let rate_max = s.iter().map(|x| x.produce_rate).fold(0.0, f64::max) * 1.1 + 1.0;
-
-        // Depth and the band.
-        let mut c = ChartBuilder::on(&panels[0])
-            .margin(8)
-            .x_label_area_size(24)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..t_end, 0.0..depth_max)
-            .map_err(err)?;
-        c.configure_mesh()
-            .y_desc("messages")
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(err)?;
         let (lo, hi) = (series.band_low as f64, series.target as f64);
-        c.draw_series(std::iter::once(Rectangle::new(
-            [(0.0, lo), (t_end, hi)],
-            BAND.mix(0.25).filled(),
-        )))
-        .map_err(err)?
-        .label(format!("target band ({lo}..{hi})"))
-        .legend(|(x, y)| Rectangle::new([(x, y - 4), (x + 16, y + 4)], BAND.mix(0.5).filled()));
+        let band_name = format!("target band ({}..{})", series.band_low, series.target);
+        let band = |y_max: f64| {
+            Rectangle::new(
+                [(0.0, lo.min(y_max)), (t_end, hi.min(y_max))],
+                BAND.mix(0.25).filled(),
+            )
+        };
+
+        // Depth and the band, whole range.
+        let mut c = panel(&panels[0], t_end, depth_max, "messages", None, &marks)?;
+        c.draw_series(std::iter::once(band(depth_max)))
+            .map_err(err)?;
         c.draw_series(LineSeries::new(
-            s.iter().filter_map(|x| Some((x.t, x.depth? as f64))),
+            steps(s, |x| x.depth.map(|d| d as f64)),
             DEPTH.stroke_width(2),
         ))
-        .map_err(err)?
-        .label("depth")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], DEPTH.stroke_width(2)));
-        legend(&mut c)?;
+        .map_err(err)?;
+        let mut entries = vec![
+            ("depth", Swatch::Line(DEPTH)),
+            (band_name.as_str(), Swatch::Area(BAND)),
+        ];
+        entries.extend(marks.legend());
+        legend(&legend_areas[0], &entries)?;
 
-        // Consumers and remainders: steps, since counts change at instants.
-        let mut c = ChartBuilder::on(&panels[1])
-            .margin(8)
-            .x_label_area_size(24)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..t_end, 0.0..consumers_max)
+        // The same, zoomed on the band; a depth above the panel runs along its top edge.
+        let mut c = panel(&panels[1], t_end, zoom_max, "messages", None, &marks)?;
+        c.draw_series(std::iter::once(band(zoom_max)))
             .map_err(err)?;
-        c.configure_mesh()
-            .y_desc("processes")
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(err)?;
-        for (name, colour, pick) in [
-            (
-                "consumers",
-                CONSUMERS,
-                (|x: &Sample| x.consumers) as fn(&Sample) -> usize,
-            ),
-            ("remainders", REMAINDERS, |x| x.remainders),
-        ] {
-            let mut pts = Vec::with_capacity(s.len() * 2);
-            for w in s.windows(2) {
-                pts.push((w[0].t, pick(&w[0]) as f64));
-                pts.push((w[1].t, pick(&w[0]) as f64));
-            }
-            if let Some(l) = s.last() {
-                pts.push((l.t, pick(l) as f64));
-            }
-            c.draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                .map_err(err)?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
-                });
-        }
-        legend(&mut c)?;
+        c.draw_series(LineSeries::new(
+            steps(s, |x| x.depth.map(|d| (d as f64).min(zoom_max))),
+            DEPTH.stroke_width(2),
+        ))
+        .map_err(err)?;
+        legend(
+            &legend_areas[1],
+            &[
+                ("depth near the band", Swatch::Line(DEPTH)),
+                (band_name.as_str(), Swatch::Area(BAND)),
+            ],
+        )?;
 
-        // The producer's rate.
-        let mut c = ChartBuilder::on(&panels[2])
-            .margin(8)
-            .x_label_area_size(32)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..t_end, 0.0..rate_max)
-            .map_err(err)?;
-        c.configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("msgs/s")
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(err)?;
+        // Consumers and remainders.
+        let mut c = panel(&panels[2], t_end, consumers_max, "processes", None, &marks)?;
+        c.draw_series(LineSeries::new(
+            steps(s, |x| Some(x.consumers as f64)),
+            CONSUMERS.stroke_width(2),
+        ))
+        .map_err(err)?;
+        c.draw_series(LineSeries::new(
+            steps(s, |x| Some(x.remainders as f64)),
+            REMAINDERS.stroke_width(2),
+        ))
+        .map_err(err)?;
+        legend(
+            &legend_areas[2],
+            &[
+                ("consumers", Swatch::Line(CONSUMERS)),
+                ("remainders", Swatch::Line(REMAINDERS)),
+            ],
+        )?;
+
+        // The producer's rate: a measured rate over each interval, so a line between the samples.
+        let mut c = panel(
+            &panels[3],
+            t_end,
+            rate_max,
+            "msgs/s",
+            Some("time (s)"),
+            &marks,
+        )?;
         c.draw_series(LineSeries::new(
             s.iter().map(|x| (x.t, x.produce_rate)),
             RATE.stroke_width(2),
         ))
-        .map_err(err)?
-        .label("producer rate")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RATE.stroke_width(2)));
-        legend(&mut c)?;
+        .map_err(err)?;
+        legend(&legend_areas[3], &[("producer rate", Swatch::Line(RATE))])?;
         root.present().map_err(err)?;
     }
     Ok(out)
 }
 
-fn legend<'a, DB: DrawingBackend + 'a>(
-    c: &mut ChartContext<
-        'a,
-        DB,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
-) -> Result<(), ChartError> {
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(err)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scorecard::series::ManualEvent;
+
+    fn sample(t: f64, depth: u64, consumers: usize) -> Sample {
+        Sample {
+            t,
+            depth: Some(depth),
+            consumers,
+            remainders: 0,
+            produce_rate: 100.0,
+            busy_s: None,
+        }
+    }
+
+    fn texts(svg: &str) -> Vec<String> {
+        let doc = roxmltree::Document::parse(svg).unwrap();
+        doc.descendants()
+            .filter_map(|n| n.text())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn labels_integers_as_integers_and_marks_changes_and_manual_events() {
+        assert_eq!(label(&2000.0), "2000");
+        assert_eq!(label(&1.0), "1");
+        assert_eq!(label(&0.5), "0.5");
+        let series = Series {
+            title: None,
+            target: 50,
+            band_low: 35,
+            shape: None,
+            changes_s: vec![2.0, 6.0],
+            change_directions: vec![Direction::Up, Direction::Down],
+            manual: vec![ManualEvent {
+                t: 4.0,
+                consumers: 3,
+                source: "key +".into(),
+            }],
+            consumed: 0,
+            lost: None,
+            samples: vec![sample(0.0, 0, 1), sample(3.0, 2000, 2), sample(8.0, 10, 3)],
+        };
+        let svg = svg(&series, "burst: local autoscaler").unwrap();
+        let texts = texts(&svg);
+        for name in SERIES_NAMES.iter().chain(&MARK_NAMES) {
+            assert!(
+                texts.iter().any(|t| t.starts_with(name)),
+                "{name}: {texts:?}"
+            );
+        }
+        // No axis label reads like 2000.0 or 1.0.
+        assert!(
+            !texts
+                .iter()
+                .any(|t| t.ends_with(".0") && t.parse::<f64>().is_ok()),
+            "{texts:?}"
+        );
+        // Depth drawn as steps: from (0 s, 0) flat to 3 s before rising, so the first polyline has a
+        // horizontal segment then a vertical one.
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let depth = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .find(|n| n.attribute("stroke") == Some("#1F77B4"))
+            .and_then(|n| n.attribute("points"))
+            .unwrap()
+            .to_string();
+        let pts: Vec<(f64, f64)> = depth
+            .split_whitespace()
+            .filter_map(|p| {
+                let (x, y) = p.split_once(',')?;
+                Some((x.parse().ok()?, y.parse().ok()?))
+            })
+            .collect();
+        assert!(pts.len() >= 4, "{depth}");
+        assert_eq!(pts[0].1, pts[1].1, "flat first: {depth}");
+        assert_eq!(pts[1].0, pts[2].0, "then up: {depth}");
+    }
 }

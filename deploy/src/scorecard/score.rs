@@ -7,20 +7,39 @@
 //! - "In band" means the depth is at or under the target: the Microscaling engine's own "meeting the target"
 //!   test. The band's lower edge (70 % of the target) is where it starts removing consumers; a queue below it
 //!   is not a failure, so it counts as in band.
-//! - A scale-out is a sample with more consumers than the one before it.
+//! - A scale-out is a sample with more consumers than the one before it, a scale-in one with fewer; either is
+//!   the engine's only when no manual event (a key, a schedule step) falls between the two samples.
+//! - A load increase is graded by its scale-out; a decrease by the scale-in that should follow it (time to the
+//!   first removal, time to settle), never by a scale-out.
+
+use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::series::{Sample, Series};
+use super::series::{Direction, ManualEvent, Sample, Series};
+
+fn up() -> Direction {
+    Direction::Up
+}
 
 /// How the engine answered one load change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reaction {
     /// When the load changed (s from the start).
     pub change_s: f64,
-    /// Seconds from the change to the first scale-out before the next change; `None` when there was none
-    /// (a step down needs none).
+    /// Which way the load moved.
+    #[serde(default = "up")]
+    pub direction: Direction,
+    /// For an increase: seconds from the change to the engine's first scale-out before the next change;
+    /// `None` when there was none, and always for a decrease (a scale-out there is not an answer to it).
     pub scale_out_after_s: Option<f64>,
+    /// For a decrease: seconds from the change to the engine's first scale-in before the next change.
+    #[serde(default)]
+    pub scale_in_after_s: Option<f64>,
+    /// For a decrease: seconds from the change to the engine's last scale-in before the next change, when
+    /// no scale-out followed it (the count then held); `None` when it never scaled in, or went back out.
+    #[serde(default)]
+    pub settled_after_s: Option<f64>,
     /// Whether the depth went above the target after this change (and before the next).
     pub left_band: bool,
     /// Seconds from the change until the depth was back at or under the target, when it had left the band;
@@ -38,6 +57,9 @@ pub struct Scorecard {
     pub reactions: Vec<Reaction>,
     /// The slowest first scale-out over the changes that had one.
     pub worst_scale_out_s: Option<f64>,
+    /// The slowest first scale-in over the decreases that had one.
+    #[serde(default)]
+    pub worst_scale_in_s: Option<f64>,
     /// The slowest return into the band over the changes that left it.
     pub worst_back_in_band_s: Option<f64>,
     /// The most messages above the target at any sample (0 when it never went above).
@@ -57,7 +79,21 @@ pub struct Scorecard {
     /// Busy slot-seconds ÷ consumer-seconds (0..1 with one slot per consumer); `None` without busy figures.
     pub utilisation: Option<f64>,
     pub max_consumers: usize,
+    /// Consumer counts set by hand during the run: their changes are not graded as the engine's.
+    #[serde(default)]
+    pub manual_changes: usize,
     pub lost: Option<u64>,
+}
+
+/// How the engine moved the consumer count from sample `i - 1` to sample `i`: `Equal` when it did not, or
+/// when a manual event in between did it.
+fn engine_step(s: &[Sample], manual: &[ManualEvent], i: usize) -> Ordering {
+    let by_hand = manual.iter().any(|m| m.t > s[i - 1].t && m.t <= s[i].t);
+    if by_hand {
+        Ordering::Equal
+    } else {
+        s[i].consumers.cmp(&s[i - 1].consumers)
+    }
 }
 
 /// Grades a run. Pure: the same series always gives the same scorecard.
@@ -91,11 +127,11 @@ pub fn score(series: &Series) -> Scorecard {
         .unwrap_or(0);
     let mut direction_changes = 0;
     let mut last_dir = 0i8;
-    for w in s.windows(2) {
-        let dir = match w[1].consumers.cmp(&w[0].consumers) {
-            std::cmp::Ordering::Greater => 1,
-            std::cmp::Ordering::Less => -1,
-            std::cmp::Ordering::Equal => continue,
+    for i in 1..s.len() {
+        let dir = match engine_step(s, &series.manual, i) {
+            Ordering::Greater => 1,
+            Ordering::Less => -1,
+            Ordering::Equal => continue,
         };
         if last_dir != 0 && dir != last_dir {
             direction_changes += 1;
@@ -112,7 +148,12 @@ pub fn score(series: &Series) -> Scorecard {
                 .get(i + 1)
                 .copied()
                 .unwrap_or(f64::INFINITY);
-            reaction(s, target, c, until)
+            let direction = series
+                .change_directions
+                .get(i)
+                .copied()
+                .unwrap_or(Direction::Up);
+            reaction(s, &series.manual, target, (c, direction), until)
         })
         .collect();
     let busy = s.last().and_then(|x| x.busy_s);
@@ -122,6 +163,7 @@ pub fn score(series: &Series) -> Scorecard {
         target,
         band_low: series.band_low,
         worst_scale_out_s: worst(|r| r.scale_out_after_s),
+        worst_scale_in_s: worst(|r| r.scale_in_after_s),
         worst_back_in_band_s: worst(|r| r.back_in_band_after_s),
         reactions,
         peak_overshoot,
@@ -144,6 +186,7 @@ pub fn score(series: &Series) -> Scorecard {
             .filter(|_| consumer_seconds > 0.0)
             .map(|b| b / consumer_seconds),
         max_consumers: s.iter().map(|x| x.consumers).max().unwrap_or(0),
+        manual_changes: series.manual.len(),
         lost: series.lost,
     }
 }
@@ -153,13 +196,39 @@ fn ms(secs: f64) -> f64 {
     (secs * 1000.0).round() / 1000.0
 }
 
-/// The engine's answer to the change at `change`, looking only at samples before `until` (the next change).
-fn reaction(s: &[Sample], target: u64, change: f64, until: f64) -> Reaction {
+/// The engine's answer to the change at `change` (which way the load moved), looking only at samples before
+/// `until` (the next change).
+fn reaction(
+    s: &[Sample],
+    manual: &[ManualEvent],
+    target: u64,
+    (change, direction): (f64, Direction),
+    until: f64,
+) -> Reaction {
     let window = |i: &usize| s[*i].t >= change && s[*i].t < until;
-    let scale_out_after_s = (1..s.len())
+    let steps: Vec<(usize, Ordering)> = (1..s.len())
         .filter(window)
-        .find(|&i| s[i].consumers > s[i - 1].consumers)
-        .map(|i| ms(s[i].t - change));
+        .map(|i| (i, engine_step(s, manual, i)))
+        .filter(|(_, o)| *o != Ordering::Equal)
+        .collect();
+    let after = |i: usize| ms(s[i].t - change);
+    let first = |want: Ordering| {
+        steps
+            .iter()
+            .find(|(_, o)| *o == want)
+            .map(|&(i, _)| after(i))
+    };
+    let (scale_out_after_s, scale_in_after_s, settled_after_s) = match direction {
+        Direction::Up => (first(Ordering::Greater), None, None),
+        Direction::Down => (
+            None,
+            first(Ordering::Less),
+            steps
+                .last()
+                .filter(|(_, o)| *o == Ordering::Less)
+                .map(|&(i, _)| after(i)),
+        ),
+    };
     let left = (0..s.len())
         .filter(window)
         .find(|&i| s[i].depth.is_some_and(|d| d > target));
@@ -171,7 +240,10 @@ fn reaction(s: &[Sample], target: u64, change: f64, until: f64) -> Reaction {
     });
     Reaction {
         change_s: change,
+        direction,
         scale_out_after_s,
+        scale_in_after_s,
+        settled_after_s,
         left_band: left.is_some(),
         back_in_band_after_s,
     }
@@ -189,6 +261,8 @@ mod tests {
             band_low: 7,
             shape: None,
             changes_s: vec![0.0],
+            change_directions: Vec::new(),
+            manual: Vec::new(),
             consumed: 0,
             lost: None,
             samples: points
@@ -221,13 +295,69 @@ mod tests {
             c.reactions,
             vec![Reaction {
                 change_s: 0.5,
+                direction: Direction::Up,
                 scale_out_after_s: Some(1.5),
+                scale_in_after_s: None,
+                settled_after_s: None,
                 left_band: true,
                 back_in_band_after_s: Some(3.5),
             }]
         );
         assert_eq!(c.worst_scale_out_s, Some(1.5));
         assert_eq!(c.worst_back_in_band_s, Some(3.5));
+    }
+
+    #[test]
+    fn a_decrease_is_graded_by_its_scale_in_never_by_a_scale_out() {
+        // The step scenario's shape: up at 0 s, down at 10 s. After the step down a consumer is added at 10.4 s
+        // (the backlog of the high load), then two removed at 12 s and 14 s, and the count holds.
+        let mut s = series(&[
+            (0.0, 0, 1),
+            (2.0, 30, 3),
+            (10.0, 30, 3),
+            (10.4, 30, 4),
+            (12.0, 5, 3),
+            (14.0, 0, 2),
+            (16.0, 0, 2),
+        ]);
+        s.changes_s = vec![0.0, 10.0];
+        s.change_directions = vec![Direction::Up, Direction::Down];
+        let c = score(&s);
+        let down = &c.reactions[1];
+        assert_eq!(down.direction, Direction::Down);
+        assert_eq!(down.scale_out_after_s, None, "{down:?}");
+        assert_eq!(down.scale_in_after_s, Some(2.0));
+        assert_eq!(down.settled_after_s, Some(4.0));
+        // The worst scale-out is the increase's (2 s), not the 0.4 s after the decrease.
+        assert_eq!(c.reactions[0].scale_out_after_s, Some(2.0));
+        assert_eq!(c.worst_scale_out_s, Some(2.0));
+        assert_eq!(c.worst_scale_in_s, Some(2.0));
+        // A decrease followed by a scale-out that is never undone has not settled.
+        s.samples[6].consumers = 5;
+        assert_eq!(score(&s).reactions[1].settled_after_s, None);
+    }
+
+    #[test]
+    fn manual_changes_are_not_credited_to_the_engine() {
+        // A key pressed at 1.5 s adds the consumer seen at 2 s; the engine itself adds one at 3 s.
+        let mut s = series(&[
+            (0.0, 50, 1),
+            (1.0, 50, 1),
+            (2.0, 50, 2),
+            (3.0, 40, 3),
+            (4.0, 0, 3),
+        ]);
+        s.manual = vec![ManualEvent {
+            t: 1.5,
+            consumers: 2,
+            source: "key +".into(),
+        }];
+        let c = score(&s);
+        assert_eq!(c.reactions[0].scale_out_after_s, Some(3.0));
+        assert_eq!(c.manual_changes, 1);
+        // Without the record, the key's consumer is graded as the engine's answer.
+        s.manual.clear();
+        assert_eq!(score(&s).reactions[0].scale_out_after_s, Some(2.0));
     }
 
     #[test]

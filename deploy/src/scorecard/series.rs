@@ -2,6 +2,9 @@
 //! load it faced. The demo writes one as `series.json`; `scorecard --watch` records one from the outside. The
 //! scoring reads nothing else, so a figure can always be recomputed from the file.
 
+use std::time::Duration;
+
+use common::shape::Shape;
 use serde::{Deserialize, Serialize};
 
 /// One observation, taken once per interval.
@@ -42,6 +45,14 @@ pub struct Series {
     /// Offsets (s) where the load changes: the moments the engine must react to (`Shape::changes`).
     #[serde(default)]
     pub changes_s: Vec<f64>,
+    /// Whether the load went up or down at each of `changes_s` (same order). A decrease is graded by the
+    /// scale-in that should follow it, an increase by the scale-out. Missing (older files): all count as up.
+    #[serde(default)]
+    pub change_directions: Vec<Direction>,
+    /// Consumer counts set by hand (the demo's `+` and `-` keys, or a manual schedule's steps): these changes
+    /// are not the engine's, so the grading never credits it with them, and the chart marks them.
+    #[serde(default)]
+    pub manual: Vec<ManualEvent>,
     /// Messages consumed in the run (the audit's count, or the shape's integral when watched from outside).
     #[serde(default)]
     pub consumed: u64,
@@ -51,8 +62,67 @@ pub struct Series {
     pub samples: Vec<Sample>,
 }
 
+/// Which way the load moved at a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// A consumer count set by hand rather than by the engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManualEvent {
+    /// Seconds from the start of the run, on the samples' clock.
+    pub t: f64,
+    /// The consumer count asked for.
+    pub consumers: usize,
+    /// What did it, for the chart and the record: `key +`, `key -`, `schedule`.
+    pub source: String,
+}
+
+/// The moments a shape's load changes and which way it moves at each: the load over the second after the
+/// change (bursts included, as the messages they add) against the rate just before it.
+pub fn changes_of(shape: &Shape) -> (Vec<f64>, Vec<Direction>) {
+    let changes: Vec<f64> = shape.changes().iter().map(Duration::as_secs_f64).collect();
+    let directions = changes
+        .iter()
+        .map(|&c| {
+            // Just before the change; nothing before the run's start.
+            let before = if c > 0.0 {
+                shape.rate_at_secs(c - 1e-3)
+            } else {
+                0.0
+            };
+            let after = shape.sent_by_secs(c + 1.0) - shape.sent_by_secs((c - 1e-6).max(0.0));
+            if after < before {
+                Direction::Down
+            } else {
+                Direction::Up
+            }
+        })
+        .collect();
+    (changes, directions)
+}
+
 /// The Microscaling engine's scale-in threshold: 70 % of the target depth (its
 /// `queueLengthExceedingPercent`), rounded down.
 pub fn band_low(target: u64) -> u64 {
     target * 7 / 10
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_down_is_a_decrease_and_a_burst_an_increase() {
+        let shape = Shape::parse("step:50,200@10s,40@20s").unwrap();
+        assert_eq!(
+            changes_of(&shape),
+            (vec![10.0, 20.0], vec![Direction::Up, Direction::Down])
+        );
+        let shape = Shape::parse("const:20+burst:2000@10s").unwrap();
+        assert_eq!(changes_of(&shape).1.last(), Some(&Direction::Up));
+    }
 }

@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use super::score::Scorecard;
+use super::series::Direction;
 
 fn secs(v: Option<f64>) -> String {
     v.map_or_else(|| "—".into(), |s| format!("{s:.1}s"))
@@ -13,7 +14,7 @@ fn secs(v: Option<f64>) -> String {
 /// # Errors
 /// When `out` cannot be written.
 pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
-    let rows: [(&str, String); 11] = [
+    let rows: [(&str, String); 12] = [
         (
             "run",
             format!(
@@ -22,6 +23,7 @@ pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
             ),
         ),
         ("worst time to scale out", secs(c.worst_scale_out_s)),
+        ("worst time to scale in", secs(c.worst_scale_in_s)),
         ("worst time back in band", secs(c.worst_back_in_band_s)),
         (
             "peak overshoot",
@@ -68,13 +70,29 @@ pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
         writeln!(out, "  {name:<26} {value}")?;
     }
     for r in &c.reactions {
+        match r.direction {
+            Direction::Up => writeln!(
+                out,
+                "  load up at   {:>6.1}s   scale-out after {:>6}   back in band after {:>6}{}",
+                r.change_s,
+                secs(r.scale_out_after_s),
+                secs(r.back_in_band_after_s),
+                if r.left_band { "" } else { " (never left it)" }
+            )?,
+            Direction::Down => writeln!(
+                out,
+                "  load down at {:>6.1}s   scale-in after  {:>6}   settled after      {:>6}",
+                r.change_s,
+                secs(r.scale_in_after_s),
+                secs(r.settled_after_s),
+            )?,
+        }
+    }
+    if c.manual_changes > 0 {
         writeln!(
             out,
-            "  load change at {:>6.1}s   scale-out after {:>6}   back in band after {:>6}{}",
-            r.change_s,
-            secs(r.scale_out_after_s),
-            secs(r.back_in_band_after_s),
-            if r.left_band { "" } else { " (never left it)" }
+            "  {} consumer change(s) made by hand: not graded as the engine's",
+            c.manual_changes
         )?;
     }
     Ok(())

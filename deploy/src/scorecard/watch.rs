@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::queue::Queue;
 use common::shape::Shape;
 
-use super::series::{Sample, Series, band_low};
+use super::series::{Sample, Series, band_low, changes_of};
 use super::sources::ConsumerSource;
 
 /// What to watch and for how long.
@@ -92,15 +92,15 @@ pub async fn record(
     let end = samples
         .last()
         .map_or(Duration::ZERO, |s| Duration::from_secs_f64(s.t));
+    let (changes_s, change_directions) = w.shape.map(changes_of).unwrap_or_default();
     let series = Series {
         title: None,
         target: w.target,
         band_low: band_low(w.target),
         shape: w.shape.map(ToString::to_string),
-        changes_s: w
-            .shape
-            .map(|s| s.changes().iter().map(Duration::as_secs_f64).collect())
-            .unwrap_or_default(),
+        changes_s,
+        change_directions,
+        manual: Vec::new(),
         consumed: w.shape.map_or(0, |s| s.sent_by(end).round() as u64),
         lost: None,
         samples,

@@ -12,28 +12,33 @@
 //! children, applies the schedule and draws the progress, until the phase's condition holds. A child that
 //! exits without being asked to, or fails, stops the demo with its log; every child is killed if the demo
 //! returns early, whatever the reason.
+//!
+//! [`processes`] starts, reaps and stops the children; [`measure`] reads their figures, records the series
+//! and sums the run up.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod measure;
+mod processes;
 
 use anyhow::{Context, anyhow};
 use common::queue::{self, Depth, Queue};
 use common::shutdown::Shutdown;
-use serde_json::Value;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::MissedTickBehavior;
 
 use super::Config;
 use super::autoscale::Autoscale;
-use super::child::{Binaries, ChildProc, Event, Role, State};
-use super::console::{Console, Figures, Phase};
+use super::child::{Binaries, ChildProc, Event, Role};
+use super::console::{Console, Phase};
 use super::keys::{self, Key, Keys};
-use super::report::{E2e, Files, Summary};
+use super::record::{Recorder, write_scorecard};
+use super::report::{Files, Summary, header};
 use super::schedule::MAX_CONSUMERS;
-use crate::audit::{self, Audit};
-use crate::scorecard::{self, Sample, Series};
 
 /// How often the loop reaps children, applies the schedule and checks phase conditions.
 const STEP: Duration = Duration::from_millis(100);
@@ -81,26 +86,22 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         .await
         .with_context(|| format!("cannot create the demo's queue {url:?}"))?;
     let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
+    hang_up_stops(&shutdown).context("cannot install the SIGHUP handler")?;
+    let json = match &config.json {
+        Some(path) => Some(Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create --json file {}", path.display()))?,
+        ) as Box<dyn Write + Send>),
+        // On a terminal the live view is all there is: JSON lines there would scroll it away.
+        None if std::io::stdout().is_terminal() => None,
+        None => Some(Box::new(std::io::stdout()) as Box<dyn Write + Send>),
+    };
+    // The producer's stdout, kept so that `audit` can re-run on a kept directory.
+    let producer_out = std::fs::File::create(dir.join(PRODUCER_OUT))
+        .with_context(|| format!("cannot create {}", dir.join(PRODUCER_OUT).display()))?;
     let keys = Keys::start().context("cannot read keys from the terminal")?;
-    let mut console = Console::new();
-    let load = match &config.shape {
-        Some(shape) => format!("shape {shape}"),
-        None => format!("{} msgs/s", config.rate),
-    };
-    let consumers = match &config.autoscale {
-        Some(a) => format!("autoscaled ({a})"),
-        None => config.consumers.to_string(),
-    };
-    console.note(&format!(
-        "demo: producer at {load} for {}, consumers {consumers} (work {}), {}; files in {}",
-        humantime::format_duration(config.duration),
-        config.work,
-        match config.remainder_threads {
-            Some(n) => format!("remainder with {n} thread(s)"),
-            None => "no remainder".into(),
-        },
-        dir.display()
-    ));
+    let mut console = Console::new(json);
+    console.note(&header(&config, &dir));
     if keys.is_some() {
         console.set_legend(keys::LEGEND);
     }
@@ -133,7 +134,8 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         producer_started: launched,
         next_scale: launched,
         next_remainder: 1,
-        samples: Vec::new(),
+        recorder: Recorder::default(),
+        producer_out: Some(producer_out),
         warnings: Vec::new(),
         not_json_reported: Vec::new(),
     };
@@ -148,7 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
             Err(e)
         }
     };
-    let failed = summary.is_err();
+    let failed = summary.as_ref().map_or(true, |s| !s.succeeded());
     // Kept on failure whatever --keep says: the logs are what explains it.
     let files = if config.keep || failed {
         Files::Kept(tmp.keep())
@@ -159,10 +161,10 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     match summary {
         Ok(mut s) => {
             s.files = files;
-            s.emit(launched);
+            demo.console.emit(s.line(launched));
             let _ = s.write_report(&mut std::io::stderr().lock());
-            if let Some(a) = &config.autoscale {
-                write_scorecard(&config, a, &s, std::mem::take(&mut demo.samples))?;
+            if let Some(out) = &config.scorecard_dir {
+                write_scorecard(&config, out, &s, std::mem::take(&mut demo.recorder))?;
             }
             Ok(s)
         }
@@ -173,43 +175,19 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     }
 }
 
-/// Grades the autoscaler's run and writes the series, the scorecard and the chart to --scorecard-dir.
-fn write_scorecard(
-    config: &Config,
-    a: &Autoscale,
-    s: &Summary,
-    samples: Vec<Sample>,
-) -> anyhow::Result<()> {
-    let title = format!(
-        "{}: local autoscaler {a}",
-        config.scenario.as_deref().unwrap_or("demo")
-    );
-    let series = Series {
-        title: Some(title.clone()),
-        target: a.target,
-        band_low: a.band_low(),
-        shape: config.shape.as_ref().map(ToString::to_string),
-        changes_s: config
-            .shape
-            .as_ref()
-            .map(|sh| sh.changes().iter().map(Duration::as_secs_f64).collect())
-            .unwrap_or_else(|| vec![0.0]),
-        consumed: s.audit.totals.consumed,
-        lost: Some(s.lost()),
-        samples,
-    };
-    let (card, out) = scorecard::write_all(&config.scorecard_dir, &series, &title)
-        .context("cannot write the scorecard")?;
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "scorecard ({}):", config.scorecard_dir.display());
-    let _ = scorecard::table::write(&mut err, &card);
-    let _ = writeln!(
-        err,
-        "  files  {}, {}, {}",
-        out.series.display(),
-        out.scorecard.display(),
-        out.chart.display()
-    );
+/// The file in the demo's directory holding the producer's stdout (its stats lines), for `audit --producer`.
+pub const PRODUCER_OUT: &str = "producer.jsonl";
+
+/// Closing the terminal (SIGHUP) stops the demo as a second Ctrl-C would: at once, without a drain nobody
+/// is there to watch, but still stopping every child and removing the temporary directory.
+fn hang_up_stops(shutdown: &Shutdown) -> std::io::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        if hup.recv().await.is_some() {
+            s.force();
+        }
+    });
     Ok(())
 }
 
@@ -251,8 +229,10 @@ struct Demo<'a> {
     next_scale: Instant,
     /// The number the next remainder gets.
     next_remainder: usize,
-    /// The time series the scorecard grades, one sample per progress tick (with --autoscale).
-    samples: Vec<Sample>,
+    /// The time series the scorecard grades, and the consumer counts set by hand.
+    recorder: Recorder,
+    /// Where the producer's stats lines are copied (`None` once writing failed: reported once).
+    producer_out: Option<std::fs::File>,
     warnings: Vec<String>,
     /// Children already reported for writing a non-JSON stdout line (reported once each).
     not_json_reported: Vec<usize>,
@@ -362,10 +342,12 @@ impl Demo<'_> {
             })
             .await?;
         if self.shutdown.is_forced() {
-            self.warn("drain skipped on request: messages still queued count as lost".into());
+            self.warn(
+                "drain skipped on request: messages still queued are left in the queue".into(),
+            );
         } else if !drained {
             self.warn(format!(
-                "the queue did not drain within --drain-timeout {}: messages still queued count as lost",
+                "the queue did not drain within --drain-timeout {}: messages still queued are left in it",
                 humantime::format_duration(self.config.drain_timeout)
             ));
         }
@@ -374,37 +356,6 @@ impl Demo<'_> {
         self.phase = Phase::Stopping;
         self.stop_all(STOP_GRACE).await?;
         Ok(reason)
-    }
-
-    /// After a failure: stops every child quickly, reporting nothing more.
-    async fn abort(&mut self) {
-        self.phase = Phase::Stopping;
-        // Errors here would only repeat the failure being reported.
-        let _ = self.stop_all(ABORT_GRACE).await;
-    }
-
-    /// SIGTERM to every running child, SIGKILL to those still running after `grace`.
-    async fn stop_all(&mut self, grace: Duration) -> anyhow::Result<()> {
-        for c in &mut self.children {
-            c.terminate();
-        }
-        let all_done = |d: &Demo<'_>| d.children.iter().all(ChildProc::finished);
-        if self.run_until(Instant::now() + grace, all_done).await? {
-            return Ok(());
-        }
-        let mut killed = Vec::new();
-        for c in self.children.iter_mut().filter(|c| !c.has_exited()) {
-            c.kill();
-            killed.push(c.role);
-        }
-        for role in killed {
-            self.warn(format!(
-                "{role} did not stop within {grace:?} of SIGTERM: killed"
-            ));
-        }
-        // After SIGKILL, stdout closes with the process; wait for both, briefly.
-        self.run_until(Instant::now() + KILL_WAIT, all_done).await?;
-        Ok(())
     }
 
     /// The event loop: runs until `done` holds (returns true) or `deadline` passes (returns false).
@@ -448,6 +399,14 @@ impl Demo<'_> {
             }
             let figures = self.figures();
             self.console.tick(&figures, self.started);
+            // Without the autoscaler (which samples at its decisions), the series takes one sample a second,
+            // until the final stop (as the autoscaler's does), which takes every consumer away.
+            if self.config.autoscale.is_none()
+                && self.config.scorecard_dir.is_some()
+                && self.phase != Phase::Stopping
+            {
+                self.record(&figures);
+            }
             self.next_progress += PROGRESS;
             // Never a burst of catch-up lines after a stall.
             if self.next_progress < Instant::now() {
@@ -459,6 +418,7 @@ impl Demo<'_> {
             let steps = &self.config.consumers.steps;
             while let Some(s) = steps.get(self.next_step).filter(|s| s.at <= elapsed) {
                 self.set_target(s.count);
+                self.recorder.manual(self.series_t(), s.count, "schedule");
                 self.next_step += 1;
             }
         }
@@ -478,6 +438,13 @@ impl Demo<'_> {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Stats(id, v) => {
+                if self
+                    .children
+                    .get(id)
+                    .is_some_and(|c| c.role == Role::Producer)
+                {
+                    self.copy_producer_line(&v);
+                }
                 let Some(c) = self.children.get_mut(id) else {
                     return;
                 };
@@ -507,11 +474,17 @@ impl Demo<'_> {
 
     fn on_key(&mut self, key: Key) -> anyhow::Result<()> {
         match key {
-            Key::AddConsumer if self.target < MAX_CONSUMERS => self.set_target(self.target + 1),
+            Key::AddConsumer if self.target < MAX_CONSUMERS => {
+                self.set_target(self.target + 1);
+                self.by_hand("key +");
+            }
             Key::AddConsumer => self.console.note(&format!(
                 "already {MAX_CONSUMERS} consumers: that is the most"
             )),
-            Key::RemoveConsumer => self.set_target(self.target.saturating_sub(1)),
+            Key::RemoveConsumer => {
+                self.set_target(self.target.saturating_sub(1));
+                self.by_hand("key -");
+            }
             // The first stop request stops gracefully; the second hurries (skips the drain).
             Key::Stop if self.shutdown.is_requested() => {
                 self.console.note("stopping at once: skipping the drain");
@@ -543,9 +516,12 @@ impl Demo<'_> {
         let floor = usize::from(self.phase == Phase::Draining && depth > 0);
         let next = a.decide(depth, self.target, floor);
         if next != self.target {
+            // One short line per change: the processes it starts and stops are not announced one by one.
             self.console.note(&format!(
-                "autoscaler: depth {depth} (target {}): {} → {next} consumer(s)",
-                a.target, self.target
+                "{:>6.1}s autoscaler: depth {depth} (target {}), consumers {} → {next}",
+                self.started.elapsed().as_secs_f64(),
+                a.target,
+                self.target
             ));
             self.set_target(next);
             self.reconcile()?;
@@ -553,35 +529,6 @@ impl Demo<'_> {
         let figures = self.figures();
         self.record(&figures);
         Ok(())
-    }
-
-    /// Appends one sample of the time series: the depth just read, the processes running now, the producer's
-    /// and the consumers' latest figures.
-    fn record(&mut self, f: &Figures) {
-        let running = |want: fn(&Role) -> bool| {
-            self.children
-                .iter()
-                .filter(|c| want(&c.role) && c.is_running())
-                .count()
-        };
-        let consumers = running(|r| matches!(r, Role::Consumer(_)));
-        let remainders = running(|r| matches!(r, Role::Remainder(_)));
-        // Every consumer's busy time so far, the finished ones' included (their summary has the final figure).
-        let busy: Vec<f64> = self
-            .children
-            .iter()
-            .filter(|c| matches!(c.role, Role::Consumer(_)))
-            .filter_map(|c| c.summary.as_ref().or(c.latest.as_ref()))
-            .filter_map(|v| v["busy_s"].as_f64())
-            .collect();
-        self.samples.push(Sample {
-            t: (self.producer_started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-            depth: f.depth.map(|d| d.total()),
-            consumers,
-            remainders,
-            produce_rate: f.produce_rate,
-            busy_s: (!busy.is_empty()).then(|| busy.iter().sum()),
-        });
     }
 
     /// Sets how many consumers should run (from the schedule or a key).
@@ -608,8 +555,11 @@ impl Demo<'_> {
         for &i in running.iter().skip(self.target).rev() {
             let c = &mut self.children[i];
             c.terminate();
-            let msg = format!("{} stopping (SIGTERM: it drains and exits)", c.role);
-            self.console.note(&msg);
+            // Under the autoscaler its decision line says it all.
+            if self.config.autoscale.is_none() {
+                let msg = format!("{} stopping (SIGTERM: it drains and exits)", c.role);
+                self.console.note(&msg);
+            }
         }
         for _ in running.len()..self.target {
             self.spawn_consumer()?;
@@ -639,111 +589,6 @@ impl Demo<'_> {
         Ok(())
     }
 
-    fn spawn_consumer(&mut self) -> anyhow::Result<()> {
-        let k = self.next_consumer;
-        self.next_consumer += 1;
-        let ledger = self
-            .dir
-            .join("ledgers")
-            .join(format!("consumer-{k}.ledger"));
-        let args = vec![
-            "--queue".to_string(),
-            self.url.clone(),
-            "--work".into(),
-            self.config.work.to_string(),
-            "--max-in-flight".into(),
-            self.config.max_in_flight.to_string(),
-            "--ledger".into(),
-            ledger.display().to_string(),
-            "--stats-interval".into(),
-            CHILD_STATS_INTERVAL.into(),
-        ];
-        let i = self.spawn(Role::Consumer(k), &args, Some(ledger))?;
-        // The first consumers start silently with the demo; later ones are news.
-        if self.launched_children {
-            let msg = format!(
-                "{} started (pid {})",
-                self.children[i].role, self.children[i].pid
-            );
-            self.console.note(&msg);
-        }
-        Ok(())
-    }
-
-    fn spawn_remainder(&mut self, threads: usize) -> anyhow::Result<()> {
-        let k = self.next_remainder;
-        self.next_remainder += 1;
-        let args = vec![
-            "--threads".to_string(),
-            threads.to_string(),
-            "--stats-interval".into(),
-            CHILD_STATS_INTERVAL.into(),
-        ];
-        self.spawn(Role::Remainder(k), &args, None)?;
-        Ok(())
-    }
-
-    /// Starts a child; returns its index.
-    fn spawn(
-        &mut self,
-        role: Role,
-        args: &[String],
-        ledger: Option<PathBuf>,
-    ) -> anyhow::Result<usize> {
-        let program = match role {
-            Role::Producer => &self.bins.producer,
-            Role::Consumer(_) => &self.bins.consumer,
-            Role::Remainder(_) => &self.bins.remainder,
-        };
-        let id = self.children.len();
-        let log = self
-            .dir
-            .join("logs")
-            .join(format!("{}.log", role.file_stem()));
-        let child = ChildProc::spawn(id, role, program, args, log, ledger, self.events_tx.clone())?;
-        self.children.push(child);
-        Ok(id)
-    }
-
-    /// Reaps exited children. A child that exits without being asked to (but the producer, when its run is
-    /// over), or fails while being stopped before
-    /// the final stop, is a failure of the demo. During the final stop a failure is only a warning: the run is
-    /// over, and the audit says whether it mattered.
-    fn reap(&mut self) -> anyhow::Result<()> {
-        for i in 0..self.children.len() {
-            let Some(before) = self.children[i].reap() else {
-                continue;
-            };
-            let c = &self.children[i];
-            let status = c.status().map(|s| s.to_string()).unwrap_or_default();
-            // A remainder holds nothing: one that the SIGTERM it was sent ends before its handler is in place
-            // (the autoscaler can stop one it has just started) has stopped, not failed.
-            let remainder_termed = matches!(c.role, Role::Remainder(_))
-                && c.status()
-                    .and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s))
-                    == Some(libc::SIGTERM);
-            let failed = c.status().is_some_and(|s| !s.success()) && !c.killed && !remainder_termed;
-            let failure = match before {
-                // The producer stops by itself at the end of its --duration.
-                State::Running if c.role == Role::Producer && !failed => None,
-                State::Running => Some(format!("{} exited unexpectedly ({status})", c.role)),
-                State::Stopping(_) if failed => {
-                    Some(format!("{} failed while stopping ({status})", c.role))
-                }
-                _ => None,
-            };
-            if let Some(f) = failure {
-                if self.phase == Phase::Stopping {
-                    let msg = format!("{f}; see {}", c.log.display());
-                    self.warn(msg);
-                } else {
-                    return Err(anyhow!("{f}; {}", c.log_tail()));
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn warn(&mut self, msg: String) {
         self.console.note(&format!("warning: {msg}"));
         self.warnings.push(msg);
@@ -751,109 +596,5 @@ impl Demo<'_> {
 
     async fn refresh_depth(&mut self) {
         self.depth = self.queue.depth().await.ok();
-    }
-
-    /// The figures of a progress tick, from the children's latest interval lines.
-    fn figures(&self) -> Figures {
-        let live = |c: &&ChildProc| !c.has_exited();
-        let latest = |c: &ChildProc, field: &str| c.latest.as_ref().map(|v| v[field].clone());
-        let f64_of = |v: Option<Value>| v.and_then(|v| v.as_f64()).unwrap_or(0.0);
-        let consumers = || {
-            self.children
-                .iter()
-                .filter(live)
-                .filter(|c| matches!(c.role, Role::Consumer(_)))
-        };
-        let of_role = |role: Role| self.children.iter().filter(live).find(|c| c.role == role);
-        Figures {
-            elapsed: self.started.elapsed(),
-            phase: self.phase,
-            depth: self.depth,
-            produce_rate: of_role(Role::Producer).map_or(0.0, |c| f64_of(latest(c, "rate"))),
-            // A fold from 0.0, not sum(): the sum of no f64 is -0.0, which would print as "-0".
-            consume_rate: (consumers()
-                .map(|c| f64_of(latest(c, "rate")))
-                .fold(0.0, |a, b| a + b)
-                * 10.0)
-                .round()
-                / 10.0,
-            consumers: consumers().filter(|c| c.is_running()).count(),
-            e2e_p99_us: consumers()
-                .filter_map(|c| latest(c, "e2e_p99_us").and_then(|v| v.as_u64()))
-                .max()
-                .unwrap_or(0),
-            remainder_units_per_s: self.config.remainder_threads.map(|_| {
-                self.children
-                    .iter()
-                    .filter(live)
-                    .filter(|c| matches!(c.role, Role::Remainder(_)))
-                    .map(|c| f64_of(latest(c, "units_per_s")))
-                    .fold(0.0, |a, b| a + b)
-            }),
-        }
-    }
-
-    /// Phase 5: the audit and the figures of the report.
-    async fn summarise(&mut self, stop_reason: String) -> anyhow::Result<Summary> {
-        self.refresh_depth().await;
-        let producer = self
-            .children
-            .iter()
-            .find(|c| c.role == Role::Producer)
-            .context("the demo has no producer")?;
-        let lines = [&producer.latest, &producer.summary]
-            .into_iter()
-            .flatten()
-            .map(Value::to_string);
-        let (records, warnings) = audit::records_from_lines("producer", lines)
-            .context("cannot audit: the producer reported nothing")?;
-        let mut audit = Audit::new(records);
-        for c in &self.children {
-            // A consumer killed before it opened its ledger acked nothing: no file is right.
-            if let Some(ledger) = c.ledger.as_deref().filter(|p| Path::exists(p)) {
-                audit.add_ledger(ledger)?;
-            }
-        }
-        let mut report = audit.report();
-        report.warnings.splice(0..0, warnings);
-        let consumers: Vec<&ChildProc> = self
-            .children
-            .iter()
-            .filter(|c| matches!(c.role, Role::Consumer(_)))
-            .collect();
-        // Over every remainder: units add up; units per second are per remainder, so they add up too only
-        // while they ran together — the total over the run's length is the honest figure.
-        let summaries: Vec<&Value> = self
-            .children
-            .iter()
-            .filter(|c| matches!(c.role, Role::Remainder(_)))
-            .filter_map(|c| c.summary.as_ref())
-            .collect();
-        let remainder = match summaries.as_slice() {
-            [] => None,
-            [one] => Some((
-                one["units"].as_u64().unwrap_or(0),
-                one["units_per_s"].as_f64().unwrap_or(0.0),
-            )),
-            many => {
-                let units: u64 = many.iter().map(|s| s["units"].as_u64().unwrap_or(0)).sum();
-                Some((
-                    units,
-                    units as f64 / self.started.elapsed().as_secs_f64().max(1e-3),
-                ))
-            }
-        };
-        Ok(Summary {
-            audit: report,
-            e2e: E2e::merge(consumers.iter().filter_map(|c| c.summary.as_ref())),
-            consumers_without_summary: consumers.iter().filter(|c| c.summary.is_none()).count(),
-            duration: self.launched.elapsed(),
-            consumers_max: self.consumers_max,
-            left_in_queue: self.depth.map(|d| d.total()),
-            stop_reason,
-            remainder,
-            files: Files::Removed,
-            warnings: std::mem::take(&mut self.warnings),
-        })
     }
 }
