@@ -8,6 +8,7 @@
 
 pub mod chart;
 pub mod demand;
+pub mod elasticity;
 pub mod score;
 pub mod series;
 pub mod sources;
