@@ -28,8 +28,8 @@
 //! υ   = 100 % · Σᵢ₌₁ⁿ⁻¹ min(|sgn Δsᵢ − sgn Δdᵢ|, 1) Δtᵢ / T,   Δsᵢ = sᵢ − sᵢ₋₁, Δtᵢ = tᵢ − tᵢ₋₁
 //! ```
 //!
-//! The paper normalises by `dₜ`; where the demand is 0 we divide by 1, so each idle consumer there counts
-//! 100 % (the paper leaves `dₜ = 0` open). Instability is the paper's `100/(T−1) Σₜ₌₂ᵀ …Δt`: its `T − 1` is
+//! The paper normalises by `dₜ`, which has no value where the demand is 0: there we divide by 1, so each
+//! idle consumer counts 100 %. Instability is the paper's `100/(T−1) Σₜ₌₂ᵀ …Δt`: its `T − 1` is
 //! the span of the `T − 1` intervals between `T` samples, `tₙ₋₁ − t₀` here. It is the share of the time in
 //! which supply and demand do not move the same way (one moves and the other does not, or they move apart).
 //! BUNGEE's own `Instability.java` (commit 61e9b4d) differs: it counts only `sgn Δs − sgn Δd > 0` and divides
@@ -42,6 +42,8 @@
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use super::series::Series;
 
 /// The elasticity metrics of one run. Units are in the field names; see the module documentation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +155,17 @@ pub fn metrics(
     })
 }
 
+/// The metrics of a recorded run against its demand (one value per sample, e.g. from
+/// [`super::demand::series_demand`]); the supply is each sample's consumers.
+///
+/// # Errors
+/// As [`metrics`].
+pub fn of_series(series: &Series, demand: &[u64]) -> Result<Elasticity, ElasticityError> {
+    let times: Vec<f64> = series.samples.iter().map(|s| s.t).collect();
+    let supply: Vec<usize> = series.samples.iter().map(|s| s.consumers).collect();
+    metrics(&times, demand, &supply)
+}
+
 /// −1, 0 or 1 (`f64::signum` gives 1 for 0, which is not the paper's sgn).
 fn sign(x: f64) -> f64 {
     if x > 0.0 {
@@ -165,7 +178,7 @@ fn sign(x: f64) -> f64 {
 }
 
 /// The weights of the elastic speedup's metrics. Only their proportions matter: they are divided by their
-/// sum. The default weighs each of the five equally, as the paper does by default.
+/// sum. The default weighs each of the five equally.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Weights {
     pub theta_under: f64,
@@ -456,6 +469,50 @@ mod tests {
             elastic_speedup_weighted(&perfect, &baseline, &none),
             20f64.powf(0.2),
         );
+    }
+
+    #[test]
+    fn a_recorded_series_is_graded_against_its_demand() {
+        use super::super::demand::series_demand;
+        use super::super::series::Sample;
+        let sample = |t: f64, consumers: usize| Sample {
+            t,
+            depth: Some(0),
+            consumers,
+            remainders: 0,
+            produce_rate: 0.0,
+            busy_s: None,
+        };
+        let series = Series {
+            title: None,
+            target: 50,
+            band_low: 35,
+            shape: Some("step:100,500@30s".into()),
+            changes_s: vec![30.0],
+            consumed: 0,
+            lost: None,
+            samples: vec![sample(0.0, 3), sample(30.0, 10), sample(60.0, 13)],
+        };
+        let (Ok(shape), Ok(work)) = (
+            common::shape::Shape::parse("step:100,500@30s"),
+            "sleep:100ms".parse::<common::work::WorkSpec>(),
+        ) else {
+            panic!("valid specs")
+        };
+        // Demand [3, 13, 13] (100 then 500 msgs/s × 0.1 s ÷ 4 slots, rounded up); supply [3, 10, 13].
+        let demand = series_demand(&series, &shape, &work, 4);
+        assert_eq!(demand, [3, 13, 13]);
+        let Ok(e) = of_series(&series, &demand) else {
+            panic!("valid series")
+        };
+        // 3 missing over [30,60) of 60 s: a_U = 90 / 60 = 1.5, τ_U = 0.5, θ_U = 100 · (3/13 · 30) / 60 = 11.54 %.
+        close(e.accuracy_under, 1.5);
+        close(e.timeshare_under, 0.5);
+        close(e.theta_under_pct, 100.0 * 3.0 / 13.0 * 30.0 / 60.0);
+        // Both rise at 30 s (same direction), and at 60 s supply rises 3 while demand stays: 30 of 60 s = 50 %.
+        close(e.instability_pct, 50.0);
+        // Supply moved 7 + 3 = 10, demand 10: jitter 0.
+        close(e.jitter_per_min, 0.0);
     }
 
     #[test]
