@@ -7,6 +7,8 @@
 //! - [`watch`]: recording a series from outside a run (`scorecard watch`).
 
 pub mod chart;
+pub mod demand;
+pub mod elasticity;
 pub mod score;
 pub mod series;
 pub mod sources;
