@@ -43,7 +43,17 @@ use self::codec::{Message, MessageId};
 use self::conn::{Conn, ConnectOptions, await_reply};
 pub use self::error::NsqError;
 use self::url::NsqUrl;
-use super::{AckOutcome, Delivery, Depth, Queue, QueueError, Receipt, ReceiptInner};
+pub use self::url::{BACKEND, NsqBackend};
+use super::{AckOutcome, Delivery, Depth, ErrorKind, Queue, QueueError, Receipt};
+
+/// This backend's receipt: the nsqd connection the message came on (FIN/REQ/TOUCH only work there) and
+/// nsqd's message id. `attempts` tells a redelivery of the same id apart from the delivery it was issued for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NsqReceipt {
+    generation: u64,
+    id: [u8; 16],
+    attempts: u16,
+}
 
 /// How long a publish waits for nsqd's OK.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -120,7 +130,7 @@ impl std::fmt::Debug for NsqQueue {
 }
 
 fn nsq_err(e: NsqError) -> QueueError {
-    QueueError::Nsq(e)
+    e.into()
 }
 
 impl NsqQueue {
@@ -130,7 +140,11 @@ impl NsqQueue {
     /// [`NsqError::Tls`] when `tls=true` and the CA file is unusable.
     pub fn new(url: NsqUrl) -> Result<NsqQueue, QueueError> {
         let tls = if url.tls {
-            Some(tls::TlsSettings::new(url.ca.as_deref()).map_err(nsq_err)?)
+            // At set-up, a TLS failure is an unusable CA file: a usage error, not a service that is down.
+            Some(
+                tls::TlsSettings::new(url.ca.as_deref())
+                    .map_err(|e| QueueError::new(ErrorKind::Invalid, e))?,
+            )
         } else {
             None
         };
@@ -383,14 +397,11 @@ impl NsqQueue {
         {
             let mut held = self.held_map();
             for r in receipts {
-                let ReceiptInner::Nsq {
+                let NsqReceipt {
                     generation,
                     id,
                     attempts,
-                } = &r.0
-                else {
-                    return Err(QueueError::WrongReceipt);
-                };
+                } = r.get::<NsqReceipt>()?;
                 let ours = conn.as_ref().is_some_and(|c| c.generation == *generation)
                     && held.get(id) == Some(attempts);
                 if ours {
@@ -435,15 +446,7 @@ impl Queue for NsqQueue {
         if bodies.is_empty() {
             return Ok(());
         }
-        self.publish_inner(&bodies).await.map_err(|e| match e {
-            // The suite-wide variant, so that producers treat every backend's limit alike.
-            NsqError::MessageTooBig { size, max } => QueueError::MessageTooLarge {
-                size,
-                limit: max as usize,
-                what: "nsqd's --max-msg-size (the URL's max_msg_size)".into(),
-            },
-            other => nsq_err(other),
-        })
+        self.publish_inner(&bodies).await.map_err(nsq_err)
     }
 
     async fn receive(
@@ -502,7 +505,7 @@ impl Queue for NsqQueue {
                 held.insert(m.id.0, m.attempts);
                 Delivery {
                     body: m.body,
-                    receipt: Receipt(ReceiptInner::Nsq {
+                    receipt: Receipt::new(NsqReceipt {
                         generation,
                         id: m.id.0,
                         attempts: m.attempts,
