@@ -37,8 +37,14 @@ enum Command {
     },
     /// Watch a run from outside: poll the queue's depth and the platform's consumer count, then grade.
     Watch {
-        /// The queue the engine reads, as a queue URL (sqlite:, nsq://, azure://).
-        #[arg(long, env = "QUEUE_URL", value_name = "URL")]
+        // The queue the engine reads; the help lists this build's queue URL forms, from the queue registry.
+        #[arg(
+            long,
+            env = "QUEUE_URL",
+            value_name = "URL",
+            help = common::queue::registry::help_short(),
+            long_help = common::queue::registry::help_long()
+        )]
         queue: String,
         /// Where the consumer count comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on the channel)
         /// or marathon:http://HOST:8080/APP_ID (the app's running tasks).
