@@ -24,6 +24,7 @@
 //! Connections are made lazily, so a producer or consumer starts even while nsqd is down, and made again
 //! after a failure on the next call (the binaries retry with back-off).
 
+mod chunks;
 pub mod codec;
 mod conn;
 mod error;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Mutex, mpsc};
 
+use self::chunks::chunks;
 use self::codec::{Message, MessageId};
 use self::conn::{Conn, ConnectOptions, await_reply};
 pub use self::error::NsqError;
@@ -421,25 +423,6 @@ impl NsqQueue {
     }
 }
 
-/// Splits bodies into runs whose MPUB body fits in `max_body`.
-fn chunks(bodies: &[Vec<u8>], max_body: usize) -> Vec<&[Vec<u8>]> {
-    let mut out = Vec::new();
-    let (mut start, mut size) = (0, 4);
-    for (i, b) in bodies.iter().enumerate() {
-        let add = 4 + b.len();
-        if i > start && size + add > max_body {
-            out.push(&bodies[start..i]);
-            start = i;
-            size = 4;
-        }
-        size += add;
-    }
-    if start < bodies.len() {
-        out.push(&bodies[start..]);
-    }
-    out
-}
-
 #[async_trait]
 impl Queue for NsqQueue {
     async fn publish(&self, bodies: Vec<Vec<u8>>) -> Result<(), QueueError> {
@@ -620,18 +603,5 @@ mod tests {
     fn secrets_are_redacted() {
         let s = Secret::new("hunter2".into());
         assert!(!format!("{s:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn batches_split_to_fit_the_body_limit() {
-        let bodies = vec![vec![0u8; 100]; 10];
-        let c = chunks(&bodies, 4 + 3 * 104);
-        assert_eq!(
-            c.iter().map(|c| c.len()).collect::<Vec<_>>(),
-            vec![3, 3, 3, 1]
-        );
-        assert_eq!(chunks(&bodies, 1 << 20).len(), 1);
-        let huge = vec![vec![0u8; 50]; 1];
-        assert_eq!(chunks(&huge, 10).len(), 1, "one message always goes alone");
     }
 }
