@@ -21,7 +21,7 @@ impl Backend for AzureBackend {
     }
 
     fn form(&self) -> &'static str {
-        "azure://ACCOUNT/QUEUE[?endpoint=URL&encoding=…&depth=…&auth=…&api-version=…]"
+        "azure://ACCOUNT/QUEUE[?endpoint=URL&…]"
     }
 
     fn summary(&self) -> &'static str {

@@ -34,7 +34,7 @@ impl Backend for NsqBackend {
     }
 
     fn form(&self) -> &'static str {
-        "nsq://HOST[:PORT]/TOPIC/CHANNEL[?http=…&lookupd=…&max_msg_size=…&tls=true&ca=FILE]"
+        "nsq://HOST[:PORT]/TOPIC/CHANNEL[?http=…&lookupd=…&tls=true…]"
     }
 
     fn summary(&self) -> &'static str {
