@@ -27,97 +27,51 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 /// The queue every role talks to.
 #[derive(Args, Clone, Debug)]
 pub struct QueueArgs {
-    /// Queue to use, as a URL: sqlite:PATH (an embedded queue in a file, shared by processes on one machine).
-    ///
-    /// The file is created when missing. Several producers and consumers may share one file.
-    #[arg(long, env = "QUEUE_URL", value_name = "URL")]
+    // The help is made from the registry, so that it lists exactly the backends this build has.
+    #[arg(
+        long,
+        env = "QUEUE_URL",
+        value_name = "URL",
+        help = crate::queue::registry::help_short(),
+        long_help = crate::queue::registry::help_long()
+    )]
     pub queue: Option<String>,
 }
 
 impl QueueArgs {
-    /// The queue URL, or an error that says how to give one. Without --queue/QUEUE_URL, the original demo's
-    /// NSQ variables are used when set (see [`nsq_url_from_legacy_env`]).
-    pub fn url(&self) -> Result<std::borrow::Cow<'_, str>, MissingQueue> {
-        if let Some(u) = self.queue.as_deref() {
-            return Ok(std::borrow::Cow::Borrowed(u));
-        }
-        if let Some(u) = nsq_url_from_legacy_env(|k| std::env::var(k).ok()) {
-            return Ok(std::borrow::Cow::Owned(u));
-        }
-        if let Some(u) = azure_url_from_legacy_env(|k| std::env::var(k).ok()) {
-            return Ok(std::borrow::Cow::Owned(u));
-        }
-        Err(MissingQueue)
+    /// The queue URL, parsed once: --queue/QUEUE_URL, else the first backend whose 2016 variables are set
+    /// (see [`crate::queue::Backend::url_from_legacy_env`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Invalid`](crate::queue::ErrorKind::Invalid): no queue given, or a URL that does not parse.
+    pub fn url(&self) -> Result<crate::queue::QueueUrl, crate::queue::QueueError> {
+        let url = match &self.queue {
+            Some(u) => u.clone(),
+            None => crate::queue::registry::url_from_legacy_env(&|k| std::env::var(k).ok())
+                .ok_or_else(|| {
+                    crate::queue::QueueError::new(crate::queue::ErrorKind::Invalid, MissingQueue)
+                })?,
+        };
+        crate::queue::QueueUrl::parse(&url)
     }
 }
 
-/// Builds an `nsq://` URL from the original demo's variables, when `MSS_QUEUE_ENDPOINT` or `MSS_TOPIC_NAME`
-/// is set: `MSS_QUEUE_ENDPOINT` (nsqd TCP, default 127.0.0.1:4150), `MSS_TOPIC_NAME` and `MSS_CHANNEL_NAME`
-/// (default `microscaling-demo`), `NSQ_STATS_ENDPOINT` (nsqd HTTP, default 127.0.0.1:4151; an
-/// `http://HOST:PORT/stats` form is accepted too). `get` reads a variable (the environment, or a test's map).
-pub fn nsq_url_from_legacy_env(get: impl Fn(&str) -> Option<String>) -> Option<String> {
-    let var = |k: &str| {
-        get(k)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let endpoint = var("MSS_QUEUE_ENDPOINT");
-    let topic = var("MSS_TOPIC_NAME");
-    if endpoint.is_none() && topic.is_none() {
-        return None;
-    }
-    let strip = |v: String| {
-        let v = v
-            .trim_start_matches("tcp://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/');
-        v.strip_suffix("/stats").unwrap_or(v).to_string()
-    };
-    let endpoint = endpoint
-        .map(strip)
-        .unwrap_or_else(|| "127.0.0.1:4150".into());
-    let stats = var("NSQ_STATS_ENDPOINT")
-        .map(strip)
-        .unwrap_or_else(|| "127.0.0.1:4151".into());
-    let topic = topic.unwrap_or_else(|| "microscaling-demo".into());
-    let channel = var("MSS_CHANNEL_NAME").unwrap_or_else(|| "microscaling-demo".into());
-    Some(format!("nsq://{endpoint}/{topic}/{channel}?http={stats}"))
-}
-
-/// Builds an `azure://ACCOUNT/QUEUE` URL from the original demo's variables, when
-/// `AZURE_STORAGE_ACCOUNT_NAME` or `AZURE_STORAGE_CONNECTION_STRING` is set: the account from the former, or
-/// from the connection string (whose endpoint the backend then uses), and the queue from
-/// `AZURE_STORAGE_QUEUE_NAME` (default `microscaling-demo`). The key stays in the environment
-/// (`AZURE_STORAGE_ACCOUNT_KEY` or the connection string), where the backend reads it: the URL, which is
-/// logged, never holds a secret. A malformed connection string still yields a URL, so that opening the queue
-/// reports what is wrong with it.
-pub fn azure_url_from_legacy_env(get: impl Fn(&str) -> Option<String>) -> Option<String> {
-    let var = |k: &str| {
-        get(k)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let named = var("AZURE_STORAGE_ACCOUNT_NAME");
-    let conn = var("AZURE_STORAGE_CONNECTION_STRING");
-    if named.is_none() && conn.is_none() {
-        return None;
-    }
-    let account = conn
-        .as_deref()
-        .and_then(|c| crate::queue::azure::ConnectionString::parse(c).ok())
-        .map(|c| c.account)
-        .or(named)
-        .unwrap_or_else(|| crate::queue::azure::DEV_ACCOUNT.to_string());
-    let queue = var("AZURE_STORAGE_QUEUE_NAME").unwrap_or_else(|| "microscaling-demo".into());
-    Some(format!("azure://{account}/{queue}"))
-}
-
-/// No queue URL was given.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "no queue given: pass --queue URL or set QUEUE_URL (for example --queue sqlite:./queue.db)"
-)]
+/// No queue URL was given. The text lists the forms this build knows.
+#[derive(Debug)]
 pub struct MissingQueue;
+
+impl Display for MissingQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no queue given: pass --queue URL or set QUEUE_URL, one of {} (for example --queue {})",
+            crate::queue::registry::forms(),
+            crate::queue::registry::example()
+        )
+    }
+}
+
+impl std::error::Error for MissingQueue {}
 
 /// How often stats lines are written.
 #[derive(Args, Clone, Debug)]
@@ -211,29 +165,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_original_nsq_variables_make_an_nsq_url() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
+    fn queue_help_and_the_missing_queue_error_list_every_backend_of_this_build() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Role {
+            #[command(flatten)]
+            queue: QueueArgs,
+        }
+        let mut cmd = Role::command();
+        let short = cmd.render_help().to_string();
+        let long = cmd.render_long_help().to_string();
+        let missing = MissingQueue.to_string();
+        let mut n = 0;
+        for b in crate::queue::registry::backends() {
+            n += 1;
+            for text in [&short, &long, &missing] {
+                assert!(text.contains(&format!("{}:", b.scheme())), "{text}");
             }
-        };
-        assert_eq!(nsq_url_from_legacy_env(vars(&[])), None);
-        assert_eq!(
-            nsq_url_from_legacy_env(vars(&[("MSS_TOPIC_NAME", "demo")])).as_deref(),
-            Some("nsq://127.0.0.1:4150/demo/microscaling-demo?http=127.0.0.1:4151")
-        );
-        assert_eq!(
-            nsq_url_from_legacy_env(vars(&[
-                ("MSS_QUEUE_ENDPOINT", "nsqd:4150"),
-                ("MSS_CHANNEL_NAME", "c"),
-                ("NSQ_STATS_ENDPOINT", "http://nsqd:4151/stats"),
-            ]))
-            .as_deref(),
-            Some("nsq://nsqd:4150/microscaling-demo/c?http=nsqd:4151")
-        );
+            assert!(
+                long.contains(b.summary().split(' ').next().unwrap_or("")),
+                "{long}"
+            );
+        }
+        assert!(n > 0, "this build has a backend");
     }
 
     #[test]

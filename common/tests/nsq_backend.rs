@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::queue::{self, Queue, QueueError};
+use common::queue::{self, Queue};
 use testkit::fake_nsqd::FakeNsqd;
 
 fn run<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -305,7 +305,6 @@ fn oversized_messages_and_bad_urls_are_clear_errors() {
             assert!(e.contains(needle), "{url}: {e}");
         }
     });
-    let _ = QueueError::WrongReceipt;
 }
 
 /// A one-route nsqlookupd: answers every request with `body`. Returns its address.

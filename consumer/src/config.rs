@@ -92,7 +92,8 @@ pub struct Args {
 /// A validated consumer run.
 #[derive(Debug)]
 pub struct Config {
-    pub queue_url: String,
+    /// The queue, parsed once here; opened by the run.
+    pub queue: common::queue::QueueUrl,
     pub max_in_flight: usize,
     pub batch: usize,
     /// Gives each message that carries no work its own, from --work.
@@ -144,8 +145,7 @@ fn parse_probability(s: &str) -> Result<f64, String> {
 impl Config {
     /// Checks every input before anything is opened.
     pub fn from_args(args: Args) -> anyhow::Result<Config> {
-        let queue_url = args.queue.url()?.to_string();
-        common::queue::QueueUrl::parse(&queue_url)?;
+        let queue = args.queue.url()?;
         let work = match args.work {
             Some(w) => w,
             None => match legacy_millis("MSS_CONSUMER_SLEEP_MS").map_err(anyhow::Error::msg)? {
@@ -167,7 +167,7 @@ impl Config {
             bail!("--stats-interval must be more than 0");
         }
         Ok(Config {
-            queue_url,
+            queue,
             max_in_flight: args.max_in_flight,
             batch: args.batch,
             work,

@@ -33,7 +33,7 @@ use common::clock::unix_micros;
 use common::envelope::{Envelope, format_run_id};
 use common::ledger::{Entry, LedgerWriter, Outcome};
 use common::metrics::{Counter, Exporter, Registry, SecondsCounter};
-use common::queue::{self, AckOutcome, Delivery, Queue, Receipt};
+use common::queue::{AckOutcome, Delivery, Queue, Receipt};
 use common::shutdown::Shutdown;
 use common::stats::{Kind, LatencyHistogram, Line, rate};
 use common::work::Work;
@@ -65,19 +65,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(addr) => Some(Exporter::bind(addr).await?),
         None => None,
     };
-    let queue = queue::open(&config.queue_url).await.with_context(|| {
-        format!(
-            "cannot open queue {:?}",
-            common::redact::url(&config.queue_url)
-        )
-    })?;
+    let queue = config
+        .queue
+        .open()
+        .await
+        .with_context(|| format!("cannot open queue {:?}", config.queue.to_string()))?;
     let ledger = config
         .ledger
         .as_deref()
         .map(LedgerWriter::open)
         .transpose()?;
     tracing::info!(queue = %queue.describe(), work = %config.work, max_in_flight = config.max_in_flight, "consuming");
-    let backend = common::metrics::backend_label(&queue::QueueUrl::parse(&config.queue_url)?);
+    let backend = config.queue.backend();
     let mut registry = common::metrics::registry("consumer", Some(backend));
     let metrics = Metrics::register(&mut registry, config.max_in_flight);
     if exporter.is_some() {

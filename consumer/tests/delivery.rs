@@ -213,6 +213,40 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     }
 }
 
+/// Every role names every backend of this build (Azure was missing): the `--queue` help, the error for an
+/// unknown scheme and the "no queue given" error all come from the queue registry.
+#[test]
+fn every_role_lists_every_scheme_of_this_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let forms = ["sqlite:PATH", "nsq://HOST", "azure://ACCOUNT/QUEUE"];
+    let cases: [(&[&str], i32, &[&str]); 4] = [
+        (&["-h"], 0, &forms),
+        (&["--help"], 0, &forms),
+        (
+            &["--queue", "kafka://broker/topic"],
+            2,
+            &["the schemes this build knows are sqlite, nsq and azure"],
+        ),
+        (&[], 2, &forms),
+    ];
+    for role in ["producer", "consumer"] {
+        for (args, code, needles) in cases {
+            let mut cmd = command(role);
+            cmd.current_dir(dir.path()).args(args);
+            let mut p = Proc::spawn(role, cmd);
+            let status = p.wait(Duration::from_secs(10));
+            let out = format!("{}\n{}", p.lines().join("\n"), p.stderr());
+            assert_eq!(status.code(), Some(code), "{role} {args:?}: {out}");
+            for needle in needles {
+                assert!(
+                    out.contains(needle),
+                    "{role} {args:?} should name {needle}: {out}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn legacy_sleep_variable_sets_the_work() {
     let dir = tempfile::tempdir().unwrap();

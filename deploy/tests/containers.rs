@@ -15,6 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::queue::QueueUrl;
+use common::queue::azure::AzureUrl;
+use common::queue::nsq::url::NsqUrl;
 use serde_json::Value;
 
 /// The binaries the image ships, as the Dockerfile's build stage names them (checked against the Dockerfile).
@@ -471,18 +473,20 @@ fn compose_queue_urls_parse_and_name_services_of_their_own_stack() {
             continue;
         };
         let parsed = QueueUrl::parse(url).unwrap_or_else(|e| panic!("service {name}: {e}"));
-        let hosts: Vec<String> = match &parsed {
-            QueueUrl::Nsq(u) => u
-                .tcp
+        let hosts: Vec<String> = if let Some(u) = parsed.settings::<NsqUrl>() {
+            u.tcp
                 .iter()
                 .chain(u.http.iter())
                 .chain(u.lookupd.iter())
                 .cloned()
-                .collect(),
-            QueueUrl::Azure(u) => u.endpoint.iter().cloned().collect(),
-            QueueUrl::Sqlite(_) => {
-                panic!("service {name}: a SQLite queue is not shared between containers")
-            }
+                .collect()
+        } else if let Some(u) = parsed.settings::<AzureUrl>() {
+            u.endpoint.iter().cloned().collect()
+        } else {
+            panic!(
+                "service {name}: a {} queue is not shared between containers",
+                parsed.backend()
+            )
         };
         assert!(!hosts.is_empty(), "service {name}: {url} names no server");
         for h in hosts {
@@ -1109,7 +1113,7 @@ fn keda_nsq_scaler_holds_the_channel_backlog_of_the_consumers_topic() {
     assert_eq!(t["type"], "nsq");
     let m = &t["metadata"];
     let (_, url) = consumer_of(&docs);
-    let QueueUrl::Nsq(url) = url else {
+    let Some(url) = url.settings::<NsqUrl>() else {
         panic!("the nsq variant's consumer does not use nsq")
     };
     assert_eq!(m["topic"], url.topic.as_str(), "the consumer's topic");
@@ -1153,7 +1157,7 @@ fn keda_azure_queue_scaler_reads_the_consumers_queue_with_its_own_connection_str
     assert_eq!(t["type"], "azure-queue");
     let m = &t["metadata"];
     let (c, url) = consumer_of(&docs);
-    let QueueUrl::Azure(url) = url else {
+    let Some(url) = url.settings::<AzureUrl>() else {
         panic!("the azure variant's consumer does not use azure")
     };
     assert_eq!(m["queueName"], url.queue.as_str(), "the consumer's queue");

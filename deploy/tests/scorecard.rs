@@ -348,3 +348,19 @@ fn scorecard_watch_with_nothing_to_read_fails_instead_of_grading() {
     assert!(!err.contains("hunter2"), "{err}");
     assert!(out.is_empty(), "{out}");
 }
+
+/// `scorecard watch --queue` lists every backend of this build, from the queue registry (Azure was missing
+/// from the roles' lists).
+#[test]
+fn watch_help_lists_every_scheme_of_this_build() {
+    for flag in ["-h", "--help"] {
+        let mut cmd = testkit::command("scorecard");
+        cmd.args(["watch", flag]);
+        let mut p = Proc::spawn("scorecard", cmd);
+        assert_eq!(p.wait(Duration::from_secs(10)).code(), Some(0));
+        let out = p.lines().join("\n");
+        for form in ["sqlite:PATH", "nsq://HOST", "azure://ACCOUNT/QUEUE"] {
+            assert!(out.contains(form), "{flag} should name {form}: {out}");
+        }
+    }
+}

@@ -108,7 +108,8 @@ pub struct Args {
 /// A validated producer run.
 #[derive(Debug)]
 pub struct Config {
-    pub queue_url: String,
+    /// The queue, parsed once here; opened by the run.
+    pub queue: common::queue::QueueUrl,
     /// The load shape; `None` sends as fast as the queue accepts (--rate 0).
     pub shape: Option<Shape>,
     /// This producer's part of the shape.
@@ -134,8 +135,7 @@ const MAX_SIZE: usize = 64 * 1024 * 1024;
 impl Config {
     /// Checks every input before anything is opened or sent.
     pub fn from_args(args: Args) -> anyhow::Result<Config> {
-        let queue_url = args.queue.url()?.to_string();
-        common::queue::QueueUrl::parse(&queue_url)?;
+        let queue = args.queue.url()?;
         let shape = match (&args.shape, args.rate) {
             (Some(spec), _) => {
                 Some(Shape::parse(spec).with_context(|| format!("invalid --shape {spec:?}"))?)
@@ -186,7 +186,7 @@ impl Config {
         };
         let seed = mix(args.seed.unwrap_or(run_id), args.producer_index);
         Ok(Config {
-            queue_url,
+            queue,
             duration: args
                 .duration
                 .or_else(|| shape.as_ref().and_then(Shape::natural_duration)),

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use common::clock::unix_micros;
 use common::envelope::{Envelope, format_run_id};
 use common::metrics::Exporter;
-use common::queue::{self, Queue, QueueError};
+use common::queue::{ErrorKind, Queue, QueueError};
 use common::shutdown::Shutdown;
 use common::stats::{Kind, LatencyHistogram, Line, rate};
 use common::work::{Work, WorkSampler, WorkSpec};
@@ -35,14 +35,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(addr) => Some(Exporter::bind(addr).await?),
         None => None,
     };
-    let queue = queue::open(&config.queue_url).await.with_context(|| {
-        format!(
-            "cannot open queue {:?}",
-            common::redact::url(&config.queue_url)
-        )
-    })?;
+    let queue = config
+        .queue
+        .open()
+        .await
+        .with_context(|| format!("cannot open queue {:?}", config.queue.to_string()))?;
     check_size(&config, queue.as_ref())?;
-    let backend = common::metrics::backend_label(&queue::QueueUrl::parse(&config.queue_url)?);
+    let backend = config.queue.backend();
     let (metrics, registry) = Metrics::new(backend);
     if let Some(exporter) = exporter {
         metrics
@@ -156,7 +155,8 @@ impl Batcher {
             }
             match self.queue.publish(bodies).await {
                 Ok(()) => return Outcome::Confirmed { sent_us, lateness },
-                Err(error @ QueueError::MessageTooLarge { .. }) => {
+                // Retrying cannot shrink a message: refused for good, on any backend.
+                Err(error) if error.kind() == ErrorKind::TooLarge => {
                     self.metrics.errors.inc();
                     return Outcome::Refused { first, n, error };
                 }

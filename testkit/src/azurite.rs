@@ -189,14 +189,16 @@ pub fn clear_credentials(cmd: &mut Command) -> &mut Command {
 }
 
 /// Opens an `azure://` URL in process with the account key (the test's own environment holds none).
-fn open_with_key(url: &str) -> common::queue::AzureQueue {
-    let parsed = match common::queue::QueueUrl::parse(url).expect("valid azure URL") {
-        common::queue::QueueUrl::Azure(u) => u,
-        other => panic!("not an azure URL: {other:?}"),
-    };
-    block_on(common::queue::AzureQueue::open_with_env(parsed, &|k| {
-        (k == "AZURE_STORAGE_ACCOUNT_KEY").then(|| KEY.to_string())
-    }))
+fn open_with_key(url: &str) -> common::queue::azure::AzureQueue {
+    let parsed = common::queue::QueueUrl::parse(url).expect("valid azure URL");
+    let parsed = parsed
+        .settings::<common::queue::azure::AzureUrl>()
+        .unwrap_or_else(|| panic!("not an azure URL: {parsed}"))
+        .clone();
+    block_on(common::queue::azure::AzureQueue::open_with_env(
+        parsed,
+        &|k| (k == "AZURE_STORAGE_ACCOUNT_KEY").then(|| KEY.to_string()),
+    ))
     .expect("open the Azurite queue")
 }
 

@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn gauges_are_absent_until_known_and_in_flight_only_where_told() {
-        let mut r = super::super::registry("producer", Some("sqlite"));
+        let mut r = super::super::registry("producer", Some("somequeue"));
         let g = DepthGauges::register(&mut r);
         let text = |r: &Registry| {
             let mut s = String::new();
@@ -136,7 +136,7 @@ mod tests {
         }));
         let t = text(&r);
         assert!(
-            t.contains(r#"mw_queue_visible_messages{role="producer",backend="sqlite"} 5"#),
+            t.contains(r#"mw_queue_visible_messages{role="producer",backend="somequeue"} 5"#),
             "{t}"
         );
         assert!(!t.contains("in_flight"), "{t}");
@@ -146,7 +146,7 @@ mod tests {
         }));
         assert!(
             text(&r)
-                .contains("mw_queue_in_flight_messages{role=\"producer\",backend=\"sqlite\"} 2")
+                .contains("mw_queue_in_flight_messages{role=\"producer\",backend=\"somequeue\"} 2")
         );
     }
 }

@@ -10,20 +10,37 @@
 //! - [`Queue::release`] gives a message back before its lease ends (on shutdown, or to retry later).
 //! - [`Queue::extend`] keeps a lease alive during long work.
 //! - [`Queue::depth`] is what a scaling engine reads; it must be cheap.
+//!
+//! Backends: each is one module that owns everything about itself (URL form and parsing, receipt, errors,
+//! depth, legacy variables, metric label) and is built in by the cargo feature of its scheme. This module holds
+//! the trait, the registry ([`REGISTRY`], one line per backend) and the dispatch ([`QueueUrl`]).
 
+mod error;
+mod receipt;
+pub mod registry;
+
+#[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "nsq")]
 pub mod nsq;
-mod sqlite;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use thiserror::Error;
 
-pub use azure::{AzureError, AzureQueue, AzureUrl};
-pub use sqlite::SqliteQueue;
+pub use error::{ErrorKind, QueueError};
+pub use receipt::Receipt;
+pub use registry::{Backend, OpenMode, QueueUrl, Target};
+
+/// Every backend of the source tree, in the order the 2016 variables are tried: one line each. A backend whose
+/// cargo feature is off keeps its line, so that asking for it says how to build it in.
+static REGISTRY: &[registry::Registration] = &[
+    registry::register!("sqlite", sqlite),
+    registry::register!("nsq", nsq),
+    registry::register!("azure", azure),
+];
 
 /// A message handed to a consumer, with what it needs to ack it.
 #[derive(Debug)]
@@ -32,31 +49,6 @@ pub struct Delivery {
     pub receipt: Receipt,
     /// How many times this message has been delivered, this time included (1 = first delivery).
     pub deliveries: u32,
-}
-
-/// Proof of a lease, needed to ack, release or extend a message. Opaque: only the backend that issued it
-/// can read it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Receipt(ReceiptInner);
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum ReceiptInner {
-    Sqlite {
-        id: i64,
-        token: i64,
-    },
-    /// The nsqd connection the message came on (FIN/REQ/TOUCH only work there) and nsqd's message id.
-    /// `attempts` tells a redelivery of the same id apart from the delivery a receipt was issued for.
-    Nsq {
-        generation: u64,
-        id: [u8; 16],
-        attempts: u16,
-    },
-    /// Azure: the message id and its latest pop receipt (each visibility update issues a new one).
-    Azure {
-        id: String,
-        pop: String,
-    },
 }
 
 /// The result of acking a batch.
@@ -80,60 +72,6 @@ impl Depth {
     /// Backlog plus in flight: every message not yet acked.
     pub fn total(&self) -> u64 {
         self.visible + self.in_flight.unwrap_or(0)
-    }
-}
-
-/// What can go wrong talking to a queue.
-#[derive(Debug, Error)]
-pub enum QueueError {
-    /// The queue URL is not one this build understands. Build it with [`QueueError::invalid_url`], which masks
-    /// any secret the URL carries: a rejected URL is echoed to the user, and may be rejected for its secret.
-    #[error("invalid queue URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
-    /// The SQLite file exists but is not a SQLite database.
-    #[error(
-        "cannot open queue {path}: the file is not a SQLite database (is this the right file?)"
-    )]
-    NotADatabase { path: PathBuf },
-    /// The SQLite file is a database, but not a queue this suite made.
-    #[error(
-        "cannot open queue {path}: it is a SQLite database but not a queue made by this suite ({detail})"
-    )]
-    ForeignDatabase { path: PathBuf, detail: String },
-    /// Any other SQLite failure.
-    #[error("queue {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    /// A receipt from another backend was passed in.
-    #[error("a receipt from another queue was used")]
-    WrongReceipt,
-    /// Talking to nsqd failed.
-    #[error(transparent)]
-    Nsq(#[from] nsq::NsqError),
-    /// A call to Azure Storage failed (the text names the account, the operation and the HTTP status).
-    #[error(transparent)]
-    Azure(#[from] AzureError),
-    /// A message is larger than the backend accepts; nothing was sent.
-    #[error("message of {size} bytes is over the {limit}-byte limit of {what}")]
-    MessageTooLarge {
-        size: usize,
-        limit: usize,
-        what: String,
-    },
-    /// The blocking task running the operation died (the runtime is shutting down).
-    #[error("queue operation was interrupted: {0}")]
-    Interrupted(String),
-}
-
-impl QueueError {
-    /// [`QueueError::InvalidUrl`], with every secret in the URL and the reason masked (see [`crate::redact`]).
-    pub fn invalid_url(url: &str, reason: &str) -> QueueError {
-        QueueError::InvalidUrl {
-            url: crate::redact::url(url),
-            reason: crate::redact::url(reason),
-        }
     }
 }
 
@@ -207,93 +145,10 @@ pub trait Queue: Send + Sync {
     fn describe(&self) -> String;
 }
 
-impl QueueError {
-    /// Whether the backend asked us to slow down (Azure: 503 ServerBusy, 500, timeouts), so that callers can
-    /// count throttling apart from other errors.
-    pub fn is_throttled(&self) -> bool {
-        matches!(self, QueueError::Azure(e) if e.is_throttled())
-    }
-}
-
-/// A parsed queue URL: which backend, and its settings.
-///
-/// | URL | backend |
-/// |---|---|
-/// | `sqlite:PATH` or `sqlite://PATH` | embedded queue in a SQLite file (created when missing) |
-/// | `nsq://HOST:PORT/TOPIC/CHANNEL[?http=HOST:PORT&lookupd=HOST:PORT,…]` | nsqd (see [`nsq::url`]) |
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueueUrl {
-    Sqlite(PathBuf),
-    /// `nsq://HOST:PORT/TOPIC/CHANNEL[?http=…&lookupd=…]`: see [`nsq::url`].
-    Nsq(nsq::url::NsqUrl),
-    /// `azure://ACCOUNT/QUEUE[?endpoint=…&encoding=…&depth=…&auth=…&api-version=…]`: see [`AzureUrl`].
-    Azure(AzureUrl),
-}
-
-impl QueueUrl {
-    /// Parses a queue URL without touching the queue, so that binaries can reject a bad one as a usage error
-    /// before they start.
-    ///
-    /// # Errors
-    /// [`QueueError::InvalidUrl`] for an unknown scheme or a malformed URL.
-    pub fn parse(url: &str) -> Result<QueueUrl, QueueError> {
-        let invalid = |reason: &str| QueueError::invalid_url(url, reason);
-        let (scheme, rest) = url.split_once(':').ok_or_else(|| {
-            invalid("no scheme: expected sqlite:PATH (for example sqlite:./queue.db)")
-        })?;
-        match scheme {
-            "sqlite" => {
-                let path = rest.strip_prefix("//").unwrap_or(rest);
-                if path.is_empty() {
-                    return Err(invalid(
-                        "no file path: expected sqlite:PATH (for example sqlite:./queue.db)",
-                    ));
-                }
-                Ok(QueueUrl::Sqlite(PathBuf::from(path)))
-            }
-            "nsq" => nsq::url::NsqUrl::parse(rest)
-                .map(QueueUrl::Nsq)
-                .map_err(|r| invalid(&r)),
-            "azure" => AzureUrl::parse(rest)
-                .map(QueueUrl::Azure)
-                .map_err(|r| invalid(&r)),
-            other => Err(invalid(&format!(
-                "unknown scheme {other:?}: the schemes this build knows are sqlite and nsq"
-            ))),
-        }
-    }
-}
-
-/// Opens the queue a URL names (see [`QueueUrl`] for the forms).
+/// Opens the queue a URL names, creating it when missing: [`QueueUrl::parse`], then [`QueueUrl::open`].
 ///
 /// # Errors
-/// [`QueueError::InvalidUrl`] for an unknown scheme or a malformed URL; the backend's own errors otherwise.
-pub async fn open(url: &str) -> Result<Arc<dyn Queue>, QueueError> {
-    match QueueUrl::parse(url)? {
-        QueueUrl::Sqlite(path) => Ok(Arc::new(SqliteQueue::open(path).await?)),
-        QueueUrl::Nsq(url) => Ok(Arc::new(nsq::NsqQueue::new(url)?)),
-        QueueUrl::Azure(url) => Ok(Arc::new(AzureQueue::open(url).await?)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn bad_urls_are_clear_errors() {
-        for (url, needle) in [
-            ("kafka://x", "unknown scheme \"kafka\""),
-            ("queue.db", "no scheme"),
-            ("sqlite:", "no file path"),
-            ("sqlite://", "no file path"),
-        ] {
-            let e = open(url)
-                .await
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(e.contains(needle), "{url}: {e}");
-        }
-    }
+/// [`ErrorKind::Invalid`] for an unknown scheme or a malformed URL; the backend's own errors otherwise.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Queue>, QueueError> {
+    QueueUrl::parse(url)?.open().await
 }

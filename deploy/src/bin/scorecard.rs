@@ -37,8 +37,14 @@ enum Command {
     },
     /// Watch a run from outside: poll the queue's depth and the platform's consumer count, then grade.
     Watch {
-        /// The queue the engine reads, as a queue URL (sqlite:, nsq://, azure://).
-        #[arg(long, env = "QUEUE_URL", value_name = "URL")]
+        // The queue the engine reads; the help lists this build's queue URL forms, from the queue registry.
+        #[arg(
+            long,
+            env = "QUEUE_URL",
+            value_name = "URL",
+            help = common::queue::registry::help_short(),
+            long_help = common::queue::registry::help_long()
+        )]
         queue: String,
         /// Where the consumer count comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on the channel)
         /// or marathon:http://HOST:8080/APP_ID (the app's running tasks).
@@ -106,19 +112,17 @@ fn main() -> ExitCode {
                         .as_ref()
                         .map(|s| s.duration + Duration::from_secs(60)))
                     .context("give --duration or a --scenario that has one")?;
-                // Watching must not create the queue it watches: an SQLite file that is not there is a mistyped
-                // path, not an empty queue.
-                if let Ok(common::queue::QueueUrl::Sqlite(path)) =
-                    common::queue::QueueUrl::parse(&queue)
-                    && !path.exists()
-                {
-                    anyhow::bail!(
-                        "no queue at {}: scorecard watch reads the queue a run uses; start the run first or fix the path",
-                        path.display()
-                    );
-                }
-                let q = common::queue::open(&queue).await.with_context(|| {
-                    format!("cannot open queue {:?}", common::redact::url(&queue))
+                // Watching must not create the queue it watches: one that is not there is a mistyped name,
+                // not an empty queue (where the backend can tell).
+                let url = common::queue::QueueUrl::parse(&queue)?;
+                let q = url.open_existing().await.map_err(|e| {
+                    let missing = e.kind() == common::queue::ErrorKind::NotFound;
+                    anyhow::Error::new(e).context(if missing {
+                        "scorecard watch reads the queue a run uses; start the run first or fix the URL"
+                            .to_string()
+                    } else {
+                        format!("cannot open queue {:?}", url.to_string())
+                    })
                 })?;
                 let shutdown = common::shutdown::Shutdown::from_signals()
                     .context("cannot install signal handlers")?;

@@ -142,6 +142,20 @@ impl fmt::Display for AzureError {
 
 impl std::error::Error for AzureError {}
 
+impl From<AzureError> for crate::queue::QueueError {
+    fn from(e: AzureError) -> crate::queue::QueueError {
+        use crate::queue::ErrorKind;
+        let kind = match e.fault {
+            Fault::Auth => ErrorKind::Denied,
+            Fault::Throttled => ErrorKind::Throttled,
+            Fault::Unreachable => ErrorKind::Unavailable,
+            Fault::Setup => ErrorKind::Invalid,
+            Fault::Other => ErrorKind::Other,
+        };
+        crate::queue::QueueError::new(kind, e)
+    }
+}
+
 /// The error and its causes as one string (reqwest's messages include the request URL, hence [`redact`]).
 fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
@@ -184,6 +198,31 @@ pub(super) fn redact(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_busy_and_timeouts_count_as_throttling() {
+        use crate::queue::{ErrorKind, QueueError};
+        let with = |fault| AzureError {
+            account: "a".into(),
+            queue: "q".into(),
+            op: "send a message",
+            status: None,
+            code: None,
+            fault,
+            detail: String::new(),
+        };
+        for (fault, kind) in [
+            (Fault::Throttled, ErrorKind::Throttled),
+            (Fault::Auth, ErrorKind::Denied),
+            (Fault::Unreachable, ErrorKind::Unavailable),
+            (Fault::Setup, ErrorKind::Invalid),
+            (Fault::Other, ErrorKind::Other),
+        ] {
+            let e = QueueError::from(with(fault));
+            assert_eq!(e.kind(), kind);
+            assert_eq!(e.is_throttled(), fault == Fault::Throttled);
+        }
+    }
 
     #[test]
     fn redact_hides_signatures() {

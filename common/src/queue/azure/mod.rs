@@ -16,6 +16,7 @@
 //! The SDK's own retries are off: the producer and consumer retry with back-off and count every failure, and
 //! [`QueueError::is_throttled`] tells 503/500/timeouts apart for their stats.
 
+mod backend;
 mod config;
 mod credential;
 mod error;
@@ -45,7 +46,16 @@ pub use credential::{Choice, EntraKind, Secret, select as select_credential};
 pub use error::{AzureError, Fault};
 pub use sas::account_sas;
 
-use super::{AckOutcome, Delivery, Depth, Queue, QueueError, Receipt, ReceiptInner};
+pub use backend::{AzureBackend, BACKEND, url_from_legacy_env};
+
+use super::{AckOutcome, Delivery, Depth, Queue, QueueError, Receipt};
+
+/// This backend's receipt: the message id and its latest pop receipt (each visibility update issues a new one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AzureReceipt {
+    id: String,
+    pop: String,
+}
 
 /// Most PUTs of one publish batch in flight at once. The producer's own `--concurrency` multiplies this.
 pub const PUBLISH_FANOUT: usize = 32;
@@ -76,7 +86,7 @@ impl AzureQueue {
     /// not have to change the process environment).
     pub async fn open_with_env(
         url: AzureUrl,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<AzureQueue, QueueError> {
         let (choice, conn) = credential::select(url.auth, &url.account, env).map_err(|detail| {
             AzureError::setup(&url.account, &url.queue, "choose a credential", detail)
@@ -142,7 +152,7 @@ impl AzureQueue {
     }
 
     fn err(&self, op: &'static str, e: azure_core::Error) -> QueueError {
-        QueueError::Azure(AzureError::from_sdk(
+        QueueError::from(AzureError::from_sdk(
             &self.url.account,
             &self.url.queue,
             &self.endpoint,
@@ -161,11 +171,11 @@ impl AzureQueue {
             })?,
         };
         if text.len() > MAX_MESSAGE_BYTES {
-            return Err(QueueError::MessageTooLarge {
-                size: text.len(),
-                limit: MAX_MESSAGE_BYTES,
-                what: "an Azure Storage Queue message, after encoding".into(),
-            });
+            return Err(QueueError::too_large(
+                text.len(),
+                MAX_MESSAGE_BYTES,
+                "an Azure Storage Queue message, after encoding",
+            ));
         }
         Ok(text)
     }
@@ -215,7 +225,7 @@ impl AzureQueue {
             };
             out.push(Delivery {
                 body: self.decode(m.message_text.unwrap_or_default()),
-                receipt: Receipt(ReceiptInner::Azure { id, pop }),
+                receipt: Receipt::new(AzureReceipt { id, pop }),
                 deliveries: m.dequeue_count.unwrap_or(1).clamp(1, u32::MAX as i64) as u32,
             });
         }
@@ -317,9 +327,9 @@ fn visibility_seconds(d: Duration, min: u64) -> i32 {
 fn owned_receipts(receipts: &[Receipt]) -> Result<Vec<(String, String)>, QueueError> {
     receipts
         .iter()
-        .map(|r| match &r.0 {
-            ReceiptInner::Azure { id, pop } => Ok((id.clone(), pop.clone())),
-            _ => Err(QueueError::WrongReceipt),
+        .map(|r| {
+            r.get::<AzureReceipt>()
+                .map(|r| (r.id.clone(), r.pop.clone()))
         })
         .collect()
 }
@@ -424,8 +434,9 @@ impl Queue for AzureQueue {
         for (i, res) in results {
             match res {
                 Ok(Some(new_pop)) => {
-                    if let ReceiptInner::Azure { pop, .. } = &mut receipts[i].0 {
-                        *pop = new_pop;
+                    // Every receipt passed owned_receipts above, so this is ours.
+                    if let Ok(r) = receipts[i].get_mut::<AzureReceipt>() {
+                        r.pop = new_pop;
                     }
                     kept[i] = true;
                 }
@@ -502,30 +513,6 @@ impl Queue for AzureQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_original_variables_make_an_azure_url_without_the_key() {
-        let url = |vars: &[(&str, &str)]| {
-            let map: std::collections::HashMap<_, _> = vars.iter().copied().collect();
-            crate::cli::azure_url_from_legacy_env(|k| map.get(k).map(|v| v.to_string()))
-        };
-        assert_eq!(url(&[]), None);
-        assert_eq!(
-            url(&[
-                ("AZURE_STORAGE_ACCOUNT_NAME", "acct1"),
-                ("AZURE_STORAGE_ACCOUNT_KEY", "a2V5"),
-                ("AZURE_STORAGE_QUEUE_NAME", "jobs")
-            ]),
-            Some("azure://acct1/jobs".into())
-        );
-        assert_eq!(
-            url(&[(
-                "AZURE_STORAGE_CONNECTION_STRING",
-                "UseDevelopmentStorage=true"
-            )]),
-            Some("azure://devstoreaccount1/microscaling-demo".into())
-        );
-    }
 
     #[test]
     fn visibility_rounds_up_and_stays_in_range() {

@@ -24,6 +24,7 @@
 //! Connections are made lazily, so a producer or consumer starts even while nsqd is down, and made again
 //! after a failure on the next call (the binaries retry with back-off).
 
+mod chunks;
 pub mod codec;
 mod conn;
 mod error;
@@ -39,11 +40,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Mutex, mpsc};
 
+use self::chunks::chunks;
 use self::codec::{Message, MessageId};
 use self::conn::{Conn, ConnectOptions, await_reply};
 pub use self::error::NsqError;
 use self::url::NsqUrl;
-use super::{AckOutcome, Delivery, Depth, Queue, QueueError, Receipt, ReceiptInner};
+pub use self::url::{BACKEND, NsqBackend};
+use super::{AckOutcome, Delivery, Depth, ErrorKind, Queue, QueueError, Receipt};
+
+/// This backend's receipt: the nsqd connection the message came on (FIN/REQ/TOUCH only work there) and
+/// nsqd's message id. `attempts` tells a redelivery of the same id apart from the delivery it was issued for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NsqReceipt {
+    generation: u64,
+    id: [u8; 16],
+    attempts: u16,
+}
 
 /// How long a publish waits for nsqd's OK.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -120,7 +132,7 @@ impl std::fmt::Debug for NsqQueue {
 }
 
 fn nsq_err(e: NsqError) -> QueueError {
-    QueueError::Nsq(e)
+    e.into()
 }
 
 impl NsqQueue {
@@ -130,7 +142,11 @@ impl NsqQueue {
     /// [`NsqError::Tls`] when `tls=true` and the CA file is unusable.
     pub fn new(url: NsqUrl) -> Result<NsqQueue, QueueError> {
         let tls = if url.tls {
-            Some(tls::TlsSettings::new(url.ca.as_deref()).map_err(nsq_err)?)
+            // At set-up, a TLS failure is an unusable CA file: a usage error, not a service that is down.
+            Some(
+                tls::TlsSettings::new(url.ca.as_deref())
+                    .map_err(|e| QueueError::new(ErrorKind::Invalid, e))?,
+            )
         } else {
             None
         };
@@ -389,14 +405,11 @@ impl NsqQueue {
         {
             let mut held = self.held_map();
             for r in receipts {
-                let ReceiptInner::Nsq {
+                let NsqReceipt {
                     generation,
                     id,
                     attempts,
-                } = &r.0
-                else {
-                    return Err(QueueError::WrongReceipt);
-                };
+                } = r.get::<NsqReceipt>()?;
                 let ours = conn.as_ref().is_some_and(|c| c.generation == *generation)
                     && held.get(id) == Some(attempts);
                 if ours {
@@ -416,40 +429,13 @@ impl NsqQueue {
     }
 }
 
-/// Splits bodies into runs whose MPUB body fits in `max_body`.
-fn chunks(bodies: &[Vec<u8>], max_body: usize) -> Vec<&[Vec<u8>]> {
-    let mut out = Vec::new();
-    let (mut start, mut size) = (0, 4);
-    for (i, b) in bodies.iter().enumerate() {
-        let add = 4 + b.len();
-        if i > start && size + add > max_body {
-            out.push(&bodies[start..i]);
-            start = i;
-            size = 4;
-        }
-        size += add;
-    }
-    if start < bodies.len() {
-        out.push(&bodies[start..]);
-    }
-    out
-}
-
 #[async_trait]
 impl Queue for NsqQueue {
     async fn publish(&self, bodies: Vec<Vec<u8>>) -> Result<(), QueueError> {
         if bodies.is_empty() {
             return Ok(());
         }
-        self.publish_inner(&bodies).await.map_err(|e| match e {
-            // The suite-wide variant, so that producers treat every backend's limit alike.
-            NsqError::MessageTooBig { size, max } => QueueError::MessageTooLarge {
-                size,
-                limit: max as usize,
-                what: "nsqd's --max-msg-size (the URL's max_msg_size)".into(),
-            },
-            other => nsq_err(other),
-        })
+        self.publish_inner(&bodies).await.map_err(nsq_err)
     }
 
     async fn receive(
@@ -508,7 +494,7 @@ impl Queue for NsqQueue {
                 held.insert(m.id.0, m.attempts);
                 Delivery {
                     body: m.body,
-                    receipt: Receipt(ReceiptInner::Nsq {
+                    receipt: Receipt::new(NsqReceipt {
                         generation,
                         id: m.id.0,
                         attempts: m.attempts,
@@ -623,18 +609,5 @@ mod tests {
     fn secrets_are_redacted() {
         let s = Secret::new("hunter2".into());
         assert!(!format!("{s:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn batches_split_to_fit_the_body_limit() {
-        let bodies = vec![vec![0u8; 100]; 10];
-        let c = chunks(&bodies, 4 + 3 * 104);
-        assert_eq!(
-            c.iter().map(|c| c.len()).collect::<Vec<_>>(),
-            vec![3, 3, 3, 1]
-        );
-        assert_eq!(chunks(&bodies, 1 << 20).len(), 1);
-        let huge = vec![vec![0u8; 50]; 1];
-        assert_eq!(chunks(&huge, 10).len(), 1, "one message always goes alone");
     }
 }

@@ -14,8 +14,82 @@
 //!   `NSQ_AUTH_SECRET` environment variable.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use async_trait::async_trait;
+
+use super::NsqQueue;
 use super::codec::{DEFAULT_MAX_MSG_SIZE, is_valid_name};
+use crate::queue::{Backend, OpenMode, Queue, QueueError, Target};
+
+/// The registry's entry for this backend (see [`crate::queue::registry`]).
+pub static BACKEND: NsqBackend = NsqBackend;
+
+/// NSQ's [`Backend`].
+pub struct NsqBackend;
+
+impl Backend for NsqBackend {
+    fn scheme(&self) -> &'static str {
+        "nsq"
+    }
+
+    fn form(&self) -> &'static str {
+        "nsq://HOST[:PORT]/TOPIC/CHANNEL[?http=…&lookupd=…&tls=true…]"
+    }
+
+    fn summary(&self) -> &'static str {
+        "nsqd over its TCP protocol, depth from its HTTP /stats; the AUTH secret comes from NSQ_AUTH_SECRET"
+    }
+
+    fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String> {
+        Ok(Box::new(NsqUrl::parse(rest)?))
+    }
+
+    fn url_from_legacy_env(&self, get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        url_from_legacy_env(get)
+    }
+}
+
+#[async_trait]
+impl Target for NsqUrl {
+    /// Connects nothing yet (connections are lazy), so there is nothing to create or find: both modes agree.
+    async fn open(&self, _mode: OpenMode) -> Result<Arc<dyn Queue>, QueueError> {
+        Ok(Arc::new(NsqQueue::new(self.clone())?))
+    }
+}
+
+/// Builds an `nsq://` URL from the original demo's variables, when `MSS_QUEUE_ENDPOINT` or `MSS_TOPIC_NAME`
+/// is set: `MSS_QUEUE_ENDPOINT` (nsqd TCP, default 127.0.0.1:4150), `MSS_TOPIC_NAME` and `MSS_CHANNEL_NAME`
+/// (default `microscaling-demo`), `NSQ_STATS_ENDPOINT` (nsqd HTTP, default 127.0.0.1:4151; an
+/// `http://HOST:PORT/stats` form is accepted too). `get` reads a variable (the environment, or a test's map).
+pub fn url_from_legacy_env(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let var = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let endpoint = var("MSS_QUEUE_ENDPOINT");
+    let topic = var("MSS_TOPIC_NAME");
+    if endpoint.is_none() && topic.is_none() {
+        return None;
+    }
+    let strip = |v: String| {
+        let v = v
+            .trim_start_matches("tcp://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        v.strip_suffix("/stats").unwrap_or(v).to_string()
+    };
+    let endpoint = endpoint
+        .map(strip)
+        .unwrap_or_else(|| "127.0.0.1:4150".into());
+    let stats = var("NSQ_STATS_ENDPOINT")
+        .map(strip)
+        .unwrap_or_else(|| "127.0.0.1:4151".into());
+    let topic = topic.unwrap_or_else(|| "microscaling-demo".into());
+    let channel = var("MSS_CHANNEL_NAME").unwrap_or_else(|| "microscaling-demo".into());
+    Some(format!("nsq://{endpoint}/{topic}/{channel}?http={stats}"))
+}
 
 /// nsqd's default TCP and HTTP ports.
 pub const DEFAULT_TCP_PORT: u16 = 4150;
@@ -200,5 +274,31 @@ mod tests {
             let e = NsqUrl::parse(url).unwrap_err();
             assert!(e.contains(needle), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn the_original_nsq_variables_make_an_nsq_url() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(url_from_legacy_env(&vars(&[])), None);
+        assert_eq!(
+            url_from_legacy_env(&vars(&[("MSS_TOPIC_NAME", "demo")])).as_deref(),
+            Some("nsq://127.0.0.1:4150/demo/microscaling-demo?http=127.0.0.1:4151")
+        );
+        assert_eq!(
+            url_from_legacy_env(&vars(&[
+                ("MSS_QUEUE_ENDPOINT", "nsqd:4150"),
+                ("MSS_CHANNEL_NAME", "c"),
+                ("NSQ_STATS_ENDPOINT", "http://nsqd:4151/stats"),
+            ]))
+            .as_deref(),
+            Some("nsq://nsqd:4150/microscaling-demo/c?http=nsqd:4151")
+        );
     }
 }

@@ -31,8 +31,21 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
-use super::{AckOutcome, Delivery, Depth, Queue, QueueError, Receipt, ReceiptInner};
+mod error;
+mod url;
+
+pub use error::SqliteError;
+pub use url::{BACKEND, SqliteBackend, SqliteUrl};
+
+use super::{AckOutcome, Delivery, Depth, Queue, QueueError, Receipt};
 use crate::clock::unix_millis;
+
+/// This backend's receipt: the row and the token of the lease it was claimed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SqliteReceipt {
+    id: i64,
+    token: i64,
+}
 
 /// Written to the SQLite header so that a queue file is recognised as ours: "mwq1".
 const APPLICATION_ID: i32 = 0x6d77_7131;
@@ -109,16 +122,16 @@ impl SqliteQueue {
     /// Opens the queue at `path`, creating the file and schema when missing.
     ///
     /// # Errors
-    /// [`QueueError::NotADatabase`] for a file that is not SQLite, [`QueueError::ForeignDatabase`] for a SQLite
-    /// database this suite did not make, [`QueueError::Sqlite`] for anything else.
+    /// [`SqliteError::NotADatabase`] for a file that is not SQLite, [`SqliteError::ForeignDatabase`] for a
+    /// SQLite database this suite did not make, [`SqliteError::Sqlite`] for anything else.
     pub async fn open(path: PathBuf) -> Result<Self, QueueError> {
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_connection(&p))
             .await
-            .map_err(|e| QueueError::Interrupted(e.to_string()))??;
+            .map_err(QueueError::interrupted)??;
         // Commits no longer checkpoint: the thread does (see spawn_checkpointer).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
-            .map_err(|source| QueueError::Sqlite {
+            .map_err(|source| SqliteError::Sqlite {
                 path: path.clone(),
                 source,
             })?;
@@ -142,10 +155,10 @@ impl SqliteQueue {
             // A poisoned lock means another operation panicked mid-way; SQLite rolled its transaction back, so
             // the connection itself is still sound.
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard).map_err(|source| QueueError::Sqlite { path, source })
+            f(&mut guard).map_err(|source| SqliteError::Sqlite { path, source }.into())
         })
         .await
-        .map_err(|e| QueueError::Interrupted(e.to_string()))?
+        .map_err(QueueError::interrupted)?
     }
 
     /// Receives with polling until `wait` has passed, after a first claim that may carry acks.
@@ -177,11 +190,11 @@ const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
 
 /// Opens and checks the file, retrying while it is busy: SQLite returns SQLITE_BUSY without calling the busy
 /// handler in a few set-up cases (switching the journal mode while another process opens the same new file).
-fn open_connection(path: &Path) -> Result<Connection, QueueError> {
+fn open_connection(path: &Path) -> Result<Connection, SqliteError> {
     let deadline = Instant::now() + OPEN_RETRY_FOR;
     loop {
         match try_open_connection(path) {
-            Err(QueueError::Sqlite { source, .. })
+            Err(SqliteError::Sqlite { source, .. })
                 if Instant::now() < deadline
                     && matches!(
                         source.sqlite_error_code(),
@@ -195,21 +208,20 @@ fn open_connection(path: &Path) -> Result<Connection, QueueError> {
     }
 }
 
-fn try_open_connection(path: &Path) -> Result<Connection, QueueError> {
+fn try_open_connection(path: &Path) -> Result<Connection, SqliteError> {
     let sqlite_err = |source: rusqlite::Error| match source.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => QueueError::NotADatabase {
+        Some(ErrorCode::NotADatabase) => SqliteError::NotADatabase {
             path: path.to_path_buf(),
         },
-        _ => QueueError::Sqlite {
+        _ => SqliteError::Sqlite {
             path: path.to_path_buf(),
             source,
         },
     };
     if path.is_dir() {
-        return Err(QueueError::invalid_url(
-            &format!("sqlite:{}", path.display()),
-            "the path is a directory; name a file, for example sqlite:./queue.db",
-        ));
+        return Err(SqliteError::IsDirectory {
+            url: crate::redact::url(&format!("sqlite:{}", path.display())),
+        });
     }
     let mut conn = Connection::open(path).map_err(sqlite_err)?;
     conn.busy_handler(Some(busy_handler)).map_err(sqlite_err)?;
@@ -234,7 +246,7 @@ fn try_open_connection(path: &Path) -> Result<Connection, QueueError> {
         } else {
             format!("it holds {tables} other table(s)")
         };
-        return Err(QueueError::ForeignDatabase {
+        return Err(SqliteError::ForeignDatabase {
             path: path.to_path_buf(),
             detail,
         });
@@ -260,11 +272,7 @@ fn busy_handler(retries: i32) -> bool {
 fn sqlite_ids(receipts: &[Receipt]) -> Result<Vec<(i64, i64)>, QueueError> {
     receipts
         .iter()
-        .map(|r| match r.0 {
-            ReceiptInner::Sqlite { id, token } => Ok((id, token)),
-            #[allow(unreachable_patterns)]
-            _ => Err(QueueError::WrongReceipt),
-        })
+        .map(|r| r.get::<SqliteReceipt>().map(|r| (r.id, r.token)))
         .collect()
 }
 
@@ -323,24 +331,22 @@ fn claim_tx(
                 let deliveries: i64 = row.get(2)?;
                 let fresh: bool = row.get(3)?;
                 newly_leased += fresh as i64;
-                got.push(Delivery {
-                    body,
-                    receipt: Receipt(ReceiptInner::Sqlite { id, token }),
-                    deliveries: deliveries.clamp(0, u32::MAX as i64) as u32,
-                });
+                got.push((
+                    id,
+                    Delivery {
+                        body,
+                        receipt: Receipt::new(SqliteReceipt { id, token }),
+                        deliveries: deliveries.clamp(0, u32::MAX as i64) as u32,
+                    },
+                ));
             }
         }
         add_counter(&tx, "leased", newly_leased)?;
         // RETURNING does not promise an order; hand messages out oldest first.
-        got.sort_by_key(|d| match d.receipt.0 {
-            ReceiptInner::Sqlite { id, .. } => id,
-            // Only this backend's receipts are made above.
-            #[allow(unreachable_patterns)]
-            _ => 0,
-        });
+        got.sort_by_key(|(id, _)| *id);
     }
     tx.commit()?;
-    Ok((outcome, got))
+    Ok((outcome, got.into_iter().map(|(_, d)| d).collect()))
 }
 
 #[async_trait]
@@ -468,248 +474,4 @@ impl Queue for SqliteQueue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::queue::open;
-
-    async fn queue(dir: &tempfile::TempDir) -> Arc<dyn Queue> {
-        open(&format!("sqlite:{}", dir.path().join("q.db").display()))
-            .await
-            .unwrap()
-    }
-
-    fn bodies(n: usize) -> Vec<Vec<u8>> {
-        (0..n).map(|i| format!("m{i}").into_bytes()).collect()
-    }
-
-    #[tokio::test]
-    async fn publish_receive_ack_keeps_depth_exact() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = queue(&dir).await;
-        q.publish(bodies(5)).await.unwrap();
-        assert_eq!(
-            q.depth().await.unwrap(),
-            Depth {
-                visible: 5,
-                in_flight: Some(0)
-            }
-        );
-        let got = q
-            .receive(3, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap();
-        assert_eq!(
-            got.iter().map(|d| d.body.clone()).collect::<Vec<_>>(),
-            bodies(3),
-            "oldest first"
-        );
-        assert!(got.iter().all(|d| d.deliveries == 1));
-        assert_eq!(
-            q.depth().await.unwrap(),
-            Depth {
-                visible: 2,
-                in_flight: Some(3)
-            }
-        );
-        let receipts = got.into_iter().map(|d| d.receipt).collect();
-        let (acked, rest) = q
-            .ack_and_receive(receipts, 10, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap();
-        assert_eq!(
-            acked,
-            AckOutcome {
-                acked: 3,
-                lease_lost: 0
-            }
-        );
-        assert_eq!(rest.len(), 2);
-        assert_eq!(
-            q.depth().await.unwrap(),
-            Depth {
-                visible: 0,
-                in_flight: Some(2)
-            }
-        );
-        q.ack(rest.into_iter().map(|d| d.receipt).collect())
-            .await
-            .unwrap();
-        assert_eq!(
-            q.depth().await.unwrap(),
-            Depth {
-                visible: 0,
-                in_flight: Some(0)
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn an_expired_lease_redelivers_and_the_old_receipt_cannot_ack() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = queue(&dir).await;
-        q.publish(bodies(1)).await.unwrap();
-        let first = q
-            .receive(1, Duration::from_millis(50), Duration::ZERO)
-            .await
-            .unwrap();
-        assert!(
-            q.receive(1, Duration::from_secs(30), Duration::ZERO)
-                .await
-                .unwrap()
-                .is_empty(),
-            "leased"
-        );
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        let second = q
-            .receive(1, Duration::from_secs(30), Duration::from_millis(100))
-            .await
-            .unwrap();
-        assert_eq!(second.len(), 1);
-        assert_eq!(second[0].deliveries, 2);
-        assert_eq!(
-            q.depth().await.unwrap(),
-            Depth {
-                visible: 0,
-                in_flight: Some(1)
-            },
-            "counted once"
-        );
-        let stale = q.ack(vec![first[0].receipt.clone()]).await.unwrap();
-        assert_eq!(
-            stale,
-            AckOutcome {
-                acked: 0,
-                lease_lost: 1
-            }
-        );
-        let mut r = vec![first[0].receipt.clone()];
-        assert_eq!(
-            q.extend(&mut r, Duration::from_secs(1)).await.unwrap(),
-            vec![false]
-        );
-        assert_eq!(
-            q.ack(vec![second[0].receipt.clone()]).await.unwrap().acked,
-            1
-        );
-        assert_eq!(q.depth().await.unwrap().total(), 0);
-    }
-
-    #[tokio::test]
-    async fn release_makes_a_message_visible_and_extend_keeps_it_leased() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = queue(&dir).await;
-        q.publish(bodies(2)).await.unwrap();
-        let mut got = q
-            .receive(2, Duration::from_millis(100), Duration::ZERO)
-            .await
-            .unwrap();
-        let mut keep = vec![got.remove(1).receipt];
-        assert_eq!(
-            q.release(vec![got.remove(0).receipt], Duration::ZERO)
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            q.depth().await.unwrap(),
-            Depth {
-                visible: 1,
-                in_flight: Some(1)
-            }
-        );
-        for _ in 0..3 {
-            tokio::time::sleep(Duration::from_millis(60)).await;
-            assert_eq!(
-                q.extend(&mut keep, Duration::from_millis(100))
-                    .await
-                    .unwrap(),
-                vec![true]
-            );
-        }
-        let again = q
-            .receive(5, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap();
-        assert_eq!(
-            again.len(),
-            1,
-            "only the released one; the extended one is still leased"
-        );
-        assert_eq!(again[0].body, b"m0");
-        assert_eq!(q.ack(keep).await.unwrap().acked, 1);
-    }
-
-    #[tokio::test]
-    async fn receive_waits_for_a_message_published_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = queue(&dir).await;
-        let q2 = q.clone();
-        let waiter = tokio::spawn(async move {
-            q2.receive(1, Duration::from_secs(5), Duration::from_secs(5))
-                .await
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        q.publish(bodies(1)).await.unwrap();
-        let got = waiter.await.unwrap().unwrap();
-        assert_eq!(got.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn files_that_are_not_queues_are_refused_with_a_reason() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = dir.path().join("notes.txt");
-        std::fs::write(
-            &text,
-            "this is not a database, just some text that is long enough to have a header....",
-        )
-        .unwrap();
-        let e = open(&format!("sqlite:{}", text.display()))
-            .await
-            .err()
-            .unwrap();
-        assert!(matches!(e, QueueError::NotADatabase { .. }), "{e}");
-        assert!(e.to_string().contains("not a SQLite database"), "{e}");
-
-        let other = dir.path().join("other.db");
-        Connection::open(&other)
-            .unwrap()
-            .execute_batch("CREATE TABLE users (id INTEGER)")
-            .unwrap();
-        let e = open(&format!("sqlite:{}", other.display()))
-            .await
-            .err()
-            .unwrap();
-        assert!(matches!(e, QueueError::ForeignDatabase { .. }), "{e}");
-
-        let e = open(&format!("sqlite:{}", dir.path().display()))
-            .await
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("directory"), "{e}");
-    }
-
-    #[test]
-    fn many_openers_of_a_new_file_all_succeed() {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("q.db");
-            let openers: Vec<_> = (0..8)
-                .map(|_| {
-                    let path = path.clone();
-                    std::thread::spawn(move || open_connection(&path).map(|_| ()))
-                })
-                .collect();
-            for o in openers {
-                o.join().unwrap().unwrap();
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn reopening_keeps_messages_and_counters() {
-        let dir = tempfile::tempdir().unwrap();
-        queue(&dir).await.publish(bodies(3)).await.unwrap();
-        let q = queue(&dir).await;
-        assert_eq!(q.depth().await.unwrap().visible, 3);
-    }
-}
+mod tests;
