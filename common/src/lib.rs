@@ -24,5 +24,6 @@ pub mod redact;
 pub mod shape;
 pub mod shutdown;
 pub mod stats;
+#[cfg(feature = "tls")]
 pub mod tls;
 pub mod work;
