@@ -91,14 +91,13 @@ pub enum QueueError {
     #[error("invalid queue URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
     /// The SQLite file exists but is not a SQLite database.
-    #[error(
-        "cannot open queue {path}: the file is not a SQLite database (is this the right file?)"
-    )]
+    #[error("{path} is not a SQLite database (is this the right file?)")]
     NotADatabase { path: PathBuf },
+    /// The directory of the SQLite file does not exist (SQLite creates the file, not its directory).
+    #[error("the directory {dir} does not exist: create it, or fix the path")]
+    NoDirectory { dir: PathBuf },
     /// The SQLite file is a database, but not a queue this suite made.
-    #[error(
-        "cannot open queue {path}: it is a SQLite database but not a queue made by this suite ({detail})"
-    )]
+    #[error("{path} is a SQLite database but not a queue made by this suite ({detail})")]
     ForeignDatabase { path: PathBuf, detail: String },
     /// Any other SQLite failure.
     #[error("queue {path}: {source}")]

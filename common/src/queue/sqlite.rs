@@ -112,6 +112,15 @@ impl SqliteQueue {
     /// [`QueueError::NotADatabase`] for a file that is not SQLite, [`QueueError::ForeignDatabase`] for a SQLite
     /// database this suite did not make, [`QueueError::Sqlite`] for anything else.
     pub async fn open(path: PathBuf) -> Result<Self, QueueError> {
+        // SQLite creates a missing file but not a missing directory, and then says only "unable to open
+        // database file", three times over; the directory is what the user must fix.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(QueueError::NoDirectory {
+                dir: dir.to_path_buf(),
+            });
+        }
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_connection(&p))
             .await

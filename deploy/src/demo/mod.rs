@@ -48,7 +48,7 @@ pub use supervisor::run;
 /// logs go to a file in the temporary directory (RUST_LOG is passed on). Exit status: 0 when no message was
 /// lost, 1 when some were or the demo failed, 2 for bad usage.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "demo", version)]
 pub struct Args {
     /// Messages per second the producer sends; 0 sends as fast as the queue accepts [default: 100].
     #[arg(long, value_name = "MSGS_PER_S", conflicts_with = "shape")]
