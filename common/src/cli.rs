@@ -229,14 +229,21 @@ fn no_library_backtraces() {
     }
 }
 
-/// Sends human logs to stderr, filtered by `RUST_LOG` (default `info`). Stdout is left to the stats lines.
+/// The log filter when `RUST_LOG` is not set: our own `info`, but only warnings from the Azure SDK, whose
+/// `info` level logs every failed response (`<== Failed response`), the expected 404 of a queue not yet made
+/// included.
+pub const DEFAULT_LOG_FILTER: &str =
+    "info,typespec_client_core=warn,azure_core=warn,azure_identity=warn,azure_storage_queue=warn";
+
+/// Sends human logs to stderr, filtered by `RUST_LOG` (default [`DEFAULT_LOG_FILTER`]). Stdout is left to the
+/// stats lines.
 ///
 /// A log line that cannot be written (stderr is a pipe whose reader went away) is dropped: logs are a report,
 /// and neither the work nor a graceful stop may depend on them. tracing-subscriber's own fallback for a
 /// failed write is an `eprintln!`, which panics on the same broken pipe, so it is turned off.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LossyStderr)

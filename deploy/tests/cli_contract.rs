@@ -329,6 +329,10 @@ fn errors_say_each_thing_once_and_a_missing_directory_is_named() {
             &["--queue", "sqlite:not-a-db", "--count", "1"],
         );
         assert_eq!(err.matches("cannot open queue").count(), 1, "{bin}: {err}");
-        assert_eq!(err.matches("not a SQLite database").count(), 1, "{bin}: {err}");
+        assert_eq!(
+            err.matches("not a SQLite database").count(),
+            1,
+            "{bin}: {err}"
+        );
     }
 }
