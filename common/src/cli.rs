@@ -229,11 +229,14 @@ fn no_library_backtraces() {
     }
 }
 
-/// The log filter when `RUST_LOG` is not set: our own `info`, but only warnings from the Azure SDK, whose
-/// `info` level logs every failed response (`<== Failed response`), the expected 404 of a queue not yet made
-/// included.
-pub const DEFAULT_LOG_FILTER: &str =
-    "info,typespec_client_core=warn,azure_core=warn,azure_identity=warn,azure_storage_queue=warn";
+/// Only warnings from the Azure SDK, whose `info` level logs every failed request with its URL (which can
+/// hold what the user put in the endpoint, secrets included) as `<== Failed response`. Added to `RUST_LOG`
+/// too, unless it names one of these targets itself.
+const QUIET_SDK: &str =
+    "typespec_client_core=warn,azure_core=warn,azure_identity=warn,azure_storage_queue=warn";
+
+/// The log filter when `RUST_LOG` is not set: `info`, with the SDK quiet ([`QUIET_SDK`]).
+pub const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Sends human logs to stderr, filtered by `RUST_LOG` (default [`DEFAULT_LOG_FILTER`]). Stdout is left to the
 /// stats lines.
@@ -242,8 +245,16 @@ pub const DEFAULT_LOG_FILTER: &str =
 /// and neither the work nor a graceful stop may depend on them. tracing-subscriber's own fallback for a
 /// failed write is an `eprintln!`, which panics on the same broken pipe, so it is turned off.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let mut spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string());
+    if !["typespec", "azure"].iter().any(|t| spec.contains(t)) {
+        spec = format!("{spec},{QUIET_SDK}");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{DEFAULT_LOG_FILTER},{QUIET_SDK}"))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LossyStderr)

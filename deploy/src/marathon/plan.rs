@@ -232,7 +232,12 @@ fn check_host_port(value: &str, flag: &str) -> Result<(String, u16), UsageError>
     };
     let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() || port == 0 || host.contains(char::is_whitespace) {
+    // `@` or `/` mean a URL or credentials were pasted, which would be copied into every app's environment.
+    if host.is_empty()
+        || port == 0
+        || host.contains(char::is_whitespace)
+        || host.contains(['@', '/'])
+    {
         return Err(bad());
     }
     Ok((host.to_string(), port))
