@@ -47,10 +47,15 @@ impl Closed {
     }
 
     /// Sends SIGTERM and checks the exit: code 0 within `limit` (a panic would be 101, a hang a timeout).
-    fn terminate(mut self, what: &str, limit: Duration) {
-        // The child has written since the pipes closed only if it got to log; give it a moment to hit EPIPE.
+    fn terminate(self, what: &str, limit: Duration) {
+        self.stop_with(libc::SIGTERM, what, limit)
+    }
+
+    /// [`Closed::terminate`] with another signal (SIGINT takes the same path).
+    fn stop_with(mut self, sig: i32, what: &str, limit: Duration) {
+        // Let the child write into the closed pipes (stats lines every 100 ms) before the signal.
         std::thread::sleep(Duration::from_millis(300));
-        self.signal(libc::SIGTERM);
+        self.signal(sig);
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.0.try_wait().expect("try_wait") {
@@ -129,6 +134,22 @@ fn remainder_stops_on_sigterm_with_closed_pipes() {
     let mut r = command("remainder");
     r.args(["--threads", "1", "--stats-interval", "100ms"]);
     Closed::start(r).terminate("remainder", Duration::from_secs(3));
+}
+
+#[test]
+fn consumer_and_remainder_stop_on_sigint_with_closed_pipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = command("consumer");
+    c.args([
+        "--queue",
+        &sqlite_url(dir.path()),
+        "--stats-interval",
+        "100ms",
+    ]);
+    Closed::start(c).stop_with(libc::SIGINT, "consumer", Duration::from_secs(5));
+    let mut r = command("remainder");
+    r.args(["--threads", "1", "--stats-interval", "100ms"]);
+    Closed::start(r).stop_with(libc::SIGINT, "remainder", Duration::from_secs(3));
 }
 
 #[test]

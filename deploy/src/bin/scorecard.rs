@@ -18,6 +18,9 @@ use deploy::scorecard::{self, Series, sources::ConsumerSource, table, watch};
 ///
 /// `scorecard grade series.json` re-grades a recorded run (the demo writes one with --autoscale);
 /// `scorecard watch` records one from outside while any engine scales consumers on any backend.
+///
+/// Exit status: 0 graded, 1 when nothing could be read or written, 2 for bad usage (a series file that is
+/// missing or not a series, no --target or --duration without a scenario that has them, a bad queue URL).
 #[derive(Parser, Debug)]
 #[command(name = "scorecard", version)]
 struct Args {
