@@ -352,6 +352,29 @@ mod tests {
         );
     }
 
+    /// An error that quotes its source, as many do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x.json: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    /// An error whose source is a usage error, deeper in the chain.
+    #[derive(Debug, thiserror::Error)]
+    #[error("while starting")]
+    struct Wrapping(#[source] UsageError);
+
+    #[test]
+    fn each_cause_is_said_once_and_a_usage_error_anywhere_in_the_chain_exits_2() {
+        let e = Quoting(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let line = one_line(&e);
+        assert_eq!(line.matches("not found").count(), 1, "{line}");
+        let e: Box<dyn std::error::Error + Send + Sync> = Box::new(Wrapping(usage("no --target")));
+        assert_eq!(one_line(e.as_ref()), "while starting: no --target");
+        assert_eq!(exit::<(), _>(Err(e)), ExitCode::from(2));
+        let e: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(Quoting(std::io::Error::other("disk on fire")));
+        assert_eq!(exit::<(), _>(Err(e)), ExitCode::from(1));
+    }
+
     #[test]
     fn durations_parse_and_errors_say_what_is_expected() {
         assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
