@@ -34,7 +34,7 @@ FROM gcr.io/distroless/static-debian12:nonroot
 ARG VERSION=unknown
 ARG VCS_REF=unknown
 ARG BUILD_DATE=unknown
-ARG VCS_URL=https://github.com/microscaling/queue-workload
+ARG VCS_URL=unknown
 
 # OCI image annotations (https://github.com/opencontainers/image-spec/blob/main/annotations.md) and the
 # 2016 label-schema.org 1.0 equivalents that the original microscaling images carried.

@@ -4,7 +4,7 @@
 IMAGE      ?= queue-workload
 VERSION    ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 VCS_REF    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-VCS_URL    ?= https://github.com/microscaling/queue-workload
+VCS_URL    ?= $(shell git remote get-url origin 2>/dev/null || echo unknown)
 BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 TAG        ?= $(VERSION)
 

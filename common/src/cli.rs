@@ -88,33 +88,83 @@ pub struct StatsArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// Reports a usage error (bad flags or configuration found after parsing) and gives exit code 2.
-pub fn usage_error(e: impl Display) -> ExitCode {
-    eprintln!("error: {e:#}");
-    ExitCode::from(2)
+/// Bad usage found after clap parsed the flags: a value that does not make sense, a queue URL that cannot be
+/// parsed, a file named on the command line that is missing or unreadable or is not what the flag wants. Exit
+/// status 2; see [`exit`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    pub fn new(msg: impl Into<String>) -> UsageError {
+        UsageError(msg.into())
+    }
 }
 
-/// Runs a binary's work on a current-thread runtime and turns the outcome into its exit code: the value's own
-/// (`()` is 0) on success, 1 with the error chain on stderr on failure.
+/// Turns any error into a [`UsageError`], keeping its whole message (`{:#}` gives anyhow's chain).
+pub fn usage(e: impl Display) -> UsageError {
+    UsageError(format!("{e:#}"))
+}
+
+/// The one rule that turns a binary's outcome into its exit status, for every binary: the value's own on
+/// success (`()` is 0), 2 when a [`UsageError`] is anywhere in the error's chain, 1 for any other failure
+/// (something went wrong at run time). The error is printed as one line on stderr, each cause once, with
+/// secrets masked ([`crate::redact::url`]).
+///
+/// Clap's own parse errors (unknown flag, missing argument) exit 2 before this runs.
+pub fn exit<T, E>(outcome: Result<T, E>) -> ExitCode
+where
+    T: Termination,
+    E: AsRef<dyn std::error::Error + Send + Sync + 'static>,
+{
+    match outcome {
+        Ok(value) => value.report(),
+        Err(e) => {
+            let e = e.as_ref();
+            note(format_args!("error: {}", crate::redact::url(&one_line(e))));
+            let usage = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(|e| e.is::<UsageError>());
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+/// The error and its causes as `outer: cause: root`, leaving out a cause whose text is already said: many
+/// errors quote their source in their own message, and printing it again gave
+/// `No such file or directory (os error 2): No such file or directory (os error 2)`.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !t.is_empty() && !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// Runs a binary's work on a current-thread runtime and turns the outcome into its exit status with [`exit`].
 ///
 /// Current-thread because each binary has one task that owns its state; blocking work (SQLite, `cpu:` work)
 /// goes to tokio's blocking pool.
-pub fn run_async<T: Termination, E: Display>(work: impl Future<Output = Result<T, E>>) -> ExitCode {
+pub fn run_async<T, E>(work: impl Future<Output = Result<T, E>>) -> ExitCode
+where
+    T: Termination,
+    E: AsRef<dyn std::error::Error + Send + Sync + 'static>,
+{
     no_library_backtraces();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => exit(runtime.block_on(work)),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(work) {
-        Ok(value) => value.report(),
-        Err(e) => {
-            eprintln!("error: {e:#}");
+            note(format_args!("error: cannot start the async runtime: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -133,16 +183,82 @@ fn no_library_backtraces() {
     }
 }
 
-/// Sends human logs to stderr, filtered by `RUST_LOG` (default `info`). Stdout is left to the stats lines.
+/// Only warnings from the Azure SDK, whose `info` level logs every failed request with its URL (which can
+/// hold what the user put in the endpoint, secrets included) as `<== Failed response`. Added to `RUST_LOG`
+/// too, unless it names one of these targets itself.
+const QUIET_SDK: &str =
+    "typespec_client_core=warn,azure_core=warn,azure_identity=warn,azure_storage_queue=warn";
+
+/// The log filter when `RUST_LOG` is not set: `info`, with the SDK quiet ([`QUIET_SDK`]).
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Sends human logs to stderr, filtered by `RUST_LOG` (default [`DEFAULT_LOG_FILTER`]). Stdout is left to the
+/// stats lines.
+///
+/// A log line that cannot be written (stderr is a pipe whose reader went away) is dropped: logs are a report,
+/// and neither the work nor a graceful stop may depend on them. tracing-subscriber's own fallback for a
+/// failed write is an `eprintln!`, which panics on the same broken pipe, so it is turned off.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let mut spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string());
+    if !["typespec", "azure"].iter().any(|t| spec.contains(t)) {
+        spec = format!("{spec},{QUIET_SDK}");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{DEFAULT_LOG_FILTER},{QUIET_SDK}"))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
+}
+
+/// Stderr for logs: a failed write is reported as done, so that no writer up the stack retries, reports or
+/// panics.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Writes `text` and a newline to stderr, ignoring a failure: for messages to a person, which must never turn
+/// a closed stderr into a panic (as `eprintln!` does).
+pub fn note(text: impl Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Writes `text` and a newline to stdout and flushes, ignoring a failure (the reader went away): for results
+/// that are a report, which must never turn a closed stdout into a panic (as `println!` does).
+pub fn out(text: impl Display) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{text}").and_then(|_| o.flush());
+}
+
+/// `eprintln!` that never panics: a line for a person on stderr, dropped when stderr is closed.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => { $crate::cli::note(format_args!($($arg)*)) };
+}
+
+/// `println!` that never panics: a result line on stdout, flushed, dropped when stdout is closed.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::out(format_args!($($arg)*)) };
 }
 
 /// Reads a legacy millisecond variable (`MSS_PRODUCER_SLEEP_MS`, `MSS_CONSUMER_SLEEP_MS`) from the
@@ -188,6 +304,29 @@ mod tests {
             );
         }
         assert!(n > 0, "this build has a backend");
+    }
+
+    /// An error that quotes its source, as many do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x.json: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    /// An error whose source is a usage error, deeper in the chain.
+    #[derive(Debug, thiserror::Error)]
+    #[error("while starting")]
+    struct Wrapping(#[source] UsageError);
+
+    #[test]
+    fn each_cause_is_said_once_and_a_usage_error_anywhere_in_the_chain_exits_2() {
+        let e = Quoting(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let line = one_line(&e);
+        assert_eq!(line.matches("not found").count(), 1, "{line}");
+        let e: Box<dyn std::error::Error + Send + Sync> = Box::new(Wrapping(usage("no --target")));
+        assert_eq!(one_line(e.as_ref()), "while starting: no --target");
+        assert_eq!(exit::<(), _>(Err(e)), ExitCode::from(2));
+        let e: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(Quoting(std::io::Error::other("disk on fire")));
+        assert_eq!(exit::<(), _>(Err(e)), ExitCode::from(1));
     }
 
     #[test]

@@ -28,7 +28,33 @@ const MASK: &str = "***";
 /// key (`sig=`, `AccountKey=`, `password=`…, plain or percent-encoded) replaced by `***`. Text without secrets
 /// comes back unchanged.
 pub fn url(s: &str) -> String {
-    values(&userinfo(s))
+    values(&bare_userinfo(&userinfo(s)))
+}
+
+/// `user:password@host` without a scheme (an address taken apart from its URL, an nsqd `HOST:PORT` given
+/// with a password, a path that holds one) → `***@host`: a word whose part before `@` holds a `:`, plain or
+/// percent-encoded. A bare `name@host` (no password) is left alone.
+fn bare_userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut copied = 0;
+    for (at, _) in s.match_indices('@') {
+        if at < copied {
+            continue;
+        }
+        // The word ends, going back, at a character that cannot be in an authority's userinfo.
+        let start = s[..at]
+            .rfind(|c: char| c.is_whitespace() || "\"'`=(),&?/<>[]{}".contains(c))
+            .map_or(0, |i| i + 1)
+            .max(copied);
+        let word = &s[start..at];
+        if word != MASK && (word.contains(':') || word.to_ascii_lowercase().contains("%3a")) {
+            out.push_str(&s[copied..start]);
+            out.push_str(MASK);
+            copied = at;
+        }
+    }
+    out.push_str(&s[copied..]);
+    out
 }
 
 /// `scheme://user:password@host…` → `scheme://***@host…`, for every `://` in the string (an endpoint nested in
@@ -151,6 +177,37 @@ mod tests {
             url(&format!("x?sig={KEY}&depth=visible")),
             "x?sig=***&depth=visible"
         );
+    }
+
+    #[test]
+    fn passwords_in_bare_addresses_and_paths_are_masked() {
+        for (s, expected) in [
+            (
+                format!("nsqd TCP address \"user:{KEY}@127.0.0.1:1\": not a host"),
+                "nsqd TCP address \"***@127.0.0.1:1\": not a host",
+            ),
+            (
+                format!("address u%3A{KEY}@h:1 refused"),
+                "address ***@h:1 refused",
+            ),
+            (
+                format!("the directory u:{KEY}@nohost does not exist"),
+                "the directory ***@nohost does not exist",
+            ),
+            (
+                format!("?http=u:{KEY}@h:4151&lookupd=v:{KEY}@h:4161"),
+                "?http=***@h:4151&lookupd=***@h:4161",
+            ),
+        ] {
+            assert_eq!(url(&s), expected);
+        }
+        for s in [
+            "git@github.com:o/r",
+            "mail me at a@b.c",
+            "sqlite:/tmp/x@y/q.db",
+        ] {
+            assert_eq!(url(s), s);
+        }
     }
 
     #[test]

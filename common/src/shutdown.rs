@@ -37,14 +37,16 @@ impl Shutdown {
                     _ = term.recv() => "SIGTERM",
                     _ = int.recv() => "SIGINT",
                 };
+                // Trigger first, log after: the stop must never depend on a log write (stderr may be a
+                // pipe whose reader went away).
                 if round == 0 {
+                    s.trigger();
                     tracing::info!(
                         "{name} received: stopping gracefully (send it again to stop at once)"
                     );
-                    s.trigger();
                 } else {
-                    tracing::warn!("{name} received again: stopping at once");
                     s.force();
+                    tracing::warn!("{name} received again: stopping at once");
                 }
             }
         });

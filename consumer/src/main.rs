@@ -11,8 +11,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = config::Args::parse();
     common::cli::init_logging();
-    match config::Config::from_args(args) {
-        Ok(config) => common::cli::run_async(run::run(config)),
-        Err(e) => common::cli::usage_error(e),
-    }
+    common::cli::run_async(async {
+        let config = config::Config::from_args(args).map_err(common::cli::usage)?;
+        run::run(config).await
+    })
 }

@@ -89,7 +89,7 @@ fn install_is_idempotent_and_uninstall_removes_everything_twice() {
     assert_eq!(c["container"]["type"], "DOCKER");
     assert_eq!(
         c["container"]["docker"]["image"],
-        format!("microscaling/queue-workload:{}", env!("CARGO_PKG_VERSION"))
+        format!("queue-workload:{}", env!("CARGO_PKG_VERSION"))
     );
     assert_eq!(
         c["env"]["MSS_QUEUE_ENDPOINT"],

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::cli::{QueueArgs, StatsArgs, legacy_millis, parse_duration};
+use common::cli::{QueueArgs, StatsArgs, legacy_millis, parse_duration, parse_interval};
 use common::shape::Shape;
 use common::work::WorkSpec;
 
@@ -93,6 +93,14 @@ pub struct Args {
     #[arg(long, env = "PRODUCER_WORK", value_name = "SPEC")]
     pub work: Option<WorkSpec>,
 
+    /// With --count or --duration (or a shape that ends): stop with an error (exit 1) when the queue has
+    /// confirmed nothing for this long, retrying with back-off meanwhile.
+    ///
+    /// A queue that cannot be reached would otherwise keep a run that should end running for ever. A run
+    /// without an end keeps retrying whatever this says: it waits for its queue to come (back).
+    #[arg(long, env = "PRODUCER_GIVE_UP_AFTER", default_value = "60s", value_parser = parse_interval, value_name = "DURATION")]
+    pub give_up_after: Duration,
+
     /// Run id shared by the producers of one run, 1-16 hex digits (default: random).
     #[arg(long, env = "RUN_ID", value_name = "HEX")]
     pub run_id: Option<String>,
@@ -125,6 +133,8 @@ pub struct Config {
     pub run_id: u64,
     pub producer_id: u32,
     pub stats_interval: Duration,
+    /// See [`Args::give_up_after`].
+    pub give_up_after: Duration,
     /// Where to serve `/metrics`, when asked.
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
@@ -204,6 +214,7 @@ impl Config {
             run_id,
             producer_id: args.producer_id.unwrap_or_else(rand::random),
             stats_interval: args.stats.stats_interval,
+            give_up_after: args.give_up_after,
             metrics_addr: args.stats.metrics_addr,
         })
     }

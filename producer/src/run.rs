@@ -19,6 +19,7 @@ use common::work::{Work, WorkSampler, WorkSpec};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::failures::Failures;
 use crate::metrics::Metrics;
 use crate::schedule::Schedule;
 use crate::timer::PreciseTimer;
@@ -103,6 +104,11 @@ struct Batcher {
     size: usize,
     /// The counters (failed publishes, throttled ones), shared by every batch task.
     metrics: Metrics,
+    /// The current streak of failed publishes, shared by every batch task.
+    failures: Arc<Failures>,
+    /// How long a bounded run (--count or --duration) retries a queue that confirms nothing before it gives up;
+    /// `None` for a run without an end, which waits for its queue.
+    give_up_after: Option<Duration>,
 }
 
 /// How a batch ended.
@@ -116,6 +122,13 @@ enum Outcome {
         first: u64,
         n: u64,
         error: QueueError,
+    },
+    /// The queue confirmed nothing for --give-up-after: these messages may or may not be in the queue.
+    Unreachable {
+        first: u64,
+        n: u64,
+        error: QueueError,
+        failing_for: Duration,
     },
 }
 
@@ -154,7 +167,10 @@ impl Batcher {
                 bodies.push(envelope.encode(self.size));
             }
             match self.queue.publish(bodies).await {
-                Ok(()) => return Outcome::Confirmed { sent_us, lateness },
+                Ok(()) => {
+                    self.failures.confirmed();
+                    return Outcome::Confirmed { sent_us, lateness };
+                }
                 // Retrying cannot shrink a message: refused for good, on any backend.
                 Err(error) if error.kind() == ErrorKind::TooLarge => {
                     self.metrics.errors.inc();
@@ -165,12 +181,20 @@ impl Batcher {
                     if e.is_throttled() {
                         self.metrics.throttled.inc();
                     }
+                    let failing_for = self.failures.failed(&e);
+                    if self.give_up_after.is_some_and(|limit| failing_for >= limit) {
+                        return Outcome::Unreachable {
+                            first,
+                            n,
+                            error: e,
+                            failing_for,
+                        };
+                    }
                     attempt += 1;
                     let cap = BACKOFF_BASE
                         .saturating_mul(1 << attempt.min(16))
                         .min(BACKOFF_MAX);
                     let pause = cap.mul_f64(rand::random::<f64>());
-                    tracing::warn!(error = %e, attempt, "publish failed; retrying in {pause:?}");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = self.shutdown.requested() => return Outcome::GivenUp { first, n },
@@ -210,6 +234,10 @@ impl Producer {
             producer_id: config.producer_id,
             size: config.size,
             metrics,
+            failures: Arc::default(),
+            // A run with an end must reach it: one that waits for ever on a queue it never reached ends nothing.
+            give_up_after: (config.count.is_some() || config.duration.is_some())
+                .then_some(config.give_up_after),
         };
         Producer {
             schedule: Schedule::new(started, config.shape.clone(), config.share, config.seed),
@@ -238,7 +266,8 @@ impl Producer {
         let concurrency = self.config.concurrency;
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut timer = PreciseTimer::new();
-        let mut refused: Option<QueueError> = None;
+        // Why the run stopped sending early, if it did.
+        let mut refused: Option<anyhow::Error> = None;
         let mut next_tick = self.started + self.config.stats_interval;
         let deadline = self.config.duration.map(|d| self.started + d);
         loop {
@@ -302,7 +331,7 @@ impl Producer {
             self.settle(done, &mut refused);
         }
         match refused {
-            Some(e) => Err(e).context("the queue refused messages; stopped sending"),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
@@ -311,7 +340,7 @@ impl Producer {
     fn settle(
         &mut self,
         done: Result<Outcome, tokio::task::JoinError>,
-        refused: &mut Option<QueueError>,
+        refused: &mut Option<anyhow::Error>,
     ) {
         match done {
             Ok(Outcome::Confirmed { sent_us, lateness }) => {
@@ -333,7 +362,25 @@ impl Producer {
                 // Refused outright: not in the queue. Reported with the unconfirmed so the audit skips them.
                 self.batcher.metrics.unconfirmed.inc_by(n);
                 self.unconfirmed.push((first, n));
-                refused.get_or_insert(error);
+                refused.get_or_insert_with(|| {
+                    anyhow::Error::new(error).context("the queue refused messages; stopped sending")
+                });
+            }
+            Ok(Outcome::Unreachable {
+                first,
+                n,
+                error,
+                failing_for,
+            }) => {
+                self.batcher.metrics.unconfirmed.inc_by(n);
+                self.unconfirmed.push((first, n));
+                refused.get_or_insert_with(|| {
+                    anyhow::Error::new(error).context(format!(
+                        "the queue confirmed nothing for {:.0}s (--give-up-after {:?}): stopped sending",
+                        failing_for.as_secs_f64(),
+                        self.config.give_up_after
+                    ))
+                });
             }
             // A batch task cannot panic short of a bug; say so loudly rather than miscount silently.
             Err(e) => {

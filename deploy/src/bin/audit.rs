@@ -21,7 +21,7 @@ use clap::Parser;
 /// Exit status: 0 when nothing was lost, 1 when messages were lost, 2 when the audit could not run (bad
 /// usage, or an input file missing or unusable).
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "audit", version)]
 struct Args {
     /// A producer's stats output (its stdout, JSON lines); give one per producer.
     ///
@@ -37,21 +37,19 @@ struct Args {
 fn main() -> ExitCode {
     let started = Instant::now();
     let args = Args::parse();
-    let report = match deploy::audit::audit_files(&args.producers, &args.ledgers) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    report.emit(started);
-    // The table is for a person; a closed stderr must not turn a clean audit into a failure.
-    let _ = report.write_table(&mut std::io::stderr().lock());
-    if report.totals.lost == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    common::cli::exit((|| {
+        // Every audit error is about the input files named on the command line: bad usage (exit 2).
+        let report = deploy::audit::audit_files(&args.producers, &args.ledgers)
+            .map_err(common::cli::usage)?;
+        report.emit(started);
+        // The table is for a person; a closed stderr must not turn a clean audit into a failure.
+        let _ = report.write_table(&mut std::io::stderr().lock());
+        anyhow::Ok(if report.totals.lost == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })())
 }
 
 #[cfg(test)]

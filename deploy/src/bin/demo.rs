@@ -8,14 +8,11 @@ use deploy::demo::{self, Args, Config};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match Config::from_args(args) {
-        Ok(c) => c,
-        Err(e) => return common::cli::usage_error(e),
-    };
     // One thread (run_async's runtime is current-thread): children are started from it, and Linux's
     // parent-death signal (which makes them die with the demo) follows the thread that started them, so it
     // must live as long as the demo.
     common::cli::run_async(async {
+        let config = Config::from_args(args).map_err(common::cli::usage)?;
         let summary = demo::run(config).await?;
         anyhow::Ok(if summary.succeeded() {
             ExitCode::SUCCESS

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use common::cli::{parse_duration, parse_interval};
+use common::cli::{parse_duration, parse_interval, usage};
 use common::shape::Shape;
 use deploy::scenario::Scenario;
 use deploy::scorecard::{self, Series, sources::ConsumerSource, table, watch};
@@ -18,8 +18,11 @@ use deploy::scorecard::{self, Series, sources::ConsumerSource, table, watch};
 ///
 /// `scorecard grade series.json` re-grades a recorded run (the demo writes one with --autoscale);
 /// `scorecard watch` records one from outside while any engine scales consumers on any backend.
+///
+/// Exit status: 0 graded, 1 when nothing could be read or written, 2 for bad usage (a series file that is
+/// missing or not a series, no --target or --duration without a scenario that has them, a bad queue URL).
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "scorecard", version)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -77,10 +80,12 @@ fn main() -> ExitCode {
     common::cli::run_async(async move {
         let (series, out, title) = match args.command {
             Command::Grade { series, out } => {
+                // The series is a file named on the command line: missing or not a series is bad usage.
                 let text = std::fs::read_to_string(&series)
-                    .with_context(|| format!("cannot read {}", series.display()))?;
-                let parsed: Series = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a series file", series.display()))?;
+                    .map_err(|e| usage(format!("cannot read {}: {e}", series.display())))?;
+                let parsed: Series = serde_json::from_str(&text).map_err(|e| {
+                    usage(format!("{} is not a series file: {e}", series.display()))
+                })?;
                 let dir =
                     out.unwrap_or_else(|| series.parent().map(PathBuf::from).unwrap_or_default());
                 let title = parsed
@@ -99,22 +104,28 @@ fn main() -> ExitCode {
                 interval,
                 out,
             } => {
-                let scenario = scenario.as_deref().map(Scenario::load).transpose()?;
+                let scenario = scenario
+                    .as_deref()
+                    .map(Scenario::load)
+                    .transpose()
+                    .map_err(usage)?;
                 let shape = match shape {
-                    Some(s) => Some(Shape::parse(&s).context("--shape")?),
+                    Some(s) => {
+                        Some(Shape::parse(&s).map_err(|e| usage(format!("invalid --shape: {e}")))?)
+                    }
                     None => scenario.as_ref().map(|s| s.shape.clone()),
                 };
                 let target = target
                     .or(scenario.as_ref().map(|s| s.target))
-                    .context("give --target or a --scenario that has one")?;
+                    .ok_or_else(|| usage("give --target or a --scenario that has one"))?;
                 let duration = duration
                     .or(scenario
                         .as_ref()
                         .map(|s| s.duration + Duration::from_secs(60)))
-                    .context("give --duration or a --scenario that has one")?;
+                    .ok_or_else(|| usage("give --duration or a --scenario that has one"))?;
                 // Watching must not create the queue it watches: one that is not there is a mistyped name,
                 // not an empty queue (where the backend can tell).
-                let url = common::queue::QueueUrl::parse(&queue)?;
+                let url = common::queue::QueueUrl::parse(&queue).map_err(usage)?;
                 let q = url.open_existing().await.map_err(|e| {
                     let missing = e.kind() == common::queue::ErrorKind::NotFound;
                     anyhow::Error::new(e).context(if missing {
@@ -166,13 +177,13 @@ fn main() -> ExitCode {
         let (card, files) = scorecard::write_all(&out, &series, &title)?;
         let mut err = std::io::stderr().lock();
         table::write(&mut err, &card).context("cannot write the table")?;
-        eprintln!(
+        common::note!(
             "  files  {}, {}, {}",
             files.series.display(),
             files.scorecard.display(),
             files.chart.display()
         );
-        println!("{}", serde_json::to_string(&card)?);
+        common::outln!("{}", serde_json::to_string(&card)?);
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

@@ -52,7 +52,7 @@ pub use supervisor::run;
 /// after you stopped the demo early are not lost), 1 when some were, the queue did not drain, or the demo
 /// failed, 2 for bad usage.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "demo", version)]
 pub struct Args {
     /// Messages per second the producer sends; 0 sends as fast as the queue accepts [default: 100].
     #[arg(long, value_name = "MSGS_PER_S", conflicts_with = "shape")]

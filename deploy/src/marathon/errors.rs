@@ -3,16 +3,9 @@
 
 use std::time::Duration;
 
-/// An input that cannot be used; found before any request is made.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-impl UsageError {
-    pub fn new(msg: impl Into<String>) -> UsageError {
-        UsageError(msg.into())
-    }
-}
+/// An input that cannot be used; found before any request is made. The same type as every binary's, so
+/// that [`common::cli::exit`] gives it exit status 2.
+pub use common::cli::UsageError;
 
 /// A failed exchange with Marathon. `what` names the operation (`update group /microscaling-demo`).
 #[derive(Debug, thiserror::Error)]
@@ -123,25 +116,14 @@ pub enum Failure {
     Runtime(#[from] std::io::Error),
 }
 
-impl Failure {
-    /// 2 for bad usage, 1 for anything that went wrong at run time.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Failure::Usage(_) => 2,
-            _ => 1,
-        }
-    }
-}
-
-/// Runs a binary's body and turns its outcome into the exit status, printing the error as one line.
+/// Runs a binary's body and turns its outcome into the exit status with [`common::cli::exit`], the rule every
+/// binary follows.
 pub fn exit_with(result: Result<(), Failure>) -> std::process::ExitCode {
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::from(e.exit_code())
-        }
-    }
+    common::cli::exit(result.map_err(|f| match f {
+        // Unwrapped, because `Usage` is transparent: the chain must hold the UsageError itself.
+        Failure::Usage(u) => anyhow::Error::new(u),
+        other => anyhow::Error::new(other),
+    }))
 }
 
 /// A current-thread runtime: the binaries make one request at a time.

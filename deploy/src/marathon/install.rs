@@ -22,23 +22,23 @@ pub fn run(args: InstallArgs) -> Result<(), Failure> {
         .with_env_password()
         .validate(!args.dry_run)?;
     for w in &plan.warnings {
-        eprintln!("warning: {w}");
+        common::note!("warning: {w}");
     }
     let id = plan.group.id.clone();
     if args.dry_run {
         let body = plan.group.to_json(Reveal::No);
         let base = conn.as_ref().map_or("MARATHON_URL", |c| c.url.as_str());
         let force = if args.force { "?force=true" } else { "" };
-        eprintln!(
+        common::note!(
             "dry run: would PUT {base}/v2/groups{id}{force} with this body (secrets shown as <redacted>); nothing was contacted"
         );
         if plan.engine_needs_leader.is_some() {
-            eprintln!(
+            common::note!(
                 "dry run: the engine's MSS_MARATHON_API would be http://LEADER, LEADER read from {base}/v2/leader"
             );
         }
         let text = serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string());
-        println!("{text}");
+        common::outln!("{text}");
         return Ok(());
     }
     let Some(conn) = conn else {
@@ -87,27 +87,27 @@ pub fn run(args: InstallArgs) -> Result<(), Failure> {
         let desired: Vec<Value> = body["apps"].as_array().cloned().unwrap_or_default();
         let changes = diff::changes(&desired, live.as_ref());
         if live.is_some() && changes.is_empty() {
-            eprintln!("{id} is up to date ({} apps); nothing to do", desired.len());
+            common::note!("{id} is up to date ({} apps); nothing to do", desired.len());
             return Ok(());
         }
         if live.is_none() {
-            eprintln!("creating {id}:");
+            common::note!("creating {id}:");
         } else {
-            eprintln!("updating {id}:");
+            common::note!("updating {id}:");
         }
         for c in &changes {
-            eprintln!("  {c}");
+            common::note!("  {c}");
         }
         let force = args.force;
         let started_dep = wait::retry_locked(deadline, || client.put_group(&id, &body, force)).await?;
         let dep = started_dep.deployment_id;
         if args.no_wait {
-            eprintln!("deployment {dep} started; not waiting for it (--no-wait): follow it in {}/v2/deployments", client.base());
+            common::note!("deployment {dep} started; not waiting for it (--no-wait): follow it in {}/v2/deployments", client.base());
             return Ok(());
         }
         let took = wait::until_done(&client, &dep, deadline, started, args.poll_interval).await?;
         let summary = summarize(&changes);
-        eprintln!(
+        common::note!(
             "installed {id} ({summary}); deployment {dep} finished in {:.1}s",
             took.as_secs_f64()
         );

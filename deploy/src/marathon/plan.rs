@@ -44,7 +44,7 @@ pub enum QueueKind {
 ///
 /// Exit status: 0 installed (or up to date), 1 Marathon or network failure, 2 bad usage.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "marathon-install", version)]
 pub struct InstallArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -53,8 +53,9 @@ pub struct InstallArgs {
     #[arg(long, default_value = "/microscaling-demo", value_name = "ID")]
     pub group: String,
 
-    /// The image holding the producer, consumer and remainder binaries.
-    #[arg(long, default_value_t = format!("microscaling/queue-workload:{VERSION}"), value_name = "IMAGE")]
+    /// The image holding the producer, consumer and remainder binaries [default: queue-workload:VERSION, the tag
+    /// `make image` builds; push it to a registry the agents can pull from and name it here].
+    #[arg(long, default_value_t = format!("queue-workload:{VERSION}"), value_name = "IMAGE")]
     pub image: String,
 
     /// The queue to run on.
@@ -149,9 +150,10 @@ pub struct InstallArgs {
     #[arg(long, default_value_t = 10.0, value_name = "MSGS_PER_S")]
     pub producer_rate: f64,
 
-    /// Work per message in each consumer (CONSUMER_WORK): none, sleep:DURATION or cpu:DURATION.
+    /// Work per message in each consumer (CONSUMER_WORK): any spec the consumer's --work takes: none,
+    /// sleep:DURATION, cpu:DURATION, or a distribution such as sleep:exp(20ms).
     #[arg(long, default_value = "sleep:100ms", value_name = "SPEC")]
-    pub consumer_work: common::work::Work,
+    pub consumer_work: common::work::WorkSpec,
 
     /// How long a consumer drains on SIGTERM (CONSUMER_DRAIN_TIMEOUT); Marathon's kill grace period is set
     /// 7 s longer so the drain ends before SIGKILL.
@@ -230,7 +232,12 @@ fn check_host_port(value: &str, flag: &str) -> Result<(String, u16), UsageError>
     };
     let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() || port == 0 || host.contains(char::is_whitespace) {
+    // `@` or `/` mean a URL or credentials were pasted, which would be copied into every app's environment.
+    if host.is_empty()
+        || port == 0
+        || host.contains(char::is_whitespace)
+        || host.contains(['@', '/'])
+    {
         return Err(bad());
     }
     Ok((host.to_string(), port))

@@ -20,7 +20,7 @@ use super::wait;
 ///
 /// Exit status: 0 removed (or nothing to remove), 1 Marathon or network failure, 2 bad usage.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "marathon-uninstall", version)]
 pub struct UninstallArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -63,13 +63,13 @@ pub fn run(args: UninstallArgs) -> Result<(), Failure> {
         return Err(super::errors::UsageError::new("--timeout must be more than 0").into());
     }
     let Some(conn) = conn else {
-        eprintln!(
+        common::note!(
             "dry run: would DELETE MARATHON_URL/v2/groups{id} after checking that every app in it was installed by marathon-install; nothing was contacted"
         );
         return Ok(());
     };
     if args.dry_run {
-        eprintln!(
+        common::note!(
             "dry run: would DELETE {}/v2/groups{id} after checking that every app in it was installed by marathon-install; nothing was contacted",
             conn.url
         );
@@ -79,7 +79,7 @@ pub fn run(args: UninstallArgs) -> Result<(), Failure> {
     let deadline = started + args.timeout;
     runtime()?.block_on(async {
         let Some(live) = client.get_group(&id).await? else {
-            eprintln!("nothing to uninstall: group {id} does not exist on {}", client.base());
+            common::note!("nothing to uninstall: group {id} does not exist on {}", client.base());
             return Ok(());
         };
         let foreign = diff::foreign_apps(&live);
@@ -95,17 +95,17 @@ pub fn run(args: UninstallArgs) -> Result<(), Failure> {
         let apps = diff::live_apps(&live).count();
         let force = args.force;
         let Some(started_dep) = wait::retry_locked(deadline, || client.delete_group(&id, force)).await? else {
-            eprintln!("nothing to uninstall: group {id} was removed meanwhile");
+            common::note!("nothing to uninstall: group {id} was removed meanwhile");
             return Ok(());
         };
         let dep = started_dep.deployment_id;
         if args.no_wait {
-            eprintln!("removing {id} ({apps} apps): deployment {dep} started; not waiting for it (--no-wait)");
+            common::note!("removing {id} ({apps} apps): deployment {dep} started; not waiting for it (--no-wait)");
             return Ok(());
         }
-        eprintln!("removing {id} ({apps} apps)");
+        common::note!("removing {id} ({apps} apps)");
         let took = wait::until_done(&client, &dep, deadline, started, args.poll_interval).await?;
-        eprintln!("removed {id}; deployment {dep} finished in {:.1}s", took.as_secs_f64());
+        common::note!("removed {id}; deployment {dep} finished in {:.1}s", took.as_secs_f64());
         Ok(())
     })
 }

@@ -51,7 +51,7 @@ pub async fn until_done(
         };
         let now = progress(d);
         if now != last {
-            eprintln!("  deployment {id}: {now}");
+            common::note!("  deployment {id}: {now}");
             last = now;
         }
         let now_t = Instant::now();
@@ -88,7 +88,7 @@ where
                     return Err(MarathonError::Locked { what, deployments });
                 }
                 let wait = pause.min(deadline - now);
-                eprintln!(
+                common::note!(
                     "  locked by deployment {}: retrying in {:.1}s (--force cancels it)",
                     deployments.join(", "),
                     wait.as_secs_f64()

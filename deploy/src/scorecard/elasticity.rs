@@ -489,6 +489,8 @@ mod tests {
             band_low: 35,
             shape: Some("step:100,500@30s".into()),
             changes_s: vec![30.0],
+            change_directions: Vec::new(),
+            manual: Vec::new(),
             consumed: 0,
             lost: None,
             samples: vec![sample(0.0, 3), sample(30.0, 10), sample(60.0, 13)],

@@ -93,7 +93,7 @@ impl fmt::Display for ConsumerSource {
                 channel,
             } => write!(f, "nsqd:{}/{topic}/{channel}", redact(base)),
             ConsumerSource::Marathon { base, app } => {
-                write!(f, "marathon:{}/{app}", redact(base))
+                write!(f, "{}", redact(&format!("marathon:{base}/{app}")))
             }
         }
     }
@@ -106,14 +106,10 @@ impl fmt::Debug for ConsumerSource {
     }
 }
 
-/// `http://user:secret@host:8080` → `http://***@host:8080`; URLs without credentials are unchanged.
+/// `http://user:secret@host:8080` → `http://***@host:8080`, and secret parameters (`token=`…) masked: the
+/// suite's one redaction, [`common::redact::url`].
 fn redact(base: &str) -> String {
-    match (base.find("://"), base.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &base[..scheme + 3], &base[at..])
-        }
-        _ => base.to_string(),
-    }
+    common::redact::url(base)
 }
 
 impl ConsumerSource {
@@ -133,11 +129,7 @@ impl ConsumerSource {
             ConsumerSource::Marathon { base, app } => format!("{base}/v2/apps/{app}"),
         };
         // Errors name the URL without its credentials.
-        let shown = match self {
-            ConsumerSource::Nsqd { base, .. } | ConsumerSource::Marathon { base, .. } => {
-                url.replacen(base.as_str(), &redact(base), 1)
-            }
-        };
+        let shown = redact(&url);
         let http_err = |source: reqwest::Error| SourceError::Http {
             url: shown.clone(),
             source: source.without_url(),

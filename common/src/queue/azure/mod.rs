@@ -75,6 +75,11 @@ pub struct AzureQueue {
     credential: String,
 }
 
+/// What [`AzureQueue::open`] looked for before it fell back to Entra ID.
+const NOT_FOUND: &str = "none of AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN is set";
+/// How to give a credential, for the error that says none was found.
+const HOW_TO_GIVE: &str = "Set AZURE_STORAGE_ACCOUNT_KEY (the account's access key; Azurite's is its well-known devstoreaccount1 key), AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING";
+
 impl AzureQueue {
     /// Opens the queue, creating it when missing, with the credential [`credential::select`] picks from the
     /// environment. Checks the credential on the way (a wrong key fails here, with the 403).
@@ -92,6 +97,20 @@ impl AzureQueue {
             AzureError::setup(&url.account, &url.queue, "choose a credential", detail)
         })?;
         let endpoint = url.endpoint_or(conn.as_ref().map(|c| c.queue_endpoint.as_str()));
+        // auth=auto found no key and no SAS. Entra ID sends its token only over https, so against an http://
+        // endpoint (Azurite) it cannot work: say what was looked for instead of the SDK's "must use https".
+        let fell_back = url.auth == AuthMode::Auto && matches!(choice, Choice::Entra(_));
+        if fell_back && endpoint.starts_with("http://") {
+            return Err(AzureError::setup(
+                &url.account,
+                &url.queue,
+                "choose a credential",
+                format!(
+                    "no credential: {NOT_FOUND}; Entra ID is not tried because {endpoint} is http:// and an Entra ID token is only sent over https. {HOW_TO_GIVE}"
+                ),
+            )
+            .into());
+        }
         let mut options = QueueClientOptions {
             client_options: ClientOptions {
                 retry: RetryOptions::none(),
@@ -132,8 +151,33 @@ impl AzureQueue {
             endpoint,
             url,
         };
-        queue.ensure_exists().await?;
-        Ok(queue)
+        match queue.ensure_exists().await {
+            Ok(()) => Ok(queue),
+            // The fallback to Entra ID found no identity either (no workload or managed identity, no `az` or
+            // `azd` login): the SDK's error is several lines about developer tools; this one says what to do.
+            Err(err)
+                if fell_back
+                    && err.downcast_ref::<AzureError>().is_some_and(|e| {
+                        matches!(e.fault, error::Fault::Other | error::Fault::Setup)
+                    }) =>
+            {
+                let e = &err;
+                let first = e.to_string();
+                let first = first.lines().next().unwrap_or_default();
+                // The SDK's own words, without the account and queue this error names already.
+                let first = first
+                    .split_once(": cannot open the queue: ")
+                    .map_or(first, |(_, d)| d);
+                Err(AzureError::setup(
+                    &queue.url.account,
+                    &queue.url.queue,
+                    "choose a credential",
+                    format!("no credential: {NOT_FOUND}, and Entra ID found no identity ({first}). {HOW_TO_GIVE}, or log in with `az login`"),
+                )
+                .into())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates the queue when it does not exist (so the three roles can start in any order).

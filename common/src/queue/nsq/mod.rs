@@ -91,6 +91,9 @@ struct ProducerSide {
     conn: Option<Conn>,
     /// Whether the topic and channel were created over HTTP, so that depth shows before any consumer.
     created: bool,
+    /// Whether a failure to create them was logged: once is enough, the publish errors that follow say the rest
+    /// (each retry logged it again: two lines per retry against a dead nsqd).
+    create_warned: bool,
 }
 
 /// The consumer's connection, made on the first receive.
@@ -312,9 +315,11 @@ impl NsqQueue {
             if !side.created {
                 match self.create_topic_and_channel(&http).await {
                     Ok(()) => side.created = true,
-                    Err(e) => {
+                    Err(e) if !side.create_warned => {
+                        side.create_warned = true;
                         tracing::warn!(error = %e, "could not create the topic and channel; depth stays empty until a consumer subscribes")
                     }
+                    Err(e) => tracing::debug!(error = %e, "could not create the topic and channel"),
                 }
             }
             side.conn = Some(Conn::connect(self.options(&tcp)).await?);

@@ -8,14 +8,13 @@ use crate::queue::{ErrorKind, QueueError};
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteError {
     /// The file exists but is not a SQLite database.
-    #[error(
-        "cannot open queue {path}: the file is not a SQLite database (is this the right file?)"
-    )]
+    #[error("{path} is not a SQLite database (is this the right file?)")]
     NotADatabase { path: PathBuf },
+    /// The directory of the file does not exist (SQLite creates the file, not its directory).
+    #[error("the directory {dir} does not exist: create it, or fix the path")]
+    NoDirectory { dir: PathBuf },
     /// The file is a database, but not a queue this suite made.
-    #[error(
-        "cannot open queue {path}: it is a SQLite database but not a queue made by this suite ({detail})"
-    )]
+    #[error("{path} is a SQLite database but not a queue made by this suite ({detail})")]
     ForeignDatabase { path: PathBuf, detail: String },
     /// The path names a directory (`url` is masked: it is echoed).
     #[error(
@@ -38,7 +37,8 @@ impl From<SqliteError> for QueueError {
         let kind = match &e {
             SqliteError::NotADatabase { .. }
             | SqliteError::ForeignDatabase { .. }
-            | SqliteError::IsDirectory { .. } => ErrorKind::Invalid,
+            | SqliteError::IsDirectory { .. }
+            | SqliteError::NoDirectory { .. } => ErrorKind::Invalid,
             SqliteError::NoQueue { .. } => ErrorKind::NotFound,
             SqliteError::Sqlite { source, .. } => match source.sqlite_error_code() {
                 // Another process holds the lock past the busy handler's patience: worth a retry.

@@ -125,6 +125,16 @@ impl SqliteQueue {
     /// [`SqliteError::NotADatabase`] for a file that is not SQLite, [`SqliteError::ForeignDatabase`] for a
     /// SQLite database this suite did not make, [`SqliteError::Sqlite`] for anything else.
     pub async fn open(path: PathBuf) -> Result<Self, QueueError> {
+        // SQLite creates a missing file but not a missing directory, and then says only "unable to open
+        // database file", three times over; the directory is what the user must fix.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(SqliteError::NoDirectory {
+                dir: dir.to_path_buf(),
+            }
+            .into());
+        }
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_connection(&p))
             .await
