@@ -26,7 +26,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::MissedTickBehavior;
 
 use super::Config;
-use super::autoscale::Autoscale;
+use super::autoscale::{self, Autoscale, Policy};
 use super::child::{Binaries, ChildProc, Event, Role, State};
 use super::console::{Console, Figures, Phase};
 use super::keys::{self, Key, Keys};
@@ -88,7 +88,7 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         None => format!("{} msgs/s", config.rate),
     };
     let consumers = match &config.autoscale {
-        Some(a) => format!("autoscaled ({a})"),
+        Some(a) => format!("autoscaled ({})", a.summary()),
         None => config.consumers.to_string(),
     };
     console.note(&format!(
@@ -133,6 +133,8 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         producer_started: launched,
         next_scale: launched,
         next_remainder: 1,
+        policy: config.autoscale.as_ref().map(Autoscale::start),
+        starting: Vec::new(),
         samples: Vec::new(),
         warnings: Vec::new(),
         not_json_reported: Vec::new(),
@@ -181,11 +183,14 @@ fn write_scorecard(
     samples: Vec<Sample>,
 ) -> anyhow::Result<()> {
     let title = format!(
-        "{}: local autoscaler {a}",
-        config.scenario.as_deref().unwrap_or("demo")
+        "{}: local autoscaler, {}",
+        config.scenario.as_deref().unwrap_or("demo"),
+        a.summary()
     );
     let series = Series {
         title: Some(title.clone()),
+        policy: Some(a.policy.name().into()),
+        settings: Some(a.to_string()),
         target: a.target,
         band_low: a.band_low(),
         shape: config.shape.as_ref().map(ToString::to_string),
@@ -251,6 +256,10 @@ struct Demo<'a> {
     next_scale: Instant,
     /// The number the next remainder gets.
     next_remainder: usize,
+    /// The autoscaler's policy, with its state (with --autoscale).
+    policy: Option<Box<dyn Policy>>,
+    /// When each consumer asked for but not yet started becomes ready (`start-delay`), earliest first.
+    starting: Vec<Instant>,
     /// The time series the scorecard grades, one sample per progress tick (with --autoscale).
     samples: Vec<Sample>,
     warnings: Vec<String>,
@@ -535,17 +544,24 @@ impl Demo<'_> {
         }
         self.refresh_depth().await;
         // An unreadable depth: no decision rather than a guess.
-        let Some(depth) = self.depth.map(|d| d.total()) else {
+        let Some(depth) = self.depth else {
             let figures = self.figures();
             self.record(&figures);
             return Ok(());
         };
-        let floor = usize::from(self.phase == Phase::Draining && depth > 0);
-        let next = a.decide(depth, self.target, floor);
+        let floor = usize::from(self.phase == Phase::Draining && depth.total() > 0);
+        let now = Instant::now().saturating_duration_since(self.started);
+        let wanted = match self.policy.as_mut() {
+            Some(p) => p.decide(now, depth, self.target),
+            None => self.target,
+        };
+        let next = autoscale::with_floor(wanted, floor, a.max);
         if next != self.target {
             self.console.note(&format!(
-                "autoscaler: depth {depth} (target {}): {} → {next} consumer(s)",
-                a.target, self.target
+                "autoscaler: depth {} (target {}): {} → {next} consumer(s)",
+                depth.total(),
+                a.target,
+                self.target
             ));
             self.set_target(next);
             self.reconcile()?;
@@ -611,7 +627,20 @@ impl Demo<'_> {
             let msg = format!("{} stopping (SIGTERM: it drains and exits)", c.role);
             self.console.note(&msg);
         }
-        for _ in running.len()..self.target {
+        // Consumers still starting count toward the target; the newest are the first given up.
+        self.starting
+            .truncate(self.target.saturating_sub(running.len()));
+        let delay = self
+            .config
+            .autoscale
+            .as_ref()
+            .map_or(Duration::ZERO, |a| a.start_delay);
+        let now = Instant::now();
+        for _ in running.len() + self.starting.len()..self.target {
+            self.starting.push(now + delay);
+        }
+        while self.starting.first().is_some_and(|&ready| ready <= now) {
+            self.starting.remove(0);
             self.spawn_consumer()?;
         }
         if let (Some(a), Some(_)) = (&self.config.autoscale, self.config.remainder_threads) {

@@ -89,6 +89,8 @@ pub async fn record(
         .map_or(Duration::ZERO, |s| Duration::from_secs_f64(s.t));
     let series = Series {
         title: None,
+        policy: None,
+        settings: None,
         target: w.target,
         band_low: band_low(w.target),
         shape: w.shape.map(ToString::to_string),
