@@ -152,7 +152,8 @@ impl Keda {
     }
 }
 
-/// The next time of a schedule of period `every` that is after `now` (no catch-up after a stall).
+/// The next time of a schedule of period `every` that is after `now` (no catch-up after a stall: the time
+/// before it is the one the loop acts at).
 fn next_after(mut next: Duration, every: Duration, now: Duration) -> Duration {
     while next <= now {
         next += every;
@@ -164,19 +165,27 @@ impl Policy for Keda {
     fn decide(&mut self, now: Duration, depth: Depth, current: usize) -> usize {
         let value = self.s.scaler.read(depth);
         let mut replicas = current;
+        // Each loop acts at its scheduled time, not at the caller's slightly later `now`: the real loops are
+        // at least a period apart, so a scale event exactly one policy period back is outside the period
+        // (the HPA counts events strictly after now − period). Timed by the caller's jittery clock, it would
+        // fall inside or outside at random and sometimes halve the scale-up allowance.
         if now >= self.next_poll {
-            self.next_poll = next_after(self.next_poll, self.s.polling, now);
+            let every = self.s.polling;
+            self.next_poll = next_after(self.next_poll, every, now);
+            let at = self.next_poll - every;
             self.cached = value;
-            replicas = self.poll(now, value, replicas);
+            replicas = self.poll(at, value, replicas);
         }
         if now >= self.next_sync {
-            self.next_sync = next_after(self.next_sync, self.hpa.settings().sync, now);
+            let every = self.hpa.settings().sync;
+            self.next_sync = next_after(self.next_sync, every, now);
+            let at = self.next_sync - every;
             let metric = if self.s.use_cached_metrics {
                 self.cached
             } else {
                 value
             };
-            replicas = self.hpa.reconcile(now, metric, self.target, replicas);
+            replicas = self.hpa.reconcile(at, metric, self.target, replicas);
         }
         replicas
     }
@@ -278,6 +287,18 @@ mod tests {
         // At 15 s the HPA syncs between two polls: live it reads 40 messages, cached the 10 of 0 s.
         assert_eq!(live.decide(s(15), depth(40, 0), 1), 4);
         assert_eq!(cached.decide(s(15), depth(40, 0), 1), 1);
+    }
+
+    #[test]
+    fn the_loops_keep_their_schedule_whatever_the_callers_jitter() {
+        let ms = Duration::from_millis;
+        let mut k = keda(|_| {}, 10, 0, 8);
+        assert_eq!(k.decide(ms(20), depth(10, 0), 0), 1);
+        // The 15 s sync, called 50 ms late: 1 + 4 pods.
+        assert_eq!(k.decide(ms(15_050), depth(1000, 0), 1), 5);
+        // The 30 s sync, called only 10 ms late: the scale-up of the 15 s sync is one whole period back, so
+        // 100 % of 5 is allowed (with the callers' times it would still count, and cap the count at 5).
+        assert_eq!(k.decide(ms(30_010), depth(1000, 0), 5), 8);
     }
 
     /// A step up and a step down on a simulated clock, one decision a second, with every default (target
