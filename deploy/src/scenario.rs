@@ -10,9 +10,9 @@
 //! duration = "60s"                     # how long the producer runs
 //!
 //! [autoscale]                          # optional: the local autoscaler's settings for this scenario
-//! min = 0
-//! max = 8
-//! interval = "1s"
+//! min = 0                              # any key `demo --autoscale` takes, e.g. policy = "keda",
+//! max = 8                              # polling = "5s", cooldown = "30s"; `target` here overrides the
+//! interval = "1s"                      # one above for the autoscaler only
 //! ```
 
 use std::path::Path;
@@ -21,6 +21,8 @@ use std::time::Duration;
 use common::cli::parse_duration;
 use common::shape::Shape;
 use serde::Deserialize;
+
+use crate::demo::AutoscaleArgs;
 
 /// What can be wrong with a scenario file.
 #[derive(Debug, thiserror::Error)]
@@ -47,16 +49,7 @@ struct File {
     target: u64,
     duration: String,
     #[serde(default)]
-    autoscale: Option<AutoscaleFile>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AutoscaleFile {
-    min: Option<usize>,
-    max: Option<usize>,
-    slots: Option<usize>,
-    interval: Option<String>,
+    autoscale: toml::Table,
 }
 
 /// A checked scenario.
@@ -70,11 +63,9 @@ pub struct Scenario {
     pub work: Option<String>,
     pub target: u64,
     pub duration: Duration,
-    /// Autoscaler settings the scenario suggests; a command-line `--autoscale` overrides them one by one.
-    pub min: Option<usize>,
-    pub max: Option<usize>,
-    pub slots: Option<usize>,
-    pub interval: Option<Duration>,
+    /// Autoscaler settings the scenario suggests (its target first); a command-line `--autoscale` overrides
+    /// them one by one.
+    pub autoscale: AutoscaleArgs,
 }
 
 impl Scenario {
@@ -108,11 +99,25 @@ impl Scenario {
         if f.target == 0 {
             return Err("target must be a queue depth of 1 or more".into());
         }
-        let a = f.autoscale.unwrap_or_default();
-        let interval = a
-            .interval
-            .map(|i| parse_duration(&i).map_err(|e| format!("autoscale.interval: {e}")))
-            .transpose()?;
+        // The same KEY=VALUE pairs as `--autoscale`, so that both are checked by one parser.
+        let mut pairs = vec![("target".to_string(), f.target.to_string())];
+        for (k, v) in f.autoscale {
+            let v = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    v.to_string()
+                }
+                other => {
+                    return Err(format!(
+                        "autoscale.{k}: expected a string, number or boolean, not {}",
+                        other.type_str()
+                    ));
+                }
+            };
+            pairs.push((k, v));
+        }
+        let autoscale =
+            AutoscaleArgs::from_pairs(pairs).map_err(|e| format!("[autoscale]: {e}"))?;
         Ok(Scenario {
             name: name.into(),
             description: f.description,
@@ -120,10 +125,7 @@ impl Scenario {
             work: f.work,
             target: f.target,
             duration,
-            min: a.min,
-            max: a.max,
-            slots: a.slots,
-            interval,
+            autoscale,
         })
     }
 }
@@ -151,8 +153,40 @@ mod tests {
         assert_eq!(s.shape.to_string(), "const:20+burst:3000@10s");
         assert_eq!(s.work.as_deref(), Some("sleep:20ms"));
         assert_eq!((s.target, s.duration), (50, Duration::from_secs(60)));
-        assert_eq!((s.min, s.max, s.slots), (None, Some(6), None));
-        assert_eq!(s.interval, Some(Duration::from_millis(500)));
+        let a = crate::demo::Autoscale::resolve(&AutoscaleArgs::default(), &s.autoscale).unwrap();
+        assert_eq!((a.target, a.min, a.max, a.slots), (50, 0, 6, 6));
+        assert_eq!(a.interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_scenario_can_name_the_keda_policy_and_its_settings() {
+        let s = Scenario::parse(
+            "step",
+            r#"
+            shape = "const:10"
+            target = 50
+            duration = "10s"
+            [autoscale]
+            policy = "keda"
+            target = 10
+            polling = "5s"
+            cooldown = "30s"
+            activation = 2
+            tolerance = 0.2
+            use-cached-metrics = true
+            "#,
+        )
+        .unwrap();
+        let a = crate::demo::Autoscale::resolve(&AutoscaleArgs::default(), &s.autoscale).unwrap();
+        assert_eq!(a.policy, crate::demo::autoscale::PolicyKind::Keda);
+        // The scenario's target for the run; the autoscaler's own per-replica target from [autoscale].
+        assert_eq!((s.target, a.target), (50, 10));
+        assert_eq!(
+            (a.keda.polling, a.keda.cooldown, a.keda.activation),
+            (Duration::from_secs(5), Duration::from_secs(30), 2)
+        );
+        assert_eq!(a.keda.hpa.tolerance, 0.2);
+        assert!(a.keda.use_cached_metrics);
     }
 
     #[test]
@@ -169,6 +203,14 @@ mod tests {
                 "speed",
             ),
             ("not toml", ""),
+            (
+                "shape = \"const:1\"\ntarget = 5\nduration = \"1s\"\n[autoscale]\npolling = \"soon\"",
+                "[autoscale]: polling",
+            ),
+            (
+                "shape = \"const:1\"\ntarget = 5\nduration = \"1s\"\n[autoscale]\nspeed = 3",
+                "unknown key \"speed\"",
+            ),
         ] {
             let e = Scenario::parse("x", text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");

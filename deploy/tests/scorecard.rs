@@ -364,3 +364,77 @@ fn watch_help_lists_every_scheme_of_this_build() {
         }
     }
 }
+
+#[test]
+fn demo_runs_the_keda_policy_from_a_scenario_and_says_so() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/burst-short-keda.toml");
+    let mut cmd = testkit::command("demo");
+    cmd.arg("--autoscale")
+        .arg("on")
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--scorecard-dir")
+        .arg(out.path());
+    let mut demo = Proc::spawn("demo", cmd);
+    let status = demo.wait(Duration::from_secs(60));
+    let stderr = demo.stderr();
+    assert!(status.success(), "demo failed: {status}\n{stderr}");
+    let summary = demo.summary().expect("a summary line");
+    assert_eq!(summary["lost"], 0, "{summary}");
+    assert!(summary["consumed"].as_u64() >= Some(600), "{summary}");
+
+    // The series, the scorecard, its table and the chart say which policy ran, with what.
+    let series: Series = read_json(&out.path().join("series.json"));
+    let card: Scorecard = read_json(&out.path().join("scorecard.json"));
+    assert_eq!(series.policy.as_deref(), Some("keda"));
+    let settings = series.settings.clone().unwrap_or_default();
+    for s in [
+        "policy=keda",
+        "polling=1s",
+        "cooldown=3s",
+        "start-delay=1s",
+        "scaler=azure",
+    ] {
+        assert!(settings.contains(s), "{s} not in {settings}");
+    }
+    assert_eq!(
+        (card.policy.as_ref(), card.settings.as_ref()),
+        (series.policy.as_ref(), series.settings.as_ref())
+    );
+    assert!(
+        stderr.contains(&format!("  {:<26} {settings}", "policy")),
+        "the table's policy line:\n{stderr}"
+    );
+    let chart = std::fs::read_to_string(out.path().join("chart.svg")).unwrap();
+    assert!(
+        chart.contains("local autoscaler (keda policy)"),
+        "the chart's title"
+    );
+    check_chart(&out.path().join("chart.svg"), &["load up"]);
+    assert_eq!(score(&series), card);
+    assert_eq!(card.lost, Some(0));
+
+    let s = &series.samples;
+    // Out after the burst, to max=4.
+    let peak = s
+        .iter()
+        .position(|x| x.consumers == 4)
+        .unwrap_or_else(|| panic!("never scaled out to max=4: {s:?}"));
+    assert!(s[peak].t > 2.0, "{:?}", s[peak]);
+    // Remainders give up their slots at once, consumers take 1 s to be ready: for a while after each
+    // scale-out fewer than the 4 slots are running, and never more.
+    for x in s {
+        assert!(x.consumers + x.remainders <= 4, "{x:?}");
+    }
+    assert!(
+        s.iter().any(|x| x.consumers + x.remainders < 4),
+        "no consumer was ever starting: {s:?}"
+    );
+    // Back in once the burst is drained (3 s of stabilisation), while the producer still runs.
+    assert!(
+        s[peak..].iter().any(|x| x.consumers < 4 && x.t < 12.0),
+        "never scaled back in: {s:?}"
+    );
+}

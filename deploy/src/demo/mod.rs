@@ -83,10 +83,15 @@ pub struct Args {
     )]
     pub consumers: ConsumerSchedule,
 
-    /// Let the local autoscaler run the consumers: target=50,min=0,max=8,interval=1s[,slots=8].
+    /// Let the local autoscaler run the consumers: target=50,min=0,max=8,interval=1s[,slots=8], or
+    /// policy=keda[,polling=30s,cooldown=300s,…].
     ///
-    /// Microscaling's queue rule: every interval, one more consumer while the queue depth is above the target,
-    /// one fewer while it is under 70 % of it, within min..max. The spare slots (slots - consumers) run
+    /// policy=microscaling (the default) is Microscaling's queue rule: every interval, one more consumer while
+    /// the queue depth is above the target, one fewer while it is under 70 % of it, within min..max.
+    /// policy=keda is KEDA with the Kubernetes HPA: activation from 0 and cooldown back to 0 every polling
+    /// interval, ⌈depth / target⌉ replicas every HPA sync with its tolerance, stabilisation windows and rate
+    /// policies; every KEDA and HPA setting has its default and a key (see the README). start-delay=D
+    /// delays each started consumer, as a pod's start-up would. The spare slots (slots - consumers) run
     /// remainder processes, so consumers + remainders = slots. Keys a scenario file sets may be left out
     /// (`on` takes them all from --scenario). The run's time series, its scorecard and chart are written to
     /// --scorecard-dir.
@@ -221,16 +226,9 @@ impl Config {
         };
         let autoscale = match &args.autoscale {
             Some(a) => {
-                let fallback =
-                    scenario
-                        .as_ref()
-                        .map_or_else(AutoscaleArgs::default, |s| AutoscaleArgs {
-                            target: Some(s.target),
-                            min: s.min,
-                            max: s.max,
-                            interval: s.interval,
-                            slots: s.slots,
-                        });
+                let fallback = scenario
+                    .as_ref()
+                    .map_or_else(AutoscaleArgs::default, |s| s.autoscale.clone());
                 Some(Autoscale::resolve(a, &fallback)?)
             }
             None => None,

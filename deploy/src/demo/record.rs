@@ -40,7 +40,8 @@ pub fn title(config: &Config) -> String {
     let name = config.scenario.as_deref().unwrap_or("demo");
     let engine = match &config.autoscale {
         Some(a) => format!(
-            "local autoscaler, {}..{} consumers every {}",
+            "local autoscaler ({} policy), {}..{} consumers every {}",
+            a.policy.name(),
             a.min,
             a.max,
             humantime::format_duration(a.interval)
@@ -68,6 +69,8 @@ pub fn write_scorecard(
     };
     let series = Series {
         title: Some(title.clone()),
+        policy: config.autoscale.as_ref().map(|a| a.policy.name().into()),
+        settings: config.autoscale.as_ref().map(ToString::to_string),
         target: config.target,
         band_low: config.autoscale.as_ref().map_or_else(
             || scorecard::series::band_low(config.target),

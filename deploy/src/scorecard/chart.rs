@@ -338,6 +338,8 @@ mod tests {
         assert_eq!(label(&1.0), "1");
         assert_eq!(label(&0.5), "0.5");
         let series = Series {
+            policy: None,
+            settings: None,
             title: None,
             target: 50,
             band_low: 35,

@@ -484,6 +484,8 @@ mod tests {
             busy_s: None,
         };
         let series = Series {
+            policy: None,
+            settings: None,
             title: None,
             target: 50,
             band_low: 35,

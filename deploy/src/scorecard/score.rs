@@ -50,6 +50,11 @@ pub struct Reaction {
 /// Every figure of the scorecard.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scorecard {
+    /// The scaling policy that ran and its settings, from the series (absent when it does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
     /// Seconds from the first sample to the last.
     pub duration_s: f64,
     pub target: u64,
@@ -159,6 +164,8 @@ pub fn score(series: &Series) -> Scorecard {
     let busy = s.last().and_then(|x| x.busy_s);
     let worst = |f: fn(&Reaction) -> Option<f64>| reactions.iter().filter_map(f).reduce(f64::max);
     Scorecard {
+        policy: series.policy.clone(),
+        settings: series.settings.clone(),
         duration_s,
         target,
         band_low: series.band_low,
@@ -257,6 +264,8 @@ mod tests {
     fn series(points: &[(f64, u64, usize)]) -> Series {
         Series {
             title: None,
+            policy: None,
+            settings: None,
             target: 10,
             band_low: 7,
             shape: None,

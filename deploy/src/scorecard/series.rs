@@ -34,6 +34,12 @@ pub struct Series {
     /// What ran, for the chart's title: the scenario and the engine (`burst: local autoscaler target=50,…`).
     #[serde(default)]
     pub title: Option<String>,
+    /// The scaling policy that ran (`microscaling`, `keda`), when the run says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Its every setting, as `demo --autoscale` takes them (`policy=keda,target=50,…,polling=30s,…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
     /// The depth the engine aims for: above it, it adds a consumer.
     pub target: u64,
     /// The depth below which it removes one (Microscaling's 70 % of the target). Shown as the lower edge of

@@ -66,6 +66,14 @@ pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
                 .map_or_else(|| "— (not audited)".into(), |l| l.to_string()),
         ),
     ];
+    if let Some(p) = &c.policy {
+        writeln!(
+            out,
+            "  {:<26} {}",
+            "policy",
+            c.settings.as_deref().unwrap_or(p)
+        )?;
+    }
     for (name, value) in rows {
         writeln!(out, "  {name:<26} {value}")?;
     }

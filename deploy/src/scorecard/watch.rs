@@ -95,6 +95,8 @@ pub async fn record(
     let (changes_s, change_directions) = w.shape.map(changes_of).unwrap_or_default();
     let series = Series {
         title: None,
+        policy: None,
+        settings: None,
         target: w.target,
         band_low: band_low(w.target),
         shape: w.shape.map(ToString::to_string),

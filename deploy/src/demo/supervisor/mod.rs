@@ -32,7 +32,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::MissedTickBehavior;
 
 use super::Config;
-use super::autoscale::Autoscale;
+use super::autoscale::{self, Autoscale, Policy};
 use super::child::{Binaries, ChildProc, Event, Role};
 use super::console::{Console, Phase};
 use super::keys::{self, Key, Keys};
@@ -136,6 +136,8 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         next_remainder: 1,
         recorder: Recorder::default(),
         producer_out: Some(producer_out),
+        policy: config.autoscale.as_ref().map(Autoscale::start),
+        starting: Vec::new(),
         warnings: Vec::new(),
         not_json_reported: Vec::new(),
     };
@@ -233,6 +235,10 @@ struct Demo<'a> {
     recorder: Recorder,
     /// Where the producer's stats lines are copied (`None` once writing failed: reported once).
     producer_out: Option<std::fs::File>,
+    /// The autoscaler's policy, with its state (with --autoscale).
+    policy: Option<Box<dyn Policy>>,
+    /// When each consumer asked for but not yet started becomes ready (`start-delay`), earliest first.
+    starting: Vec<Instant>,
     warnings: Vec<String>,
     /// Children already reported for writing a non-JSON stdout line (reported once each).
     not_json_reported: Vec<usize>,
@@ -508,18 +514,24 @@ impl Demo<'_> {
         }
         self.refresh_depth().await;
         // An unreadable depth: no decision rather than a guess.
-        let Some(depth) = self.depth.map(|d| d.total()) else {
+        let Some(depth) = self.depth else {
             let figures = self.figures();
             self.record(&figures);
             return Ok(());
         };
-        let floor = usize::from(self.phase == Phase::Draining && depth > 0);
-        let next = a.decide(depth, self.target, floor);
+        let floor = usize::from(self.phase == Phase::Draining && depth.total() > 0);
+        let now = Instant::now().saturating_duration_since(self.started);
+        let wanted = match self.policy.as_mut() {
+            Some(p) => p.decide(now, depth, self.target),
+            None => self.target,
+        };
+        let next = autoscale::with_floor(wanted, floor, a.max);
         if next != self.target {
             // One short line per change: the processes it starts and stops are not announced one by one.
             self.console.note(&format!(
-                "{:>6.1}s autoscaler: depth {depth} (target {}), consumers {} → {next}",
+                "{:>6.1}s autoscaler: depth {} (target {}), consumers {} → {next}",
                 self.started.elapsed().as_secs_f64(),
+                depth.total(),
                 a.target,
                 self.target
             ));
@@ -561,7 +573,20 @@ impl Demo<'_> {
                 self.console.note(&msg);
             }
         }
-        for _ in running.len()..self.target {
+        // Consumers still starting count toward the target; the newest are the first given up.
+        self.starting
+            .truncate(self.target.saturating_sub(running.len()));
+        let delay = self
+            .config
+            .autoscale
+            .as_ref()
+            .map_or(Duration::ZERO, |a| a.start_delay);
+        let now = Instant::now();
+        for _ in running.len() + self.starting.len()..self.target {
+            self.starting.push(now + delay);
+        }
+        while self.starting.first().is_some_and(|&ready| ready <= now) {
+            self.starting.remove(0);
             self.spawn_consumer()?;
         }
         if let (Some(a), Some(_)) = (&self.config.autoscale, self.config.remainder_threads) {
