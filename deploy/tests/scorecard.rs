@@ -130,6 +130,13 @@ fn demo_autoscales_a_burst_out_and_back_in_and_grades_it() {
         "{burst:?}"
     );
     assert_eq!(card.lost, Some(0));
+    // The demo records what the demand is made of, so the run is graded against it too: the burst leaves
+    // the engine short of consumers for a while, and the figures are fractions of the run.
+    assert_eq!(series.consumer_slots, Some(1));
+    assert!(series.work.is_some(), "{:?}", series.work);
+    let e = card.elasticity.as_ref().expect("elasticity figures");
+    assert!(e.timeshare_under > 0.0 && e.timeshare_under <= 1.0, "{e:?}");
+    assert!((0.0..=1.0).contains(&e.timeshare_over), "{e:?}");
     check_chart(&out.path().join("chart.svg"), &["load up"]);
 
     // The scorecard binary re-grades the file to the same figures.

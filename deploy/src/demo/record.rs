@@ -82,6 +82,8 @@ pub fn write_scorecard(
         manual: recorder.manual,
         consumed: s.audit.totals.consumed,
         lost: Some(s.lost()),
+        work: Some(config.work.to_string()),
+        consumer_slots: Some(config.max_in_flight.get()),
         samples: recorder.samples,
     };
     let (card, out) =

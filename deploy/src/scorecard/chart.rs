@@ -353,6 +353,8 @@ mod tests {
             }],
             consumed: 0,
             lost: None,
+            work: None,
+            consumer_slots: None,
             samples: vec![sample(0.0, 0, 1), sample(3.0, 2000, 2), sample(8.0, 10, 3)],
         };
         let svg = svg(&series, "burst: local autoscaler").unwrap();

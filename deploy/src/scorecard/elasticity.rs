@@ -495,6 +495,8 @@ mod tests {
             manual: Vec::new(),
             consumed: 0,
             lost: None,
+            work: None,
+            consumer_slots: None,
             samples: vec![sample(0.0, 3), sample(30.0, 10), sample(60.0, 13)],
         };
         let (Ok(shape), Ok(work)) = (

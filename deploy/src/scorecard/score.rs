@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
+use super::elasticity::Elasticity;
 use super::series::{Direction, ManualEvent, Sample, Series};
 
 fn up() -> Direction {
@@ -88,6 +89,18 @@ pub struct Scorecard {
     #[serde(default)]
     pub manual_changes: usize,
     pub lost: Option<u64>,
+    /// Supply against the known demand (SPEC RG's elasticity metrics, [`super::elasticity`]); `None` when the
+    /// series lacks the shape, the work model or the consumer's slots.
+    #[serde(default)]
+    pub elasticity: Option<Elasticity>,
+}
+
+/// The elasticity metrics of `series`, when it says enough to work out its demand.
+fn elasticity_of(series: &Series) -> Option<Elasticity> {
+    let shape = common::shape::Shape::parse(series.shape.as_deref()?).ok()?;
+    let work: common::work::WorkSpec = series.work.as_deref()?.parse().ok()?;
+    let demand = super::demand::series_demand(series, &shape, &work, series.consumer_slots?);
+    super::elasticity::of_series(series, &demand).ok()
 }
 
 /// How the engine moved the consumer count from sample `i - 1` to sample `i`: `Equal` when it did not, or
@@ -195,6 +208,7 @@ pub fn score(series: &Series) -> Scorecard {
         max_consumers: s.iter().map(|x| x.consumers).max().unwrap_or(0),
         manual_changes: series.manual.len(),
         lost: series.lost,
+        elasticity: elasticity_of(series),
     }
 }
 
@@ -274,6 +288,8 @@ mod tests {
             manual: Vec::new(),
             consumed: 0,
             lost: None,
+            work: None,
+            consumer_slots: None,
             samples: points
                 .iter()
                 .map(|&(t, d, c)| Sample {
@@ -465,5 +481,26 @@ mod tests {
         assert_eq!(c.peak_overshoot, 0);
         assert_eq!(c.flaps_per_min, 0.0);
         assert_eq!(c.reactions[0].scale_out_after_s, None);
+    }
+
+    #[test]
+    fn a_series_that_names_its_load_and_work_is_graded_against_its_demand() {
+        // const:100 × sleep:20ms over 1 slot = 2 busy slots: a demand of 2 consumers throughout. Supply is 1
+        // over [0, 10) and 3 over [10, 20): one missing for half the run, one idle for the other half.
+        let mut s = series(&[(0.0, 0, 1), (10.0, 0, 3), (20.0, 0, 3)]);
+        s.shape = Some("const:100".into());
+        s.work = Some("sleep:20ms".into());
+        s.consumer_slots = Some(1);
+        let e = score(&s)
+            .elasticity
+            .expect("shape, work and slots are known");
+        assert_eq!(e.duration_s, 20.0);
+        assert_eq!((e.accuracy_under, e.accuracy_over), (0.5, 0.5));
+        assert_eq!((e.timeshare_under, e.timeshare_over), (0.5, 0.5));
+        // θ: 1 of 2 consumers missing for 10 of 20 s = 25 % of demand; likewise over.
+        assert_eq!((e.theta_under_pct, e.theta_over_pct), (25.0, 25.0));
+        // Without the work model there is no demand, so no figures rather than wrong ones.
+        s.work = None;
+        assert_eq!(score(&s).elasticity, None);
     }
 }

@@ -65,6 +65,13 @@ pub struct Series {
     /// Messages lost, from the audit; `None` when the run was not audited.
     #[serde(default)]
     pub lost: Option<u64>,
+    /// The work model per message (`--work`), for the demand the elasticity metrics grade against; `None`
+    /// when unknown (a watched run, or an older file): no elasticity figures then.
+    #[serde(default)]
+    pub work: Option<String>,
+    /// Messages one consumer works on at once (its `--max-in-flight`), for the demand likewise.
+    #[serde(default)]
+    pub consumer_slots: Option<usize>,
     pub samples: Vec<Sample>,
 }
 

@@ -77,6 +77,43 @@ pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
     for (name, value) in rows {
         writeln!(out, "  {name:<26} {value}")?;
     }
+    if let Some(e) = &c.elasticity {
+        // SPEC RG's elasticity metrics against the demand the scenario defines (scorecard::elasticity).
+        let rows: [(&str, String); 4] = [
+            (
+                "under-provisioned",
+                format!(
+                    "a_U {:.2} consumers, θ_U {:.1} % of demand, τ_U {:.1} % of the time",
+                    e.accuracy_under,
+                    e.theta_under_pct,
+                    e.timeshare_under * 100.0
+                ),
+            ),
+            (
+                "over-provisioned",
+                format!(
+                    "a_O {:.2} consumers, θ_O {:.1} % of demand, τ_O {:.1} % of the time",
+                    e.accuracy_over,
+                    e.theta_over_pct,
+                    e.timeshare_over * 100.0
+                ),
+            ),
+            (
+                "jitter",
+                format!(
+                    "{:+.2} replicas/min (< 0 sluggish, > 0 oscillating)",
+                    e.jitter_per_min
+                ),
+            ),
+            (
+                "instability",
+                format!("{:.1} % of the time", e.instability_pct),
+            ),
+        ];
+        for (name, value) in rows {
+            writeln!(out, "  {name:<26} {value}")?;
+        }
+    }
     for r in &c.reactions {
         match r.direction {
             Direction::Up => writeln!(

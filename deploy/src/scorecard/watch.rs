@@ -105,6 +105,8 @@ pub async fn record(
         manual: Vec::new(),
         consumed: w.shape.map_or(0, |s| s.sent_by(end).round() as u64),
         lost: None,
+        work: None,
+        consumer_slots: None,
         samples,
     };
     (series, readings)
