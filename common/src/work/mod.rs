@@ -34,6 +34,9 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp, LogNormal, Normal};
 use thiserror::Error;
 
+mod mean;
+pub use mean::normal_cdf;
+
 /// One unit of simulated work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Work {
@@ -459,22 +462,7 @@ mod tests {
         );
     }
 
-    /// Standard normal CDF, from erfc (Numerical Recipes' erfcc, relative error below 1.2e-7).
-    fn phi(z: f64) -> f64 {
-        let x = -z / std::f64::consts::SQRT_2;
-        let t = 1.0 / (1.0 + 0.5 * x.abs());
-        let poly = -x * x - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-        let erfc = t * poly.exp();
-        0.5 * if x >= 0.0 { erfc } else { 2.0 - erfc }
-    }
+    use super::mean::normal_cdf as phi;
 
     /// z with Φ(z) = 0.99.
     const Z99: f64 = 2.326_347_874;
