@@ -95,6 +95,23 @@ pub struct Scorecard {
     pub elasticity: Option<Elasticity>,
 }
 
+/// Which way the load moved at each change: as recorded, or, for a series that predates the record (or was
+/// watched), worked out from its shape when the shape's changes are the series' changes. Otherwise every
+/// change counts as an increase, the only reading the old files supported.
+fn directions(series: &Series) -> Vec<Direction> {
+    if !series.change_directions.is_empty() {
+        return series.change_directions.clone();
+    }
+    series
+        .shape
+        .as_deref()
+        .and_then(|spec| common::shape::Shape::parse(spec).ok())
+        .map(|shape| super::series::changes_of(&shape))
+        .filter(|(changes, _)| *changes == series.changes_s)
+        .map(|(_, d)| d)
+        .unwrap_or_default()
+}
+
 /// The elasticity metrics of `series`, when it says enough to work out its demand.
 fn elasticity_of(series: &Series) -> Option<Elasticity> {
     let shape = common::shape::Shape::parse(series.shape.as_deref()?).ok()?;
@@ -156,6 +173,7 @@ pub fn score(series: &Series) -> Scorecard {
         }
         last_dir = dir;
     }
+    let directions = directions(series);
     let reactions: Vec<Reaction> = series
         .changes_s
         .iter()
@@ -166,11 +184,7 @@ pub fn score(series: &Series) -> Scorecard {
                 .get(i + 1)
                 .copied()
                 .unwrap_or(f64::INFINITY);
-            let direction = series
-                .change_directions
-                .get(i)
-                .copied()
-                .unwrap_or(Direction::Up);
+            let direction = directions.get(i).copied().unwrap_or(Direction::Up);
             reaction(s, &series.manual, target, (c, direction), until)
         })
         .collect();
@@ -502,5 +516,27 @@ mod tests {
         // Without the work model there is no demand, so no figures rather than wrong ones.
         s.work = None;
         assert_eq!(score(&s).elasticity, None);
+    }
+
+    #[test]
+    fn a_series_without_directions_takes_them_from_its_shape() {
+        // step:40,200@10s,40@40s changes at 10 s (up) and 40 s (down); a file written before directions
+        // were recorded must not grade the step down by a scale-out.
+        let mut s = series(&[
+            (0.0, 0, 1),
+            (10.0, 100, 1),
+            (11.0, 100, 2),
+            (40.0, 0, 2),
+            (40.4, 0, 3),
+        ]);
+        s.shape = Some("step:40,200@10s,40@40s".into());
+        s.changes_s = vec![10.0, 40.0];
+        assert_eq!(directions(&s), vec![Direction::Up, Direction::Down]);
+        let card = score(&s);
+        assert_eq!(card.reactions[1].direction, Direction::Down);
+        assert_eq!(card.reactions[1].scale_out_after_s, None);
+        // Changes that are not the shape's: no guess.
+        s.changes_s = vec![5.0];
+        assert!(directions(&s).is_empty());
     }
 }
