@@ -5,9 +5,10 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ struct Tty {
     master: File,
     screen: Arc<Mutex<Vec<u8>>>,
     reader: Option<JoinHandle<()>>,
+    /// Tells the reader to let go of its copy of the master, so that [`Tty::hang_up`] can close them all.
+    stop_reading: Arc<AtomicBool>,
 }
 
 impl Tty {
@@ -43,6 +46,12 @@ impl Tty {
             )
         };
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // openpty's descriptors are inherited across exec: the demo would hold the master open itself, and
+        // closing the terminal (hang_up) would never hang it up.
+        for fd in [master, slave] {
+            // SAFETY: fcntl on descriptors just opened and owned here.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
         // SAFETY: both descriptors were just opened by openpty and are owned here alone.
         let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         let mut cmd = testkit::command("demo");
@@ -66,13 +75,25 @@ impl Tty {
         let screen = Arc::new(Mutex::new(Vec::new()));
         let mut reader = master.try_clone().expect("dup master");
         let s = screen.clone();
+        let stop_reading = Arc::new(AtomicBool::new(false));
+        let stop = stop_reading.clone();
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
+            while !stop.load(Ordering::Relaxed) {
+                // Wait for output at most 50 ms at a time, so that a stop request is seen.
+                let mut fds = libc::pollfd {
+                    fd: reader.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
+                if unsafe { libc::poll(&mut fds, 1, 50) } <= 0 {
+                    continue;
                 }
-                s.lock().unwrap().extend_from_slice(&buf[..n]);
+                match reader.read(&mut buf) {
+                    Ok(n) if n > 0 => s.lock().unwrap().extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
             }
         });
         Tty {
@@ -80,6 +101,7 @@ impl Tty {
             master,
             screen,
             reader: Some(thread),
+            stop_reading,
         }
     }
 
@@ -103,6 +125,17 @@ impl Tty {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Closes the terminal, as closing its window or killing its tmux session does: every descriptor of the
+    /// master side is closed, so the kernel hangs the terminal up (SIGHUP to the demo, end of file on reads).
+    fn hang_up(&mut self) {
+        self.stop_reading.store(true, Ordering::Relaxed);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let devnull = File::open("/dev/null").expect("/dev/null");
+        drop(std::mem::replace(&mut self.master, devnull));
     }
 
     fn wait(&mut self, limit: Duration) -> ExitStatus {
@@ -255,4 +288,30 @@ fn under_the_autoscaler_a_key_is_recorded_as_manual_and_marked_on_the_chart() {
         Some("summary"),
         "{written}"
     );
+}
+
+#[test]
+fn closing_the_terminal_stops_the_demo_and_removes_its_directory() {
+    // A run far longer than the test: only the hang-up can end it in time.
+    let mut tty = Tty::spawn(&["--duration", "120s", "--rate", "50"], 80);
+    tty.wait_for("depth ", Duration::from_secs(30));
+    let screen = tty.screen();
+    let dir = screen
+        .split_whitespace()
+        .find(|w| w.contains("queue-demo-"))
+        .map(|w| w.trim_matches(|c: char| !(c.is_alphanumeric() || "/-_.".contains(c))))
+        .map(std::path::PathBuf::from);
+    tty.hang_up();
+    let started = Instant::now();
+    // Before the fix the key reader spun on the closed terminal and the demo waited for it forever.
+    let status = tty.wait(Duration::from_secs(20));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(status.code().is_some(), "ended by a signal: {status}");
+    if let Some(dir) = dir.filter(|d| d.is_absolute()) {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
 }

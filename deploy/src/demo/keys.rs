@@ -93,11 +93,23 @@ impl Keys {
     }
 }
 
+/// How long the demo waits for the key reader to notice it should stop before leaving it behind.
+const JOIN_WAIT: Duration = Duration::from_millis(300);
+
 impl Drop for Keys {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Once the terminal is gone (closed window, killed tmux session), crossterm's read can spin on the
+        // tty's end of file and never return, so a plain join would hang the demo forever, past SIGTERM. The
+        // reader holds nothing that needs cleaning up: wait a moment, then leave it to the process's exit.
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let until = std::time::Instant::now() + JOIN_WAIT;
+            while !t.is_finished() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -118,8 +130,11 @@ fn read_keys(tx: &UnboundedSender<Key>, stop: &AtomicBool) {
             // The terminal went away: no more keys, signals still work.
             Err(_) => return,
         }
-        let Ok(Event::Key(k)) = event::read() else {
-            continue;
+        let k = match event::read() {
+            Ok(Event::Key(k)) => k,
+            Ok(_) => continue,
+            // The terminal went away: no more keys, signals still work.
+            Err(_) => return,
         };
         if k.kind != KeyEventKind::Press {
             continue;
