@@ -31,6 +31,8 @@ pub struct QueueArgs {
     #[arg(
         long,
         env = "QUEUE_URL",
+        // A URL may carry a password or a SAS signature: --help shows the variable, never its value.
+        hide_env_values = true,
         value_name = "URL",
         help = crate::queue::registry::help_short(),
         long_help = crate::queue::registry::help_long()

@@ -335,3 +335,37 @@ fn no_secret_reaches_any_output_of_any_binary() {
         );
     }
 }
+
+/// `--help` shows each flag's variable, and clap would show its value too: a URL with a password or a SAS
+/// signature, read from the environment, must not come back on the screen that way.
+#[test]
+fn help_never_shows_a_secret_read_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let queue = format!("azure://acct/q?sig={SIG_ENC}");
+    let marathon = format!("http://user:{S}@127.0.0.1:1");
+    for (bin, args) in [
+        ("producer", &["--help"][..]),
+        ("consumer", &["--help"][..]),
+        ("remainder", &["--help"][..]),
+        ("demo", &["--help"][..]),
+        ("audit", &["--help"][..]),
+        ("scorecard", &["watch", "--help"][..]),
+        ("marathon-install", &["--help"][..]),
+        ("marathon-uninstall", &["--help"][..]),
+    ] {
+        let mut cmd = case(bin, d, args);
+        secret_env(&mut cmd)
+            .env("QUEUE_URL", &queue)
+            .env("MSS_MARATHON_API", &marathon)
+            .env(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!("AccountName=a;AccountKey={KEY}"),
+            );
+        check(
+            &format!("{bin} {}", args.join(" ")),
+            cmd,
+            Duration::from_secs(10),
+        );
+    }
+}

@@ -44,6 +44,7 @@ enum Command {
         #[arg(
             long,
             env = "QUEUE_URL",
+            hide_env_values = true,
             value_name = "URL",
             help = common::queue::registry::help_short(),
             long_help = common::queue::registry::help_long()

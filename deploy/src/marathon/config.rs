@@ -15,7 +15,12 @@ use super::secret::Secret;
 pub struct ConnectionArgs {
     /// Marathon's base URL, e.g. http://marathon.mesos:8080 or, through the DC/OS admin router,
     /// https://leader.mesos/marathon.
-    #[arg(long, env = "MSS_MARATHON_API", value_name = "URL")]
+    #[arg(
+        long,
+        env = "MSS_MARATHON_API",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub marathon_url: Option<String>,
 
     /// DC/OS authentication token, sent as "Authorization: token=…". Prefer DCOS_TOKEN or --token-file:
