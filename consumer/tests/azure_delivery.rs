@@ -123,13 +123,15 @@ fn with_backend(
 fn a_consumer_killed_midway_loses_nothing_and_its_messages_return_after_the_lease() {
     let az = Azurite::start();
     // A short lease (visibility timeouts are whole seconds) and slow work, so the victim holds many; paced,
-    // because Azurite slows down with depth.
+    // because Azurite slows down with depth. The work is long enough that the victim is almost never between
+    // two receives when it is killed: with 20 ms it often held nothing by then (its stats line said it did a
+    // moment before), nothing came back, and the test failed on a loaded machine.
     let load = scenarios::KillLoad {
         count: 2_000,
         rate: 400,
         consumer_args: &[
             "--work",
-            "sleep:20ms",
+            "sleep:200ms",
             "--max-in-flight",
             "32",
             "--lease",
