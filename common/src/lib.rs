@@ -12,11 +12,13 @@
 //! - [`cli`]: flag parsers and logging set-up that every binary uses.
 //! - [`redact`]: secrets (passwords, SAS signatures, keys) masked out of URLs before they are printed.
 //! - [`tls`]: the one TLS stack (rustls on ring) and the verified HTTP client builder.
+//! - [`failures`]: a failing queue logged once, then every 10 s, and timed so that a run with an end gives up.
 //! - [`clock`]: wall-clock microseconds, the unit of every timestamp in messages and stats.
 
 pub mod cli;
 pub mod clock;
 pub mod envelope;
+pub mod failures;
 pub mod ledger;
 pub mod metrics;
 pub mod queue;

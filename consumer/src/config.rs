@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
-use common::cli::{QueueArgs, StatsArgs, legacy_millis, parse_duration};
+use common::cli::{QueueArgs, StatsArgs, legacy_millis, parse_duration, parse_interval};
 use common::work::{Work, WorkSampler, WorkSpec};
 
 /// Takes messages off a queue, does simulated work on each, acks it after the work, and reports, as JSON
@@ -63,6 +63,15 @@ pub struct Args {
     #[arg(long, env = "CONSUMER_COUNT", value_name = "N")]
     pub count: Option<u64>,
 
+    /// With --count: stop with an error (exit 1) when the queue has answered nothing for this long, retrying
+    /// with back-off meanwhile.
+    ///
+    /// A queue that cannot be reached would otherwise keep a run that should end running for ever. A run
+    /// without --count keeps retrying whatever this says: it waits for its queue to come (back), as a
+    /// scaled consumer must across a broker restart.
+    #[arg(long, env = "CONSUMER_GIVE_UP_AFTER", default_value = "60s", value_parser = parse_interval, value_name = "DURATION")]
+    pub give_up_after: Duration,
+
     // --- Failure model (see crate::run's docs for what happens to a failed or poison message) ---
     /// Probability (0 to 1) that a message fails after its work: it is given back to the queue, not acked.
     ///
@@ -102,6 +111,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub ledger: Option<PathBuf>,
     pub count: Option<u64>,
+    /// See [`Args::give_up_after`]; applies only with `count`.
+    pub give_up_after: Duration,
     pub stats_interval: Duration,
     pub failure: FailureModel,
     /// Where to serve `/metrics`, when asked.
@@ -175,6 +186,7 @@ impl Config {
             drain_timeout: args.drain_timeout,
             ledger: args.ledger,
             count: args.count,
+            give_up_after: args.give_up_after,
             stats_interval: args.stats.stats_interval,
             metrics_addr: args.stats.metrics_addr,
             failure: FailureModel {

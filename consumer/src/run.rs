@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use common::clock::unix_micros;
 use common::envelope::{Envelope, format_run_id};
+use common::failures::Failures;
 use common::ledger::{Entry, LedgerWriter, Outcome};
 use common::metrics::{Counter, Exporter, Registry, SecondsCounter};
 use common::queue::{AckOutcome, Delivery, Queue, Receipt};
@@ -236,6 +237,8 @@ struct Consumer {
     last_tick: Instant,
     acked_at_last_tick: u64,
     next_extend: Instant,
+    /// Failed receives in a row: logged once, then every 10 s, and timed for --give-up-after.
+    failures: Failures,
 }
 
 impl Consumer {
@@ -271,6 +274,7 @@ impl Consumer {
             started,
             last_tick: started,
             acked_at_last_tick: 0,
+            failures: Failures::new("receive", "receiving again: the queue answered"),
         }
     }
 
@@ -316,6 +320,7 @@ impl Consumer {
             {
                 Ok((outcome, deliveries)) => {
                     failures = 0;
+                    self.failures.confirmed();
                     self.acked(outcome);
                     let got = deliveries.len();
                     for d in deliveries {
@@ -331,15 +336,46 @@ impl Consumer {
                 Err(e) => {
                     self.counts.errors.inc();
                     self.counts.throttled.inc_by(u64::from(e.is_throttled()));
+                    // Logged by the streak, not here: one line per attempt flooded the log of a consumer
+                    // whose queue was down.
+                    let failing_for = self.failures.failed(&e);
+                    // Only a run with an end gives up: one without must outlive a broker restart.
+                    if self.config.count.is_some() && failing_for >= self.config.give_up_after {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "the queue answered nothing for {:.0}s (--give-up-after {:?}): stopped receiving",
+                            failing_for.as_secs_f64(),
+                            self.config.give_up_after
+                        )));
+                    }
                     failures += 1;
                     let cap = ERROR_PAUSE
                         .saturating_mul(1 << failures.min(8))
                         .min(ERROR_PAUSE_MAX);
-                    let pause = cap.mul_f64(0.5 + rand::random::<f64>() / 2.0);
-                    tracing::warn!(error = %e, failures, "receive/ack failed; retrying in {pause:?}");
-                    self.wait_for_done(Some(pause)).await;
+                    let mut pause = cap.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+                    if self.config.count.is_some() {
+                        // The last attempt falls on the deadline, so the run gives up when it said it would.
+                        pause = pause.min(self.config.give_up_after.saturating_sub(failing_for));
+                    }
+                    tracing::debug!(error = %e, failures, "receive/ack failed; retrying in {pause:?}");
+                    self.pause(pause).await;
                 }
             }
+        }
+    }
+
+    /// Waits out a back-off in full, finishing work and writing stats lines meanwhile. (A single
+    /// `wait_for_done` ends at the next stats tick, which made every back-off at most --stats-interval long:
+    /// a dead queue was retried every second whatever back-off was announced.)
+    async fn pause(&mut self, pause: Duration) {
+        let until = Instant::now() + pause;
+        loop {
+            let now = Instant::now();
+            if now >= until || self.shutdown.is_requested() {
+                return;
+            }
+            self.wait_for_done(Some(until - now)).await;
+            self.collect_done();
+            self.tick_if_due();
         }
     }
 

@@ -1,7 +1,6 @@
 //! `producer`: puts messages on a queue at a steady, open-loop rate and reports what the queue confirmed.
 
 mod config;
-mod failures;
 mod metrics;
 mod run;
 mod schedule;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use common::clock::unix_micros;
 use common::envelope::{Envelope, format_run_id};
+use common::failures::Failures;
 use common::metrics::Exporter;
 use common::queue::{ErrorKind, Queue, QueueError};
 use common::shutdown::Shutdown;
@@ -19,7 +20,6 @@ use common::work::{Work, WorkSampler, WorkSpec};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::failures::Failures;
 use crate::metrics::Metrics;
 use crate::schedule::Schedule;
 use crate::timer::PreciseTimer;
@@ -234,7 +234,10 @@ impl Producer {
             producer_id: config.producer_id,
             size: config.size,
             metrics,
-            failures: Arc::default(),
+            failures: Arc::new(Failures::new(
+                "publish",
+                "publishing again: the queue confirmed",
+            )),
             // A run with an end must reach it: one that waits for ever on a queue it never reached ends nothing.
             give_up_after: (config.count.is_some() || config.duration.is_some())
                 .then_some(config.give_up_after),
