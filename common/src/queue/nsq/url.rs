@@ -115,6 +115,13 @@ fn host_port(s: &str, default_port: u16, what: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err(format!("empty {what} address"));
     }
+    // `user:password@host`: nsqd has no URL credentials, and a secret in a URL is logged. Say where it goes.
+    // (The address quoted is masked by the caller's redaction, like every echoed URL.)
+    if s.contains('@') {
+        return Err(format!(
+            "{what} address {s:?}: a queue URL carries no credentials; give nsqd's AUTH secret in NSQ_AUTH_SECRET"
+        ));
+    }
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
             let port: u16 = p
@@ -300,5 +307,11 @@ mod tests {
             .as_deref(),
             Some("nsq://nsqd:4150/microscaling-demo/c?http=nsqd:4151")
         );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_with_where_they_go() {
+        let e = NsqUrl::parse("//user:hunter2@127.0.0.1:4150/t/c").unwrap_err();
+        assert!(e.contains("NSQ_AUTH_SECRET"), "{e}");
     }
 }
