@@ -287,6 +287,16 @@ impl Summary {
                     dir.join(PRODUCER_OUT).display(),
                     dir.join("ledgers").display()
                 )?;
+                // The audit sees only what was sent and what was consumed: it cannot tell a message waiting in
+                // queue.db from a lost one, so its `lost` includes them. Say so before a user reads it as loss.
+                if self.left() > 0 {
+                    writeln!(
+                        out,
+                        "             (its lost count includes the {} message(s) still in {}/queue.db: never consumed, not lost)",
+                        self.left(),
+                        dir.display()
+                    )?;
+                }
             }
             Files::Removed => writeln!(out, "  files      removed (--keep keeps them)")?,
         }
