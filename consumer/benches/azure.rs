@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::queue::azure::{DEFAULT_API_VERSION, Secret, account_sas};
+use queues::azure::{DEFAULT_API_VERSION, Secret, account_sas};
 use testkit::azurite::{self, ACCOUNT, Azurite, KEY};
 
 /// Bytes of message text, for ours (`--size`) and wrk alike.

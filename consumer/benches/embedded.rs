@@ -231,7 +231,7 @@ fn startup(bins: &Path, name: &str, field: &str) -> (f64, u64) {
             _ => vec!["--threads", "1", "--duration", "300ms"],
         };
         let out = dir.path().join("out.jsonl");
-        let spawned_at = common::clock::unix_micros();
+        let spawned_at = workload::clock::unix_micros();
         let pid = spawn(&bins.join(name), &args, &out);
         let f = finish(pid, &out);
         let first = num(summary(&f), field);

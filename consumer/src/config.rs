@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
-use common::cli::{QueueArgs, StatsArgs, legacy_millis, parse_duration, parse_interval};
-use common::work::{Work, WorkSampler, WorkSpec};
+use queues::cli::QueueArgs;
+use workload::cli::{StatsArgs, legacy_millis, parse_duration, parse_interval};
+use workload::work::{Work, WorkSampler, WorkSpec};
 
 /// Takes messages off a queue, does simulated work on each, acks it after the work, and reports, as JSON
 /// lines on stdout, what it received and the end-to-end latency.
@@ -102,7 +103,7 @@ pub struct Args {
 #[derive(Debug)]
 pub struct Config {
     /// The queue, parsed once here; opened by the run.
-    pub queue: common::queue::QueueUrl,
+    pub queue: queues::QueueUrl,
     pub max_in_flight: usize,
     pub batch: usize,
     /// Gives each message that carries no work its own, from --work.

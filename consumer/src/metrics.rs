@@ -1,7 +1,8 @@
 //! The consumer's gauges and latency histograms for `/metrics`. Its counters live in `run::Counters`, which
-//! the JSON stats lines read and the same registry exports (see [`common::metrics`]).
+//! the JSON stats lines read and the same registry exports (see [`workload::metrics`]).
 
-use common::metrics::{DepthGauges, Gauge, Histogram, Registry, Unit, latency_histogram};
+use queues::metrics::DepthGauges;
+use workload::metrics::{Gauge, Histogram, Registry, Unit, latency_histogram};
 
 /// What the consumer exports besides its counters. Cheap to clone: clones share the same values.
 #[derive(Clone, Debug)]

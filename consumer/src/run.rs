@@ -29,18 +29,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::clock::unix_micros;
-use common::envelope::{Envelope, format_run_id};
-use common::failures::Failures;
-use common::ledger::{Entry, LedgerWriter, Outcome};
-use common::metrics::{Counter, Exporter, Registry, SecondsCounter};
-use common::queue::{AckOutcome, Delivery, Queue, Receipt};
-use common::shutdown::Shutdown;
-use common::stats::{Kind, LatencyHistogram, Line, rate};
-use common::work::Work;
+use queues::{AckOutcome, Delivery, Queue, Receipt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::sleep_until;
+use workload::clock::unix_micros;
+use workload::envelope::{Envelope, format_run_id};
+use workload::failures::Failures;
+use workload::ledger::{Entry, LedgerWriter, Outcome};
+use workload::metrics::{Counter, Exporter, Registry, SecondsCounter};
+use workload::shutdown::Shutdown;
+use workload::stats::{Kind, LatencyHistogram, Line, rate};
+use workload::work::Work;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -78,7 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .transpose()?;
     tracing::info!(queue = %queue.describe(), work = %config.work, max_in_flight = config.max_in_flight, "consuming");
     let backend = config.queue.backend();
-    let mut registry = common::metrics::registry("consumer", Some(backend));
+    let mut registry = workload::metrics::registry("consumer", Some(backend));
     let metrics = Metrics::register(&mut registry, config.max_in_flight);
     if exporter.is_some() {
         let every = config.stats_interval;
@@ -205,7 +205,7 @@ impl Counters {
         r.register_with_unit(
             "consumer_busy",
             "Time spent on finished work, summed over messages: over slots and time, the utilisation",
-            common::metrics::Unit::Seconds,
+            workload::metrics::Unit::Seconds,
             self.busy.clone(),
         );
     }

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use testkit::azurite::{self, Azurite};
-use testkit::{Proc, command, eventually, ledger_entries, scenarios, tally, u};
+use testkit::{Proc, command, delivery, eventually, ledger_entries, tally, u};
 
 fn producer(url: &str, count: u64, rate: u64) -> Command {
     let mut cmd = command("producer");
@@ -103,7 +103,7 @@ fn with_backend(
     az: &Azurite,
     queue: &str,
     release_within: Duration,
-    run: impl FnOnce(&scenarios::Backend),
+    run: impl FnOnce(&delivery::Backend),
 ) {
     let url = az.url(queue, "");
     let visible = az.url(queue, "depth=visible");
@@ -111,7 +111,7 @@ fn with_backend(
         let seen = azurite::depth(&visible).visible;
         (seen, azurite::depth(&url).total().saturating_sub(seen))
     };
-    run(&scenarios::Backend {
+    run(&delivery::Backend {
         producer: &|count, rate| producer(&url, count, rate),
         consumer: &|ledger, extra| consumer(&url, ledger, extra),
         state: &state,
@@ -126,7 +126,7 @@ fn a_consumer_killed_midway_loses_nothing_and_its_messages_return_after_the_leas
     // because Azurite slows down with depth. The work is long enough that the victim is almost never between
     // two receives when it is killed: with 20 ms it often held nothing by then (its stats line said it did a
     // moment before), nothing came back, and the test failed on a loaded machine.
-    let load = scenarios::KillLoad {
+    let load = delivery::KillLoad {
         count: 2_000,
         rate: 400,
         consumer_args: &[
@@ -141,7 +141,7 @@ fn a_consumer_killed_midway_loses_nothing_and_its_messages_return_after_the_leas
         duplicates_at_most: None,
     };
     with_backend(&az, "killed", Duration::from_secs(3), |b| {
-        scenarios::a_consumer_killed_midway_loses_nothing(b, &load);
+        delivery::a_consumer_killed_midway_loses_nothing(b, &load);
     });
 }
 
@@ -153,7 +153,7 @@ fn sigterm_releases_held_messages_at_once() {
         &az,
         "drain",
         Duration::from_secs(3),
-        scenarios::sigterm_releases_what_it_cannot_finish,
+        delivery::sigterm_releases_what_it_cannot_finish,
     );
 }
 

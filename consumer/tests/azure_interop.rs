@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::envelope::Envelope;
 use testkit::azurite::{self, Azurite};
 use testkit::{Proc, command, ledger_entries, tally, u};
+use workload::envelope::Envelope;
 
 fn python() -> PathBuf {
     let venv = std::env::var_os("AZURE_PY_VENV")

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::{Proc, command, depth, eventually, ledger_entries, scenarios, sqlite_url, tally, u};
+use testkit::{Proc, command, delivery, depth, eventually, ledger_entries, sqlite_url, tally, u};
 
 fn producer(url: &str, count: u64, rate: u64) -> Command {
     let mut cmd = command("producer");
@@ -77,7 +77,7 @@ fn one_producer_three_consumers_lose_nothing() {
 fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     // Short lease so the killed consumer's messages come back quickly; slow enough work that it holds many.
-    let load = scenarios::KillLoad {
+    let load = delivery::KillLoad {
         count: 100_000,
         rate: 0,
         consumer_args: &[
@@ -92,17 +92,17 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
         duplicates_at_most: Some(50),
     };
     scenario(&sqlite_url(dir.path()), Duration::from_secs(2), |b| {
-        scenarios::a_consumer_killed_midway_loses_nothing(b, &load);
+        delivery::a_consumer_killed_midway_loses_nothing(b, &load);
     });
 }
 
 /// The SQLite queue, as the shared scenarios drive it.
-fn scenario(url: &str, release_within: Duration, run: impl FnOnce(&scenarios::Backend)) {
+fn scenario(url: &str, release_within: Duration, run: impl FnOnce(&delivery::Backend)) {
     let state = || {
         let d = depth(url);
         (d.visible, d.in_flight.unwrap_or(0))
     };
-    run(&scenarios::Backend {
+    run(&delivery::Backend {
         producer: &|count, rate| producer(url, count, rate),
         consumer: &|ledger, extra| consumer(url, ledger, extra),
         state: &state,
@@ -116,7 +116,7 @@ fn sigterm_finishes_held_messages_and_exits_zero() {
     scenario(
         &sqlite_url(dir.path()),
         Duration::from_secs(2),
-        scenarios::sigterm_finishes_held_messages,
+        delivery::sigterm_finishes_held_messages,
     );
 }
 
@@ -126,7 +126,7 @@ fn sigterm_releases_what_it_cannot_finish_in_time() {
     scenario(
         &sqlite_url(dir.path()),
         Duration::from_secs(2),
-        scenarios::sigterm_releases_what_it_cannot_finish,
+        delivery::sigterm_releases_what_it_cannot_finish,
     );
 }
 

@@ -16,11 +16,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::ledger::{Entry, Outcome};
 use serde_json::Value;
 use testkit::azurite::{self, Azurite};
 use testkit::fake_nsqd::FakeNsqd;
 use testkit::{Proc, command, eventually, sqlite_url, u};
+use workload::ledger::{Entry, Outcome};
 
 /// A queue under test: its URL, how to tell it is empty, and what its processes need in their environment.
 struct Backend<'a> {
@@ -143,7 +143,7 @@ fn ledger_outcomes(dir: &Path) -> Vec<(Entry, Outcome)> {
     for file in std::fs::read_dir(dir).unwrap() {
         let path = file.unwrap().path();
         if path.extension().is_some_and(|e| e == "ledger") {
-            let report = common::ledger::read_outcomes(&path, |e, o| all.push((e, o))).unwrap();
+            let report = workload::ledger::read_outcomes(&path, |e, o| all.push((e, o))).unwrap();
             assert_eq!(report.malformed, 0, "{}", path.display());
         }
     }
@@ -348,7 +348,7 @@ fn bump_deliveries(url: &str, times: usize) {
         .build()
         .unwrap()
         .block_on(async {
-            let q = common::queue::open(url).await.unwrap();
+            let q = queues::open(url).await.unwrap();
             for i in 0..times {
                 let got = q
                     .receive(1, Duration::from_secs(30), Duration::from_secs(1))

@@ -8,7 +8,7 @@
 //!
 //! Prints one figure per line and exits 1 when a target is missed.
 
-// The schedule is the producer binary's own module (not in `common`): the benchmark compiles the same file.
+// The schedule is the producer binary's own module (not in `workload`): the benchmark compiles the same file.
 #[allow(dead_code)]
 #[path = "../src/schedule.rs"]
 mod schedule;
@@ -16,8 +16,8 @@ mod schedule;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use common::shape::Shape;
 use schedule::{Schedule, Share};
+use workload::shape::Shape;
 
 const DUE_TIMES: u64 = 1_000_000;
 const TARGET_PER_S: f64 = 1_000_000.0;

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::cli::{QueueArgs, StatsArgs, legacy_millis, parse_duration, parse_interval};
-use common::shape::Shape;
-use common::work::WorkSpec;
+use queues::cli::QueueArgs;
+use workload::cli::{StatsArgs, legacy_millis, parse_duration, parse_interval};
+use workload::shape::Shape;
+use workload::work::WorkSpec;
 
 use crate::schedule::Share;
 
@@ -117,7 +118,7 @@ pub struct Args {
 #[derive(Debug)]
 pub struct Config {
     /// The queue, parsed once here; opened by the run.
-    pub queue: common::queue::QueueUrl,
+    pub queue: queues::QueueUrl,
     /// The load shape; `None` sends as fast as the queue accepts (--rate 0).
     pub shape: Option<Shape>,
     /// This producer's part of the shape.

@@ -12,9 +12,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = config::Args::parse();
-    common::cli::init_logging();
-    common::cli::run_async(async {
-        let config = config::Config::from_args(args).map_err(common::cli::usage)?;
+    workload::cli::init_logging(&queues::registry::quiet_log_targets());
+    workload::cli::run_async(async {
+        let config = config::Config::from_args(args).map_err(workload::cli::usage)?;
         run::run(config).await
     })
 }

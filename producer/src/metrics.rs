@@ -1,7 +1,8 @@
 //! The producer's counters and histograms: the one record of what it sent, read by both the JSON stats lines
-//! and `/metrics` (see [`common::metrics`]).
+//! and `/metrics` (see [`workload::metrics`]).
 
-use common::metrics::{Counter, DepthGauges, Histogram, Registry, Unit, latency_histogram};
+use queues::metrics::DepthGauges;
+use workload::metrics::{Counter, Histogram, Registry, Unit, latency_histogram};
 
 /// Every figure the producer counts. Cheap to clone: clones share the same atomics.
 #[derive(Clone, Debug)]
@@ -25,7 +26,7 @@ pub struct Metrics {
 impl Metrics {
     /// The producer's metrics and the registry that exports them, labelled with the queue's backend.
     pub fn new(backend: &'static str) -> (Metrics, Registry) {
-        let mut r = common::metrics::registry("producer", Some(backend));
+        let mut r = workload::metrics::registry("producer", Some(backend));
         let m = Metrics {
             sent: Counter::default(),
             attempted: Counter::default(),

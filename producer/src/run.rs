@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use common::clock::unix_micros;
-use common::envelope::{Envelope, format_run_id};
-use common::failures::Failures;
-use common::metrics::Exporter;
-use common::queue::{ErrorKind, Queue, QueueError};
-use common::shutdown::Shutdown;
-use common::stats::{Kind, LatencyHistogram, Line, rate};
-use common::work::{Work, WorkSampler, WorkSpec};
+use queues::{ErrorKind, Queue, QueueError};
 use tokio::task::JoinSet;
+use workload::clock::unix_micros;
+use workload::envelope::{Envelope, format_run_id};
+use workload::failures::Failures;
+use workload::metrics::Exporter;
+use workload::shutdown::Shutdown;
+use workload::stats::{Kind, LatencyHistogram, Line, rate};
+use workload::work::{Work, WorkSampler, WorkSpec};
 
 use crate::config::Config;
 use crate::metrics::Metrics;

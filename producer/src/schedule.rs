@@ -8,17 +8,17 @@
 //!
 //! Several producers can share one shape (`--producers N --producer-index I`): the shape's exactly scheduled
 //! messages are numbered over the whole run, message `k` due when the shape's integral reaches `k + 1`
-//! (see [`common::shape`]), and producer `I` sends those with `k ≡ I (mod N)`, so together the producers
+//! (see [`workload::shape`]), and producer `I` sends those with `k ≡ I (mod N)`, so together the producers
 //! send what the shape says and each sends a fair share. A `poisson:R` term is a Poisson process of rate
 //! `R / N` in each producer, with the producer's own seed: the sum of independent Poisson processes is the
 //! Poisson process of rate `R`.
 
 use std::time::{Duration, Instant};
 
-use common::shape::Shape;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp};
+use workload::shape::Shape;
 
 /// How close, in seconds, a computed due time is to the exact one (found by bisection).
 const PRECISION_S: f64 = 1e-7;

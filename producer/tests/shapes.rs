@@ -14,8 +14,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use common::shape::Shape;
 use testkit::{Proc, command, sqlite_url, u};
+use workload::shape::Shape;
 
 /// Span of each compared window, in seconds.
 const WINDOW_S: f64 = 10.0;

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use common::envelope::Envelope;
-use common::work::Work;
 use testkit::{Proc, command, sqlite_url, u};
+use workload::envelope::Envelope;
+use workload::work::Work;
 
 /// Runs a producer with `--work spec` for `count` messages, unpaced, and returns each message's work, in
 /// sequence order.
@@ -31,7 +31,7 @@ fn stamped(spec: &str, seed: &str, count: u64) -> Vec<Work> {
         .build()
         .unwrap();
     let mut envelopes: Vec<Envelope> = runtime.block_on(async {
-        let queue = common::queue::open(&url).await.unwrap();
+        let queue = queues::open(&url).await.unwrap();
         let mut all = Vec::new();
         while (all.len() as u64) < count {
             let got = queue

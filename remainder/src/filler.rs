@@ -12,7 +12,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::work::thread_cpu_time;
+use workload::work::thread_cpu_time;
 
 use crate::priority::{self, Priority};
 
@@ -285,7 +285,7 @@ fn run_units(shared: &Shared, index: usize, iterations: u64) {
             // Only the pool's very first unit sets the time; later firsts find it set and leave it.
             let _ = shared.first_unit_at_us.compare_exchange(
                 0,
-                common::clock::unix_micros(),
+                workload::clock::unix_micros(),
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );

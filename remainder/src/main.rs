@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use common::cli::{StatsArgs, parse_duration};
+use workload::cli::{StatsArgs, parse_duration};
 
 use crate::filler::Mode;
 
@@ -57,7 +57,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    common::cli::init_logging();
+    workload::cli::init_logging(&[]);
     let config = run::Config {
         threads: args.threads.unwrap_or_else(default_threads),
         mode: args.mode,
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         duration: args.duration,
         metrics_addr: args.stats.metrics_addr,
     };
-    common::cli::run_async(run::run(config))
+    workload::cli::run_async(run::run(config))
 }
 
 /// Parses `--threads`/`REMAINDER_THREADS`; the error says what is expected, because clap shows it as is.

@@ -8,10 +8,10 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::metrics::{Exporter, Gauge, Registry};
-use common::shutdown::Shutdown;
-use common::stats::{Kind, Line, rate};
 use tokio::time::MissedTickBehavior;
+use workload::metrics::{Exporter, Gauge, Registry};
+use workload::shutdown::Shutdown;
+use workload::stats::{Kind, Line, rate};
 
 use crate::filler::{self, Mode, Pool};
 
@@ -102,8 +102,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// The remainder's metrics: its units, read from the pool's own counters at each scrape (so `/metrics` and
 /// the stats lines count the same units), its thread count and the calibrated size of a unit.
 fn registry(pool: &Pool, calibration: Option<filler::Calibration>) -> Registry {
-    let mut r = common::metrics::registry(ROLE, None);
-    common::metrics::register_counter_fn(
+    let mut r = workload::metrics::registry(ROLE, None);
+    workload::metrics::register_counter_fn(
         &mut r,
         "remainder_units",
         "Work units completed with spare CPU time",
@@ -118,7 +118,7 @@ fn registry(pool: &Pool, calibration: Option<filler::Calibration>) -> Registry {
         r.register_with_unit(
             "remainder_unit",
             "CPU time one work unit took when calibrated",
-            common::metrics::Unit::Seconds,
+            workload::metrics::Unit::Seconds,
             unit,
         );
     }

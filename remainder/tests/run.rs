@@ -42,7 +42,7 @@ fn remainder(args: &[&str]) -> std::process::Command {
     cmd
 }
 
-/// Asserts that a stats line carries every one of `fields` (it may carry more: `common` adds fields to every
+/// Asserts that a stats line carries every one of `fields` (it may carry more: `workload` adds fields to every
 /// role's lines, such as `peak_rss_kib` in summaries).
 fn assert_has_fields(line: &Value, fields: &[&str]) {
     let missing: Vec<&str> = fields

@@ -189,16 +189,15 @@ pub fn clear_credentials(cmd: &mut Command) -> &mut Command {
 }
 
 /// Opens an `azure://` URL in process with the account key (the test's own environment holds none).
-fn open_with_key(url: &str) -> common::queue::azure::AzureQueue {
-    let parsed = common::queue::QueueUrl::parse(url).expect("valid azure URL");
+fn open_with_key(url: &str) -> queues::azure::AzureQueue {
+    let parsed = queues::QueueUrl::parse(url).expect("valid azure URL");
     let parsed = parsed
-        .settings::<common::queue::azure::AzureUrl>()
+        .settings::<queues::azure::AzureUrl>()
         .unwrap_or_else(|| panic!("not an azure URL: {parsed}"))
         .clone();
-    block_on(common::queue::azure::AzureQueue::open_with_env(
-        parsed,
-        &|k| (k == "AZURE_STORAGE_ACCOUNT_KEY").then(|| KEY.to_string()),
-    ))
+    block_on(queues::azure::AzureQueue::open_with_env(parsed, &|k| {
+        (k == "AZURE_STORAGE_ACCOUNT_KEY").then(|| KEY.to_string())
+    }))
     .expect("open the Azurite queue")
 }
 
@@ -211,15 +210,15 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 /// The depth an `azure://` URL reports (approximate by default, visible-only with `depth=visible`).
-pub fn depth(url: &str) -> common::queue::Depth {
-    use common::queue::Queue;
+pub fn depth(url: &str) -> queues::Depth {
+    use queues::Queue;
     let q = open_with_key(url);
     block_on(q.depth()).expect("read depth")
 }
 
 /// Publishes bodies straight onto an `azure://` queue.
 pub fn publish(url: &str, bodies: Vec<Vec<u8>>) {
-    use common::queue::Queue;
+    use queues::Queue;
     let q = open_with_key(url);
     block_on(q.publish(bodies)).expect("publish");
 }

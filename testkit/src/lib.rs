@@ -5,11 +5,11 @@
 //! never leaves a stray consumer behind, and every wait is bounded.
 
 pub mod azurite;
+pub mod delivery;
 #[cfg(feature = "fake-marathon")]
 pub mod fake_marathon;
 #[cfg(feature = "fake-nsqd")]
 pub mod fake_nsqd;
-pub mod scenarios;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -222,22 +222,22 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 /// The queue's current depth.
-pub fn depth(url: &str) -> common::queue::Depth {
-    block_on(async { common::queue::open(url).await?.depth().await }).expect("read depth")
+pub fn depth(url: &str) -> queues::Depth {
+    block_on(async { queues::open(url).await?.depth().await }).expect("read depth")
 }
 
 /// Publishes raw bodies (foreign ones, say) straight onto the queue.
 pub fn publish_raw(url: &str, bodies: Vec<Vec<u8>>) {
-    block_on(async { common::queue::open(url).await?.publish(bodies).await }).expect("publish");
+    block_on(async { queues::open(url).await?.publish(bodies).await }).expect("publish");
 }
 
 /// Every entry of every `*.ledger` file in `dir`, read independently of the audit under test.
-pub fn ledger_entries(dir: &Path) -> Vec<common::ledger::Entry> {
+pub fn ledger_entries(dir: &Path) -> Vec<workload::ledger::Entry> {
     let mut all = Vec::new();
     for file in std::fs::read_dir(dir).expect("read ledger dir") {
         let path = file.expect("dir entry").path();
         if path.extension().is_some_and(|e| e == "ledger") {
-            let report = common::ledger::read(&path, |e| all.push(e)).expect("read ledger");
+            let report = workload::ledger::read(&path, |e| all.push(e)).expect("read ledger");
             assert_eq!(
                 report.malformed,
                 0,
@@ -251,7 +251,7 @@ pub fn ledger_entries(dir: &Path) -> Vec<common::ledger::Entry> {
 
 /// Counts what a run lost and duplicated: `sent` confirmed messages (seqs `0..sent`) of one producer against
 /// the ledger entries. Returns (distinct consumed, lost, duplicates, unexpected).
-pub fn tally(entries: &[common::ledger::Entry], sent: u64) -> (u64, u64, u64, u64) {
+pub fn tally(entries: &[workload::ledger::Entry], sent: u64) -> (u64, u64, u64, u64) {
     let mut seen = vec![false; sent as usize];
     let (mut distinct, mut dups, mut unexpected) = (0u64, 0u64, 0u64);
     for e in entries {

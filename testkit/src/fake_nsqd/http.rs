@@ -12,7 +12,7 @@ use axum::extract::{Query, State as AxState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::queue::nsq::codec;
+use queues::nsq::codec;
 use serde_json::{Value, json};
 
 use super::Options;

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::queue::nsq::codec::{self, Message, MessageId};
+use queues::nsq::codec::{self, Message, MessageId};
 use tokio::sync::mpsc;
 
 /// A message as the fake keeps it; the body is shared between the channels of a topic.

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::queue::nsq::codec::{self, CodecError, Command, MessageId};
+use queues::nsq::codec::{self, CodecError, Command, MessageId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;

@@ -1,0 +1,190 @@
+//! `scorecard`: grades a scaling engine from a run's time series: how fast it scaled out after each load
+//! change, how long the queue took to come back into the target band, how far it overshot, whether it flapped,
+//! and what the capacity cost. Prints a table on stderr, the scorecard as one JSON document on stdout, and
+//! writes series.json, scorecard.json and chart.svg into --out.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use judge::scenario::Scenario;
+use judge::scorecard::{self, Series, sources::ConsumerSource, table, watch};
+use workload::cli::{parse_duration, parse_interval, usage};
+use workload::shape::Shape;
+
+/// Grade a scaling engine: reaction time, overshoot, time in band, flaps, cost, utilisation, loss.
+///
+/// `scorecard grade series.json` re-grades a recorded run (the demo writes one with --autoscale);
+/// `scorecard watch` records one from outside while any engine scales consumers on any backend.
+///
+/// Exit status: 0 graded, 1 when nothing could be read or written, 2 for bad usage (a series file that is
+/// missing or not a series, no --target or --duration without a scenario that has them, a bad queue URL).
+#[derive(Parser, Debug)]
+#[command(name = "scorecard", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Grade a recorded series (series.json from `demo --autoscale` or `scorecard watch`).
+    Grade {
+        /// The series file.
+        series: PathBuf,
+        /// Write scorecard.json and chart.svg (and a copy of the series) here [default: beside the series].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Watch a run from outside: poll the queue's depth and the platform's consumer count, then grade.
+    Watch {
+        // The queue the engine reads; the help lists this build's queue URL forms, from the queue registry.
+        #[arg(
+            long,
+            env = "QUEUE_URL",
+            hide_env_values = true,
+            value_name = "URL",
+            help = queues::registry::help_short(),
+            long_help = queues::registry::help_long()
+        )]
+        queue: String,
+        /// Where the consumer count comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on the channel)
+        /// or marathon:http://HOST:8080/APP_ID (the app's running tasks).
+        #[arg(long, value_name = "SOURCE")]
+        consumers: ConsumerSource,
+        /// The scenario being run: its shape gives the load changes, its target and duration the defaults.
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// The load shape, when there is no scenario file (or to override its shape).
+        #[arg(long, value_name = "SPEC")]
+        shape: Option<String>,
+        /// The queue depth the engine aims at [default: the scenario's].
+        #[arg(long, value_name = "DEPTH")]
+        target: Option<u64>,
+        /// How long to watch [default: the scenario's duration plus 60 s for the drain].
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        duration: Option<Duration>,
+        /// How often to read the depth and the count.
+        #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+        interval: Duration,
+        /// Directory for series.json, scorecard.json and chart.svg.
+        #[arg(long, default_value = "scorecard", value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    workload::cli::init_logging(&queues::registry::quiet_log_targets());
+    let args = Args::parse();
+    workload::cli::run_async(async move {
+        let (series, out, title) = match args.command {
+            Command::Grade { series, out } => {
+                // The series is a file named on the command line: missing or not a series is bad usage.
+                let text = std::fs::read_to_string(&series)
+                    .map_err(|e| usage(format!("cannot read {}: {e}", series.display())))?;
+                let parsed: Series = serde_json::from_str(&text).map_err(|e| {
+                    usage(format!("{} is not a series file: {e}", series.display()))
+                })?;
+                let dir =
+                    out.unwrap_or_else(|| series.parent().map(PathBuf::from).unwrap_or_default());
+                let title = parsed
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| series.display().to_string());
+                (parsed, dir, title)
+            }
+            Command::Watch {
+                queue,
+                consumers,
+                scenario,
+                shape,
+                target,
+                duration,
+                interval,
+                out,
+            } => {
+                let scenario = scenario
+                    .as_deref()
+                    .map(Scenario::load)
+                    .transpose()
+                    .map_err(usage)?;
+                let shape = match shape {
+                    Some(s) => {
+                        Some(Shape::parse(&s).map_err(|e| usage(format!("invalid --shape: {e}")))?)
+                    }
+                    None => scenario.as_ref().map(|s| s.shape.clone()),
+                };
+                let target = target
+                    .or(scenario.as_ref().map(|s| s.target))
+                    .ok_or_else(|| usage("give --target or a --scenario that has one"))?;
+                let duration = duration
+                    .or(scenario
+                        .as_ref()
+                        .map(|s| s.duration + Duration::from_secs(60)))
+                    .ok_or_else(|| usage("give --duration or a --scenario that has one"))?;
+                // Watching must not create the queue it watches: one that is not there is a mistyped name,
+                // not an empty queue (where the backend can tell).
+                let url = queues::QueueUrl::parse(&queue).map_err(usage)?;
+                let q = url.open_existing().await.map_err(|e| {
+                    let missing = e.kind() == queues::ErrorKind::NotFound;
+                    anyhow::Error::new(e).context(if missing {
+                        "scorecard watch reads the queue a run uses; start the run first or fix the URL"
+                            .to_string()
+                    } else {
+                        format!("cannot open queue {:?}", url.to_string())
+                    })
+                })?;
+                let shutdown = workload::shutdown::Shutdown::from_signals()
+                    .context("cannot install signal handlers")?;
+                let w = watch::Watch {
+                    queue: q.as_ref(),
+                    consumers: &consumers,
+                    target,
+                    shape: shape.as_ref(),
+                    duration,
+                    interval,
+                };
+                let (mut series, readings) =
+                    watch::record(w, async move { shutdown.requested().await }).await;
+                if readings.count_read == 0 || readings.depth_read == 0 {
+                    let what = if readings.count_read == 0 {
+                        format!("the consumer count from {consumers}")
+                    } else {
+                        "the queue depth".to_string()
+                    };
+                    anyhow::bail!(
+                        "could not read {what} once in {} polls: nothing to grade (the warnings above say why)",
+                        readings.polls
+                    );
+                }
+                if readings.count_read < readings.polls || readings.depth_read < readings.polls {
+                    tracing::warn!(
+                        "of {} polls, {} read the depth and {} the consumer count; the others hold the last reading",
+                        readings.polls,
+                        readings.depth_read,
+                        readings.count_read
+                    );
+                }
+                let title = match scenario {
+                    Some(s) => format!("{}: consumers from {consumers}", s.name),
+                    None => format!("consumers from {consumers}"),
+                };
+                series.title = Some(title.clone());
+                (series, out, title)
+            }
+        };
+        let (card, files) = scorecard::write_all(&out, &series, &title)?;
+        let mut err = std::io::stderr().lock();
+        table::write(&mut err, &card).context("cannot write the table")?;
+        workload::note!(
+            "  files  {}, {}, {}",
+            files.series.display(),
+            files.scorecard.display(),
+            files.chart.display()
+        );
+        workload::outln!("{}", serde_json::to_string(&card)?);
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}

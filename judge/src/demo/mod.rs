@@ -1,0 +1,305 @@
+//! The local demo: the real `producer`, `consumer`s and `remainder` as child processes sharing an embedded
+//! queue in a temporary directory, a live view, and an audit at the end.
+//!
+//! - [`schedule`]: the `--consumers` schedule (`3,0@10s,6@20s`).
+//! - [`autoscale`]: the local autoscaler (`--autoscale`), which replaces the schedule.
+//! - [`child`]: finding, starting, signalling and reaping the child processes.
+//! - [`supervisor`]: the run itself, phase by phase (run, stop the producer, drain, stop the rest).
+//! - [`console`]: the status line and the per-second JSON line; [`keys`]: `+`, `-`, `q` in a terminal.
+//! - [`record`]: the time series for the scorecard, manual changes included.
+//! - [`report`]: the header, the final summary line and report.
+
+pub mod autoscale;
+pub mod child;
+pub mod console;
+pub mod keys;
+pub mod record;
+pub mod report;
+pub mod schedule;
+pub mod supervisor;
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use workload::cli::parse_duration;
+use workload::shape::Shape;
+use workload::work::{Work, WorkSpec};
+
+pub use autoscale::{Autoscale, AutoscaleArgs};
+pub use schedule::ConsumerSchedule;
+
+use crate::scenario::Scenario;
+pub use supervisor::run;
+
+/// Run the whole workload on this machine: a producer, consumers and a remainder on an embedded queue.
+///
+/// The demo starts the real binaries (producer, consumer and remainder, found beside this one) as child
+/// processes that share a SQLite queue in a temporary directory, and shows every second the queue depth, the
+/// produce and consume rates, the consumers running, the end-to-end p99 and the remainder's work. After
+/// --duration it stops the producer, lets the consumers drain the queue, stops them, and audits their ledgers
+/// against what the producer sent: every message the queue confirmed must have been consumed. No server is
+/// needed.
+///
+/// Keys, when run in a terminal: + adds a consumer, - removes one, q or Ctrl-C stops (press again to skip the
+/// drain). SIGINT and SIGTERM stop it too.
+///
+/// The JSON lines, {"role":"demo","kind":"interval",...} every second and one {"role":"demo","kind":"summary",...}
+/// at the end, go to --json FILE when given, else to stdout unless stdout is a terminal (there the live view
+/// is all you see). The live view and the report go to stderr; each child's logs go to a file in the temporary
+/// directory (RUST_LOG is passed on). Exit status: 0 when no message was lost (messages left in the queue
+/// after you stopped the demo early are not lost), 1 when some were, the queue did not drain, or the demo
+/// failed, 2 for bad usage.
+#[derive(Parser, Debug)]
+#[command(name = "demo", version)]
+pub struct Args {
+    /// Messages per second the producer sends; 0 sends as fast as the queue accepts [default: 100].
+    #[arg(long, value_name = "MSGS_PER_S", conflicts_with = "shape")]
+    pub rate: Option<f64>,
+
+    /// A load shape instead of a constant rate, e.g. step:100,500@30s,100@60s (the producer's --shape).
+    #[arg(long, value_name = "SPEC")]
+    pub shape: Option<String>,
+
+    /// Size of each message body in bytes; bodies never shrink below the envelope (about 70 bytes).
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub size: usize,
+
+    /// How long the producer runs; then the demo drains the queue and stops [default: 20s, or the scenario's].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// Consumers to run: a count, or a schedule such as 3,0@10s,6@20s.
+    ///
+    /// A schedule gives the count at the start, then COUNT@TIME steps from the demo's start: 3,0@10s,6@20s runs
+    /// 3 consumers, none from 10 s (the backlog grows), 6 from 20 s. Removing a consumer sends it SIGTERM (it
+    /// drains what it holds and exits); adding one starts a new process with its own ledger. At most 64.
+    #[arg(
+        long,
+        default_value = "3",
+        value_name = "N|SCHEDULE",
+        conflicts_with = "autoscale"
+    )]
+    pub consumers: ConsumerSchedule,
+
+    /// Let the local autoscaler run the consumers: target=50,min=0,max=8,interval=1s[,slots=8], or
+    /// policy=keda[,polling=30s,cooldown=300s,…].
+    ///
+    /// policy=microscaling (the default) is Microscaling's queue rule: every interval, one more consumer while
+    /// the queue depth is above the target, one fewer while it is under 70 % of it, within min..max.
+    /// policy=keda is KEDA with the Kubernetes HPA: activation from 0 and cooldown back to 0 every polling
+    /// interval, ⌈depth / target⌉ replicas every HPA sync with its tolerance, stabilisation windows and rate
+    /// policies; every KEDA and HPA setting has its default and a key (see the README). start-delay=D
+    /// delays each started consumer, as a pod's start-up would. The spare slots (slots - consumers) run
+    /// remainder processes, so consumers + remainders = slots. Keys a scenario file sets may be left out
+    /// (`on` takes them all from --scenario). The run's time series, its scorecard and chart are written to
+    /// --scorecard-dir.
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub autoscale: Option<AutoscaleArgs>,
+
+    /// Run a scenario file (scenarios/*.toml): its shape, work, target and duration. A flag given on the
+    /// command line wins over the file.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+
+    /// Where to write the run's series.json, scorecard.json and chart.svg [default with --autoscale:
+    /// scorecard; without it, none are written unless this is given].
+    #[arg(long, value_name = "DIR")]
+    pub scorecard_dir: Option<PathBuf>,
+
+    /// Write the JSON lines to FILE instead of stdout (by default they go to stdout unless it is a terminal).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Work each consumer does per message: none, sleep:DURATION (no CPU), cpu:DURATION (CPU time), or a
+    /// distribution such as sleep:exp(20ms) or cpu:lognormal(5ms,1.0) (see the README's work models).
+    ///
+    /// With the defaults (25 ms of sleep, one message at a time) a consumer takes about 35 messages/s, so 3
+    /// consumers just keep up with 100 messages/s: press - to watch the backlog grow, + to drain it. Given
+    /// here with --scenario, the producer also stamps it into every message, overriding the scenario's work
+    /// [default: sleep:25ms].
+    #[arg(long, value_name = "SPEC")]
+    pub work: Option<WorkSpec>,
+
+    /// Messages each consumer works on at once.
+    #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N")]
+    pub max_in_flight: NonZeroUsize,
+
+    /// Do not run the remainder (the low-priority task that fills spare CPU).
+    #[arg(long)]
+    pub no_remainder: bool,
+
+    /// Worker threads of the remainder.
+    #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N", conflicts_with = "no_remainder")]
+    pub remainder_threads: NonZeroUsize,
+
+    /// After the producer stops, how long consumers may take to empty the queue before they are stopped anyway.
+    ///
+    /// Messages still in the queue then are reported as left in the queue, and the demo fails (exit 1).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Duration,
+
+    /// Keep the temporary directory (queue, ledgers, logs) and print its path.
+    ///
+    /// It is also kept, whatever this flag says, when the demo fails, so that the logs can be read. It holds
+    /// what `audit` needs to re-run: producer.jsonl (the producer's stdout) and ledgers/.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Directory holding the producer, consumer and remainder binaries [default: the demo's own directory].
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Where `--autoscale` writes its scorecard when `--scorecard-dir` is not given.
+const DEFAULT_SCORECARD_DIR: &str = "scorecard";
+/// The depth a manual run without a scenario is measured against: the autoscaler's own example target.
+const DEFAULT_TARGET: u64 = 50;
+
+/// A validated demo run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub rate: f64,
+    /// The load shape, which replaces `rate` when set.
+    pub shape: Option<Shape>,
+    pub size: usize,
+    pub duration: Duration,
+    pub consumers: ConsumerSchedule,
+    /// The autoscaler, which replaces the consumer schedule when set.
+    pub autoscale: Option<Autoscale>,
+    /// Where the series, scorecard and chart go; `None` writes none.
+    pub scorecard_dir: Option<PathBuf>,
+    /// Where the JSON lines go instead of stdout.
+    pub json: Option<PathBuf>,
+    /// The scenario's name, for the chart's title.
+    pub scenario: Option<String>,
+    /// The depth a manual run's scorecard measures against: the scenario's target, or the autoscaler's.
+    pub target: u64,
+    /// Consumers' own work.
+    pub work: WorkSpec,
+    /// Work the producer stamps into every message (it wins over the consumers' own), from a scenario.
+    pub stamp_work: Option<String>,
+    pub max_in_flight: NonZeroUsize,
+    /// Remainder threads, `None` for no remainder.
+    pub remainder_threads: Option<NonZeroUsize>,
+    pub drain_timeout: Duration,
+    pub keep: bool,
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Checks what clap cannot.
+    ///
+    /// # Errors
+    /// A message for the user, for a value out of range.
+    pub fn from_args(args: Args) -> Result<Config, String> {
+        let rate = args.rate.unwrap_or(100.0);
+        if !rate.is_finite() || rate < 0.0 {
+            return Err(format!(
+                "--rate must be a number of messages per second, 0 or more (got {rate})"
+            ));
+        }
+        let scenario = args
+            .scenario
+            .as_deref()
+            .map(Scenario::load)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let shape = match (&args.shape, args.rate) {
+            (Some(spec), _) => Some(Shape::parse(spec).map_err(|e| format!("--shape: {e}"))?),
+            // A --rate on the command line wins over the scenario's shape.
+            (None, Some(_)) => None,
+            (None, None) => scenario.as_ref().map(|s| s.shape.clone()),
+        };
+        let duration = args
+            .duration
+            .or(scenario.as_ref().map(|s| s.duration))
+            .unwrap_or(Duration::from_secs(20));
+        if duration.is_zero() {
+            return Err("--duration must be more than 0 (e.g. 20s)".into());
+        }
+        let stamp_work = match (&args.work, &scenario) {
+            (Some(w), Some(_)) => Some(w.to_string()),
+            (None, Some(s)) => s.work.clone(),
+            (_, None) => None,
+        };
+        let autoscale = match &args.autoscale {
+            Some(a) => {
+                let fallback = scenario
+                    .as_ref()
+                    .map_or_else(AutoscaleArgs::default, |s| s.autoscale.clone());
+                Some(Autoscale::resolve(a, &fallback)?)
+            }
+            None => None,
+        };
+        let scorecard_dir = args.scorecard_dir.or_else(|| {
+            autoscale
+                .is_some()
+                .then(|| PathBuf::from(DEFAULT_SCORECARD_DIR))
+        });
+        let target = match (&autoscale, &scenario) {
+            (Some(a), _) => a.target,
+            (None, Some(s)) => s.target,
+            (None, None) => DEFAULT_TARGET,
+        };
+        Ok(Config {
+            rate,
+            shape,
+            size: args.size,
+            duration,
+            consumers: match &autoscale {
+                // The autoscaler starts from its minimum.
+                Some(a) => ConsumerSchedule {
+                    initial: a.min,
+                    steps: Vec::new(),
+                },
+                None => args.consumers,
+            },
+            autoscale,
+            scorecard_dir,
+            json: args.json,
+            target,
+            scenario: scenario.map(|s| s.name),
+            work: args
+                .work
+                .unwrap_or(WorkSpec::from(Work::Sleep(Duration::from_millis(25)))),
+            stamp_work,
+            max_in_flight: args.max_in_flight,
+            remainder_threads: (!args.no_remainder).then_some(args.remainder_threads),
+            drain_timeout: args.drain_timeout,
+            keep: args.keep,
+            bin_dir: args.bin_dir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_args(Args::parse_from(["demo"])).unwrap();
+        assert_eq!(c.rate, 100.0);
+        assert_eq!(c.duration, Duration::from_secs(20));
+        assert_eq!(c.consumers.initial, 3);
+        assert_eq!(
+            c.work,
+            WorkSpec::from(Work::Sleep(Duration::from_millis(25)))
+        );
+        assert_eq!(c.max_in_flight.get(), 1);
+        assert_eq!(c.remainder_threads.map(NonZeroUsize::get), Some(1));
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        let c = Config::from_args(Args::parse_from(["demo", "--no-remainder"])).unwrap();
+        assert_eq!(c.remainder_threads, None);
+        let e = Config::from_args(Args::parse_from(["demo", "--rate=-1"])).unwrap_err();
+        assert!(e.contains("--rate"), "{e}");
+    }
+}

@@ -1,0 +1,376 @@
+//! The demo's result: the audit of the run, the end-to-end latency over every consumer, and how it is shown
+//! (one `summary` JSON line on stdout, a short report on stderr).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use workload::stats::{Kind, Line};
+
+use super::Config;
+use super::console::format_us;
+use super::supervisor::PRODUCER_OUT;
+use crate::audit;
+
+/// The first line the demo prints: what runs, as the children are actually told (the work the producer
+/// stamps wins over the consumers' own; under the autoscaler, remainders fill the spare slots).
+pub fn header(config: &Config, dir: &Path) -> String {
+    let load = match &config.shape {
+        Some(shape) => format!("shape {shape}"),
+        None => format!("{} msgs/s", config.rate),
+    };
+    let consumers = match &config.autoscale {
+        Some(a) => format!("autoscaled ({a})"),
+        None => config.consumers.to_string(),
+    };
+    let work = match &config.stamp_work {
+        Some(w) => format!("{} (stamped by the producer)", compact_spec(w)),
+        None => compact_spec(&config.work.to_string()),
+    };
+    let remainder = match (config.remainder_threads, &config.autoscale) {
+        (None, _) => "no remainder".to_string(),
+        (Some(_), Some(a)) => format!(
+            "remainders in the spare slots ({} slots - consumers, up to {})",
+            a.slots,
+            a.remainders(a.min)
+        ),
+        (Some(n), None) => format!("remainder with {n} thread(s)"),
+    };
+    format!(
+        "demo: producer at {load} for {}; consumers {consumers}; work {work}; {remainder}; files in {}",
+        humantime::format_duration(config.duration),
+        dir.display()
+    )
+}
+
+/// A work spec with every duration in it written compactly: `sleep:exp(20ms,max=82.4ms)` rather than
+/// `sleep:exp(20ms,max=82ms 436us 64ns)`. For people only: the children are given the exact spec.
+pub fn compact_spec(spec: &str) -> String {
+    let mut out = String::new();
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        match workload::cli::parse_duration(token.trim()) {
+            Ok(d) if token.chars().any(|c| c.is_ascii_alphabetic()) => {
+                out.push_str(&compact_duration(d))
+            }
+            _ => out.push_str(token),
+        }
+        token.clear();
+    };
+    let mut chars = spec.chars().peekable();
+    while let Some(c) = chars.next() {
+        // `..` separates uniform's bounds; a single `.` is a decimal point.
+        let range = c == '.' && chars.peek() == Some(&'.');
+        if matches!(c, '(' | ')' | ',' | '=' | ':') || range {
+            flush(&mut token, &mut out);
+            out.push(c);
+            if range {
+                out.push('.');
+                chars.next();
+            }
+        } else {
+            token.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
+/// A duration in at most three significant figures and one unit: `82.4ms`, `20ms`, `1.5s`, `850µs`.
+pub fn compact_duration(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    let (v, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    let text = if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{unit}")
+}
+
+/// End-to-end latency over all consumers, merged from their summary lines.
+///
+/// A consumer reports only its own p50/p99/max, not its histogram, so the fleet's percentiles cannot be
+/// computed exactly. The merge takes the highest of the consumers' figures, which is a true upper bound: if no
+/// consumer has more than 1 % of its messages above X, the fleet has no more than 1 % above X either. A
+/// weighted average of percentiles would look more precise but is not a percentile of anything and can hide a
+/// slow consumer. With one consumer the figures are exact; `max` is always exact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct E2e {
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// Consumers whose summary was merged.
+    pub merged: usize,
+}
+
+impl E2e {
+    /// Merges consumers' summary lines; consumers that acked nothing have no latency and are skipped.
+    pub fn merge<'a>(summaries: impl IntoIterator<Item = &'a Value>) -> E2e {
+        let mut e = E2e::default();
+        for s in summaries {
+            if s["acked"].as_u64().unwrap_or(0) == 0 {
+                continue;
+            }
+            let f = |name: &str| s[name].as_u64().unwrap_or(0);
+            e.p50_us = e.p50_us.max(f("e2e_p50_us"));
+            e.p99_us = e.p99_us.max(f("e2e_p99_us"));
+            e.max_us = e.max_us.max(f("e2e_max_us"));
+            e.merged += 1;
+        }
+        e
+    }
+}
+
+/// Where the demo's files went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Files {
+    Kept(PathBuf),
+    Removed,
+}
+
+/// Everything the demo reports at the end.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub audit: audit::Report,
+    pub e2e: E2e,
+    /// Consumers that ran but left no summary (killed): their latency is missing from `e2e`.
+    pub consumers_without_summary: usize,
+    pub duration: Duration,
+    pub consumers_max: usize,
+    /// Messages still in the queue at the end (a drain cut short), when the queue could be read.
+    pub left_in_queue: Option<u64>,
+    /// Whether the user (a key or a signal) stopped the demo before its end: what is left in the queue then
+    /// is not a failure.
+    pub stopped_early: bool,
+    /// Why the demo stopped, for people: "after 20s", "on request".
+    pub stop_reason: String,
+    /// The remainder's total units and units per second, when it ran and reported.
+    pub remainder: Option<(u64, f64)>,
+    pub files: Files,
+    /// What went wrong along the way without failing the demo (a child that had to be killed, ...), already
+    /// shown live when it happened.
+    pub warnings: Vec<String>,
+}
+
+impl Summary {
+    /// Messages really lost: the audit's unconsumed messages, less those still in the queue (they are not
+    /// lost: they wait in queue.db). Without a depth reading, every unconsumed message counts as lost.
+    pub fn lost(&self) -> u64 {
+        self.audit
+            .totals
+            .lost
+            .saturating_sub(self.left_in_queue.unwrap_or(0))
+    }
+
+    /// Messages left in the queue at the end, 0 when it could not be read.
+    pub fn left(&self) -> u64 {
+        self.left_in_queue.unwrap_or(0).min(self.audit.totals.lost)
+    }
+
+    /// Whether the demo did what it promised: nothing lost, and the queue drained unless the user stopped it
+    /// early.
+    pub fn succeeded(&self) -> bool {
+        self.lost() == 0 && (self.left() == 0 || self.stopped_early)
+    }
+
+    /// The `summary` JSON line.
+    pub fn line(&self, started: Instant) -> Line {
+        let t = &self.audit.totals;
+        Line::new("demo", Kind::Summary, started)
+            .field("produced", t.produced)
+            .field("consumed", t.consumed)
+            .field("lost", self.lost())
+            .field("duplicates", t.duplicates)
+            .field("poison", t.poison)
+            .field("e2e_p50_us", self.e2e.p50_us)
+            .field("e2e_p99_us", self.e2e.p99_us)
+            .field("e2e_max_us", self.e2e.max_us)
+            .field(
+                "duration_s",
+                (self.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+            )
+            .field("consumers_max", self.consumers_max)
+            .field("unexpected", t.unexpected)
+            .field("left_in_queue", self.left_in_queue)
+    }
+
+    /// Writes the report for people.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn write_report(&self, out: &mut impl Write) -> io::Result<()> {
+        let t = &self.audit.totals;
+        let secs = self.duration.as_secs_f64();
+        writeln!(
+            out,
+            "demo finished {} ({secs:.1}s in all)",
+            self.stop_reason
+        )?;
+        writeln!(out, "  produced   {} messages", t.produced)?;
+        writeln!(
+            out,
+            "  consumed   {} (lost {}, duplicates {})",
+            t.consumed,
+            self.lost(),
+            t.duplicates
+        )?;
+        if self.left() > 0 {
+            writeln!(
+                out,
+                "  left       {} in the queue ({})",
+                self.left(),
+                if self.stopped_early {
+                    "stopped early on request: not lost"
+                } else {
+                    "the drain timed out"
+                }
+            )?;
+        }
+        if t.poison > 0 {
+            writeln!(
+                out,
+                "  poison     {} (set aside after --max-deliveries: in the ledgers, not lost)",
+                t.poison
+            )?;
+        }
+        if self.e2e.merged > 0 {
+            let bound = if self.e2e.merged > 1 { "≤ " } else { "" };
+            writeln!(
+                out,
+                "  latency    end to end p50 {bound}{}, p99 {bound}{}, max {}{}",
+                format_us(self.e2e.p50_us),
+                format_us(self.e2e.p99_us),
+                format_us(self.e2e.max_us),
+                if self.e2e.merged > 1 {
+                    " (p50/p99: the highest of the consumers' own)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        let remainder = match self.remainder {
+            Some((units, per_s)) => format!("; remainder did {units} units ({per_s:.0}/s)"),
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "  consumers  {} at most{remainder}",
+            self.consumers_max
+        )?;
+        match &self.files {
+            Files::Kept(dir) => {
+                writeln!(
+                    out,
+                    "  files      {} (queue.db, {PRODUCER_OUT}, ledgers/, logs/)",
+                    dir.display()
+                )?;
+                writeln!(
+                    out,
+                    "  re-audit   audit --producer {} --ledger {}",
+                    dir.join(PRODUCER_OUT).display(),
+                    dir.join("ledgers").display()
+                )?;
+                // The audit sees only what was sent and what was consumed: it cannot tell a message waiting in
+                // queue.db from a lost one, so its `lost` includes them. Say so before a user reads it as loss.
+                if self.left() > 0 {
+                    writeln!(
+                        out,
+                        "             (its lost count includes the {} message(s) still in {}/queue.db: never consumed, not lost)",
+                        self.left(),
+                        dir.display()
+                    )?;
+                }
+            }
+            Files::Removed => writeln!(out, "  files      removed (--keep keeps them)")?,
+        }
+        // The demo's own warnings were shown as they happened, just above; the audit's are news.
+        for w in &self.audit.warnings {
+            writeln!(out, "warning: {w}")?;
+        }
+        if self.consumers_without_summary > 0 {
+            writeln!(
+                out,
+                "warning: {} consumer(s) left no summary; their latency is not included",
+                self.consumers_without_summary
+            )?;
+        }
+        if self.lost() > 0 {
+            writeln!(out, "LOST {} message(s); the audit:", self.lost())?;
+            self.audit.write_table(out)?;
+        } else if self.left() == 0 {
+            writeln!(out, "OK: every message the queue confirmed was consumed")?;
+        } else if self.stopped_early {
+            writeln!(
+                out,
+                "OK: nothing lost; {} message(s) left in the queue when you stopped the demo early",
+                self.left()
+            )?;
+        } else {
+            writeln!(
+                out,
+                "FAILED: {} message(s) left in the queue: it did not drain within --drain-timeout",
+                self.left()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn work_specs_and_durations_print_compactly() {
+        assert_eq!(
+            compact_spec("sleep:exp(20ms,max=82ms 436us 64ns)"),
+            "sleep:exp(20ms,max=82.4ms)"
+        );
+        assert_eq!(
+            compact_spec("cpu:lognormal(5ms,1.0,max=1s 500ms)"),
+            "cpu:lognormal(5ms,1.0,max=1.5s)"
+        );
+        assert_eq!(
+            compact_spec("sleep:uniform(100ms..500ms,max=500ms)"),
+            "sleep:uniform(100ms..500ms,max=500ms)"
+        );
+        assert_eq!(compact_spec("sleep:25ms"), "sleep:25ms");
+        assert_eq!(compact_spec("none"), "none");
+        assert_eq!(compact_duration(Duration::from_micros(850)), "850µs");
+    }
+
+    #[test]
+    fn latency_merges_to_the_highest_of_consumers_that_acked() {
+        let a = json!({"acked": 10, "e2e_p50_us": 100, "e2e_p99_us": 900, "e2e_max_us": 1000});
+        let b = json!({"acked": 5, "e2e_p50_us": 300, "e2e_p99_us": 400, "e2e_max_us": 5000});
+        let idle = json!({"acked": 0, "e2e_p50_us": 0, "e2e_p99_us": 0, "e2e_max_us": 0});
+        assert_eq!(
+            E2e::merge([&a, &b, &idle]),
+            E2e {
+                p50_us: 300,
+                p99_us: 900,
+                max_us: 5000,
+                merged: 2
+            }
+        );
+        assert_eq!(E2e::merge([]), E2e::default());
+    }
+}

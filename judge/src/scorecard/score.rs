@@ -1,0 +1,542 @@
+//! The grading: a pure function from a recorded [`Series`] to a [`Scorecard`], so that anyone holding the
+//! series file can recompute every figure.
+//!
+//! Conventions, the same for every figure:
+//! - A sample holds from its own time until the next sample's (sample-and-hold); the last sample only closes
+//!   the run. Samples whose depth could not be read count for no depth figure.
+//! - "In band" means the depth is at or under the target: the Microscaling engine's own "meeting the target"
+//!   test. The band's lower edge (70 % of the target) is where it starts removing consumers; a queue below it
+//!   is not a failure, so it counts as in band.
+//! - A scale-out is a sample with more consumers than the one before it, a scale-in one with fewer; either is
+//!   the engine's only when no manual event (a key, a schedule step) falls between the two samples.
+//! - A load increase is graded by its scale-out; a decrease by the scale-in that should follow it (time to the
+//!   first removal, time to settle), never by a scale-out.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use super::elasticity::Elasticity;
+use super::series::{Direction, ManualEvent, Sample, Series};
+
+fn up() -> Direction {
+    Direction::Up
+}
+
+/// How the engine answered one load change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reaction {
+    /// When the load changed (s from the start).
+    pub change_s: f64,
+    /// Which way the load moved.
+    #[serde(default = "up")]
+    pub direction: Direction,
+    /// For an increase: seconds from the change to the engine's first scale-out before the next change;
+    /// `None` when there was none, and always for a decrease (a scale-out there is not an answer to it).
+    pub scale_out_after_s: Option<f64>,
+    /// For a decrease: seconds from the change to the engine's first scale-in before the next change.
+    #[serde(default)]
+    pub scale_in_after_s: Option<f64>,
+    /// For a decrease: seconds from the change to the engine's last scale-in before the next change, when
+    /// no scale-out followed it (the count then held); `None` when it never scaled in, or went back out.
+    #[serde(default)]
+    pub settled_after_s: Option<f64>,
+    /// Whether the depth went above the target after this change (and before the next).
+    pub left_band: bool,
+    /// Seconds from the change until the depth was back at or under the target, when it had left the band;
+    /// `None` when it never left, or never came back before the next change.
+    pub back_in_band_after_s: Option<f64>,
+}
+
+/// Every figure of the scorecard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scorecard {
+    /// The scaling policy that ran and its settings, from the series (absent when it does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
+    /// Seconds from the first sample to the last.
+    pub duration_s: f64,
+    pub target: u64,
+    pub band_low: u64,
+    pub reactions: Vec<Reaction>,
+    /// The slowest first scale-out over the changes that had one.
+    pub worst_scale_out_s: Option<f64>,
+    /// The slowest first scale-in over the decreases that had one.
+    #[serde(default)]
+    pub worst_scale_in_s: Option<f64>,
+    /// The slowest return into the band over the changes that left it.
+    pub worst_back_in_band_s: Option<f64>,
+    /// The most messages above the target at any sample (0 when it never went above).
+    pub peak_overshoot: u64,
+    /// ∫|depth − target| dt, in message-seconds.
+    pub depth_error_integral: f64,
+    /// Share of the time (0..1) the depth was at or under the target.
+    pub in_band_share: f64,
+    /// Changes of scaling direction (out after in, in after out).
+    pub direction_changes: usize,
+    /// Direction changes per minute of run.
+    pub flaps_per_min: f64,
+    /// ∫ consumers dt.
+    pub consumer_seconds: f64,
+    /// Consumer-seconds spent per 1,000 messages consumed; `None` when nothing was consumed.
+    pub consumer_seconds_per_1000: Option<f64>,
+    /// Busy slot-seconds ÷ consumer-seconds (0..1 with one slot per consumer); `None` without busy figures.
+    pub utilisation: Option<f64>,
+    pub max_consumers: usize,
+    /// Consumer counts set by hand during the run: their changes are not graded as the engine's.
+    #[serde(default)]
+    pub manual_changes: usize,
+    pub lost: Option<u64>,
+    /// Supply against the known demand (SPEC RG's elasticity metrics, [`super::elasticity`]); `None` when the
+    /// series lacks the shape, the work model or the consumer's slots.
+    #[serde(default)]
+    pub elasticity: Option<Elasticity>,
+}
+
+/// Which way the load moved at each change: as recorded, or, for a series that predates the record (or was
+/// watched), worked out from its shape when the shape's changes are the series' changes. Otherwise every
+/// change counts as an increase, the only reading the old files supported.
+fn directions(series: &Series) -> Vec<Direction> {
+    if !series.change_directions.is_empty() {
+        return series.change_directions.clone();
+    }
+    series
+        .shape
+        .as_deref()
+        .and_then(|spec| workload::shape::Shape::parse(spec).ok())
+        .map(|shape| super::series::changes_of(&shape))
+        .filter(|(changes, _)| *changes == series.changes_s)
+        .map(|(_, d)| d)
+        .unwrap_or_default()
+}
+
+/// The elasticity metrics of `series`, when it says enough to work out its demand.
+fn elasticity_of(series: &Series) -> Option<Elasticity> {
+    let shape = workload::shape::Shape::parse(series.shape.as_deref()?).ok()?;
+    let work: workload::work::WorkSpec = series.work.as_deref()?.parse().ok()?;
+    let demand = super::demand::series_demand(series, &shape, &work, series.consumer_slots?);
+    super::elasticity::of_series(series, &demand).ok()
+}
+
+/// How the engine moved the consumer count from sample `i - 1` to sample `i`: `Equal` when it did not, or
+/// when a manual event in between did it.
+fn engine_step(s: &[Sample], manual: &[ManualEvent], i: usize) -> Ordering {
+    let by_hand = manual.iter().any(|m| m.t > s[i - 1].t && m.t <= s[i].t);
+    if by_hand {
+        Ordering::Equal
+    } else {
+        s[i].consumers.cmp(&s[i - 1].consumers)
+    }
+}
+
+/// Grades a run. Pure: the same series always gives the same scorecard.
+pub fn score(series: &Series) -> Scorecard {
+    let s = &series.samples;
+    let target = series.target;
+    let duration_s = match (s.first(), s.last()) {
+        (Some(a), Some(b)) => (b.t - a.t).max(0.0),
+        _ => 0.0,
+    };
+    let mut depth_error_integral = 0.0;
+    let mut in_band_time = 0.0;
+    let mut depth_time = 0.0;
+    let mut consumer_seconds = 0.0;
+    for w in s.windows(2) {
+        let dt = (w[1].t - w[0].t).max(0.0);
+        consumer_seconds += w[0].consumers as f64 * dt;
+        if let Some(d) = w[0].depth {
+            depth_time += dt;
+            depth_error_integral += (d as f64 - target as f64).abs() * dt;
+            if d <= target {
+                in_band_time += dt;
+            }
+        }
+    }
+    let peak_overshoot = s
+        .iter()
+        .filter_map(|x| x.depth)
+        .map(|d| d.saturating_sub(target))
+        .max()
+        .unwrap_or(0);
+    let mut direction_changes = 0;
+    let mut last_dir = 0i8;
+    for i in 1..s.len() {
+        let dir = match engine_step(s, &series.manual, i) {
+            Ordering::Greater => 1,
+            Ordering::Less => -1,
+            Ordering::Equal => continue,
+        };
+        if last_dir != 0 && dir != last_dir {
+            direction_changes += 1;
+        }
+        last_dir = dir;
+    }
+    let directions = directions(series);
+    let reactions: Vec<Reaction> = series
+        .changes_s
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let until = series
+                .changes_s
+                .get(i + 1)
+                .copied()
+                .unwrap_or(f64::INFINITY);
+            let direction = directions.get(i).copied().unwrap_or(Direction::Up);
+            reaction(s, &series.manual, target, (c, direction), until)
+        })
+        .collect();
+    let busy = s.last().and_then(|x| x.busy_s);
+    let worst = |f: fn(&Reaction) -> Option<f64>| reactions.iter().filter_map(f).reduce(f64::max);
+    Scorecard {
+        policy: series.policy.clone(),
+        settings: series.settings.clone(),
+        duration_s,
+        target,
+        band_low: series.band_low,
+        worst_scale_out_s: worst(|r| r.scale_out_after_s),
+        worst_scale_in_s: worst(|r| r.scale_in_after_s),
+        worst_back_in_band_s: worst(|r| r.back_in_band_after_s),
+        reactions,
+        peak_overshoot,
+        depth_error_integral,
+        in_band_share: if depth_time > 0.0 {
+            in_band_time / depth_time
+        } else {
+            0.0
+        },
+        direction_changes,
+        flaps_per_min: if duration_s > 0.0 {
+            direction_changes as f64 * 60.0 / duration_s
+        } else {
+            0.0
+        },
+        consumer_seconds,
+        consumer_seconds_per_1000: (series.consumed > 0)
+            .then(|| consumer_seconds * 1000.0 / series.consumed as f64),
+        utilisation: busy
+            .filter(|_| consumer_seconds > 0.0)
+            .map(|b| b / consumer_seconds),
+        max_consumers: s.iter().map(|x| x.consumers).max().unwrap_or(0),
+        manual_changes: series.manual.len(),
+        lost: series.lost,
+        elasticity: elasticity_of(series),
+    }
+}
+
+/// Rounded to the millisecond, the samples' own resolution (so 10.388 − 10.0 reads 0.388, not 0.38799…).
+fn ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}
+
+/// The engine's answer to the change at `change` (which way the load moved), looking only at samples before
+/// `until` (the next change).
+fn reaction(
+    s: &[Sample],
+    manual: &[ManualEvent],
+    target: u64,
+    (change, direction): (f64, Direction),
+    until: f64,
+) -> Reaction {
+    let window = |i: &usize| s[*i].t >= change && s[*i].t < until;
+    let steps: Vec<(usize, Ordering)> = (1..s.len())
+        .filter(window)
+        .map(|i| (i, engine_step(s, manual, i)))
+        .filter(|(_, o)| *o != Ordering::Equal)
+        .collect();
+    let after = |i: usize| ms(s[i].t - change);
+    let first = |want: Ordering| {
+        steps
+            .iter()
+            .find(|(_, o)| *o == want)
+            .map(|&(i, _)| after(i))
+    };
+    let (scale_out_after_s, scale_in_after_s, settled_after_s) = match direction {
+        Direction::Up => (first(Ordering::Greater), None, None),
+        Direction::Down => (
+            None,
+            first(Ordering::Less),
+            steps
+                .last()
+                .filter(|(_, o)| *o == Ordering::Less)
+                .map(|&(i, _)| after(i)),
+        ),
+    };
+    let left = (0..s.len())
+        .filter(window)
+        .find(|&i| s[i].depth.is_some_and(|d| d > target));
+    let back_in_band_after_s = left.and_then(|l| {
+        (l + 1..s.len())
+            .filter(window)
+            .find(|&i| s[i].depth.is_some_and(|d| d <= target))
+            .map(|i| ms(s[i].t - change))
+    });
+    Reaction {
+        change_s: change,
+        direction,
+        scale_out_after_s,
+        scale_in_after_s,
+        settled_after_s,
+        left_band: left.is_some(),
+        back_in_band_after_s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A series from (t, depth, consumers) triples, target 10, one change at 0 s.
+    fn series(points: &[(f64, u64, usize)]) -> Series {
+        Series {
+            title: None,
+            policy: None,
+            settings: None,
+            target: 10,
+            band_low: 7,
+            shape: None,
+            changes_s: vec![0.0],
+            change_directions: Vec::new(),
+            manual: Vec::new(),
+            consumed: 0,
+            lost: None,
+            work: None,
+            consumer_slots: None,
+            samples: points
+                .iter()
+                .map(|&(t, d, c)| Sample {
+                    t,
+                    depth: Some(d),
+                    consumers: c,
+                    remainders: 0,
+                    produce_rate: 0.0,
+                    busy_s: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn scale_out_and_back_in_band_are_timed_from_the_change() {
+        let mut s = series(&[
+            (0.0, 0, 0),
+            (1.0, 50, 0),
+            (2.0, 40, 1),
+            (3.0, 20, 2),
+            (4.0, 5, 2),
+            (5.0, 0, 1),
+        ]);
+        s.changes_s = vec![0.5];
+        let c = score(&s);
+        assert_eq!(
+            c.reactions,
+            vec![Reaction {
+                change_s: 0.5,
+                direction: Direction::Up,
+                scale_out_after_s: Some(1.5),
+                scale_in_after_s: None,
+                settled_after_s: None,
+                left_band: true,
+                back_in_band_after_s: Some(3.5),
+            }]
+        );
+        assert_eq!(c.worst_scale_out_s, Some(1.5));
+        assert_eq!(c.worst_back_in_band_s, Some(3.5));
+    }
+
+    #[test]
+    fn a_decrease_is_graded_by_its_scale_in_never_by_a_scale_out() {
+        // The step scenario's shape: up at 0 s, down at 10 s. After the step down a consumer is added at 10.4 s
+        // (the backlog of the high load), then two removed at 12 s and 14 s, and the count holds.
+        let mut s = series(&[
+            (0.0, 0, 1),
+            (2.0, 30, 3),
+            (10.0, 30, 3),
+            (10.4, 30, 4),
+            (12.0, 5, 3),
+            (14.0, 0, 2),
+            (16.0, 0, 2),
+        ]);
+        s.changes_s = vec![0.0, 10.0];
+        s.change_directions = vec![Direction::Up, Direction::Down];
+        let c = score(&s);
+        let down = &c.reactions[1];
+        assert_eq!(down.direction, Direction::Down);
+        assert_eq!(down.scale_out_after_s, None, "{down:?}");
+        assert_eq!(down.scale_in_after_s, Some(2.0));
+        assert_eq!(down.settled_after_s, Some(4.0));
+        // The worst scale-out is the increase's (2 s), not the 0.4 s after the decrease.
+        assert_eq!(c.reactions[0].scale_out_after_s, Some(2.0));
+        assert_eq!(c.worst_scale_out_s, Some(2.0));
+        assert_eq!(c.worst_scale_in_s, Some(2.0));
+        // A decrease followed by a scale-out that is never undone has not settled.
+        s.samples[6].consumers = 5;
+        assert_eq!(score(&s).reactions[1].settled_after_s, None);
+    }
+
+    #[test]
+    fn manual_changes_are_not_credited_to_the_engine() {
+        // A key pressed at 1.5 s adds the consumer seen at 2 s; the engine itself adds one at 3 s.
+        let mut s = series(&[
+            (0.0, 50, 1),
+            (1.0, 50, 1),
+            (2.0, 50, 2),
+            (3.0, 40, 3),
+            (4.0, 0, 3),
+        ]);
+        s.manual = vec![ManualEvent {
+            t: 1.5,
+            consumers: 2,
+            source: "key +".into(),
+        }];
+        let c = score(&s);
+        assert_eq!(c.reactions[0].scale_out_after_s, Some(3.0));
+        assert_eq!(c.manual_changes, 1);
+        // Without the record, the key's consumer is graded as the engine's answer.
+        s.manual.clear();
+        assert_eq!(score(&s).reactions[0].scale_out_after_s, Some(2.0));
+    }
+
+    #[test]
+    fn reactions_look_only_until_the_next_change() {
+        let mut s = series(&[
+            (0.0, 0, 1),
+            (1.0, 20, 1),
+            (2.0, 20, 1),
+            (3.0, 5, 2),
+            (4.0, 0, 2),
+        ]);
+        s.changes_s = vec![0.0, 2.5];
+        let c = score(&s);
+        // Before 2.5 s: out of band, no scale-out, not back.
+        assert_eq!(c.reactions[0].scale_out_after_s, None);
+        assert!(c.reactions[0].left_band);
+        assert_eq!(c.reactions[0].back_in_band_after_s, None);
+        // After 2.5 s: scale-out at 3 s, and the depth never above the target again.
+        assert_eq!(c.reactions[1].scale_out_after_s, Some(0.5));
+        assert!(!c.reactions[1].left_band);
+        assert_eq!(c.reactions[1].back_in_band_after_s, None);
+    }
+
+    #[test]
+    fn overshoot_integral_and_band_share_hold_each_sample_until_the_next() {
+        // Target 10. Depth 10 for 1 s, 30 for 2 s, 4 for 1 s; the last sample only closes the run.
+        let c = score(&series(&[
+            (0.0, 10, 1),
+            (1.0, 30, 1),
+            (3.0, 4, 1),
+            (4.0, 1000, 1),
+        ]));
+        assert_eq!(c.duration_s, 4.0);
+        // The closing sample's depth counts for the peak (it was seen) but not the integral (it lasts 0 s).
+        assert_eq!(c.peak_overshoot, 990);
+        assert_eq!(c.depth_error_integral, 0.0 + 20.0 * 2.0 + 6.0 * 1.0);
+        assert_eq!(c.in_band_share, 2.0 / 4.0);
+    }
+
+    #[test]
+    fn unreadable_depths_count_for_nothing() {
+        let mut s = series(&[(0.0, 20, 1), (1.0, 0, 1), (2.0, 0, 1)]);
+        s.samples[1].depth = None;
+        let c = score(&s);
+        assert_eq!(c.depth_error_integral, 10.0);
+        assert_eq!(c.in_band_share, 0.0);
+    }
+
+    #[test]
+    fn flaps_count_changes_of_direction_per_minute() {
+        // Out, out, in, out, hold, in: three changes of direction in 30 s.
+        let c = score(&series(&[
+            (0.0, 0, 1),
+            (5.0, 0, 2),
+            (10.0, 0, 3),
+            (15.0, 0, 2),
+            (20.0, 0, 3),
+            (25.0, 0, 3),
+            (30.0, 0, 2),
+        ]));
+        assert_eq!(c.direction_changes, 3);
+        assert_eq!(c.flaps_per_min, 6.0);
+        assert_eq!(c.max_consumers, 3);
+        // A plain burst answer (out, then in) is one change.
+        let c = score(&series(&[
+            (0.0, 0, 0),
+            (1.0, 0, 2),
+            (2.0, 0, 1),
+            (3.0, 0, 0),
+        ]));
+        assert_eq!(c.direction_changes, 1);
+    }
+
+    #[test]
+    fn cost_and_utilisation_come_from_consumer_seconds() {
+        // 2 consumers for 3 s, then 4 for 2 s: 14 consumer-seconds; 7,000 messages; 7 busy slot-seconds.
+        let mut s = series(&[(0.0, 0, 2), (3.0, 0, 4), (5.0, 0, 0)]);
+        s.consumed = 7_000;
+        s.lost = Some(0);
+        s.samples[2].busy_s = Some(7.0);
+        let c = score(&s);
+        assert_eq!(c.consumer_seconds, 14.0);
+        assert_eq!(c.consumer_seconds_per_1000, Some(2.0));
+        assert_eq!(c.utilisation, Some(0.5));
+        assert_eq!(c.lost, Some(0));
+        // Nothing consumed, no busy figures: no ratio rather than a division by zero.
+        let c = score(&series(&[(0.0, 0, 2), (3.0, 0, 4)]));
+        assert_eq!(c.consumer_seconds_per_1000, None);
+        assert_eq!(c.utilisation, None);
+    }
+
+    #[test]
+    fn an_empty_series_scores_zero_without_panicking() {
+        let c = score(&series(&[]));
+        assert_eq!(c.duration_s, 0.0);
+        assert_eq!(c.peak_overshoot, 0);
+        assert_eq!(c.flaps_per_min, 0.0);
+        assert_eq!(c.reactions[0].scale_out_after_s, None);
+    }
+
+    #[test]
+    fn a_series_that_names_its_load_and_work_is_graded_against_its_demand() {
+        // const:100 × sleep:20ms over 1 slot = 2 busy slots: a demand of 2 consumers throughout. Supply is 1
+        // over [0, 10) and 3 over [10, 20): one missing for half the run, one idle for the other half.
+        let mut s = series(&[(0.0, 0, 1), (10.0, 0, 3), (20.0, 0, 3)]);
+        s.shape = Some("const:100".into());
+        s.work = Some("sleep:20ms".into());
+        s.consumer_slots = Some(1);
+        let e = score(&s)
+            .elasticity
+            .expect("shape, work and slots are known");
+        assert_eq!(e.duration_s, 20.0);
+        assert_eq!((e.accuracy_under, e.accuracy_over), (0.5, 0.5));
+        assert_eq!((e.timeshare_under, e.timeshare_over), (0.5, 0.5));
+        // θ: 1 of 2 consumers missing for 10 of 20 s = 25 % of demand; likewise over.
+        assert_eq!((e.theta_under_pct, e.theta_over_pct), (25.0, 25.0));
+        // Without the work model there is no demand, so no figures rather than wrong ones.
+        s.work = None;
+        assert_eq!(score(&s).elasticity, None);
+    }
+
+    #[test]
+    fn a_series_without_directions_takes_them_from_its_shape() {
+        // step:40,200@10s,40@40s changes at 10 s (up) and 40 s (down); a file written before directions
+        // were recorded must not grade the step down by a scale-out.
+        let mut s = series(&[
+            (0.0, 0, 1),
+            (10.0, 100, 1),
+            (11.0, 100, 2),
+            (40.0, 0, 2),
+            (40.4, 0, 3),
+        ]);
+        s.shape = Some("step:40,200@10s,40@40s".into());
+        s.changes_s = vec![10.0, 40.0];
+        assert_eq!(directions(&s), vec![Direction::Up, Direction::Down]);
+        let card = score(&s);
+        assert_eq!(card.reactions[1].direction, Direction::Down);
+        assert_eq!(card.reactions[1].scale_out_after_s, None);
+        // Changes that are not the shape's: no guess.
+        s.changes_s = vec![5.0];
+        assert!(directions(&s).is_empty());
+    }
+}

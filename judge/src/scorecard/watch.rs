@@ -1,0 +1,113 @@
+//! Recording a series from outside a run: `scorecard watch` polls the queue's depth (through common's
+//! `Queue::depth`, so any backend) and the platform's consumer count once per interval, and takes the load
+//! from the scenario's shape (the producers are not visible from outside, so the rate shown is the rate the
+//! shape schedules).
+
+use std::time::{Duration, Instant};
+
+use queues::Queue;
+use workload::shape::Shape;
+
+use super::series::{Sample, Series, band_low, changes_of};
+use super::sources::ConsumerSource;
+
+/// What to watch and for how long.
+pub struct Watch<'a> {
+    pub queue: &'a dyn Queue,
+    pub consumers: &'a ConsumerSource,
+    pub target: u64,
+    /// The load, for its changes and rate; `None` when unknown (no reactions are then graded).
+    pub shape: Option<&'a Shape>,
+    pub duration: Duration,
+    pub interval: Duration,
+}
+
+/// How many polls there were, and how many read the depth and the consumer count. A run in which one of them
+/// was never read has nothing to grade: the caller says so instead of grading made-up figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readings {
+    pub polls: u64,
+    pub depth_read: u64,
+    pub count_read: u64,
+}
+
+/// Polls until `duration` has passed or `stop` resolves; returns the series and how many readings succeeded.
+/// A failed read of the depth or the count is logged and recorded as unknown depth / the previous count, not
+/// fatal: a flaky reading should not throw a long run away.
+pub async fn record(
+    w: Watch<'_>,
+    stop: impl std::future::Future<Output = ()>,
+) -> (Series, Readings) {
+    // Verified TLS on the web roots, like every client of the suite; building it cannot fail without extra
+    // certificates, but if it ever did, reqwest's own default (the OS trust store) still verifies.
+    let http = workload::tls::http_client_builder(Vec::new(), "scorecard")
+        .ok()
+        .and_then(|b| b.build().ok())
+        .unwrap_or_default();
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(w.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut readings = Readings::default();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => break,
+        }
+        let t = start.elapsed();
+        readings.polls += 1;
+        let depth = match w.queue.depth().await {
+            Ok(d) => {
+                readings.depth_read += 1;
+                Some(d.total())
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the queue depth: {e}");
+                None
+            }
+        };
+        let consumers = match w.consumers.count(&http).await {
+            Ok(n) => {
+                readings.count_read += 1;
+                n
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the consumer count: {e}");
+                samples.last().map_or(0, |s| s.consumers)
+            }
+        };
+        samples.push(Sample {
+            t: t.as_secs_f64(),
+            depth,
+            consumers,
+            remainders: 0,
+            produce_rate: w.shape.map_or(0.0, |s| s.rate_at(t)),
+            busy_s: None,
+        });
+        if t >= w.duration {
+            break;
+        }
+    }
+    let end = samples
+        .last()
+        .map_or(Duration::ZERO, |s| Duration::from_secs_f64(s.t));
+    let (changes_s, change_directions) = w.shape.map(changes_of).unwrap_or_default();
+    let series = Series {
+        title: None,
+        policy: None,
+        settings: None,
+        target: w.target,
+        band_low: band_low(w.target),
+        shape: w.shape.map(ToString::to_string),
+        changes_s,
+        change_directions,
+        manual: Vec::new(),
+        consumed: w.shape.map_or(0, |s| s.sent_by(end).round() as u64),
+        lost: None,
+        work: None,
+        consumer_slots: None,
+        samples,
+    };
+    (series, readings)
+}

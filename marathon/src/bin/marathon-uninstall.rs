@@ -1,0 +1,10 @@
+//! `marathon-uninstall`: removes the queue demo's Marathon group; see `judge::marathon`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use marathon::{errors, uninstall, uninstall::UninstallArgs};
+
+fn main() -> ExitCode {
+    errors::exit_with(uninstall::run(UninstallArgs::parse()))
+}

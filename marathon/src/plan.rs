@@ -1,0 +1,689 @@
+//! `marathon-install`'s flags and what they turn into: the validated plan and the group definition, with
+//! the queue settings, the optional nsqd and scaling engine, and the labels.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+use workload::cli::parse_duration;
+
+use super::config::{ConnectionArgs, validate_group};
+use super::definitions::{AppDef, EnvValue, GroupDef};
+use super::errors::UsageError;
+use super::labels::{self, ROLE_KEY, SUITE_KEY, SUITE_VALUE, VERSION_KEY};
+use super::secret::Secret;
+
+/// The installer's version, written into every app's labels and the default image tag.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The nsqd image for our own binaries.
+const NSQD_IMAGE: &str = "nsqio/nsq:v1.3.0";
+/// The nsqd the engine can read: its NSQ metric parses only 0.3.x's wrapped `/stats`
+/// (`{"status_code":200,"data":{"topics":…}}`), which nsqd 1.x no longer sends.
+const NSQD_IMAGE_FOR_ENGINE: &str = "nsqio/nsq:v0.3.8";
+/// nsqd's TCP and HTTP ports, fixed on the agent so the other apps can find them.
+const NSQD_TCP: u16 = 4150;
+const NSQD_HTTP: u16 = 4151;
+
+/// The queue the demo runs on.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueKind {
+    /// NSQ: an nsqd app in the group, or an external one with --nsqd.
+    Nsq,
+    /// An Azure Storage queue (--azure-account, and the key as a secret reference or plain env).
+    Azure,
+}
+
+/// Install the queue demo on Marathon: producer, consumers and remainder (and an nsqd, and optionally the
+/// Microscaling engine) as one Marathon group.
+///
+/// Everything goes into one group (--group, default /microscaling-demo) with a single PUT, so an install
+/// or an update is atomic, and running it again with the same options changes nothing ("up to date"); with
+/// other options it reports what changes. It then waits until Marathon's deployment is finished (or
+/// --timeout), unless --no-wait. All options are checked before Marathon is contacted.
+///
+/// Exit status: 0 installed (or up to date), 1 Marathon or network failure, 2 bad usage.
+#[derive(Parser, Debug)]
+#[command(name = "marathon-install", version)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// The Marathon group that holds the demo's apps.
+    #[arg(long, default_value = "/microscaling-demo", value_name = "ID")]
+    pub group: String,
+
+    /// The image holding the producer, consumer and remainder binaries [default: queue-workload:VERSION, the tag
+    /// `make image` builds; push it to a registry the agents can pull from and name it here].
+    #[arg(long, default_value_t = format!("queue-workload:{VERSION}"), value_name = "IMAGE")]
+    pub image: String,
+
+    /// The queue to run on.
+    #[arg(long, value_enum, default_value_t = QueueKind::Nsq)]
+    pub queue: QueueKind,
+
+    /// An external nsqd's TCP address (HOST:PORT); without it an nsqd app is installed in the group.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub nsqd: Option<String>,
+
+    /// The external nsqd's HTTP address for queue depth (default: --nsqd's host, port 4151).
+    #[arg(long, value_name = "HOST:PORT", requires = "nsqd")]
+    pub nsqd_http: Option<String>,
+
+    /// The host name the apps use to reach the installed nsqd (it listens on host ports 4150 and 4151).
+    ///
+    /// Default: its Mesos-DNS name, e.g. nsqd-microscaling-demo.marathon.mesos for the group
+    /// /microscaling-demo.
+    #[arg(long, value_name = "HOST", conflicts_with = "nsqd")]
+    pub nsqd_host: Option<String>,
+
+    /// The image of the installed nsqd (default nsqio/nsq:v1.3.0; with --engine, nsqio/nsq:v0.3.8).
+    #[arg(long, value_name = "IMAGE", conflicts_with = "nsqd")]
+    pub nsqd_image: Option<String>,
+
+    /// NSQ topic (MSS_TOPIC_NAME).
+    #[arg(long, default_value = "microscaling-demo", value_name = "NAME")]
+    pub topic: String,
+
+    /// NSQ channel the consumers share (MSS_CHANNEL_NAME).
+    #[arg(long, default_value = "consumers", value_name = "NAME")]
+    pub channel: String,
+
+    /// Azure Storage account name.
+    #[arg(long, env = "AZURE_STORAGE_ACCOUNT_NAME", value_name = "NAME")]
+    pub azure_account: Option<String>,
+
+    /// Azure Storage account key, put into the apps as plain env (a warning says why that is risky);
+    /// prefer --azure-key-secret.
+    #[arg(
+        long,
+        env = "AZURE_STORAGE_ACCOUNT_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub azure_key: Option<Secret>,
+
+    /// The Azure key as a Marathon secret reference: SOURCE is its path in the cluster's secret store
+    /// (DC/OS Enterprise), e.g. microscaling/azure-key. Takes precedence over --azure-key and
+    /// AZURE_STORAGE_ACCOUNT_KEY.
+    #[arg(long, value_name = "SOURCE")]
+    pub azure_key_secret: Option<String>,
+
+    /// Azure Storage queue name.
+    #[arg(
+        long,
+        env = "AZURE_STORAGE_QUEUE_NAME",
+        default_value = "microscaling-demo",
+        value_name = "NAME"
+    )]
+    pub azure_queue: String,
+
+    /// Producer instances.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub producer_instances: u32,
+    /// Consumer instances (the engine changes it when --engine).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub consumer_instances: u32,
+    /// Remainder instances (the engine changes it when --engine).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub remainder_instances: u32,
+    /// CPUs per producer.
+    #[arg(long, default_value_t = 0.1, value_name = "CPUS")]
+    pub producer_cpus: f64,
+    /// CPUs per consumer.
+    #[arg(long, default_value_t = 0.1, value_name = "CPUS")]
+    pub consumer_cpus: f64,
+    /// CPUs per remainder.
+    #[arg(long, default_value_t = 0.5, value_name = "CPUS")]
+    pub remainder_cpus: f64,
+    /// Memory per producer, in MiB.
+    #[arg(long, default_value_t = 32.0, value_name = "MIB")]
+    pub producer_mem: f64,
+    /// Memory per consumer, in MiB.
+    #[arg(long, default_value_t = 32.0, value_name = "MIB")]
+    pub consumer_mem: f64,
+    /// Memory per remainder, in MiB.
+    #[arg(long, default_value_t = 32.0, value_name = "MIB")]
+    pub remainder_mem: f64,
+
+    /// Messages per second each producer sends (PRODUCER_RATE).
+    #[arg(long, default_value_t = 10.0, value_name = "MSGS_PER_S")]
+    pub producer_rate: f64,
+
+    /// Work per message in each consumer (CONSUMER_WORK): any spec the consumer's --work takes: none,
+    /// sleep:DURATION, cpu:DURATION, or a distribution such as sleep:exp(20ms).
+    #[arg(long, default_value = "sleep:100ms", value_name = "SPEC")]
+    pub consumer_work: workload::work::WorkSpec,
+
+    /// How long a consumer drains on SIGTERM (CONSUMER_DRAIN_TIMEOUT); Marathon's kill grace period is set
+    /// 7 s longer so the drain ends before SIGKILL.
+    #[arg(long, default_value = "8s", value_parser = parse_duration, value_name = "DURATION")]
+    pub consumer_drain_timeout: Duration,
+
+    /// Also install the Microscaling engine, which scales consumers and remainder to hold the queue length.
+    #[arg(long)]
+    pub engine: bool,
+
+    /// The engine's image (0.9.x).
+    #[arg(
+        long,
+        default_value = "microscaling/microscaling:latest",
+        value_name = "IMAGE",
+        requires = "engine"
+    )]
+    pub engine_image: String,
+
+    /// The queue length the engine aims for.
+    #[arg(long, default_value_t = 50, value_name = "N", requires = "engine")]
+    pub target_queue_length: u32,
+
+    /// The most containers the engine runs (consumers plus remainders).
+    #[arg(long, default_value_t = 10, value_name = "N", requires = "engine")]
+    pub engine_max_containers: u32,
+
+    /// The Marathon URL the engine uses (MSS_MARATHON_API); default http://LEADER, LEADER from /v2/leader.
+    #[arg(long, value_name = "URL", requires = "engine")]
+    pub engine_marathon_api: Option<String>,
+
+    /// Extra label for every app, KEY=VALUE (repeatable); keys follow Docker's guidelines (reverse-DNS
+    /// namespace, lowercase): a reserved com.docker./io.docker./org.dockerproject. prefix is refused, other
+    /// departures warn.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Print the JSON that would be sent (secrets shown as <redacted>) and contact nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Return once Marathon accepted the change, without waiting for the deployment.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// Cancel a deployment that locks the group instead of waiting for it (Marathon's force=true).
+    #[arg(long)]
+    pub force: bool,
+
+    /// The longest to wait for locks and for the deployment to finish.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// How often to poll /v2/deployments.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DURATION", hide = true)]
+    pub poll_interval: Duration,
+}
+
+/// A validated install: the group to send and how to send it.
+#[derive(Debug)]
+pub struct InstallPlan {
+    pub group: GroupDef,
+    /// Apps whose instance count the engine owns (kept as they are on re-install).
+    pub engine_scaled: Vec<String>,
+    /// The engine app's id, when installed, and whether its MSS_MARATHON_API waits for `/v2/leader`.
+    pub engine_needs_leader: Option<String>,
+    /// Warnings to print before anything else (plain secrets, label guidelines).
+    pub warnings: Vec<String>,
+}
+
+fn check_host_port(value: &str, flag: &str) -> Result<(String, u16), UsageError> {
+    let bad = || {
+        UsageError::new(format!(
+            "{flag} {value:?}: expected HOST:PORT, e.g. nsqd.example.com:4150"
+        ))
+    };
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    // `@` or `/` mean a URL or credentials were pasted, which would be copied into every app's environment.
+    if host.is_empty()
+        || port == 0
+        || host.contains(char::is_whitespace)
+        || host.contains(['@', '/'])
+    {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+fn check_image(value: &str, flag: &str) -> Result<(), UsageError> {
+    if value.is_empty() || value.contains(char::is_whitespace) {
+        return Err(UsageError::new(format!(
+            "{flag} {value:?}: expected an image reference such as registry/name:tag"
+        )));
+    }
+    Ok(())
+}
+
+fn check_resources(role: &str, cpus: f64, mem: f64) -> Result<(), UsageError> {
+    if !(cpus.is_finite() && cpus > 0.0) {
+        return Err(UsageError::new(format!(
+            "--{role}-cpus must be more than 0 (got {cpus})"
+        )));
+    }
+    if !(mem.is_finite() && mem >= 8.0) {
+        return Err(UsageError::new(format!(
+            "--{role}-mem must be at least 8 MiB (got {mem})"
+        )));
+    }
+    Ok(())
+}
+
+/// Azure's queue naming rule: 3–63 lowercase letters, digits and single hyphens, starting and ending with a
+/// letter or digit.
+fn check_azure_queue(name: &str) -> Result<(), UsageError> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!(
+            "--azure-queue {name:?}: Azure queue names are 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit"
+        )))
+    }
+}
+
+/// The Mesos-DNS name of an app: `/a/b/nsqd` → `nsqd-b-a.marathon.mesos`.
+fn mesos_dns_name(app_id: &str) -> String {
+    let mut parts: Vec<&str> = app_id.trim_matches('/').split('/').collect();
+    parts.reverse();
+    format!("{}.marathon.mesos", parts.join("-"))
+}
+
+impl InstallArgs {
+    /// Checks every option and builds the plan. Nothing is contacted.
+    pub fn plan(&self) -> Result<InstallPlan, UsageError> {
+        let mut warnings = Vec::new();
+        let group = validate_group(&self.group)?;
+        check_image(&self.image, "--image")?;
+        check_resources("producer", self.producer_cpus, self.producer_mem)?;
+        check_resources("consumer", self.consumer_cpus, self.consumer_mem)?;
+        check_resources("remainder", self.remainder_cpus, self.remainder_mem)?;
+        if !(self.producer_rate.is_finite() && self.producer_rate >= 0.0) {
+            return Err(UsageError::new(
+                "--producer-rate must be 0 (as fast as possible) or more",
+            ));
+        }
+        if self.timeout.is_zero() || self.poll_interval.is_zero() {
+            return Err(UsageError::new("--timeout must be more than 0"));
+        }
+
+        let mut common_labels = BTreeMap::new();
+        for arg in &self.labels {
+            let l = labels::parse(arg).map_err(|e| UsageError::new(e.to_string()))?;
+            if !l.warnings.is_empty() {
+                warnings.push(format!(
+                    "label key {:?} does not follow Docker's label guidelines: {}",
+                    l.key,
+                    l.warnings.join("; ")
+                ));
+            }
+            common_labels.insert(l.key, l.value);
+        }
+        common_labels.insert(SUITE_KEY.to_string(), SUITE_VALUE.to_string());
+        common_labels.insert(VERSION_KEY.to_string(), VERSION.to_string());
+        let labels_for = |role: &str| {
+            let mut l = common_labels.clone();
+            l.insert(ROLE_KEY.to_string(), role.to_string());
+            l
+        };
+        let id = |name: &str| format!("{group}/{name}");
+
+        // Queue settings, as the original variables (the backends read them).
+        let mut queue_env: BTreeMap<String, EnvValue> = BTreeMap::new();
+        let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+        let mut apps = Vec::new();
+        let mut nsqd_app: Option<String> = None;
+        let mut stats_endpoint = None;
+        match self.queue {
+            QueueKind::Nsq => {
+                if self.azure_key.is_some() || self.azure_key_secret.is_some() {
+                    warnings.push("the Azure key is ignored with --queue nsq".to_string());
+                }
+                if self.topic.is_empty() || self.channel.is_empty() {
+                    return Err(UsageError::new("--topic and --channel must not be empty"));
+                }
+                let (tcp, http) = match &self.nsqd {
+                    Some(addr) => {
+                        if self.engine {
+                            return Err(UsageError::new(
+                                "--engine with an external --nsqd: the Microscaling engine reads only nsqd 0.3.x's /stats format (nsqd 1.x changed it), and the installer cannot check the external nsqd's version. Leave out --nsqd to have nsqio/nsq:v0.3.8 installed in the group, or use --queue azure",
+                            ));
+                        }
+                        let (host, _) = check_host_port(addr, "--nsqd")?;
+                        let http = match &self.nsqd_http {
+                            Some(h) => {
+                                check_host_port(h, "--nsqd-http")?;
+                                h.clone()
+                            }
+                            None => format!("{host}:{NSQD_HTTP}"),
+                        };
+                        (addr.clone(), http)
+                    }
+                    None => {
+                        let nsqd_id = id("nsqd");
+                        let host = self
+                            .nsqd_host
+                            .clone()
+                            .unwrap_or_else(|| mesos_dns_name(&nsqd_id));
+                        if host.is_empty()
+                            || host.contains(char::is_whitespace)
+                            || host.contains(':')
+                        {
+                            return Err(UsageError::new(format!(
+                                "--nsqd-host {host:?}: expected a host name"
+                            )));
+                        }
+                        let image = match (&self.nsqd_image, self.engine) {
+                            (Some(i), true) if !i.contains(":v0.3.") => {
+                                return Err(UsageError::new(format!(
+                                    "--nsqd-image {i:?} with --engine: the Microscaling engine reads only nsqd 0.3.x's /stats format (nsqd 1.x changed it); use an nsqio/nsq:v0.3.x image, or leave out --nsqd-image for {NSQD_IMAGE_FOR_ENGINE}"
+                                )));
+                            }
+                            (Some(i), _) => i.clone(),
+                            (None, true) => NSQD_IMAGE_FOR_ENGINE.to_string(),
+                            (None, false) => NSQD_IMAGE.to_string(),
+                        };
+                        check_image(&image, "--nsqd-image")?;
+                        apps.push(AppDef {
+                            id: nsqd_id.clone(),
+                            image,
+                            args: vec![
+                                "/nsqd".into(),
+                                format!("--tcp-address=0.0.0.0:{NSQD_TCP}"),
+                                format!("--http-address=0.0.0.0:{NSQD_HTTP}"),
+                                "--data-path=/tmp".into(),
+                            ],
+                            env: BTreeMap::new(),
+                            secrets: BTreeMap::new(),
+                            instances: 1,
+                            cpus: 0.2,
+                            mem: 128.0,
+                            labels: labels_for("nsqd"),
+                            kill_grace_seconds: None,
+                            fixed_ports: vec![("tcp".into(), NSQD_TCP), ("http".into(), NSQD_HTTP)],
+                            dependencies: vec![],
+                        });
+                        nsqd_app = Some(nsqd_id);
+                        (format!("{host}:{NSQD_TCP}"), format!("{host}:{NSQD_HTTP}"))
+                    }
+                };
+                queue_env.insert("MSS_QUEUE_ENDPOINT".into(), EnvValue::Plain(tcp));
+                queue_env.insert("MSS_TOPIC_NAME".into(), EnvValue::Plain(self.topic.clone()));
+                queue_env.insert(
+                    "MSS_CHANNEL_NAME".into(),
+                    EnvValue::Plain(self.channel.clone()),
+                );
+                queue_env.insert("NSQ_STATS_ENDPOINT".into(), EnvValue::Plain(http.clone()));
+                stats_endpoint = Some(http);
+            }
+            QueueKind::Azure => {
+                let account = self.azure_account.clone().filter(|a| !a.is_empty()).ok_or_else(|| {
+                    UsageError::new(
+                        "--queue azure needs the storage account: pass --azure-account NAME or set AZURE_STORAGE_ACCOUNT_NAME",
+                    )
+                })?;
+                if !(3..=24).contains(&account.len())
+                    || !account
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                {
+                    return Err(UsageError::new(format!(
+                        "--azure-account {account:?}: Azure storage account names are 3-24 lowercase letters and digits"
+                    )));
+                }
+                check_azure_queue(&self.azure_queue)?;
+                let key = match (&self.azure_key, &self.azure_key_secret) {
+                    (Some(_), Some(source)) if !source.is_empty() => {
+                        warnings.push(
+                            "both a plain Azure key and --azure-key-secret were given: only the secret reference is used".to_string(),
+                        );
+                        secrets.insert("azure-storage-key".into(), source.clone());
+                        EnvValue::SecretRef("azure-storage-key".into())
+                    }
+                    (None, Some(source)) if !source.is_empty() => {
+                        secrets.insert("azure-storage-key".into(), source.clone());
+                        EnvValue::SecretRef("azure-storage-key".into())
+                    }
+                    (Some(k), _) if !k.is_empty() => {
+                        warnings.push(
+                            "the Azure key goes into the app definitions as plain env: anyone who can read these apps in Marathon can read it. Use --azure-key-secret SOURCE with a secret store (DC/OS Enterprise) to keep it out".to_string(),
+                        );
+                        EnvValue::Sensitive(k.clone())
+                    }
+                    _ => {
+                        return Err(UsageError::new(
+                            "--queue azure needs the storage account key: set AZURE_STORAGE_ACCOUNT_KEY (or --azure-key), or pass --azure-key-secret SOURCE to reference it in the cluster's secret store",
+                        ));
+                    }
+                };
+                queue_env.insert(
+                    "AZURE_STORAGE_ACCOUNT_NAME".into(),
+                    EnvValue::Plain(account),
+                );
+                queue_env.insert("AZURE_STORAGE_ACCOUNT_KEY".into(), key);
+                queue_env.insert(
+                    "AZURE_STORAGE_QUEUE_NAME".into(),
+                    EnvValue::Plain(self.azure_queue.clone()),
+                );
+            }
+        }
+        let deps: Vec<String> = nsqd_app.iter().cloned().collect();
+
+        // The original demo's order: remainder, producer, consumer, engine.
+        apps.push(AppDef {
+            id: id("remainder"),
+            image: self.image.clone(),
+            args: vec!["remainder".into()],
+            env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            instances: self.remainder_instances,
+            cpus: self.remainder_cpus,
+            mem: self.remainder_mem,
+            labels: labels_for("remainder"),
+            kill_grace_seconds: None,
+            fixed_ports: vec![],
+            dependencies: vec![],
+        });
+        let mut producer_env = queue_env.clone();
+        producer_env.insert(
+            "PRODUCER_RATE".into(),
+            EnvValue::Plain(self.producer_rate.to_string()),
+        );
+        apps.push(AppDef {
+            id: id("producer"),
+            image: self.image.clone(),
+            args: vec!["producer".into()],
+            env: producer_env,
+            secrets: secrets.clone(),
+            instances: self.producer_instances,
+            cpus: self.producer_cpus,
+            mem: self.producer_mem,
+            labels: labels_for("producer"),
+            kill_grace_seconds: None,
+            fixed_ports: vec![],
+            dependencies: deps.clone(),
+        });
+        let mut consumer_env = queue_env.clone();
+        consumer_env.insert(
+            "CONSUMER_WORK".into(),
+            EnvValue::Plain(self.consumer_work.to_string()),
+        );
+        let drain = humantime::format_duration(self.consumer_drain_timeout).to_string();
+        consumer_env.insert("CONSUMER_DRAIN_TIMEOUT".into(), EnvValue::Plain(drain));
+        let drain_secs = self.consumer_drain_timeout.as_secs()
+            + u64::from(self.consumer_drain_timeout.subsec_nanos() > 0);
+        apps.push(AppDef {
+            id: id("consumer"),
+            image: self.image.clone(),
+            args: vec!["consumer".into()],
+            env: consumer_env,
+            secrets: secrets.clone(),
+            instances: self.consumer_instances,
+            cpus: self.consumer_cpus,
+            mem: self.consumer_mem,
+            labels: labels_for("consumer"),
+            kill_grace_seconds: Some(drain_secs + 7),
+            fixed_ports: vec![],
+            dependencies: deps,
+        });
+
+        let mut engine_scaled = Vec::new();
+        let mut engine_needs_leader = None;
+        if self.engine {
+            check_image(&self.engine_image, "--engine-image")?;
+            if self.engine_max_containers == 0 || self.target_queue_length == 0 {
+                return Err(UsageError::new(
+                    "--engine-max-containers and --target-queue-length must be more than 0",
+                ));
+            }
+            let metric = match self.queue {
+                QueueKind::Nsq => "NSQ",
+                QueueKind::Azure => "AzureQueue",
+            };
+            let cfg = |app: &str, priority: u32, min: u32, rule: &str| {
+                json!({
+                    // The engine addresses apps by their id without the leading '/'.
+                    "name": id(app).trim_start_matches('/'),
+                    "priority": priority,
+                    "minContainers": min,
+                    "maxContainers": self.engine_max_containers,
+                    "ruleType": rule,
+                    "metricType": metric,
+                    "config": {
+                        "image": self.image,
+                        "targetQueueLength": self.target_queue_length,
+                        "queueName": self.azure_queue,
+                        "topicName": self.topic,
+                        "channelName": self.channel,
+                    },
+                })
+            };
+            let config = json!({
+                "maxContainers": self.engine_max_containers,
+                "apps": [cfg("consumer", 1, 1, "Queue"), cfg("remainder", 2, 0, "Remainder")],
+            });
+            let mut env = BTreeMap::new();
+            env.insert("MSS_SCHEDULER".into(), EnvValue::Plain("MARATHON".into()));
+            env.insert("MSS_CONFIG".into(), EnvValue::Plain("ENVVAR".into()));
+            env.insert(
+                "MSS_CONFIG_DATA".into(),
+                EnvValue::Plain(config.to_string()),
+            );
+            // The engine's default monitor dereferences a websocket that standalone mode never opens.
+            env.insert("MSS_MONITOR".into(), EnvValue::Plain("none".into()));
+            let api = match &self.engine_marathon_api {
+                Some(u) => super::config::validate_url(u).map_err(|e| {
+                    UsageError::new(
+                        e.to_string()
+                            .replace("--marathon-url", "--engine-marathon-api"),
+                    )
+                })?,
+                None => {
+                    engine_needs_leader = Some(id("engine"));
+                    "http://<leader from /v2/leader>".to_string()
+                }
+            };
+            env.insert("MSS_MARATHON_API".into(), EnvValue::Plain(api));
+            match self.queue {
+                QueueKind::Nsq => {
+                    let s = stats_endpoint.clone().unwrap_or_default();
+                    env.insert("NSQ_STATS_ENDPOINT".into(), EnvValue::Plain(s));
+                }
+                QueueKind::Azure => {
+                    for k in ["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"] {
+                        if let Some(v) = queue_env.get(k) {
+                            env.insert(k.into(), v.clone());
+                        }
+                    }
+                }
+            }
+            apps.push(AppDef {
+                id: id("engine"),
+                image: self.engine_image.clone(),
+                args: vec![],
+                env,
+                secrets: secrets.clone(),
+                instances: 1,
+                cpus: 0.1,
+                mem: 64.0,
+                labels: labels_for("engine"),
+                kill_grace_seconds: None,
+                fixed_ports: vec![],
+                dependencies: vec![id("consumer"), id("remainder")],
+            });
+            engine_scaled = vec![id("consumer"), id("remainder")];
+        }
+        Ok(InstallPlan {
+            group: GroupDef { id: group, apps },
+            engine_scaled,
+            engine_needs_leader,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> InstallArgs {
+        let mut v = vec!["marathon-install"];
+        v.extend_from_slice(extra);
+        InstallArgs::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        InstallArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn nsq_default_installs_nsqd_and_points_apps_at_it() {
+        let p = args(&[]).plan().unwrap();
+        let names: Vec<&str> = p.group.apps.iter().map(|a| a.name()).collect();
+        assert_eq!(names, ["nsqd", "remainder", "producer", "consumer"]);
+        let c = p
+            .group
+            .apps
+            .iter()
+            .find(|a| a.name() == "consumer")
+            .unwrap();
+        assert!(
+            matches!(&c.env["MSS_QUEUE_ENDPOINT"], EnvValue::Plain(s) if s == "nsqd-microscaling-demo.marathon.mesos:4150")
+        );
+        assert_eq!(c.kill_grace_seconds, Some(15));
+        assert_eq!(c.args, ["consumer"]);
+    }
+
+    #[test]
+    fn engine_on_nsq_uses_the_old_nsqd_or_refuses() {
+        let p = args(&["--engine"]).plan().unwrap();
+        assert_eq!(p.group.apps[0].image, NSQD_IMAGE_FOR_ENGINE);
+        let e = p.group.apps.iter().find(|a| a.name() == "engine").unwrap();
+        assert!(matches!(&e.env["MSS_MONITOR"], EnvValue::Plain(s) if s == "none"));
+        let EnvValue::Plain(cfg) = &e.env["MSS_CONFIG_DATA"] else {
+            panic!()
+        };
+        let cfg: serde_json::Value = serde_json::from_str(cfg).unwrap();
+        assert_eq!(cfg["apps"][0]["name"], "microscaling-demo/consumer");
+        assert_eq!(cfg["apps"][0]["ruleType"], "Queue");
+        let err = args(&["--engine", "--nsqd", "n:4150"])
+            .plan()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0.3.x"), "{err}");
+        let err = args(&["--engine", "--nsqd-image", "nsqio/nsq:v1.3.0"])
+            .plan()
+            .unwrap_err();
+        assert!(err.to_string().contains("0.3.x"));
+    }
+
+    #[test]
+    fn mesos_dns_names_reverse_the_path() {
+        assert_eq!(mesos_dns_name("/a/b/nsqd"), "nsqd-b-a.marathon.mesos");
+    }
+}

@@ -1,0 +1,156 @@
+//! The queue abstraction every backend implements, and [`open`], which picks a backend from a URL.
+//!
+//! The contract, which every backend keeps and the tests check:
+//! - [`Queue::publish`] returns `Ok` only once the backend has durably accepted every message of the batch
+//!   (SQLite: the transaction committed; NSQ: `OK`; Azure: 201). A producer counts a message as sent only then.
+//! - [`Queue::receive`] leases messages: each is invisible to other consumers until its lease runs out, then it
+//!   is delivered again with a higher delivery count. Delivery is at least once.
+//! - [`Queue::ack`] removes a message for good, but only while the caller still holds its lease: a message whose
+//!   lease passed to another consumer is reported in [`AckOutcome::lease_lost`], never silently acked twice.
+//! - [`Queue::release`] gives a message back before its lease ends (on shutdown, or to retry later).
+//! - [`Queue::extend`] keeps a lease alive during long work.
+//! - [`Queue::depth`] is what a scaling engine reads; it must be cheap.
+//!
+//! Backends: each is one module that owns everything about itself (URL form and parsing, receipt, errors,
+//! depth, legacy variables, metric label) and is built in by the cargo feature of its scheme. This module holds
+//! the trait, the registry ([`REGISTRY`], one line per backend) and the dispatch ([`QueueUrl`]).
+
+pub mod cli;
+mod error;
+pub mod metrics;
+mod receipt;
+pub mod registry;
+
+#[cfg(feature = "azure")]
+pub mod azure;
+#[cfg(feature = "nsq")]
+pub mod nsq;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use error::{ErrorKind, QueueError};
+pub use receipt::Receipt;
+pub use registry::{Backend, OpenMode, QueueUrl, Target};
+
+/// Every backend of the source tree, in the order the 2016 variables are tried: one line each. A backend whose
+/// cargo feature is off keeps its line, so that asking for it says how to build it in.
+static REGISTRY: &[registry::Registration] = &[
+    registry::register!("sqlite", sqlite),
+    registry::register!("nsq", nsq),
+    registry::register!("azure", azure),
+];
+
+/// A message handed to a consumer, with what it needs to ack it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub body: Vec<u8>,
+    pub receipt: Receipt,
+    /// How many times this message has been delivered, this time included (1 = first delivery).
+    pub deliveries: u32,
+}
+
+/// The result of acking a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AckOutcome {
+    pub acked: u64,
+    /// Messages whose lease had already passed to another consumer: they will be (or were) processed again.
+    pub lease_lost: u64,
+}
+
+/// The figures a scaling engine reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Depth {
+    /// Messages waiting to be delivered (the backlog).
+    pub visible: u64,
+    /// Messages leased to a consumer and not yet acked or released, where the backend can tell.
+    pub in_flight: Option<u64>,
+}
+
+impl Depth {
+    /// Backlog plus in flight: every message not yet acked.
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight.unwrap_or(0)
+    }
+}
+
+/// A queue backend. See the module docs for the contract.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Publishes a batch; returns once every message is durably accepted.
+    async fn publish(&self, bodies: Vec<Vec<u8>>) -> Result<(), QueueError>;
+
+    /// Leases up to `max` messages for `lease`, waiting up to `wait` for at least one.
+    async fn receive(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError>;
+
+    /// Acks (deletes) messages.
+    async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError>;
+
+    /// Acks `acks`, then leases up to `max` messages. Backends that can do both in one round trip override
+    /// this (SQLite does both in one transaction, which is most of its throughput).
+    async fn ack_and_receive(
+        &self,
+        acks: Vec<Receipt>,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
+        let acked = if acks.is_empty() {
+            AckOutcome::default()
+        } else {
+            self.ack(acks).await?
+        };
+        let got = if max == 0 {
+            Vec::new()
+        } else {
+            self.receive(max, lease, wait).await?
+        };
+        Ok((acked, got))
+    }
+
+    /// Gives messages back: visible again after `delay` (zero: at once). Returns how many were still held.
+    async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError>;
+
+    /// Extends the leases of `receipts` to `lease` from now, updating the receipts in place where the backend
+    /// issues new ones. Returns a flag per receipt: false when the lease was already lost.
+    async fn extend(
+        &self,
+        receipts: &mut [Receipt],
+        lease: Duration,
+    ) -> Result<Vec<bool>, QueueError>;
+
+    /// The current depth.
+    async fn depth(&self) -> Result<Depth, QueueError>;
+
+    /// Stops new deliveries before a drain: push-based backends (NSQ) would otherwise keep sending messages
+    /// the consumer no longer takes. Ack, release and extend of held messages keep working after it.
+    /// Polling backends have nothing to do.
+    async fn stop_receiving(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    /// The largest body [`Queue::publish`] accepts, before the backend's own encoding, where the backend has
+    /// a limit (Azure: 64 KiB, or 48 KiB with base64). Producers check `--size` against it before sending.
+    fn max_message_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// A description for logs, with no secrets in it.
+    fn describe(&self) -> String;
+}
+
+/// Opens the queue a URL names, creating it when missing: [`QueueUrl::parse`], then [`QueueUrl::open`].
+///
+/// # Errors
+/// [`ErrorKind::Invalid`] for an unknown scheme or a malformed URL; the backend's own errors otherwise.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Queue>, QueueError> {
+    QueueUrl::parse(url)?.open().await
+}

@@ -1,0 +1,317 @@
+//! The `nsq://` queue URL.
+//!
+//! `nsq://HOST[:PORT]/TOPIC/CHANNEL[?http=HOST:PORT&lookupd=HOST:PORT,…&max_msg_size=BYTES&tls=true&ca=FILE]`
+//!
+//! - `HOST:PORT` is nsqd's TCP address (port 4150 when left out). It may be empty (`nsq:///T/C?lookupd=…`)
+//!   when nsqd is to be found through nsqlookupd.
+//! - `http` is nsqd's HTTP address, for depth (`/stats`) and for creating the topic and channel; default: the
+//!   TCP host on port 4151.
+//! - `max_msg_size` mirrors nsqd's `--max-msg-size` (default 1 MiB), so an oversized message is refused with a
+//!   clear error before it is sent.
+//! - `tls=true` upgrades the connection after IDENTIFY (certificates verified against the web PKI roots, or
+//!   against `ca=FILE`).
+//! - The AUTH secret is never part of the URL (URLs end up in logs and process lists): it comes from the
+//!   `NSQ_AUTH_SECRET` environment variable.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::NsqQueue;
+use super::codec::{DEFAULT_MAX_MSG_SIZE, is_valid_name};
+use crate::{Backend, OpenMode, Queue, QueueError, Target};
+
+/// The registry's entry for this backend (see [`crate::registry`]).
+pub static BACKEND: NsqBackend = NsqBackend;
+
+/// NSQ's [`Backend`].
+pub struct NsqBackend;
+
+impl Backend for NsqBackend {
+    fn scheme(&self) -> &'static str {
+        "nsq"
+    }
+
+    fn form(&self) -> &'static str {
+        "nsq://HOST[:PORT]/TOPIC/CHANNEL[?http=…&lookupd=…&tls=true…]"
+    }
+
+    fn summary(&self) -> &'static str {
+        "nsqd over its TCP protocol, depth from its HTTP /stats; the AUTH secret comes from NSQ_AUTH_SECRET"
+    }
+
+    fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String> {
+        Ok(Box::new(NsqUrl::parse(rest)?))
+    }
+
+    fn url_from_legacy_env(&self, get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        url_from_legacy_env(get)
+    }
+}
+
+#[async_trait]
+impl Target for NsqUrl {
+    /// Connects nothing yet (connections are lazy), so there is nothing to create or find: both modes agree.
+    async fn open(&self, _mode: OpenMode) -> Result<Arc<dyn Queue>, QueueError> {
+        Ok(Arc::new(NsqQueue::new(self.clone())?))
+    }
+}
+
+/// Builds an `nsq://` URL from the original demo's variables, when `MSS_QUEUE_ENDPOINT` or `MSS_TOPIC_NAME`
+/// is set: `MSS_QUEUE_ENDPOINT` (nsqd TCP, default 127.0.0.1:4150), `MSS_TOPIC_NAME` and `MSS_CHANNEL_NAME`
+/// (default `microscaling-demo`), `NSQ_STATS_ENDPOINT` (nsqd HTTP, default 127.0.0.1:4151; an
+/// `http://HOST:PORT/stats` form is accepted too). `get` reads a variable (the environment, or a test's map).
+pub fn url_from_legacy_env(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let var = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let endpoint = var("MSS_QUEUE_ENDPOINT");
+    let topic = var("MSS_TOPIC_NAME");
+    if endpoint.is_none() && topic.is_none() {
+        return None;
+    }
+    let strip = |v: String| {
+        let v = v
+            .trim_start_matches("tcp://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        v.strip_suffix("/stats").unwrap_or(v).to_string()
+    };
+    let endpoint = endpoint
+        .map(strip)
+        .unwrap_or_else(|| "127.0.0.1:4150".into());
+    let stats = var("NSQ_STATS_ENDPOINT")
+        .map(strip)
+        .unwrap_or_else(|| "127.0.0.1:4151".into());
+    let topic = topic.unwrap_or_else(|| "microscaling-demo".into());
+    let channel = var("MSS_CHANNEL_NAME").unwrap_or_else(|| "microscaling-demo".into());
+    Some(format!("nsq://{endpoint}/{topic}/{channel}?http={stats}"))
+}
+
+/// nsqd's default TCP and HTTP ports.
+pub const DEFAULT_TCP_PORT: u16 = 4150;
+pub const DEFAULT_HTTP_PORT: u16 = 4151;
+
+/// A parsed `nsq://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NsqUrl {
+    /// nsqd's TCP address, `None` when discovery through nsqlookupd is to find it.
+    pub tcp: Option<String>,
+    /// nsqd's HTTP address, `None` when discovery is to find it.
+    pub http: Option<String>,
+    pub lookupd: Vec<String>,
+    pub topic: String,
+    pub channel: String,
+    pub max_msg_size: u32,
+    pub tls: bool,
+    pub ca: Option<PathBuf>,
+}
+
+/// Splits `host[:port]` and checks it; returns `host:port`.
+fn host_port(s: &str, default_port: u16, what: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err(format!("empty {what} address"));
+    }
+    // `user:password@host`: nsqd has no URL credentials, and a secret in a URL is logged. Say where it goes.
+    // (The address quoted is masked by the caller's redaction, like every echoed URL.)
+    if s.contains('@') {
+        return Err(format!(
+            "{what} address {s:?}: a queue URL carries no credentials; give nsqd's AUTH secret in NSQ_AUTH_SECRET"
+        ));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port: u16 = p
+                .parse()
+                .map_err(|_| format!("{what} address {s:?}: port {p:?} is not a number 1-65535"))?;
+            (h, port)
+        }
+        _ => (s, default_port),
+    };
+    if host.is_empty()
+        || !host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        })
+    {
+        return Err(format!(
+            "{what} address {s:?}: not a host name or IP address"
+        ));
+    }
+    if port == 0 {
+        return Err(format!("{what} address {s:?}: port 0"));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+impl NsqUrl {
+    /// Parses the part after `nsq:`. Errors say what is expected.
+    pub fn parse(rest: &str) -> Result<NsqUrl, String> {
+        const FORM: &str = "expected nsq://HOST:PORT/TOPIC/CHANNEL (for example nsq://127.0.0.1:4150/microscaling-demo/microscaling-demo)";
+        let rest = rest
+            .strip_prefix("//")
+            .ok_or_else(|| format!("missing '//': {FORM}"))?;
+        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut parts = main.splitn(3, '/');
+        let authority = parts.next().unwrap_or("");
+        let topic = parts.next().unwrap_or("");
+        let channel = parts.next().unwrap_or("").trim_end_matches('/');
+        if topic.is_empty() || channel.is_empty() {
+            return Err(format!("a topic and a channel are needed: {FORM}"));
+        }
+        for (what, name) in [("topic", topic), ("channel", channel)] {
+            if !is_valid_name(name) {
+                return Err(format!(
+                    "invalid {what} name {name:?}: nsqd accepts 1-64 characters of letters, digits, '.', '_' and '-', optionally ending in #ephemeral"
+                ));
+            }
+        }
+        let tcp = if authority.is_empty() {
+            None
+        } else {
+            Some(host_port(authority, DEFAULT_TCP_PORT, "nsqd TCP")?)
+        };
+        let mut url = NsqUrl {
+            http: tcp.as_ref().map(|t| {
+                let host = t.rsplit_once(':').map(|(h, _)| h).unwrap_or(t);
+                format!("{host}:{DEFAULT_HTTP_PORT}")
+            }),
+            tcp,
+            lookupd: Vec::new(),
+            topic: topic.to_string(),
+            channel: channel.to_string(),
+            max_msg_size: DEFAULT_MAX_MSG_SIZE,
+            tls: false,
+            ca: None,
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "http" => url.http = Some(host_port(v, DEFAULT_HTTP_PORT, "nsqd HTTP")?),
+                "lookupd" => {
+                    for a in v.split(',').filter(|a| !a.is_empty()) {
+                        url.lookupd.push(host_port(a, 4161, "nsqlookupd")?);
+                    }
+                }
+                "max_msg_size" => {
+                    url.max_msg_size = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("max_msg_size={v:?} is not a positive number of bytes")
+                    })?;
+                }
+                "tls" => {
+                    url.tls = match v {
+                        "true" | "1" | "" => true,
+                        "false" | "0" => false,
+                        _ => return Err(format!("tls={v:?}: expected true or false")),
+                    }
+                }
+                "ca" if !v.is_empty() => url.ca = Some(PathBuf::from(v)),
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?}: the parameters are http, lookupd, max_msg_size, tls and ca"
+                    ));
+                }
+            }
+        }
+        if url.tcp.is_none() && url.lookupd.is_empty() {
+            return Err(format!("no nsqd address and no lookupd: {FORM}"));
+        }
+        Ok(url)
+    }
+
+    /// The URL again, for logs: no secret is ever part of it.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "nsq://{}/{}/{}",
+            self.tcp.as_deref().unwrap_or(""),
+            self.topic,
+            self.channel
+        );
+        if !self.lookupd.is_empty() {
+            s.push_str(&format!(" (lookupd {})", self.lookupd.join(",")));
+        }
+        if self.tls {
+            s.push_str(" (tls)");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_and_short_forms() {
+        let u =
+            NsqUrl::parse("//127.0.0.1:4150/t/c?http=127.0.0.1:9999&lookupd=a:1,b&max_msg_size=10")
+                .unwrap();
+        assert_eq!(u.tcp.as_deref(), Some("127.0.0.1:4150"));
+        assert_eq!(u.http.as_deref(), Some("127.0.0.1:9999"));
+        assert_eq!(u.lookupd, vec!["a:1".to_string(), "b:4161".to_string()]);
+        assert_eq!(
+            (u.topic.as_str(), u.channel.as_str(), u.max_msg_size),
+            ("t", "c", 10)
+        );
+        let u = NsqUrl::parse("//nsqd/t/c").unwrap();
+        assert_eq!(u.tcp.as_deref(), Some("nsqd:4150"));
+        assert_eq!(u.http.as_deref(), Some("nsqd:4151"));
+        let u = NsqUrl::parse("///t/c?lookupd=l:4161").unwrap();
+        assert_eq!((u.tcp, u.http), (None, None));
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        for (url, needle) in [
+            ("127.0.0.1:4150/t/c", "missing '//'"),
+            ("//h:4150/t", "a topic and a channel are needed"),
+            ("//h:4150/bad topic/c", "invalid topic name"),
+            ("//h:4150/t/c#x", "invalid channel name"),
+            (
+                &format!("//h:4150/{}/c", "x".repeat(65)),
+                "invalid topic name",
+            ),
+            ("//h:99999/t/c", "port \"99999\""),
+            ("//h/t/c?colour=red", "unknown parameter"),
+            ("//h/t/c?max_msg_size=big", "max_msg_size"),
+            ("///t/c", "no nsqd address"),
+        ] {
+            let e = NsqUrl::parse(url).unwrap_err();
+            assert!(e.contains(needle), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_original_nsq_variables_make_an_nsq_url() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(url_from_legacy_env(&vars(&[])), None);
+        assert_eq!(
+            url_from_legacy_env(&vars(&[("MSS_TOPIC_NAME", "demo")])).as_deref(),
+            Some("nsq://127.0.0.1:4150/demo/microscaling-demo?http=127.0.0.1:4151")
+        );
+        assert_eq!(
+            url_from_legacy_env(&vars(&[
+                ("MSS_QUEUE_ENDPOINT", "nsqd:4150"),
+                ("MSS_CHANNEL_NAME", "c"),
+                ("NSQ_STATS_ENDPOINT", "http://nsqd:4151/stats"),
+            ]))
+            .as_deref(),
+            Some("nsq://nsqd:4150/microscaling-demo/c?http=nsqd:4151")
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_with_where_they_go() {
+        let e = NsqUrl::parse("//user:hunter2@127.0.0.1:4150/t/c").unwrap_err();
+        assert!(e.contains("NSQ_AUTH_SECRET"), "{e}");
+    }
+}

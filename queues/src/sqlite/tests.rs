@@ -1,0 +1,284 @@
+//! The embedded queue's own tests: contract, counters, concurrency, and files that are not queues.
+
+use super::*;
+use crate::open;
+
+async fn queue(dir: &tempfile::TempDir) -> Arc<dyn Queue> {
+    open(&format!("sqlite:{}", dir.path().join("q.db").display()))
+        .await
+        .unwrap()
+}
+
+fn bodies(n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| format!("m{i}").into_bytes()).collect()
+}
+
+#[tokio::test]
+async fn publish_receive_ack_keeps_depth_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    q.publish(bodies(5)).await.unwrap();
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            visible: 5,
+            in_flight: Some(0)
+        }
+    );
+    let got = q
+        .receive(3, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|d| d.body.clone()).collect::<Vec<_>>(),
+        bodies(3),
+        "oldest first"
+    );
+    assert!(got.iter().all(|d| d.deliveries == 1));
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            visible: 2,
+            in_flight: Some(3)
+        }
+    );
+    let receipts = got.into_iter().map(|d| d.receipt).collect();
+    let (acked, rest) = q
+        .ack_and_receive(receipts, 10, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        acked,
+        AckOutcome {
+            acked: 3,
+            lease_lost: 0
+        }
+    );
+    assert_eq!(rest.len(), 2);
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            visible: 0,
+            in_flight: Some(2)
+        }
+    );
+    q.ack(rest.into_iter().map(|d| d.receipt).collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            visible: 0,
+            in_flight: Some(0)
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_redelivers_and_the_old_receipt_cannot_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    q.publish(bodies(1)).await.unwrap();
+    let first = q
+        .receive(1, Duration::from_millis(50), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        q.receive(1, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let second = q
+        .receive(1, Duration::from_secs(30), Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].deliveries, 2);
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            visible: 0,
+            in_flight: Some(1)
+        },
+        "counted once"
+    );
+    let stale = q.ack(vec![first[0].receipt.clone()]).await.unwrap();
+    assert_eq!(
+        stale,
+        AckOutcome {
+            acked: 0,
+            lease_lost: 1
+        }
+    );
+    let mut r = vec![first[0].receipt.clone()];
+    assert_eq!(
+        q.extend(&mut r, Duration::from_secs(1)).await.unwrap(),
+        vec![false]
+    );
+    assert_eq!(
+        q.ack(vec![second[0].receipt.clone()]).await.unwrap().acked,
+        1
+    );
+    assert_eq!(q.depth().await.unwrap().total(), 0);
+}
+
+#[tokio::test]
+async fn release_makes_a_message_visible_and_extend_keeps_it_leased() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    q.publish(bodies(2)).await.unwrap();
+    let mut got = q
+        .receive(2, Duration::from_millis(100), Duration::ZERO)
+        .await
+        .unwrap();
+    let mut keep = vec![got.remove(1).receipt];
+    assert_eq!(
+        q.release(vec![got.remove(0).receipt], Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            visible: 1,
+            in_flight: Some(1)
+        }
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            q.extend(&mut keep, Duration::from_millis(100))
+                .await
+                .unwrap(),
+            vec![true]
+        );
+    }
+    let again = q
+        .receive(5, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "only the released one; the extended one is still leased"
+    );
+    assert_eq!(again[0].body, b"m0");
+    assert_eq!(q.ack(keep).await.unwrap().acked, 1);
+}
+
+#[tokio::test]
+async fn receive_waits_for_a_message_published_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    let q2 = q.clone();
+    let waiter = tokio::spawn(async move {
+        q2.receive(1, Duration::from_secs(5), Duration::from_secs(5))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    q.publish(bodies(1)).await.unwrap();
+    let got = waiter.await.unwrap().unwrap();
+    assert_eq!(got.len(), 1);
+}
+
+#[tokio::test]
+async fn files_that_are_not_queues_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "this is not a database, just some text that is long enough to have a header....",
+    )
+    .unwrap();
+    let e = open(&format!("sqlite:{}", text.display()))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e.downcast_ref(), Some(SqliteError::NotADatabase { .. })),
+        "{e}"
+    );
+    assert_eq!(e.kind(), crate::ErrorKind::Invalid);
+    assert!(e.to_string().contains("not a SQLite database"), "{e}");
+
+    let other = dir.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE users (id INTEGER)")
+        .unwrap();
+    let e = open(&format!("sqlite:{}", other.display()))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e.downcast_ref(), Some(SqliteError::ForeignDatabase { .. })),
+        "{e}"
+    );
+
+    let e = open(&format!("sqlite:{}", dir.path().display()))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("directory"), "{e}");
+}
+
+#[test]
+fn many_openers_of_a_new_file_all_succeed() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || open_connection(&path).map(|_| ()))
+            })
+            .collect();
+        for o in openers {
+            o.join().unwrap().unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn reopening_keeps_messages_and_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    queue(&dir).await.publish(bodies(3)).await.unwrap();
+    let q = queue(&dir).await;
+    assert_eq!(q.depth().await.unwrap().visible, 3);
+}
+
+#[tokio::test]
+async fn opening_an_existing_queue_only_never_creates_one() {
+    use crate::{ErrorKind, QueueUrl};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("none.db");
+    let url = QueueUrl::parse(&format!("sqlite:{}", path.display())).unwrap();
+    assert_eq!(url.backend(), "sqlite");
+    let e = url.open_existing().await.err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("no queue at"), "{e}");
+    assert!(!path.exists(), "the file was created");
+    url.open().await.unwrap();
+    url.open_existing().await.unwrap();
+}
+
+#[test]
+fn a_busy_database_is_worth_a_retry_and_nothing_here_is_throttling() {
+    use crate::ErrorKind;
+    let busy =
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+    let e = QueueError::from(SqliteError::Sqlite {
+        path: "q.db".into(),
+        source: busy,
+    });
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(!e.is_throttled(), "SQLite never asks a client to slow down");
+    let e = QueueError::from(SqliteError::NotADatabase {
+        path: "q.db".into(),
+    });
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+}

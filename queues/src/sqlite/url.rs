@@ -1,0 +1,64 @@
+//! The `sqlite:PATH` URL (also `sqlite://PATH`) and this backend's registration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{SqliteError, SqliteQueue};
+use crate::{Backend, OpenMode, Queue, QueueError, Target};
+
+/// The registry's entry for this backend (see [`crate::registry`]).
+pub static BACKEND: SqliteBackend = SqliteBackend;
+
+/// The embedded queue's [`Backend`].
+pub struct SqliteBackend;
+
+impl Backend for SqliteBackend {
+    fn scheme(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn form(&self) -> &'static str {
+        "sqlite:PATH"
+    }
+
+    fn summary(&self) -> &'static str {
+        "an embedded queue in a file, created when missing, shared by any number of processes on one machine"
+    }
+
+    fn example(&self) -> Option<&'static str> {
+        Some("sqlite:./queue.db")
+    }
+
+    fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String> {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(
+                "no file path: expected sqlite:PATH (for example sqlite:./queue.db)".into(),
+            );
+        }
+        Ok(Box::new(SqliteUrl {
+            path: PathBuf::from(path),
+        }))
+    }
+}
+
+/// A parsed `sqlite:` URL: the queue file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqliteUrl {
+    pub path: PathBuf,
+}
+
+#[async_trait]
+impl Target for SqliteUrl {
+    async fn open(&self, mode: OpenMode) -> Result<Arc<dyn Queue>, QueueError> {
+        if mode == OpenMode::Existing && !self.path.exists() {
+            return Err(SqliteError::NoQueue {
+                path: self.path.clone(),
+            }
+            .into());
+        }
+        Ok(Arc::new(SqliteQueue::open(self.path.clone()).await?))
+    }
+}

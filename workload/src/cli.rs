@@ -1,0 +1,273 @@
+//! Flag parsers and set-up that every binary uses, so that durations, stats intervals, exit codes and logging
+//! read the same everywhere. (`--queue` is `queues::cli::QueueArgs`.)
+
+use std::fmt::Display;
+use std::process::{ExitCode, Termination};
+use std::time::Duration;
+
+use clap::Args;
+
+/// Parses a human duration such as `300ms`, `10s`, `2m` or `1h30m`.
+///
+/// The error states the expected syntax, because clap shows it to the user as is.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("invalid duration {s:?} ({e}): expected a number with a unit, e.g. 300ms, 10s, 2m")
+    })
+}
+
+/// Parses a duration that must be more than zero (an interval: zero would mean a busy loop).
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("invalid interval {s:?}: it must be more than 0")),
+        d => Ok(d),
+    }
+}
+
+/// How often stats lines are written.
+#[derive(Args, Clone, Debug)]
+pub struct StatsArgs {
+    /// Interval between JSON stats lines on stdout; a summary line is always written at exit.
+    #[arg(long, env = "STATS_INTERVAL", default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+    pub stats_interval: Duration,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off by default); :PORT listens on every interface.
+    ///
+    /// The same counters as the stats lines, latency histograms in seconds and, for producers and consumers,
+    /// the queue depth read every --stats-interval. A port already in use stops the run before it starts.
+    #[arg(long, env = "METRICS_ADDR", value_parser = crate::metrics::parse_addr, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Bad usage found after clap parsed the flags: a value that does not make sense, a queue URL that cannot be
+/// parsed, a file named on the command line that is missing or unreadable or is not what the flag wants. Exit
+/// status 2; see [`exit`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    pub fn new(msg: impl Into<String>) -> UsageError {
+        UsageError(msg.into())
+    }
+}
+
+/// Turns any error into a [`UsageError`], keeping its whole message (`{:#}` gives anyhow's chain).
+pub fn usage(e: impl Display) -> UsageError {
+    UsageError(format!("{e:#}"))
+}
+
+/// The one rule that turns a binary's outcome into its exit status, for every binary: the value's own on
+/// success (`()` is 0), 2 when a [`UsageError`] is anywhere in the error's chain, 1 for any other failure
+/// (something went wrong at run time). The error is printed as one line on stderr, each cause once, with
+/// secrets masked ([`crate::redact::url`]).
+///
+/// Clap's own parse errors (unknown flag, missing argument) exit 2 before this runs.
+pub fn exit<T, E>(outcome: Result<T, E>) -> ExitCode
+where
+    T: Termination,
+    E: AsRef<dyn std::error::Error + Send + Sync + 'static>,
+{
+    match outcome {
+        Ok(value) => value.report(),
+        Err(e) => {
+            let e = e.as_ref();
+            note(format_args!("error: {}", crate::redact::url(&one_line(e))));
+            let usage = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(|e| e.is::<UsageError>());
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+/// The error and its causes as `outer: cause: root`, leaving out a cause whose text is already said: many
+/// errors quote their source in their own message, and printing it again gave
+/// `No such file or directory (os error 2): No such file or directory (os error 2)`.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !t.is_empty() && !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// Runs a binary's work on a current-thread runtime and turns the outcome into its exit status with [`exit`].
+///
+/// Current-thread because each binary has one task that owns its state; blocking work (SQLite, `cpu:` work)
+/// goes to tokio's blocking pool.
+pub fn run_async<T, E>(work: impl Future<Output = Result<T, E>>) -> ExitCode
+where
+    T: Termination,
+    E: AsRef<dyn std::error::Error + Send + Sync + 'static>,
+{
+    no_library_backtraces();
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => exit(runtime.block_on(work)),
+        Err(e) => {
+            note(format_args!("error: cannot start the async runtime: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets `RUST_LIB_BACKTRACE=0` unless it is set, so that `RUST_BACKTRACE=1` (common in containers) keeps panic
+/// backtraces but stops `std::backtrace::Backtrace::capture` in libraries: the Azure SDK makes an error, with
+/// a captured backtrace, for every optional header a request lacks: with `RUST_BACKTRACE=1` that unwinding was
+/// a third of the producer's CPU per Azure put. Must run before any other thread starts (it changes the
+/// environment).
+fn no_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called at the top of run_async, before the runtime or any other thread exists, so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
+}
+
+/// The log filter when `RUST_LOG` is not set: `info`, with the queue clients' noisy targets at `warn`.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Sends human logs to stderr, filtered by `RUST_LOG` (default [`DEFAULT_LOG_FILTER`]). Stdout is left to the
+/// stats lines. `quiet` names log targets held at `warn` (the queue clients': `queues::registry::
+/// quiet_log_targets()`), also when `RUST_LOG` is set, unless it names one of them itself: some client
+/// libraries log request URLs, which can hold secrets, at `info`.
+///
+/// A log line that cannot be written (stderr is a pipe whose reader went away) is dropped: logs are a report,
+/// and neither the work nor a graceful stop may depend on them. tracing-subscriber's own fallback for a
+/// failed write is an `eprintln!`, which panics on the same broken pipe, so it is turned off.
+pub fn init_logging(quiet: &[&str]) {
+    let mut spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string());
+    let quiet: String = quiet.iter().map(|t| format!(",{t}=warn")).collect();
+    if !quiet.is_empty() && !spec_names_any(&spec, &quiet) {
+        spec.push_str(&quiet);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{DEFAULT_LOG_FILTER}{quiet}"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Whether a `RUST_LOG` spec names any target of the `,target=warn` list `quiet` (then the user chose).
+fn spec_names_any(spec: &str, quiet: &str) -> bool {
+    quiet
+        .split(',')
+        .filter_map(|d| d.split('=').next())
+        .filter(|t| !t.is_empty())
+        .any(|t| spec.contains(t))
+}
+
+/// Stderr for logs: a failed write is reported as done, so that no writer up the stack retries, reports or
+/// panics.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Writes `text` and a newline to stderr, ignoring a failure: for messages to a person, which must never turn
+/// a closed stderr into a panic (as `eprintln!` does).
+pub fn note(text: impl Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Writes `text` and a newline to stdout and flushes, ignoring a failure (the reader went away): for results
+/// that are a report, which must never turn a closed stdout into a panic (as `println!` does).
+pub fn out(text: impl Display) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{text}").and_then(|_| o.flush());
+}
+
+/// `eprintln!` that never panics: a line for a person on stderr, dropped when stderr is closed.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => { $crate::cli::note(format_args!($($arg)*)) };
+}
+
+/// `println!` that never panics: a result line on stdout, flushed, dropped when stdout is closed.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::out(format_args!($($arg)*)) };
+}
+
+/// Reads a legacy millisecond variable (`MSS_PRODUCER_SLEEP_MS`, `MSS_CONSUMER_SLEEP_MS`) from the
+/// environment. Unset gives `Ok(None)`; a value that is not a whole number of milliseconds is an error that
+/// names the variable.
+pub fn legacy_millis(var: &str) -> Result<Option<u64>, String> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("{var}={v:?} is not a whole number of milliseconds")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("{var} is not valid UTF-8")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that quotes its source, as many do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x.json: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    /// An error whose source is a usage error, deeper in the chain.
+    #[derive(Debug, thiserror::Error)]
+    #[error("while starting")]
+    struct Wrapping(#[source] UsageError);
+
+    #[test]
+    fn each_cause_is_said_once_and_a_usage_error_anywhere_in_the_chain_exits_2() {
+        let e = Quoting(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let line = one_line(&e);
+        assert_eq!(line.matches("not found").count(), 1, "{line}");
+        let e: Box<dyn std::error::Error + Send + Sync> = Box::new(Wrapping(usage("no --target")));
+        assert_eq!(one_line(e.as_ref()), "while starting: no --target");
+        assert_eq!(exit::<(), _>(Err(e)), ExitCode::from(2));
+        let e: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(Quoting(std::io::Error::other("disk on fire")));
+        assert_eq!(exit::<(), _>(Err(e)), ExitCode::from(1));
+    }
+
+    #[test]
+    fn durations_parse_and_errors_say_what_is_expected() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        let e = parse_duration("ten seconds").unwrap_err();
+        assert!(e.contains("expected a number with a unit"), "{e}");
+        assert!(parse_duration("10").is_err(), "a bare number has no unit");
+        assert!(parse_interval("0s").unwrap_err().contains("more than 0"));
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+    }
+}
