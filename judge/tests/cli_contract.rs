@@ -221,6 +221,25 @@ fn bad_usage_exits_2_and_runtime_failures_exit_1_in_every_binary() {
             says: "unknown scheme",
         },
         Case {
+            bin: "producer",
+            args: &["--queue", "sqlite:q.db", "--rate", "-5"],
+            code: 2,
+            says: "0 or more (got -5)",
+        },
+        // A run that can send nothing is refused, not a silent "sent 0" with exit 0.
+        Case {
+            bin: "producer",
+            args: &["--queue", "sqlite:q.db", "--shape", "const:0", "--count", "3"],
+            code: 2,
+            says: "sends no message",
+        },
+        Case {
+            bin: "demo",
+            args: &["--bin-dir", "/nonexistent"],
+            code: 2,
+            says: "/nonexistent/producer",
+        },
+        Case {
             bin: "consumer",
             args: &["--queue", "sqlite:q.db", "--fail-rate", "2"],
             code: 2,

@@ -30,7 +30,9 @@ pub struct Args {
         long,
         env = "PRODUCER_RATE",
         value_name = "MSGS_PER_S",
-        conflicts_with = "shape"
+        conflicts_with = "shape",
+        // So that `--rate -5` reaches the check below ("0 or more") instead of clap's "unexpected argument".
+        allow_negative_numbers = true
     )]
     pub rate: Option<f64>,
 
@@ -196,11 +198,23 @@ impl Config {
             None => rand::random(),
         };
         let seed = mix(args.seed.unwrap_or(run_id), args.producer_index);
+        let duration = args
+            .duration
+            .or_else(|| shape.as_ref().and_then(Shape::natural_duration));
+        if let Some(shape) = &shape {
+            // A run that can send nothing would end at once with exit 0 and "sent 0", which reads as success.
+            let horizon = duration.unwrap_or(Duration::from_secs(86_400));
+            if shape.sent_by(horizon) <= 0.0 {
+                let secs = horizon.as_secs_f64();
+                bail!(
+                    "--shape {shape} sends no message in {secs}s: give it a rate above 0 (or --rate 0 for as \
+                     fast as the queue accepts)"
+                );
+            }
+        }
         Ok(Config {
             queue,
-            duration: args
-                .duration
-                .or_else(|| shape.as_ref().and_then(Shape::natural_duration)),
+            duration,
             shape,
             share: Share {
                 producers: args.producers,

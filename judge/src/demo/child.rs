@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
@@ -39,6 +39,7 @@ impl Binaries {
     /// # Errors
     /// When one is missing, naming every missing one and how to build them.
     pub fn locate(dir: Option<&Path>, with_remainder: bool) -> anyhow::Result<Binaries> {
+        let given = dir.is_some();
         let dir = match dir {
             Some(d) => d.to_path_buf(),
             None => std::env::current_exe()
@@ -62,11 +63,17 @@ impl Binaries {
             .map(|p| p.display().to_string())
             .collect();
         if !missing.is_empty() {
-            bail!(
+            let text = format!(
                 "missing {}: build all binaries first: cargo build --release (the demo runs the binaries beside \
                  it; --bin-dir DIR points elsewhere)",
                 missing.join(", ")
             );
+            // A --bin-dir that lacks them is the user's input (exit 2); beside the demo, the build is (exit 1).
+            return Err(if given {
+                workload::cli::usage(text).into()
+            } else {
+                anyhow::anyhow!(text)
+            });
         }
         Ok(bins)
     }
