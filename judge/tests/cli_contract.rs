@@ -229,7 +229,14 @@ fn bad_usage_exits_2_and_runtime_failures_exit_1_in_every_binary() {
         // A run that can send nothing is refused, not a silent "sent 0" with exit 0.
         Case {
             bin: "producer",
-            args: &["--queue", "sqlite:q.db", "--shape", "const:0", "--count", "3"],
+            args: &[
+                "--queue",
+                "sqlite:q.db",
+                "--shape",
+                "const:0",
+                "--count",
+                "3",
+            ],
             code: 2,
             says: "sends no message",
         },

@@ -223,12 +223,22 @@ impl Console {
         if self.tty { "\r\n" } else { "\n" }
     }
 
-    /// Prints a message for people.
+    /// Prints a message for people; on a terminal, long lines are wrapped between words (the terminal itself
+    /// would cut them mid-word at its edge).
     pub fn note(&mut self, msg: &str) {
         let mut err = std::io::stderr().lock();
         self.clear(&mut err);
         let eol = self.eol();
-        let _ = write!(err, "{}{eol}", msg.replace('\n', eol));
+        let text = if self.tty {
+            let width = width() - 1;
+            msg.lines()
+                .flat_map(|l| wrap(l, width))
+                .collect::<Vec<_>>()
+                .join(eol)
+        } else {
+            msg.replace('\n', eol)
+        };
+        let _ = write!(err, "{text}{eol}");
         self.draw(&mut err);
     }
 
@@ -284,6 +294,28 @@ impl Console {
     }
 }
 
+/// `line` cut into lines of at most `width` columns between words, the continuations indented by two spaces
+/// (a word longer than a line, a path say, is left whole on a line of its own).
+fn wrap(line: &str, width: usize) -> Vec<String> {
+    if line.chars().count() <= width {
+        // Unchanged, indentation and aligned columns included.
+        return vec![line.to_string()];
+    }
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for word in line.split(' ') {
+        let len = cur.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            out.push(std::mem::replace(&mut cur, "  ".to_string()));
+        } else if len > 0 && cur != "  " {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    out.push(cur);
+    out
+}
+
 /// The terminal's width in columns. Some terminals (and pseudo-terminals without a size) report 0: then
 /// nothing is cut.
 fn width() -> usize {
@@ -296,6 +328,29 @@ fn width() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_notes_wrap_between_words_with_indented_continuations() {
+        let banner = "demo: producer at 100 msgs/s for 8s; consumers 3; work sleep:25ms; remainder with 1 \
+                      thread(s); files in /tmp/queue-demo-hmhzk3";
+        let lines = wrap(banner, 79);
+        assert_eq!(
+            lines,
+            [
+                "demo: producer at 100 msgs/s for 8s; consumers 3; work sleep:25ms; remainder",
+                "  with 1 thread(s); files in /tmp/queue-demo-hmhzk3"
+            ]
+        );
+        assert_eq!(
+            lines.join(" ").split_whitespace().collect::<Vec<_>>(),
+            banner.split(' ').collect::<Vec<_>>()
+        );
+        assert_eq!(
+            wrap("  produced   800 messages", 79),
+            ["  produced   800 messages"]
+        );
+        assert_eq!(wrap("a verylongword", 5), ["a", "  verylongword"]);
+    }
 
     #[test]
     fn figures_read_as_a_status_line_and_a_stats_line() {
