@@ -223,7 +223,8 @@ fn missing_binaries_say_how_to_build_them() {
     let mut p = demo(&["--bin-dir", dir]);
     let status = p.wait(Duration::from_secs(10));
     let stderr = p.stderr();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    // A --bin-dir without the binaries is the user's input: exit 2.
+    assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("build all binaries first: cargo build --release"),
         "{stderr}"

@@ -208,6 +208,14 @@ fn in_an_80_column_terminal_the_demo_shows_no_json_and_an_uncut_status_line() {
             l.chars().count()
         );
     }
+    // Every other line is wrapped between words: none runs past the edge, where the terminal would cut a word.
+    for l in &lines {
+        assert!(
+            l.chars().count() < 80,
+            "{} columns: {l:?}",
+            l.chars().count()
+        );
+    }
     // The status line, whole: every figure is there, the last ones (consumers, p99, remainder) included.
     let status_line = lines
         .iter()
@@ -287,6 +295,25 @@ fn under_the_autoscaler_a_key_is_recorded_as_manual_and_marked_on_the_chart() {
         kinds.last().map(String::as_str),
         Some("summary"),
         "{written}"
+    );
+}
+
+#[test]
+fn minus_at_no_consumers_says_why_nothing_changed() {
+    let mut tty = Tty::spawn(
+        &["--duration", "6s", "--rate", "20", "--consumers", "1"],
+        80,
+    );
+    tty.wait_for("depth ", Duration::from_secs(30));
+    tty.type_keys("--");
+    tty.wait_for("no consumer to remove", Duration::from_secs(10));
+    let status = tty.wait(Duration::from_secs(40));
+    let screen = tty.screen();
+    assert!(status.success(), "{status}:\n{screen}");
+    assert_eq!(
+        screen.matches("no consumer to remove").count(),
+        1,
+        "{screen}"
     );
 }
 

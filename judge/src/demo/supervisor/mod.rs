@@ -164,7 +164,11 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         Ok(mut s) => {
             s.files = files;
             demo.console.emit(s.line(launched));
-            let _ = s.write_report(&mut std::io::stderr().lock());
+            // Through the console, which wraps long lines between words on a terminal.
+            let mut report = Vec::new();
+            let _ = s.write_report(&mut report);
+            demo.console
+                .note(String::from_utf8_lossy(&report).trim_end_matches('\n'));
             if let Some(out) = &config.scorecard_dir {
                 write_scorecard(&config, out, &s, std::mem::take(&mut demo.recorder))?;
             }
@@ -487,10 +491,13 @@ impl Demo<'_> {
             Key::AddConsumer => self.console.note(&format!(
                 "already {MAX_CONSUMERS} consumers: that is the most"
             )),
-            Key::RemoveConsumer => {
-                self.set_target(self.target.saturating_sub(1));
+            Key::RemoveConsumer if self.target > 0 => {
+                self.set_target(self.target - 1);
                 self.by_hand("key -");
             }
+            Key::RemoveConsumer => self
+                .console
+                .note("no consumer to remove: messages wait in the queue until + adds one"),
             // The first stop request stops gracefully; the second hurries (skips the drain).
             Key::Stop if self.shutdown.is_requested() => {
                 self.console.note("stopping at once: skipping the drain");
