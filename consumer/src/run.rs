@@ -25,6 +25,7 @@
 //! and `Δbusy_s / Δelapsed_s` is the share of the consumer's capacity in use.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,18 +60,37 @@ const FOREIGN_LOG_LIMIT: u64 = 5;
 /// Poison messages logged individually at warn level; later ones at debug (the ledger records every one).
 const POISON_LOG_LIMIT: u64 = 20;
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
-    // Bound before anything else, so that a port in use stops the run before it takes a message.
-    let exporter = match config.metrics_addr {
-        Some(addr) => Some(Exporter::bind(addr).await?),
-        None => None,
-    };
-    let queue = config
-        .queue
-        .open()
-        .await
-        .with_context(|| format!("cannot open queue {:?}", config.queue.to_string()))?;
+/// Where a run reports, besides its logs: the stats lines (stdout in the binary, a buffer in tests) and,
+/// when asked, the `/metrics` endpoint (bound by the caller before the queue is opened, so that a port in use
+/// stops the run before it takes a message).
+pub struct Reporting {
+    /// Receives one JSON line per stats interval and the summary; flushed after each line.
+    pub stats: Box<dyn Write + Send>,
+    pub exporter: Option<Exporter>,
+}
+
+impl Reporting {
+    /// Stats lines on stdout, as the binary writes them.
+    pub fn stdout(exporter: Option<Exporter>) -> Reporting {
+        Reporting {
+            stats: Box::new(std::io::stdout()),
+            exporter,
+        }
+    }
+}
+
+/// Consumes from `queue` until `shutdown` is asked for (or `--count` is reached), then drains and writes the
+/// summary line. The caller opens the queue and installs the signals; this owns everything else.
+///
+/// # Errors
+/// When the ledger cannot be opened or written, or (a run with `--count`) the queue answered nothing for
+/// `--give-up-after`. The drain and the summary happen in either case once consuming started.
+pub async fn run(
+    config: Config,
+    queue: Arc<dyn Queue>,
+    shutdown: Shutdown,
+    reporting: Reporting,
+) -> anyhow::Result<()> {
     let ledger = config
         .ledger
         .as_deref()
@@ -80,13 +100,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let backend = config.queue.backend();
     let mut registry = workload::metrics::registry("consumer", Some(backend));
     let metrics = Metrics::register(&mut registry, config.max_in_flight);
+    let Reporting { stats, exporter } = reporting;
     if exporter.is_some() {
         let every = config.stats_interval;
         metrics
             .depth
             .spawn_poller(queue.clone(), every, shutdown.clone());
     }
-    let mut consumer = Consumer::new(config, queue, shutdown.clone(), ledger, metrics);
+    let mut consumer = Consumer::new(config, queue, shutdown.clone(), ledger, metrics, stats);
     consumer.counts.register(&mut registry);
     if let Some(exporter) = exporter {
         exporter.serve(registry, shutdown);
@@ -239,6 +260,8 @@ struct Consumer {
     next_extend: Instant,
     /// Failed receives in a row: logged once, then every 10 s, and timed for --give-up-after.
     failures: Failures,
+    /// Where the stats lines go (see [`Reporting`]).
+    stats: Box<dyn Write + Send>,
 }
 
 impl Consumer {
@@ -248,6 +271,7 @@ impl Consumer {
         shutdown: Shutdown,
         ledger: Option<LedgerWriter>,
         metrics: Metrics,
+        stats: Box<dyn Write + Send>,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let started = Instant::now();
@@ -275,6 +299,7 @@ impl Consumer {
             last_tick: started,
             acked_at_last_tick: 0,
             failures: Failures::new("receive", "receiving again: the queue answered"),
+            stats,
         }
     }
 
@@ -788,7 +813,9 @@ impl Consumer {
             .latency("e2e", e2e)
             .field("first_received_at_us", c.first_received_at_us)
             .field("last_acked_at_us", c.last_acked_at_us)
-            .emit();
+            // A closed stdout (the reader went away) is ignored: stats are a report, not the work.
+            .write_to(&mut self.stats)
+            .ok();
         self.last_tick = now;
         self.acked_at_last_tick = self.counts.acked.get();
         self.metrics.in_flight.set(self.held.len() as i64);

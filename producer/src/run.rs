@@ -5,10 +5,11 @@
 //! A batch task retries with back-off until the queue confirms it or a stop is asked for; a batch given up that
 //! way is reported as unconfirmed, so the audit neither counts it as lost nor as sent.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use queues::{ErrorKind, Queue, QueueError};
 use tokio::task::JoinSet;
 use workload::clock::unix_micros;
@@ -29,21 +30,41 @@ use crate::timer::PreciseTimer;
 const BACKOFF_BASE: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
-    // Bound before anything else, so that a port in use stops the run before it sends a message.
-    let exporter = match config.metrics_addr {
-        Some(addr) => Some(Exporter::bind(addr).await?),
-        None => None,
-    };
-    let queue = config
-        .queue
-        .open()
-        .await
-        .with_context(|| format!("cannot open queue {:?}", config.queue.to_string()))?;
+/// Where a run reports, besides its logs: the stats lines (stdout in the binary, a buffer in tests) and,
+/// when asked, the `/metrics` endpoint (bound by the caller before the queue is opened, so that a port in use
+/// stops the run before it sends a message).
+pub struct Reporting {
+    /// Receives one JSON line per stats interval and the summary; flushed after each line.
+    pub stats: Box<dyn Write + Send>,
+    pub exporter: Option<Exporter>,
+}
+
+impl Reporting {
+    /// Stats lines on stdout, as the binary writes them.
+    pub fn stdout(exporter: Option<Exporter>) -> Reporting {
+        Reporting {
+            stats: Box::new(std::io::stdout()),
+            exporter,
+        }
+    }
+}
+
+/// Sends to `queue` what the schedule makes due until `--count`, `--duration` or `shutdown`, then writes the
+/// summary line (with the unconfirmed ranges). The caller opens the queue and installs the signals.
+///
+/// # Errors
+/// When `--size` is over the queue's limit (nothing is sent), or the queue refused messages for good or
+/// confirmed nothing for `--give-up-after` (the summary is written first).
+pub async fn run(
+    config: Config,
+    queue: Arc<dyn Queue>,
+    shutdown: Shutdown,
+    reporting: Reporting,
+) -> anyhow::Result<()> {
     check_size(&config, queue.as_ref())?;
     let backend = config.queue.backend();
     let (metrics, registry) = Metrics::new(backend);
+    let Reporting { stats, exporter } = reporting;
     if let Some(exporter) = exporter {
         metrics
             .depth
@@ -63,7 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         producer_id = config.producer_id,
         "producing"
     );
-    let mut producer = Producer::new(config, queue, shutdown, metrics);
+    let mut producer = Producer::new(config, queue, shutdown, metrics, stats);
     let result = producer.send_all().await;
     producer.emit(Kind::Summary);
     result
@@ -221,10 +242,18 @@ struct Producer {
     lateness_interval: LatencyHistogram,
     last_tick: Instant,
     sent_at_last_tick: u64,
+    /// Where the stats lines go (see [`Reporting`]).
+    stats: Box<dyn Write + Send>,
 }
 
 impl Producer {
-    fn new(config: Config, queue: Arc<dyn Queue>, shutdown: Shutdown, metrics: Metrics) -> Self {
+    fn new(
+        config: Config,
+        queue: Arc<dyn Queue>,
+        shutdown: Shutdown,
+        metrics: Metrics,
+        stats: Box<dyn Write + Send>,
+    ) -> Self {
         let started = Instant::now();
         let batcher = Batcher {
             queue,
@@ -258,6 +287,7 @@ impl Producer {
             lateness_interval: LatencyHistogram::default(),
             last_tick: started,
             sent_at_last_tick: 0,
+            stats,
         }
     }
 
@@ -431,7 +461,8 @@ impl Producer {
                 serde_json::to_value(ranges).unwrap_or_default(),
             );
         }
-        line.emit();
+        // A closed stdout (the reader went away) is ignored: stats are a report, not the work.
+        line.write_to(&mut self.stats).ok();
         self.last_tick = now;
         self.sent_at_last_tick = sent;
         self.lateness_interval.reset();

@@ -1,0 +1,10 @@
+//! The consumer as a library: [`run`] takes its configuration, an opened queue, a stop handle and where to
+//! report, so that the binary (`main.rs`: flags, signals, opening the queue, exit status), the tests and the
+//! benchmarks all drive the same loop.
+
+pub mod config;
+mod metrics;
+mod run;
+
+pub use config::{Args, Config, FailureModel};
+pub use run::{Reporting, run};
