@@ -102,7 +102,7 @@ pub(crate) struct Consumer {
     pub(crate) next_extend: Instant,
     /// Failed receives in a row: logged once, then every 10 s, and timed for --give-up-after.
     pub(crate) failures: Failures,
-    /// Where the stats lines go (see [`Reporting`]).
+    /// Where the stats lines go (see [`crate::Reporting`]).
     pub(crate) stats: Box<dyn Write + Send>,
 }
 

@@ -1,4 +1,4 @@
-//! [`run`]: a consumer run from an opened queue to its summary line.
+//! [`run()`]: a consumer run from an opened queue to its summary line.
 
 use std::io::Write;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! [`run`]: a producer run from an opened queue to its summary line.
+//! [`run()`]: a producer run from an opened queue to its summary line.
 
 use std::io::Write;
 use std::sync::Arc;

@@ -39,7 +39,7 @@ pub(crate) struct Producer {
     pub(crate) lateness_interval: LatencyHistogram,
     pub(crate) last_tick: Instant,
     pub(crate) sent_at_last_tick: u64,
-    /// Where the stats lines go (see [`Reporting`]).
+    /// Where the stats lines go (see [`crate::Reporting`]).
     pub(crate) stats: Box<dyn Write + Send>,
 }
 
