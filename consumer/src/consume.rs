@@ -43,6 +43,7 @@ use workload::work::Work;
 
 use crate::config::Config;
 use crate::counters::Counters;
+use crate::error::Error;
 use crate::metrics::Metrics;
 
 /// How long one receive waits for a message when nothing is being worked on.
@@ -146,7 +147,7 @@ impl Consumer {
     }
 
     /// Receives and works until a stop is asked for, `--count` is reached, or the ledger cannot be written.
-    pub(crate) async fn consume(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn consume(&mut self) -> Result<(), Error> {
         let mut idle = IDLE_MIN;
         let mut failures = 0u32;
         loop {
@@ -208,11 +209,11 @@ impl Consumer {
                     let failing_for = self.failures.failed(&e);
                     // Only a run with an end gives up: one without must outlive a broker restart.
                     if self.config.count.is_some() && failing_for >= self.config.give_up_after {
-                        return Err(anyhow::Error::new(e).context(format!(
-                            "the queue answered nothing for {:.0}s (--give-up-after {:?}): stopped receiving",
-                            failing_for.as_secs_f64(),
-                            self.config.give_up_after
-                        )));
+                        return Err(Error::GaveUp {
+                            source: e,
+                            failing_for,
+                            give_up_after: self.config.give_up_after,
+                        });
                     }
                     failures += 1;
                     let cap = ERROR_PAUSE

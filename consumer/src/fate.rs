@@ -2,12 +2,12 @@
 //! finished message is consumed, failed (given back with `--fail-delay`) or set aside as poison; the ledger is
 //! written before any ack.
 
-use anyhow::Context;
 use queues::Receipt;
 use workload::envelope::format_run_id;
 use workload::ledger::Outcome;
 
 use crate::consume::Consumer;
+use crate::error::Error;
 
 /// Poison messages logged individually at warn level; later ones at debug (the ledger records every one).
 const POISON_LOG_LIMIT: u64 = 20;
@@ -18,7 +18,7 @@ impl Consumer {
     ///
     /// The failure model decides each message's fate first: failed ones wait in `to_release` (no ledger entry);
     /// poison ones are recorded as poison and acked like consumed ones.
-    pub(crate) fn log_ready(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn log_ready(&mut self) -> Result<(), Error> {
         if self.ready.is_empty() {
             return Ok(());
         }
@@ -40,7 +40,7 @@ impl Consumer {
         if let Some(ledger) = self.ledger.as_mut() {
             if let Err(e) = ledger.flush() {
                 self.ledger_failed = true;
-                return Err(e).context("stopping: acked messages could no longer be recorded");
+                return Err(Error::LedgerWrite(e));
             }
         }
         self.to_ack.append(&mut acks);

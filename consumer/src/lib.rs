@@ -10,6 +10,7 @@ pub mod config;
 mod consume;
 mod counters;
 mod drain;
+mod error;
 mod fate;
 mod lease;
 mod metrics;
@@ -17,4 +18,5 @@ mod run;
 mod stats;
 
 pub use config::{Args, Config, FailureModel};
+pub use error::Error;
 pub use run::{Reporting, run};

@@ -11,6 +11,7 @@ use workload::stats::Kind;
 
 use crate::config::Config;
 use crate::consume::Consumer;
+use crate::error::Error;
 use crate::metrics::Metrics;
 
 /// Where a run reports, besides its logs: the stats lines (stdout in the binary, a buffer in tests) and,
@@ -43,12 +44,13 @@ pub async fn run(
     queue: Arc<dyn Queue>,
     shutdown: Shutdown,
     reporting: Reporting,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let ledger = config
         .ledger
         .as_deref()
         .map(LedgerWriter::open)
-        .transpose()?;
+        .transpose()
+        .map_err(Error::LedgerOpen)?;
     tracing::info!(queue = %queue.describe(), work = %config.work, max_in_flight = config.max_in_flight, "consuming");
     let backend = config.queue.backend();
     let mut registry = workload::metrics::registry("consumer", Some(backend));

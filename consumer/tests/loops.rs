@@ -106,7 +106,7 @@ async fn consume(
     config: Config,
     queue: Arc<dyn Queue>,
     shutdown: Shutdown,
-) -> (anyhow::Result<()>, Lines) {
+) -> (Result<(), consumer::Error>, Lines) {
     let lines = Lines::default();
     let reporting = Reporting {
         stats: Box::new(lines.clone()),

@@ -8,6 +8,7 @@
 
 mod batch;
 pub mod config;
+mod error;
 mod metrics;
 mod run;
 pub mod schedule;
@@ -16,4 +17,5 @@ mod stats;
 mod timer;
 
 pub use config::{Args, Config};
+pub use error::Error;
 pub use run::{Reporting, run};

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             .open()
             .await
             .with_context(|| format!("cannot open queue {:?}", config.queue.to_string()))?;
-        producer::run(config, queue, shutdown, Reporting::stdout(exporter)).await
+        producer::run(config, queue, shutdown, Reporting::stdout(exporter)).await?;
+        anyhow::Ok(())
     })
 }

@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::bail;
 use queues::Queue;
 use workload::envelope::{Envelope, format_run_id};
 use workload::metrics::Exporter;
@@ -12,6 +11,7 @@ use workload::stats::Kind;
 use workload::work::WorkSpec;
 
 use crate::config::Config;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::send::Producer;
 
@@ -45,7 +45,7 @@ pub async fn run(
     queue: Arc<dyn Queue>,
     shutdown: Shutdown,
     reporting: Reporting,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     check_size(&config, queue.as_ref())?;
     let backend = config.queue.backend();
     let (metrics, registry) = Metrics::new(backend);
@@ -76,7 +76,7 @@ pub async fn run(
 }
 
 /// Refuses, before anything is sent, a `--size` the queue cannot take (Azure: 64 KiB after encoding).
-fn check_size(config: &Config, queue: &dyn Queue) -> anyhow::Result<()> {
+fn check_size(config: &Config, queue: &dyn Queue) -> Result<(), Error> {
     let Some(limit) = queue.max_message_size() else {
         return Ok(());
     };
@@ -90,11 +90,12 @@ fn check_size(config: &Config, queue: &dyn Queue) -> anyhow::Result<()> {
     };
     let size = sample.encode(config.size).len();
     if size > limit {
-        bail!(
-            "--size {} makes {size}-byte messages, over the {limit}-byte limit of {}: use --size {limit} or less",
-            config.size,
-            queue.describe()
-        );
+        return Err(Error::TooLarge {
+            size: config.size,
+            bytes: size,
+            limit,
+            queue: queue.describe(),
+        });
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ use workload::work::WorkSampler;
 
 use crate::batch::{Batcher, Outcome, Planned};
 use crate::config::Config;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::schedule::Schedule;
 use crate::timer::PreciseTimer;
@@ -89,7 +90,7 @@ impl Producer {
     }
 
     /// Sends until the limit, the duration or a stop; fails when the queue refuses messages for good.
-    pub(crate) async fn send_all(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn send_all(&mut self) -> Result<(), Error> {
         let shutdown = self.batcher.shutdown.clone();
         // `--duration` is the schedule's business (no message due after it is sent); `--count` is ours.
         let limit = self.config.count.unwrap_or(u64::MAX);
@@ -97,7 +98,7 @@ impl Producer {
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut timer = PreciseTimer::new();
         // Why the run stopped sending early, if it did.
-        let mut refused: Option<anyhow::Error> = None;
+        let mut refused: Option<Error> = None;
         let mut next_tick = self.started + self.config.stats_interval;
         let deadline = self.config.duration.map(|d| self.started + d);
         loop {
@@ -170,7 +171,7 @@ impl Producer {
     pub(crate) fn settle(
         &mut self,
         done: Result<Outcome, tokio::task::JoinError>,
-        refused: &mut Option<anyhow::Error>,
+        refused: &mut Option<Error>,
     ) {
         match done {
             Ok(Outcome::Confirmed { sent_us, lateness }) => {
@@ -192,9 +193,7 @@ impl Producer {
                 // Refused outright: not in the queue. Reported with the unconfirmed so the audit skips them.
                 self.batcher.metrics.unconfirmed.inc_by(n);
                 self.unconfirmed.push((first, n));
-                refused.get_or_insert_with(|| {
-                    anyhow::Error::new(error).context("the queue refused messages; stopped sending")
-                });
+                refused.get_or_insert(Error::Refused(error));
             }
             Ok(Outcome::Unreachable {
                 first,
@@ -204,12 +203,10 @@ impl Producer {
             }) => {
                 self.batcher.metrics.unconfirmed.inc_by(n);
                 self.unconfirmed.push((first, n));
-                refused.get_or_insert_with(|| {
-                    anyhow::Error::new(error).context(format!(
-                        "the queue confirmed nothing for {:.0}s (--give-up-after {:?}): stopped sending",
-                        failing_for.as_secs_f64(),
-                        self.config.give_up_after
-                    ))
+                refused.get_or_insert(Error::Unreachable {
+                    source: error,
+                    failing_for,
+                    give_up_after: self.config.give_up_after,
                 });
             }
             // A batch task cannot panic short of a bug; say so loudly rather than miscount silently.
