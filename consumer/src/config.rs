@@ -73,7 +73,7 @@ pub struct Args {
     #[arg(long, env = "CONSUMER_GIVE_UP_AFTER", default_value = "60s", value_parser = parse_interval, value_name = "DURATION")]
     pub give_up_after: Duration,
 
-    // --- Failure model (see crate::run's docs for what happens to a failed or poison message) ---
+    // --- Failure model (see crate::consume's docs for what happens to a failed or poison message) ---
     /// Probability (0 to 1) that a message fails after its work: it is given back to the queue, not acked.
     ///
     /// A failed message returns after --fail-delay and is delivered again. Default 0: nothing fails.

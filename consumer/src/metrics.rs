@@ -1,4 +1,4 @@
-//! The consumer's gauges and latency histograms for `/metrics`. Its counters live in `run::Counters`, which
+//! The consumer's gauges and latency histograms for `/metrics`. Its counters live in `counters::Counters`, which
 //! the JSON stats lines read and the same registry exports (see [`workload::metrics`]).
 
 use queues::metrics::DepthGauges;

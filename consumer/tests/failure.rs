@@ -5,7 +5,7 @@
 //!   two and is given back; it fails on the third, its last allowed delivery, and is set aside), ends as poison
 //!   in the ledger, and the audit loses nothing.
 //! - `--fail-rate 0.2`: every message is eventually consumed exactly once, and the counters add up:
-//!   `received = acked + lease_lost + failed + released + unreleased + in_flight` (consumer/src/run.rs).
+//!   `received = acked + lease_lost + failed + released + unreleased + in_flight` (consumer/src/consume.rs).
 //! - A message that arrives already past its limit (earlier deliveries died with their consumer) is set aside
 //!   without being worked on.
 //! - `busy_s` counts work time over the slots, work still running included.
@@ -114,7 +114,7 @@ fn sum(consumers: &[Proc], field: &str) -> u64 {
         .sum()
 }
 
-/// The identity every stats line keeps (see consumer/src/run.rs), checked on each consumer's summary.
+/// The identity every stats line keeps (see consumer/src/consume.rs), checked on each consumer's summary.
 fn assert_counts_add_up(consumers: &[Proc]) {
     for c in consumers {
         let s = c.summary().expect("consumer summary");

@@ -8,15 +8,10 @@
 //!
 //! Prints one figure per line and exits 1 when a target is missed.
 
-// The schedule is the producer binary's own module (not in `workload`): the benchmark compiles the same file.
-#[allow(dead_code)]
-#[path = "../src/schedule.rs"]
-mod schedule;
-
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use schedule::{Schedule, Share};
+use producer::schedule::{Schedule, Share};
 use workload::shape::Shape;
 
 const DUE_TIMES: u64 = 1_000_000;

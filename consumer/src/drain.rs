@@ -1,0 +1,88 @@
+//! The drain that ends a run: finish and ack what is held until `--drain-timeout` (or a second signal), then
+//! give back the rest, so that nothing held is lost and other consumers get it at once.
+
+use std::time::{Duration, Instant};
+
+use queues::Receipt;
+use tokio::time::sleep_until;
+
+use crate::consume::Consumer;
+
+impl Consumer {
+    /// Stops taking messages; finishes and acks held work until `--drain-timeout` (or a second signal), then
+    /// releases whatever is left so other consumers get it at once.
+    pub(crate) async fn drain(&mut self) {
+        let deadline = Instant::now() + self.config.drain_timeout;
+        // Push-based backends (NSQ: RDY 0, CLS) stop sending before the drain; a no-op for the others.
+        if let Err(e) = self.queue.stop_receiving().await {
+            tracing::warn!(error = %e, "could not stop deliveries; unacked messages return after their lease");
+        }
+        if !self.held.is_empty() {
+            tracing::info!(held = self.held.len(), "draining");
+        }
+        loop {
+            self.collect_done();
+            if !self.ledger_failed && self.log_ready().is_err() {
+                break;
+            }
+            self.release_failed().await;
+            if !self.to_ack.is_empty() {
+                let acks = self
+                    .to_ack
+                    .iter()
+                    .map(|k| self.held[k].receipt.clone())
+                    .collect();
+                match self.queue.ack(acks).await {
+                    Ok(outcome) => self.acked(outcome),
+                    Err(e) => {
+                        self.counts.errors.inc();
+                        tracing::warn!(error = %e, "ack failed while draining");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            if self.held.is_empty() || self.shutdown.is_forced() || Instant::now() >= deadline {
+                break;
+            }
+            self.tick_if_due();
+            self.extend_if_due().await;
+            if self.to_ack.is_empty() {
+                tokio::select! {
+                    Some(key) = self.done_rx.recv() => self.ready.push(key),
+                    _ = sleep_until(deadline.min(self.next_tick).into()) => {}
+                    _ = self.shutdown.forced() => {}
+                }
+            }
+        }
+        self.tasks.abort_all();
+        // Failed messages decided just before a break go back with their delay, not as unfinished ones.
+        self.release_failed().await;
+        // Work cut short still counts as busy time.
+        let now = Instant::now();
+        for h in self.held.values_mut() {
+            if let Some(started) = h.work_started.take() {
+                self.counts
+                    .busy
+                    .inc_by(now.saturating_duration_since(started).as_secs_f64());
+            }
+        }
+        if self.held.is_empty() {
+            return;
+        }
+        // Whatever is left was not acked: give it back now rather than after its lease.
+        let receipts: Vec<Receipt> = self.held.drain().map(|(_, h)| h.receipt).collect();
+        let n = receipts.len() as u64;
+        match self.queue.release(receipts, Duration::ZERO).await {
+            Ok(released) => {
+                self.counts.released.inc_by(released);
+                self.counts.unreleased.inc_by(n.saturating_sub(released));
+                tracing::info!(released, "released unfinished messages");
+            }
+            Err(e) => {
+                self.counts.errors.inc();
+                self.counts.unreleased.inc_by(n);
+                tracing::warn!(error = %e, "could not release {n} message(s); they return when their lease ends");
+            }
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The consume loop in-process (no child processes), through the library's `run`, against a temp SQLite
+//! queue: the failure model and poison, the drain within and past its timeout, lease extension, and the
+//! consumer's side of a queue that refuses acks or reports leases lost (a test double around the real queue).
+//!
+//! Every test counts: each message ends acked exactly once (ledger and queue agree), or is still in the
+//! queue; and every stats line, intervals and summary, keeps the slot identity
+//! `received = acked + lease_lost + failed + released + unreleased + in_flight`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clap::Parser;
+use consumer::{Args, Config, Reporting};
+use queues::{AckOutcome, Delivery, Depth, ErrorKind, Queue, QueueError, Receipt};
+use serde_json::Value;
+use testkit::u;
+use workload::clock::unix_micros;
+use workload::envelope::Envelope;
+use workload::ledger::Outcome;
+use workload::shutdown::Shutdown;
+
+/// Every test's bound: a loop that hangs fails instead of blocking the suite.
+const BOUND: Duration = Duration::from_secs(60);
+
+/// Collects the stats lines a run writes.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn parsed(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Checks the slot identity on every line and returns the summary.
+    fn summary(&self) -> Value {
+        let lines = self.parsed();
+        for l in &lines {
+            let ends = [
+                "acked",
+                "lease_lost",
+                "failed",
+                "released",
+                "unreleased",
+                "in_flight",
+            ];
+            let sum: u64 = ends.iter().map(|f| u(l, f)).sum();
+            assert_eq!(u(l, "received"), sum, "slot identity broken: {l}");
+        }
+        let summary = lines.last().expect("a summary line").clone();
+        assert_eq!(summary["kind"], "summary");
+        summary
+    }
+
+    fn intervals(&self) -> usize {
+        self.parsed()
+            .iter()
+            .filter(|l| l["kind"] == "interval")
+            .count()
+    }
+}
+
+fn config(queue: &str, flags: &[&str]) -> Config {
+    let mut args = vec!["consumer", "--queue", queue, "--stats-interval", "50ms"];
+    args.extend_from_slice(flags);
+    Config::from_args(Args::try_parse_from(args).unwrap()).unwrap()
+}
+
+/// Publishes messages 0..n of run 1, carrying no work (the consumer's --work applies).
+async fn fill(queue: &dyn Queue, n: u64) {
+    let bodies = (0..n)
+        .map(|seq| {
+            Envelope {
+                run_id: 1,
+                producer_id: 0,
+                seq,
+                intended_us: unix_micros(),
+                sent_us: unix_micros(),
+                work: None,
+            }
+            .encode(0)
+        })
+        .collect();
+    queue.publish(bodies).await.unwrap();
+}
+
+/// Runs a consumer to its end, bounded; returns its outcome and what it wrote.
+async fn consume(
+    config: Config,
+    queue: Arc<dyn Queue>,
+    shutdown: Shutdown,
+) -> (Result<(), consumer::Error>, Lines) {
+    let lines = Lines::default();
+    let reporting = Reporting {
+        stats: Box::new(lines.clone()),
+        exporter: None,
+    };
+    let run = consumer::run(config, queue, shutdown, reporting);
+    let outcome = tokio::time::timeout(BOUND, run)
+        .await
+        .expect("the run ended in time");
+    (outcome, lines)
+}
+
+/// The ledger's lines as seq → outcomes, in order.
+fn ledger(path: &Path) -> BTreeMap<u64, Vec<Outcome>> {
+    let mut by_seq: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
+    workload::ledger::read_outcomes(path, |e, o| by_seq.entry(e.seq).or_default().push(o)).unwrap();
+    by_seq
+}
+
+/// Waits until the queue has handed out every message (none visible).
+async fn all_leased(queue: &dyn Queue) {
+    tokio::time::timeout(BOUND, async {
+        while queue.depth().await.unwrap().visible > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the consumer leased every message");
+}
+
+struct Temp {
+    _dir: tempfile::TempDir,
+    url: String,
+    ledger: std::path::PathBuf,
+}
+
+fn temp() -> Temp {
+    let dir = tempfile::tempdir().unwrap();
+    Temp {
+        url: testkit::sqlite_url(dir.path()),
+        ledger: dir.path().join("ledger"),
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn fail_rate_1_makes_every_message_poison_after_exactly_max_deliveries() {
+    const N: u64 = 20;
+    let t = temp();
+    let queue = queues::open(&t.url).await.unwrap();
+    fill(queue.as_ref(), N).await;
+    let ledger_path = t.ledger.to_str().unwrap();
+    let flags = [
+        "--work",
+        "none",
+        "--fail-rate",
+        "1",
+        "--fail-delay",
+        "0s",
+        "--max-deliveries",
+        "3",
+        "--max-in-flight",
+        "5",
+        "--count",
+        "20",
+        "--ledger",
+        ledger_path,
+    ];
+    let (outcome, lines) = consume(config(&t.url, &flags), queue.clone(), Shutdown::new()).await;
+    outcome.unwrap();
+    let s = lines.summary();
+    assert_eq!(u(&s, "received"), 3 * N, "{s}");
+    assert_eq!(u(&s, "redelivered"), 2 * N, "{s}");
+    assert_eq!(u(&s, "failed"), 2 * N, "{s}");
+    assert_eq!(u(&s, "poison"), N, "{s}");
+    assert_eq!(u(&s, "acked"), N, "{s}");
+    // Each message once in the ledger, as poison after its third delivery; none left in the queue.
+    let by_seq = ledger(&t.ledger);
+    assert_eq!(
+        by_seq.keys().copied().collect::<Vec<_>>(),
+        (0..N).collect::<Vec<_>>()
+    );
+    for (seq, outcomes) in by_seq {
+        assert_eq!(outcomes, [Outcome::Poison { deliveries: 3 }], "seq {seq}");
+    }
+    assert_eq!(queue.depth().await.unwrap().total(), 0);
+}
+
+#[tokio::test]
+async fn a_fail_rate_below_1_consumes_every_message_once_whatever_it_fails() {
+    const N: u64 = 200;
+    let t = temp();
+    let queue = queues::open(&t.url).await.unwrap();
+    fill(queue.as_ref(), N).await;
+    let ledger_path = t.ledger.to_str().unwrap();
+    let flags = [
+        "--work",
+        "none",
+        "--fail-rate",
+        "0.3",
+        "--fail-delay",
+        "0s",
+        "--max-deliveries",
+        "100",
+        "--max-in-flight",
+        "10",
+        "--count",
+        "200",
+        "--ledger",
+        ledger_path,
+    ];
+    let (outcome, lines) = consume(config(&t.url, &flags), queue.clone(), Shutdown::new()).await;
+    outcome.unwrap();
+    let s = lines.summary();
+    assert_eq!(u(&s, "acked"), N, "{s}");
+    assert_eq!(u(&s, "poison"), 0, "{s}");
+    assert_eq!(u(&s, "received"), N + u(&s, "failed"), "{s}");
+    // 30 % of ~286 deliveries: far from zero.
+    assert!(u(&s, "failed") > 20, "{s}");
+    let by_seq = ledger(&t.ledger);
+    assert_eq!(by_seq.len() as u64, N);
+    assert!(by_seq.values().all(|o| o == &[Outcome::Consumed]));
+    assert_eq!(queue.depth().await.unwrap().total(), 0);
+}
+
+#[tokio::test]
+async fn a_stop_within_the_drain_timeout_finishes_and_acks_everything_held() {
+    const N: u64 = 10;
+    let t = temp();
+    let queue = queues::open(&t.url).await.unwrap();
+    fill(queue.as_ref(), N).await;
+    let ledger_path = t.ledger.to_str().unwrap();
+    let flags = [
+        "--work",
+        "sleep:400ms",
+        "--max-in-flight",
+        "10",
+        "--drain-timeout",
+        "20s",
+        "--ledger",
+        ledger_path,
+    ];
+    let shutdown = Shutdown::new();
+    let stop = async {
+        all_leased(queue.as_ref()).await;
+        shutdown.trigger();
+    };
+    let ((outcome, lines), ()) = tokio::join!(
+        consume(config(&t.url, &flags), queue.clone(), shutdown.clone()),
+        stop
+    );
+    outcome.unwrap();
+    let s = lines.summary();
+    assert_eq!(u(&s, "received"), N, "{s}");
+    assert_eq!(u(&s, "acked"), N, "{s}");
+    assert_eq!(u(&s, "released") + u(&s, "unreleased"), 0, "{s}");
+    assert_eq!(ledger(&t.ledger).len() as u64, N);
+    assert_eq!(queue.depth().await.unwrap().total(), 0);
+}
+
+#[tokio::test]
+async fn a_stop_past_the_drain_timeout_releases_what_is_held_and_loses_nothing() {
+    const N: u64 = 10;
+    let t = temp();
+    let queue = queues::open(&t.url).await.unwrap();
+    fill(queue.as_ref(), N).await;
+    let ledger_path = t.ledger.to_str().unwrap();
+    let flags = [
+        "--work",
+        "sleep:30s",
+        "--max-in-flight",
+        "10",
+        "--drain-timeout",
+        "200ms",
+        "--ledger",
+        ledger_path,
+    ];
+    let shutdown = Shutdown::new();
+    let stop = async {
+        all_leased(queue.as_ref()).await;
+        shutdown.trigger();
+    };
+    let started = std::time::Instant::now();
+    let ((outcome, lines), ()) = tokio::join!(
+        consume(config(&t.url, &flags), queue.clone(), shutdown.clone()),
+        stop
+    );
+    outcome.unwrap();
+    // The drain gave up at its timeout, not after the work.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let s = lines.summary();
+    assert_eq!(u(&s, "received"), N, "{s}");
+    assert_eq!(u(&s, "acked"), 0, "{s}");
+    assert_eq!(u(&s, "released"), N, "{s}");
+    assert_eq!(u(&s, "in_flight"), 0, "{s}");
+    assert!(!t.ledger.exists() || ledger(&t.ledger).is_empty());
+    // Given back at once (not after the 30 s lease): a second consumer takes and acks every one of them.
+    assert_eq!(queue.depth().await.unwrap().visible, N);
+    let flags = ["--work", "none", "--count", "10", "--ledger", ledger_path];
+    let (outcome, lines) = consume(config(&t.url, &flags), queue.clone(), Shutdown::new()).await;
+    outcome.unwrap();
+    let s = lines.summary();
+    assert_eq!(u(&s, "acked"), N, "{s}");
+    assert_eq!(u(&s, "redelivered"), N, "{s}");
+    let by_seq = ledger(&t.ledger);
+    assert_eq!(
+        by_seq.keys().copied().collect::<Vec<_>>(),
+        (0..N).collect::<Vec<_>>()
+    );
+    assert!(by_seq.values().all(|o| o.len() == 1));
+    assert_eq!(queue.depth().await.unwrap().total(), 0);
+}
+
+#[tokio::test]
+async fn work_longer_than_the_lease_keeps_its_lease() {
+    const N: u64 = 3;
+    let t = temp();
+    let queue = queues::open(&t.url).await.unwrap();
+    fill(queue.as_ref(), N).await;
+    // Work four leases long: without extension a second consumer, polling all along, would get every message.
+    let slow = [
+        "--work",
+        "sleep:1200ms",
+        "--lease",
+        "300ms",
+        "--max-in-flight",
+        "3",
+        "--count",
+        "3",
+    ];
+    let idle = [
+        "--work",
+        "none",
+        "--lease",
+        "300ms",
+        "--max-in-flight",
+        "10",
+    ];
+    let stop_idle = Shutdown::new();
+    let slow_run = async {
+        let ended = consume(config(&t.url, &slow), queue.clone(), Shutdown::new()).await;
+        stop_idle.trigger();
+        ended
+    };
+    let other = queues::open(&t.url).await.unwrap();
+    let idle_run = async {
+        all_leased(other.as_ref()).await;
+        consume(config(&t.url, &idle), other.clone(), stop_idle.clone()).await
+    };
+    let ((slow_outcome, slow_lines), (idle_outcome, idle_lines)) = tokio::join!(slow_run, idle_run);
+    slow_outcome.unwrap();
+    idle_outcome.unwrap();
+    let s = slow_lines.summary();
+    assert_eq!(u(&s, "acked"), N, "{s}");
+    assert_eq!(u(&s, "lease_lost") + u(&s, "redelivered"), 0, "{s}");
+    let i = idle_lines.summary();
+    assert_eq!(
+        u(&i, "received"),
+        0,
+        "the other consumer got a message being worked on: {i}"
+    );
+    assert!(
+        idle_lines.intervals() > 5,
+        "the other consumer ran all along"
+    );
+    assert_eq!(queue.depth().await.unwrap().total(), 0);
+}
+
+/// The real queue, with acks that fail or whose leases are reported lost on demand.
+struct Faulty {
+    inner: Arc<dyn Queue>,
+    /// Ack calls still to fail (the messages stay held).
+    failing_acks: AtomicU64,
+    /// Ack calls still to answer "lease lost" for every receipt without acking (as when another consumer
+    /// took the message over): the messages come back after their lease.
+    lost_acks: AtomicU64,
+}
+
+fn take_one(n: &AtomicU64) -> bool {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+        .is_ok()
+}
+
+#[async_trait]
+impl Queue for Faulty {
+    async fn publish(&self, bodies: Vec<Vec<u8>>) -> Result<(), QueueError> {
+        self.inner.publish(bodies).await
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        self.inner.receive(max, lease, wait).await
+    }
+    async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
+        if take_one(&self.failing_acks) {
+            return Err(QueueError::new(
+                ErrorKind::Unavailable,
+                "ack refused by the test",
+            ));
+        }
+        if take_one(&self.lost_acks) {
+            return Ok(AckOutcome {
+                acked: 0,
+                lease_lost: receipts.len() as u64,
+            });
+        }
+        self.inner.ack(receipts).await
+    }
+    async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError> {
+        self.inner.release(receipts, delay).await
+    }
+    async fn extend(
+        &self,
+        receipts: &mut [Receipt],
+        lease: Duration,
+    ) -> Result<Vec<bool>, QueueError> {
+        self.inner.extend(receipts, lease).await
+    }
+    async fn depth(&self) -> Result<Depth, QueueError> {
+        self.inner.depth().await
+    }
+    fn describe(&self) -> String {
+        format!("faulty {}", self.inner.describe())
+    }
+}
+
+#[tokio::test]
+async fn failed_acks_are_retried_and_lost_leases_come_back_counted() {
+    const N: u64 = 30;
+    let t = temp();
+    let inner = queues::open(&t.url).await.unwrap();
+    fill(inner.as_ref(), N).await;
+    let faulty = Arc::new(Faulty {
+        inner: inner.clone(),
+        failing_acks: AtomicU64::new(2),
+        lost_acks: AtomicU64::new(1),
+    });
+    let ledger_path = t.ledger.to_str().unwrap();
+    let flags = [
+        "--work",
+        "none",
+        "--lease",
+        "300ms",
+        "--batch",
+        "5",
+        "--max-in-flight",
+        "5",
+        "--count",
+        "30",
+        "--ledger",
+        ledger_path,
+    ];
+    let (outcome, lines) = consume(config(&t.url, &flags), faulty, Shutdown::new()).await;
+    outcome.unwrap();
+    let s = lines.summary();
+    let lost = u(&s, "lease_lost");
+    assert!(lost > 0, "{s}");
+    assert_eq!(u(&s, "errors"), 2, "{s}");
+    // The messages whose ack was refused were never deleted: they came back after their lease and were
+    // consumed again, so --count still counts N confirmed acks.
+    assert_eq!(u(&s, "acked"), N, "{s}");
+    assert_eq!(u(&s, "received"), N + lost, "{s}");
+    assert_eq!(u(&s, "redelivered"), lost, "{s}");
+    // The ledger holds every message, the lease-lost ones twice (written before each ack): the audit counts
+    // them as duplicates, never as lost.
+    let by_seq = ledger(&t.ledger);
+    assert_eq!(
+        by_seq.keys().copied().collect::<Vec<_>>(),
+        (0..N).collect::<Vec<_>>()
+    );
+    let twice = by_seq.values().filter(|o| o.len() == 2).count() as u64;
+    assert_eq!(twice, lost);
+    assert!(by_seq.values().all(|o| (1..=2).contains(&o.len())));
+    assert_eq!(inner.depth().await.unwrap().total(), 0);
+}
