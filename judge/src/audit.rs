@@ -38,11 +38,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::Value;
 use thiserror::Error;
+use workload::contract::{self, Head, Kind, Stats};
 use workload::envelope::{format_run_id, parse_run_id};
 use workload::ledger::{self, Entry, LedgerError, Outcome};
-use workload::stats::{Kind, Line};
+use workload::stats;
 
 /// How many missing ranges per producer the report keeps, so one huge loss does not flood the terminal.
 const MISSING_RANGES_SHOWN: usize = 5;
@@ -73,11 +73,11 @@ pub enum AuditError {
         "{source_name}: no producer stats lines in it (expected the JSON lines a producer writes on stdout)"
     )]
     NoProducerLines { source_name: String },
-    #[error("{source_name} line {line}: producer stats line without a valid {field}")]
+    #[error("{source_name} line {line}: bad producer stats line: {reason}")]
     BadProducerLine {
         source_name: String,
         line: usize,
-        field: &'static str,
+        reason: String,
     },
     #[error("cannot list ledger directory {path}: {source}")]
     ListLedgers { path: PathBuf, source: io::Error },
@@ -119,54 +119,48 @@ pub fn records_from_lines(
     // Keyed by (run, producer): the summary if seen, else the latest interval.
     let mut found: BTreeMap<(u64, u32), ProducerRecord> = BTreeMap::new();
     let mut warnings = Vec::new();
-    let mut not_json = 0usize;
+    let mut skipped = contract::Skipped::default();
     for (i, line) in lines.into_iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&line) else {
-            not_json += 1;
-            continue;
-        };
-        if v["role"] != "producer" {
-            continue;
-        }
-        let from_summary = match v["kind"].as_str() {
-            Some("summary") => true,
-            Some("interval") => false,
-            _ => continue,
-        };
-        let bad = |field| AuditError::BadProducerLine {
+        let bad = |reason: String| AuditError::BadProducerLine {
             source_name: source_name.to_string(),
             line: i + 1,
-            field,
+            reason,
         };
-        let run_id = v["run_id"]
-            .as_str()
-            .and_then(parse_run_id)
-            .ok_or_else(|| bad("run_id"))?;
-        let producer_id = v["producer_id"]
-            .as_u64()
-            .and_then(|p| u32::try_from(p).ok())
-            .ok_or_else(|| bad("producer_id"))?;
-        let sent = v["sent"].as_u64().ok_or_else(|| bad("sent"))?;
-        let seq_end = match &v["seq_end"] {
-            Value::Null => sent,
-            other => other
-                .as_u64()
-                .filter(|e| *e >= sent)
-                .ok_or_else(|| bad("seq_end"))?,
+        let p = match contract::parse(&line) {
+            Ok(Stats::Producer(p)) => p,
+            // Other roles (a file holding every binary's output) and kinds a newer writer added.
+            Ok(_) => continue,
+            // A producer line the audit cannot read would under-count what was sent: no audit then.
+            Err(e @ contract::ParseError::Invalid { .. }) if e.role() == Some("producer") => {
+                return Err(bad(e.to_string()));
+            }
+            Err(e) => {
+                skipped.add(i + 1, &e);
+                continue;
+            }
+        };
+        let from_summary = p.head.kind == Kind::Summary;
+        let run_id = parse_run_id(&p.run_id)
+            .ok_or_else(|| bad(format!("run_id {:?} is not 16 hex digits", p.run_id)))?;
+        let (producer_id, sent) = (p.producer_id, p.sent);
+        // Writers before seq_end had no gaps: everything handed out was sent.
+        let seq_end = match p.seq_end {
+            None => sent,
+            Some(end) if end >= sent => end,
+            Some(end) => return Err(bad(format!("seq_end {end} is below sent {sent}"))),
         };
         let mut unconfirmed = Vec::new();
-        if let Some(ranges) = v["unconfirmed_ranges"].as_array() {
-            for r in ranges {
-                let (first, n) = (r[0].as_u64(), r[1].as_u64());
-                let (Some(first), Some(n)) = (first, n) else {
-                    return Err(bad("unconfirmed_ranges"));
-                };
-                let end = first.checked_add(n).filter(|end| *end <= seq_end);
-                unconfirmed.push(first..end.ok_or_else(|| bad("unconfirmed_ranges"))?);
-            }
+        for [first, n] in p.unconfirmed_ranges.unwrap_or_default() {
+            let end = first.checked_add(n).filter(|end| *end <= seq_end);
+            let end = end.ok_or_else(|| {
+                bad(format!(
+                    "unconfirmed_ranges [{first}, {n}] goes past seq_end {seq_end}"
+                ))
+            })?;
+            unconfirmed.push(first..end);
         }
         let record = ProducerRecord {
             run_id,
@@ -183,11 +177,7 @@ pub fn records_from_lines(
             *slot = record;
         }
     }
-    if not_json > 0 {
-        warnings.push(format!(
-            "{source_name}: skipped {not_json} line(s) that are not JSON"
-        ));
-    }
+    warnings.extend(skipped.message(source_name));
     if found.is_empty() {
         return Err(AuditError::NoProducerLines {
             source_name: source_name.to_string(),
@@ -589,19 +579,20 @@ impl Report {
     /// Writes the audit's JSON summary line on stdout.
     pub fn emit(&self, started: Instant) {
         let t = &self.totals;
-        Line::new("audit", Kind::Summary, started)
-            .field("produced", t.produced)
-            .field("consumed", t.consumed)
-            .field("poison", t.poison)
-            .field("lost", t.lost)
-            .field("duplicates", t.duplicates)
-            .field("unexpected", t.unexpected)
-            .field("unconfirmed", t.unconfirmed)
-            .field("unconfirmed_consumed", t.unconfirmed_consumed)
-            .field("malformed_ledger_lines", t.malformed_ledger_lines)
-            .field("poison_entries", t.poison_entries)
-            .field("poison_after_consumed", t.poison_after_consumed)
-            .emit();
+        stats::emit(&contract::Audit {
+            head: Head::new("audit", Kind::Summary, started),
+            produced: t.produced,
+            consumed: t.consumed,
+            poison: t.poison,
+            lost: t.lost,
+            duplicates: t.duplicates,
+            unexpected: t.unexpected,
+            unconfirmed: t.unconfirmed,
+            unconfirmed_consumed: t.unconfirmed_consumed,
+            malformed_ledger_lines: t.malformed_ledger_lines,
+            poison_entries: t.poison_entries,
+            poison_after_consumed: t.poison_after_consumed,
+        });
     }
 
     /// Writes the human table: one row per producer, then the totals and what the numbers mean when not zero.
