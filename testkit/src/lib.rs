@@ -208,24 +208,30 @@ impl Proc {
         })
     }
 
+    /// Waits until `pred` holds for some typed stats line, at most `limit`.
+    pub fn wait_for_stats(&self, limit: Duration, pred: impl Fn(&Stats) -> bool) -> Stats {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self.typed().into_iter().find(|l| pred(l)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no matching stats line within {limit:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until `pred` holds for some consumer line, at most `limit`.
     pub fn wait_for_consumer_line(
         &self,
         limit: Duration,
         pred: impl Fn(&contract::Consumer) -> bool,
     ) -> contract::Consumer {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(c) = self.consumer_lines().into_iter().find(|c| pred(c)) {
-                return c;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: no matching consumer line within {limit:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let line = self.wait_for_stats(limit, |l| l.consumer().is_some_and(&pred));
+        line.consumer().cloned().unwrap_or_default()
     }
 
     /// The `"kind":"summary"` line, if written.
