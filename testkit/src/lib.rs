@@ -140,29 +140,20 @@ impl Proc {
         self.lines.lock().unwrap().clone()
     }
 
-    /// Every stdout line so far, parsed as JSON. Each line is also checked against its role's struct in
-    /// `workload::contract`: it must parse, and print back byte for byte (panics otherwise: stdout is a
-    /// contract).
+    /// Every stdout line so far, parsed as JSON (panics on a line that is not JSON). A line with a `role`
+    /// (a stats line) is also checked against its role's struct in `workload::contract`: it must parse, and
+    /// print back byte for byte. Other JSON (the scorecard's report) is left alone.
     pub fn stats(&self) -> Vec<Value> {
         self.lines()
             .iter()
             .map(|l| {
-                match contract::parse(l) {
-                    Err(e) => panic!(
-                        "{}: stdout line breaks the stats contract ({e}): {l}",
-                        self.name
-                    ),
-                    // The struct holds every field the binary wrote, in its order: none escapes the type.
-                    Ok(Stats::Other(_)) => {}
-                    Ok(typed) => assert_eq!(
-                        typed.to_json(),
-                        *l,
-                        "{}: line differs from its struct",
-                        self.name
-                    ),
+                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("{}: stdout line is not JSON ({e}): {l}", self.name)
+                });
+                if v.get("role").is_some() {
+                    check_contract(&self.name, l);
                 }
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("{}: stdout line is not JSON ({e}): {l}", self.name))
+                v
             })
             .collect()
     }
@@ -267,6 +258,20 @@ impl Drop for Proc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Panics unless `line` parses as its role's stats line and prints back byte for byte: the struct holds
+/// every field the binary wrote, in its order, so none escapes the type.
+fn check_contract(name: &str, line: &str) {
+    match contract::parse(line) {
+        Err(e) => panic!("{name}: stdout line breaks the stats contract ({e}): {line}"),
+        Ok(Stats::Other(_)) => {}
+        Ok(typed) => assert_eq!(
+            typed.to_json(),
+            line,
+            "{name}: line differs from its struct"
+        ),
     }
 }
 
