@@ -133,7 +133,7 @@ fn wrk_script(dir: &Path) -> PathBuf {
 fn wrk(wrk: &Wrk, az: &Azurite, queue: &str, in_flight: usize, seconds: u64) -> Side {
     // Creates the queue (with the key; wrk only puts).
     azurite::depth(&az.url(queue, ""));
-    let sas = account_sas(ACCOUNT, &Secret::new(KEY.into()), Duration::from_secs(3600))
+    let sas = account_sas(ACCOUNT, &Secret::new(KEY), Duration::from_secs(3600))
         .expect("a SAS from the documented key");
     let url = format!("{}/{queue}/messages?{}", az.endpoint(), sas.expose());
     let mut cmd = wrk.command();

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use workload::stats::{Kind, Line, rate};
+use workload::contract::{self, Head, Percentiles};
+use workload::stats::{self, Kind, rate};
 
 use crate::consume::Consumer;
 
@@ -46,29 +47,32 @@ impl Consumer {
         let slots = self.config.max_in_flight;
         let busy_s = (self.counts.busy.get() + running.as_secs_f64()) / slots as f64;
         let c = &self.counts;
-        Line::new("consumer", kind, self.started)
-            .field("pid", std::process::id())
-            .field("received", c.received.get())
-            .field("acked", c.acked.get())
-            .field("released", c.released.get())
-            .field("foreign", c.foreign.get())
-            .field("redelivered", c.redelivered.get())
-            .field("lease_lost", c.lease_lost.get())
-            .field("errors", c.errors.get())
-            .field("throttled", c.throttled.get())
-            .field("failed", c.failed.get())
-            .field("poison", c.poison.get())
-            .field("unreleased", c.unreleased.get())
-            .field("in_flight", self.held.len())
-            .field("busy_s", (busy_s * 1e6).round() / 1e6)
-            .field("slots", slots)
-            .field("rate", acked_rate)
-            .latency("e2e", e2e)
-            .field("first_received_at_us", c.first_received_at_us)
-            .field("last_acked_at_us", c.last_acked_at_us)
-            // A closed stdout (the reader went away) is ignored: stats are a report, not the work.
-            .write_to(&mut self.stats)
-            .ok();
+        let e2e = Percentiles::of(e2e);
+        let line = contract::Consumer {
+            head: Head::new("consumer", kind, self.started),
+            pid: std::process::id(),
+            received: c.received.get(),
+            acked: c.acked.get(),
+            released: c.released.get(),
+            foreign: c.foreign.get(),
+            redelivered: c.redelivered.get(),
+            lease_lost: c.lease_lost.get(),
+            errors: c.errors.get(),
+            throttled: c.throttled.get(),
+            failed: c.failed.get(),
+            poison: c.poison.get(),
+            unreleased: c.unreleased.get(),
+            in_flight: self.held.len() as u64,
+            busy_s: (busy_s * 1e6).round() / 1e6,
+            slots: slots as u64,
+            rate: acked_rate,
+            e2e_p50_us: e2e.p50_us,
+            e2e_p99_us: e2e.p99_us,
+            e2e_max_us: e2e.max_us,
+            first_received_at_us: c.first_received_at_us,
+            last_acked_at_us: c.last_acked_at_us,
+        };
+        stats::write_to(&line, &mut self.stats).ok();
         self.last_tick = now;
         self.acked_at_last_tick = self.counts.acked.get();
         self.metrics.in_flight.set(self.held.len() as i64);

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use testkit::{Proc, u};
+use testkit::Proc;
+use workload::contract::{self, Stats};
 
 const RUN: &str = "9f3a0c2e4b1d7a65";
 
@@ -64,20 +65,18 @@ fn a_known_loss_and_duplicate_are_reported_and_exit_1() {
     let status = p.wait(Duration::from_secs(10));
     let stderr = p.stderr();
     assert_eq!(status.code(), Some(1), "{stderr}");
-    let s = p.summary().expect("a summary line");
-    assert_eq!(s["role"], "audit");
+    let s = audit_summary(&p);
     assert_eq!(
         [
-            "produced",
-            "consumed",
-            "lost",
-            "duplicates",
-            "unexpected",
-            "malformed_ledger_lines"
-        ]
-        .map(|f| u(&s, f)),
+            s.produced,
+            s.consumed,
+            s.lost,
+            s.duplicates,
+            s.unexpected,
+            s.malformed_ledger_lines
+        ],
         [10, 9, 1, 1, 1, 1],
-        "{s}"
+        "{s:?}"
     );
     assert!(stderr.contains("lost seqs: 7"), "{stderr}");
     assert!(stderr.contains(RUN), "the table names the run: {stderr}");
@@ -105,8 +104,8 @@ fn a_killed_producer_is_audited_from_its_last_interval_with_a_warning() {
     let status = p.wait(Duration::from_secs(10));
     let stderr = p.stderr();
     assert!(status.success(), "{stderr}");
-    let s = p.summary().expect("a summary line");
-    assert_eq!((u(&s, "produced"), u(&s, "lost")), (5, 0), "{s}");
+    let s = audit_summary(&p);
+    assert_eq!((s.produced, s.lost), (5, 0), "{s:?}");
     assert!(
         stderr.contains("wrote no summary") && stderr.contains("p2.jsonl"),
         "{stderr}"
@@ -208,9 +207,17 @@ fn what_the_real_producer_and_consumer_write_audits_clean() {
     ]);
     let status = p.wait(Duration::from_secs(10));
     assert!(status.success(), "{}", p.stderr());
-    let s = p.summary().expect("a summary line");
-    assert_eq!(
-        (u(&s, "produced"), u(&s, "consumed"), u(&s, "lost")),
-        (300, 300, 0)
-    );
+    let s = audit_summary(&p);
+    assert_eq!((s.produced, s.consumed, s.lost), (300, 300, 0));
+}
+
+/// The audit's summary line, typed.
+fn audit_summary(p: &Proc) -> contract::Audit {
+    p.typed()
+        .into_iter()
+        .find_map(|l| match l {
+            Stats::Audit(a) => Some(a),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no audit summary line: {}", p.stderr()))
 }

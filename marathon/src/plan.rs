@@ -292,11 +292,69 @@ fn mesos_dns_name(app_id: &str) -> String {
     format!("{}.marathon.mesos", parts.join("-"))
 }
 
+/// How the apps of the group are named and labelled.
+struct Names {
+    group: String,
+    labels: BTreeMap<String, String>,
+}
+
+impl Names {
+    fn id(&self, name: &str) -> String {
+        format!("{}/{name}", self.group)
+    }
+
+    fn labels_for(&self, role: &str) -> BTreeMap<String, String> {
+        let mut l = self.labels.clone();
+        l.insert(ROLE_KEY.to_string(), role.to_string());
+        l
+    }
+}
+
+/// The queue settings every app gets (as the original variables, which the backends read), the secrets they
+/// reference, and the nsqd app when the group runs its own.
+#[derive(Default)]
+struct QueueSetup {
+    env: BTreeMap<String, EnvValue>,
+    secrets: BTreeMap<String, String>,
+    nsqd: Option<AppDef>,
+    stats_endpoint: Option<String>,
+}
+
 impl InstallArgs {
     /// Checks every option and builds the plan. Nothing is contacted.
     pub fn plan(&self) -> Result<InstallPlan, UsageError> {
         let mut warnings = Vec::new();
         let group = validate_group(&self.group)?;
+        self.check_flags()?;
+        let names = Names {
+            group: group.clone(),
+            labels: self.common_labels(&mut warnings)?,
+        };
+        let q = match self.queue {
+            QueueKind::Nsq => self.nsq_setup(&names, &mut warnings)?,
+            QueueKind::Azure => self.azure_setup(&mut warnings)?,
+        };
+        let mut apps = Vec::new();
+        let deps: Vec<String> = q.nsqd.iter().map(|a| a.id.clone()).collect();
+        apps.extend(q.nsqd.clone());
+        apps.extend(self.role_apps(&names, &q, deps));
+        let (mut engine_scaled, mut engine_needs_leader) = (Vec::new(), None);
+        if self.engine {
+            let (app, needs_leader) = self.engine_app(&names, &q)?;
+            apps.push(app);
+            engine_scaled = vec![names.id("consumer"), names.id("remainder")];
+            engine_needs_leader = needs_leader;
+        }
+        Ok(InstallPlan {
+            group: GroupDef { id: group, apps },
+            engine_scaled,
+            engine_needs_leader,
+            warnings,
+        })
+    }
+
+    /// The checks that need no other flag's value.
+    fn check_flags(&self) -> Result<(), UsageError> {
         check_image(&self.image, "--image")?;
         check_resources("producer", self.producer_cpus, self.producer_mem)?;
         check_resources("consumer", self.consumer_cpus, self.consumer_mem)?;
@@ -309,7 +367,14 @@ impl InstallArgs {
         if self.timeout.is_zero() || self.poll_interval.is_zero() {
             return Err(UsageError::new("--timeout must be more than 0"));
         }
+        Ok(())
+    }
 
+    /// The labels every app gets: `--label`s, then the suite's own.
+    fn common_labels(
+        &self,
+        warnings: &mut Vec<String>,
+    ) -> Result<BTreeMap<String, String>, UsageError> {
         let mut common_labels = BTreeMap::new();
         for arg in &self.labels {
             let l = labels::parse(arg).map_err(|e| UsageError::new(e.to_string()))?;
@@ -324,157 +389,155 @@ impl InstallArgs {
         }
         common_labels.insert(SUITE_KEY.to_string(), SUITE_VALUE.to_string());
         common_labels.insert(VERSION_KEY.to_string(), VERSION.to_string());
-        let labels_for = |role: &str| {
-            let mut l = common_labels.clone();
-            l.insert(ROLE_KEY.to_string(), role.to_string());
-            l
-        };
-        let id = |name: &str| format!("{group}/{name}");
+        Ok(common_labels)
+    }
 
-        // Queue settings, as the original variables (the backends read them).
-        let mut queue_env: BTreeMap<String, EnvValue> = BTreeMap::new();
-        let mut secrets: BTreeMap<String, String> = BTreeMap::new();
-        let mut apps = Vec::new();
-        let mut nsqd_app: Option<String> = None;
-        let mut stats_endpoint = None;
-        match self.queue {
-            QueueKind::Nsq => {
-                if self.azure_key.is_some() || self.azure_key_secret.is_some() {
-                    warnings.push("the Azure key is ignored with --queue nsq".to_string());
+    /// NSQ: an external nsqd, or one installed in the group.
+    fn nsq_setup(
+        &self,
+        names: &Names,
+        warnings: &mut Vec<String>,
+    ) -> Result<QueueSetup, UsageError> {
+        let mut q = QueueSetup::default();
+        if self.azure_key.is_some() || self.azure_key_secret.is_some() {
+            warnings.push("the Azure key is ignored with --queue nsq".to_string());
+        }
+        if self.topic.is_empty() || self.channel.is_empty() {
+            return Err(UsageError::new("--topic and --channel must not be empty"));
+        }
+        let (tcp, http) = match &self.nsqd {
+            Some(addr) => {
+                if self.engine {
+                    return Err(UsageError::new(
+                        "--engine with an external --nsqd: the Microscaling engine reads only nsqd 0.3.x's /stats format (nsqd 1.x changed it), and the installer cannot check the external nsqd's version. Leave out --nsqd to have nsqio/nsq:v0.3.8 installed in the group, or use --queue azure",
+                    ));
                 }
-                if self.topic.is_empty() || self.channel.is_empty() {
-                    return Err(UsageError::new("--topic and --channel must not be empty"));
-                }
-                let (tcp, http) = match &self.nsqd {
-                    Some(addr) => {
-                        if self.engine {
-                            return Err(UsageError::new(
-                                "--engine with an external --nsqd: the Microscaling engine reads only nsqd 0.3.x's /stats format (nsqd 1.x changed it), and the installer cannot check the external nsqd's version. Leave out --nsqd to have nsqio/nsq:v0.3.8 installed in the group, or use --queue azure",
-                            ));
-                        }
-                        let (host, _) = check_host_port(addr, "--nsqd")?;
-                        let http = match &self.nsqd_http {
-                            Some(h) => {
-                                check_host_port(h, "--nsqd-http")?;
-                                h.clone()
-                            }
-                            None => format!("{host}:{NSQD_HTTP}"),
-                        };
-                        (addr.clone(), http)
+                let (host, _) = check_host_port(addr, "--nsqd")?;
+                let http = match &self.nsqd_http {
+                    Some(h) => {
+                        check_host_port(h, "--nsqd-http")?;
+                        h.clone()
                     }
-                    None => {
-                        let nsqd_id = id("nsqd");
-                        let host = self
-                            .nsqd_host
-                            .clone()
-                            .unwrap_or_else(|| mesos_dns_name(&nsqd_id));
-                        if host.is_empty()
-                            || host.contains(char::is_whitespace)
-                            || host.contains(':')
-                        {
-                            return Err(UsageError::new(format!(
-                                "--nsqd-host {host:?}: expected a host name"
-                            )));
-                        }
-                        let image = match (&self.nsqd_image, self.engine) {
-                            (Some(i), true) if !i.contains(":v0.3.") => {
-                                return Err(UsageError::new(format!(
-                                    "--nsqd-image {i:?} with --engine: the Microscaling engine reads only nsqd 0.3.x's /stats format (nsqd 1.x changed it); use an nsqio/nsq:v0.3.x image, or leave out --nsqd-image for {NSQD_IMAGE_FOR_ENGINE}"
-                                )));
-                            }
-                            (Some(i), _) => i.clone(),
-                            (None, true) => NSQD_IMAGE_FOR_ENGINE.to_string(),
-                            (None, false) => NSQD_IMAGE.to_string(),
-                        };
-                        check_image(&image, "--nsqd-image")?;
-                        apps.push(AppDef {
-                            id: nsqd_id.clone(),
-                            image,
-                            args: vec![
-                                "/nsqd".into(),
-                                format!("--tcp-address=0.0.0.0:{NSQD_TCP}"),
-                                format!("--http-address=0.0.0.0:{NSQD_HTTP}"),
-                                "--data-path=/tmp".into(),
-                            ],
-                            env: BTreeMap::new(),
-                            secrets: BTreeMap::new(),
-                            instances: 1,
-                            cpus: 0.2,
-                            mem: 128.0,
-                            labels: labels_for("nsqd"),
-                            kill_grace_seconds: None,
-                            fixed_ports: vec![("tcp".into(), NSQD_TCP), ("http".into(), NSQD_HTTP)],
-                            dependencies: vec![],
-                        });
-                        nsqd_app = Some(nsqd_id);
-                        (format!("{host}:{NSQD_TCP}"), format!("{host}:{NSQD_HTTP}"))
-                    }
+                    None => format!("{host}:{NSQD_HTTP}"),
                 };
-                queue_env.insert("MSS_QUEUE_ENDPOINT".into(), EnvValue::Plain(tcp));
-                queue_env.insert("MSS_TOPIC_NAME".into(), EnvValue::Plain(self.topic.clone()));
-                queue_env.insert(
-                    "MSS_CHANNEL_NAME".into(),
-                    EnvValue::Plain(self.channel.clone()),
-                );
-                queue_env.insert("NSQ_STATS_ENDPOINT".into(), EnvValue::Plain(http.clone()));
-                stats_endpoint = Some(http);
+                (addr.clone(), http)
             }
-            QueueKind::Azure => {
-                let account = self.azure_account.clone().filter(|a| !a.is_empty()).ok_or_else(|| {
-                    UsageError::new(
-                        "--queue azure needs the storage account: pass --azure-account NAME or set AZURE_STORAGE_ACCOUNT_NAME",
-                    )
-                })?;
-                if !(3..=24).contains(&account.len())
-                    || !account
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                {
+            None => {
+                let nsqd_id = names.id("nsqd");
+                let host = self
+                    .nsqd_host
+                    .clone()
+                    .unwrap_or_else(|| mesos_dns_name(&nsqd_id));
+                if host.is_empty() || host.contains(char::is_whitespace) || host.contains(':') {
                     return Err(UsageError::new(format!(
-                        "--azure-account {account:?}: Azure storage account names are 3-24 lowercase letters and digits"
+                        "--nsqd-host {host:?}: expected a host name"
                     )));
                 }
-                check_azure_queue(&self.azure_queue)?;
-                let key = match (&self.azure_key, &self.azure_key_secret) {
-                    (Some(_), Some(source)) if !source.is_empty() => {
-                        warnings.push(
-                            "both a plain Azure key and --azure-key-secret were given: only the secret reference is used".to_string(),
-                        );
-                        secrets.insert("azure-storage-key".into(), source.clone());
-                        EnvValue::SecretRef("azure-storage-key".into())
+                let image = match (&self.nsqd_image, self.engine) {
+                    (Some(i), true) if !i.contains(":v0.3.") => {
+                        return Err(UsageError::new(format!(
+                            "--nsqd-image {i:?} with --engine: the Microscaling engine reads only nsqd 0.3.x's /stats format (nsqd 1.x changed it); use an nsqio/nsq:v0.3.x image, or leave out --nsqd-image for {NSQD_IMAGE_FOR_ENGINE}"
+                        )));
                     }
-                    (None, Some(source)) if !source.is_empty() => {
-                        secrets.insert("azure-storage-key".into(), source.clone());
-                        EnvValue::SecretRef("azure-storage-key".into())
-                    }
-                    (Some(k), _) if !k.is_empty() => {
-                        warnings.push(
-                            "the Azure key goes into the app definitions as plain env: anyone who can read these apps in Marathon can read it. Use --azure-key-secret SOURCE with a secret store (DC/OS Enterprise) to keep it out".to_string(),
-                        );
-                        EnvValue::Sensitive(k.clone())
-                    }
-                    _ => {
-                        return Err(UsageError::new(
-                            "--queue azure needs the storage account key: set AZURE_STORAGE_ACCOUNT_KEY (or --azure-key), or pass --azure-key-secret SOURCE to reference it in the cluster's secret store",
-                        ));
-                    }
+                    (Some(i), _) => i.clone(),
+                    (None, true) => NSQD_IMAGE_FOR_ENGINE.to_string(),
+                    (None, false) => NSQD_IMAGE.to_string(),
                 };
-                queue_env.insert(
-                    "AZURE_STORAGE_ACCOUNT_NAME".into(),
-                    EnvValue::Plain(account),
-                );
-                queue_env.insert("AZURE_STORAGE_ACCOUNT_KEY".into(), key);
-                queue_env.insert(
-                    "AZURE_STORAGE_QUEUE_NAME".into(),
-                    EnvValue::Plain(self.azure_queue.clone()),
-                );
+                check_image(&image, "--nsqd-image")?;
+                q.nsqd = Some(AppDef {
+                    id: nsqd_id,
+                    image,
+                    args: vec![
+                        "/nsqd".into(),
+                        format!("--tcp-address=0.0.0.0:{NSQD_TCP}"),
+                        format!("--http-address=0.0.0.0:{NSQD_HTTP}"),
+                        "--data-path=/tmp".into(),
+                    ],
+                    env: BTreeMap::new(),
+                    secrets: BTreeMap::new(),
+                    instances: 1,
+                    cpus: 0.2,
+                    mem: 128.0,
+                    labels: names.labels_for("nsqd"),
+                    kill_grace_seconds: None,
+                    fixed_ports: vec![("tcp".into(), NSQD_TCP), ("http".into(), NSQD_HTTP)],
+                    dependencies: vec![],
+                });
+                (format!("{host}:{NSQD_TCP}"), format!("{host}:{NSQD_HTTP}"))
             }
-        }
-        let deps: Vec<String> = nsqd_app.iter().cloned().collect();
+        };
+        q.env
+            .insert("MSS_QUEUE_ENDPOINT".into(), EnvValue::Plain(tcp));
+        q.env
+            .insert("MSS_TOPIC_NAME".into(), EnvValue::Plain(self.topic.clone()));
+        q.env.insert(
+            "MSS_CHANNEL_NAME".into(),
+            EnvValue::Plain(self.channel.clone()),
+        );
+        q.env
+            .insert("NSQ_STATS_ENDPOINT".into(), EnvValue::Plain(http.clone()));
+        Ok(q)
+    }
 
-        // The original demo's order: remainder, producer, consumer, engine.
+    /// An Azure Storage queue: the account, the queue and the key (plain, or a secret reference).
+    fn azure_setup(&self, warnings: &mut Vec<String>) -> Result<QueueSetup, UsageError> {
+        let mut q = QueueSetup::default();
+        let account = self.azure_account.clone().filter(|a| !a.is_empty()).ok_or_else(|| {
+            UsageError::new(
+                "--queue azure needs the storage account: pass --azure-account NAME or set AZURE_STORAGE_ACCOUNT_NAME",
+            )
+        })?;
+        if !(3..=24).contains(&account.len())
+            || !account
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(UsageError::new(format!(
+                "--azure-account {account:?}: Azure storage account names are 3-24 lowercase letters and digits"
+            )));
+        }
+        check_azure_queue(&self.azure_queue)?;
+        let key = match (&self.azure_key, &self.azure_key_secret) {
+            (Some(_), Some(source)) if !source.is_empty() => {
+                warnings.push(
+                    "both a plain Azure key and --azure-key-secret were given: only the secret reference is used".to_string(),
+                );
+                q.secrets.insert("azure-storage-key".into(), source.clone());
+                EnvValue::SecretRef("azure-storage-key".into())
+            }
+            (None, Some(source)) if !source.is_empty() => {
+                q.secrets.insert("azure-storage-key".into(), source.clone());
+                EnvValue::SecretRef("azure-storage-key".into())
+            }
+            (Some(k), _) if !k.is_empty() => {
+                warnings.push(
+                    "the Azure key goes into the app definitions as plain env: anyone who can read these apps in Marathon can read it. Use --azure-key-secret SOURCE with a secret store (DC/OS Enterprise) to keep it out".to_string(),
+                );
+                EnvValue::Sensitive(k.clone())
+            }
+            _ => {
+                return Err(UsageError::new(
+                    "--queue azure needs the storage account key: set AZURE_STORAGE_ACCOUNT_KEY (or --azure-key), or pass --azure-key-secret SOURCE to reference it in the cluster's secret store",
+                ));
+            }
+        };
+        q.env.insert(
+            "AZURE_STORAGE_ACCOUNT_NAME".into(),
+            EnvValue::Plain(account),
+        );
+        q.env.insert("AZURE_STORAGE_ACCOUNT_KEY".into(), key);
+        q.env.insert(
+            "AZURE_STORAGE_QUEUE_NAME".into(),
+            EnvValue::Plain(self.azure_queue.clone()),
+        );
+        Ok(q)
+    }
+
+    /// Remainder, producer and consumer, in the original demo's order.
+    fn role_apps(&self, names: &Names, q: &QueueSetup, deps: Vec<String>) -> Vec<AppDef> {
+        let mut apps = Vec::new();
         apps.push(AppDef {
-            id: id("remainder"),
+            id: names.id("remainder"),
             image: self.image.clone(),
             args: vec!["remainder".into()],
             env: BTreeMap::new(),
@@ -482,31 +545,31 @@ impl InstallArgs {
             instances: self.remainder_instances,
             cpus: self.remainder_cpus,
             mem: self.remainder_mem,
-            labels: labels_for("remainder"),
+            labels: names.labels_for("remainder"),
             kill_grace_seconds: None,
             fixed_ports: vec![],
             dependencies: vec![],
         });
-        let mut producer_env = queue_env.clone();
+        let mut producer_env = q.env.clone();
         producer_env.insert(
             "PRODUCER_RATE".into(),
             EnvValue::Plain(self.producer_rate.to_string()),
         );
         apps.push(AppDef {
-            id: id("producer"),
+            id: names.id("producer"),
             image: self.image.clone(),
             args: vec!["producer".into()],
             env: producer_env,
-            secrets: secrets.clone(),
+            secrets: q.secrets.clone(),
             instances: self.producer_instances,
             cpus: self.producer_cpus,
             mem: self.producer_mem,
-            labels: labels_for("producer"),
+            labels: names.labels_for("producer"),
             kill_grace_seconds: None,
             fixed_ports: vec![],
             dependencies: deps.clone(),
         });
-        let mut consumer_env = queue_env.clone();
+        let mut consumer_env = q.env.clone();
         consumer_env.insert(
             "CONSUMER_WORK".into(),
             EnvValue::Plain(self.consumer_work.to_string()),
@@ -516,112 +579,112 @@ impl InstallArgs {
         let drain_secs = self.consumer_drain_timeout.as_secs()
             + u64::from(self.consumer_drain_timeout.subsec_nanos() > 0);
         apps.push(AppDef {
-            id: id("consumer"),
+            id: names.id("consumer"),
             image: self.image.clone(),
             args: vec!["consumer".into()],
             env: consumer_env,
-            secrets: secrets.clone(),
+            secrets: q.secrets.clone(),
             instances: self.consumer_instances,
             cpus: self.consumer_cpus,
             mem: self.consumer_mem,
-            labels: labels_for("consumer"),
+            labels: names.labels_for("consumer"),
             kill_grace_seconds: Some(drain_secs + 7),
             fixed_ports: vec![],
             dependencies: deps,
         });
 
-        let mut engine_scaled = Vec::new();
-        let mut engine_needs_leader = None;
-        if self.engine {
-            check_image(&self.engine_image, "--engine-image")?;
-            if self.engine_max_containers == 0 || self.target_queue_length == 0 {
-                return Err(UsageError::new(
-                    "--engine-max-containers and --target-queue-length must be more than 0",
-                ));
-            }
-            let metric = match self.queue {
-                QueueKind::Nsq => "NSQ",
-                QueueKind::Azure => "AzureQueue",
-            };
-            let cfg = |app: &str, priority: u32, min: u32, rule: &str| {
-                json!({
-                    // The engine addresses apps by their id without the leading '/'.
-                    "name": id(app).trim_start_matches('/'),
-                    "priority": priority,
-                    "minContainers": min,
-                    "maxContainers": self.engine_max_containers,
-                    "ruleType": rule,
-                    "metricType": metric,
-                    "config": {
-                        "image": self.image,
-                        "targetQueueLength": self.target_queue_length,
-                        "queueName": self.azure_queue,
-                        "topicName": self.topic,
-                        "channelName": self.channel,
-                    },
-                })
-            };
-            let config = json!({
+        apps
+    }
+
+    /// The Microscaling engine's app, and whether its Marathon API is to be the leader found at install.
+    fn engine_app(
+        &self,
+        names: &Names,
+        q: &QueueSetup,
+    ) -> Result<(AppDef, Option<String>), UsageError> {
+        let mut needs_leader = None;
+        check_image(&self.engine_image, "--engine-image")?;
+        if self.engine_max_containers == 0 || self.target_queue_length == 0 {
+            return Err(UsageError::new(
+                "--engine-max-containers and --target-queue-length must be more than 0",
+            ));
+        }
+        let metric = match self.queue {
+            QueueKind::Nsq => "NSQ",
+            QueueKind::Azure => "AzureQueue",
+        };
+        let cfg = |app: &str, priority: u32, min: u32, rule: &str| {
+            json!({
+                // The engine addresses apps by their id without the leading '/'.
+                "name": names.id(app).trim_start_matches('/'),
+                "priority": priority,
+                "minContainers": min,
                 "maxContainers": self.engine_max_containers,
-                "apps": [cfg("consumer", 1, 1, "Queue"), cfg("remainder", 2, 0, "Remainder")],
-            });
-            let mut env = BTreeMap::new();
-            env.insert("MSS_SCHEDULER".into(), EnvValue::Plain("MARATHON".into()));
-            env.insert("MSS_CONFIG".into(), EnvValue::Plain("ENVVAR".into()));
-            env.insert(
-                "MSS_CONFIG_DATA".into(),
-                EnvValue::Plain(config.to_string()),
-            );
-            // The engine's default monitor dereferences a websocket that standalone mode never opens.
-            env.insert("MSS_MONITOR".into(), EnvValue::Plain("none".into()));
-            let api = match &self.engine_marathon_api {
-                Some(u) => super::config::validate_url(u).map_err(|e| {
-                    UsageError::new(
-                        e.to_string()
-                            .replace("--marathon-url", "--engine-marathon-api"),
-                    )
-                })?,
-                None => {
-                    engine_needs_leader = Some(id("engine"));
-                    "http://<leader from /v2/leader>".to_string()
-                }
-            };
-            env.insert("MSS_MARATHON_API".into(), EnvValue::Plain(api));
-            match self.queue {
-                QueueKind::Nsq => {
-                    let s = stats_endpoint.clone().unwrap_or_default();
-                    env.insert("NSQ_STATS_ENDPOINT".into(), EnvValue::Plain(s));
-                }
-                QueueKind::Azure => {
-                    for k in ["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"] {
-                        if let Some(v) = queue_env.get(k) {
-                            env.insert(k.into(), v.clone());
-                        }
+                "ruleType": rule,
+                "metricType": metric,
+                "config": {
+                    "image": self.image,
+                    "targetQueueLength": self.target_queue_length,
+                    "queueName": self.azure_queue,
+                    "topicName": self.topic,
+                    "channelName": self.channel,
+                },
+            })
+        };
+        let config = json!({
+            "maxContainers": self.engine_max_containers,
+            "apps": [cfg("consumer", 1, 1, "Queue"), cfg("remainder", 2, 0, "Remainder")],
+        });
+        let mut env = BTreeMap::new();
+        env.insert("MSS_SCHEDULER".into(), EnvValue::Plain("MARATHON".into()));
+        env.insert("MSS_CONFIG".into(), EnvValue::Plain("ENVVAR".into()));
+        env.insert(
+            "MSS_CONFIG_DATA".into(),
+            EnvValue::Plain(config.to_string()),
+        );
+        // The engine's default monitor dereferences a websocket that standalone mode never opens.
+        env.insert("MSS_MONITOR".into(), EnvValue::Plain("none".into()));
+        let api = match &self.engine_marathon_api {
+            Some(u) => super::config::validate_url(u).map_err(|e| {
+                UsageError::new(
+                    e.to_string()
+                        .replace("--marathon-url", "--engine-marathon-api"),
+                )
+            })?,
+            None => {
+                needs_leader = Some(names.id("engine"));
+                "http://<leader from /v2/leader>".to_string()
+            }
+        };
+        env.insert("MSS_MARATHON_API".into(), EnvValue::Plain(api));
+        match self.queue {
+            QueueKind::Nsq => {
+                let s = q.stats_endpoint.clone().unwrap_or_default();
+                env.insert("NSQ_STATS_ENDPOINT".into(), EnvValue::Plain(s));
+            }
+            QueueKind::Azure => {
+                for k in ["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"] {
+                    if let Some(v) = q.env.get(k) {
+                        env.insert(k.into(), v.clone());
                     }
                 }
             }
-            apps.push(AppDef {
-                id: id("engine"),
-                image: self.engine_image.clone(),
-                args: vec![],
-                env,
-                secrets: secrets.clone(),
-                instances: 1,
-                cpus: 0.1,
-                mem: 64.0,
-                labels: labels_for("engine"),
-                kill_grace_seconds: None,
-                fixed_ports: vec![],
-                dependencies: vec![id("consumer"), id("remainder")],
-            });
-            engine_scaled = vec![id("consumer"), id("remainder")];
         }
-        Ok(InstallPlan {
-            group: GroupDef { id: group, apps },
-            engine_scaled,
-            engine_needs_leader,
-            warnings,
-        })
+        let app = AppDef {
+            id: names.id("engine"),
+            image: self.engine_image.clone(),
+            args: vec![],
+            env,
+            secrets: q.secrets.clone(),
+            instances: 1,
+            cpus: 0.1,
+            mem: 64.0,
+            labels: names.labels_for("engine"),
+            kill_grace_seconds: None,
+            fixed_ports: vec![],
+            dependencies: vec![names.id("consumer"), names.id("remainder")],
+        };
+        Ok((app, needs_leader))
     }
 }
 

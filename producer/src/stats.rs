@@ -2,8 +2,9 @@
 
 use std::time::Instant;
 
+use workload::contract::{self, Head, Percentiles};
 use workload::envelope::format_run_id;
-use workload::stats::{Kind, Line, rate};
+use workload::stats::{self, Kind, rate};
 
 use crate::send::Producer;
 
@@ -25,30 +26,29 @@ impl Producer {
                 &self.lateness,
             ),
         };
-        let mut line = Line::new("producer", kind, self.started)
-            .field("run_id", format_run_id(self.config.run_id))
-            .field("producer_id", self.config.producer_id)
-            .field("sent", sent)
-            .field("errors", m.errors.get())
-            .field("throttled", m.throttled.get())
-            .field("rate", interval_rate)
-            .latency("lateness", lateness)
-            .field("first_sent_at_us", self.first_sent_at_us)
-            .field("seq_end", self.seq_end)
-            .field("unconfirmed", m.unconfirmed.get());
-        if kind == Kind::Summary {
-            let ranges: Vec<[u64; 2]> = self
-                .unconfirmed
-                .iter()
-                .map(|&(first, n)| [first, n])
-                .collect();
-            line = line.field(
-                "unconfirmed_ranges",
-                serde_json::to_value(ranges).unwrap_or_default(),
-            );
-        }
-        // A closed stdout (the reader went away) is ignored: stats are a report, not the work.
-        line.write_to(&mut self.stats).ok();
+        let lateness = Percentiles::of(lateness);
+        let line = contract::Producer {
+            head: Head::new("producer", kind, self.started),
+            run_id: format_run_id(self.config.run_id),
+            producer_id: self.config.producer_id,
+            sent,
+            errors: m.errors.get(),
+            throttled: m.throttled.get(),
+            rate: interval_rate,
+            lateness_p50_us: lateness.p50_us,
+            lateness_p99_us: lateness.p99_us,
+            lateness_max_us: lateness.max_us,
+            first_sent_at_us: self.first_sent_at_us,
+            seq_end: Some(self.seq_end),
+            unconfirmed: m.unconfirmed.get(),
+            unconfirmed_ranges: (kind == Kind::Summary).then(|| {
+                self.unconfirmed
+                    .iter()
+                    .map(|&(first, n)| [first, n])
+                    .collect()
+            }),
+        };
+        stats::write_to(&line, &mut self.stats).ok();
         self.last_tick = now;
         self.sent_at_last_tick = sent;
         self.lateness_interval.reset();

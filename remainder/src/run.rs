@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::time::MissedTickBehavior;
+use workload::contract::{self, Head};
 use workload::metrics::{Exporter, Gauge, Registry};
 use workload::shutdown::Shutdown;
-use workload::stats::{Kind, Line, rate};
+use workload::stats::{self, Kind, rate};
 
 use crate::filler::{self, Mode, Pool};
 
@@ -87,15 +88,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let priority = pool.priority();
     let threads = pool.threads();
     let stopped = pool.stop(STOP_GRACE);
-    Line::new(ROLE, Kind::Summary, started)
-        .field("units", stopped.units)
-        .field("units_per_s", rate(stopped.units, elapsed.as_secs_f64()))
-        .field("threads", threads)
-        .field("mode", config.mode.as_str())
-        .field("priority", priority.as_str())
-        .field("unit_us", calibration.map(|c| c.unit.as_micros() as u64))
-        .field("first_unit_at_us", stopped.first_unit_at_us)
-        .emit();
+    stats::emit(&contract::Remainder {
+        head: Head::new(ROLE, Kind::Summary, started),
+        units: stopped.units,
+        units_per_s: rate(stopped.units, elapsed.as_secs_f64()),
+        threads: threads as u64,
+        mode: config.mode.as_str().to_string(),
+        priority: Some(priority.as_str().to_string()),
+        unit_us: Some(calibration.map(|c| c.unit.as_micros() as u64)),
+        first_unit_at_us: Some(stopped.first_unit_at_us),
+    });
     Ok(())
 }
 
@@ -151,12 +153,14 @@ async fn report_until_stopped(pool: &Pool, config: &Config, started: Instant, sh
             }
             _ = ticker.tick() => {
                 let (now, units) = (Instant::now(), pool.units());
-                Line::new(ROLE, Kind::Interval, started)
-                    .field("units", units)
-                    .field("units_per_s", rate(units - last_units, (now - last_at).as_secs_f64()))
-                    .field("threads", pool.threads())
-                    .field("mode", config.mode.as_str())
-                    .emit();
+                stats::emit(&contract::Remainder {
+                    head: Head::new(ROLE, Kind::Interval, started),
+                    units,
+                    units_per_s: rate(units - last_units, (now - last_at).as_secs_f64()),
+                    threads: pool.threads() as u64,
+                    mode: config.mode.as_str().to_string(),
+                    ..contract::Remainder::default()
+                });
                 (last_at, last_units) = (now, units);
             }
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{Proc, eventually, ledger_entries, spawn_with_ledgers, stop_gracefully, tally, u};
+use crate::{Proc, eventually, ledger_entries, spawn_with_ledgers, stop_gracefully, tally};
 
 /// How a scenario drives one backend.
 pub struct Backend<'a> {
@@ -51,9 +51,7 @@ pub fn sigterm_finishes_held_messages(b: &Backend) {
             ],
         ),
     );
-    c.wait_for_line(Duration::from_secs(10), |v| {
-        v["in_flight"].as_u64() == Some(10)
-    });
+    c.wait_for_consumer_line(Duration::from_secs(10), |l| l.in_flight == 10);
     let signalled = Instant::now();
     c.signal(libc::SIGTERM);
     assert!(c.wait(Duration::from_secs(10)).success(), "{}", c.stderr());
@@ -61,14 +59,13 @@ pub fn sigterm_finishes_held_messages(b: &Backend) {
         signalled.elapsed() < Duration::from_secs(5),
         "exited within its drain timeout"
     );
-    let s = c.summary().expect("summary written on SIGTERM");
+    let s = c.consumer_summary().expect("summary written on SIGTERM");
     assert_eq!(
-        u(&s, "released"),
-        0,
+        s.released, 0,
         "the held work finished inside the drain timeout"
     );
-    assert_eq!(u(&s, "acked"), u(&s, "received"));
-    let rest = 30 - u(&s, "acked");
+    assert_eq!(s.acked, s.received);
+    let rest = 30 - s.acked;
     assert!(
         eventually(Duration::from_secs(2), || (b.state)() == (rest, 0)),
         "nothing held by the stopped consumer: {:?}",
@@ -111,9 +108,7 @@ pub fn sigterm_releases_what_it_cannot_finish(b: &Backend) {
             ],
         ),
     );
-    c.wait_for_line(Duration::from_secs(10), |v| {
-        v["in_flight"].as_u64() == Some(5)
-    });
+    c.wait_for_consumer_line(Duration::from_secs(10), |l| l.in_flight == 5);
     assert_eq!((b.state)(), (0, 5), "all five are leased");
     let signalled = Instant::now();
     c.signal(libc::SIGTERM);
@@ -123,8 +118,8 @@ pub fn sigterm_releases_what_it_cannot_finish(b: &Backend) {
         "took {:?}",
         signalled.elapsed()
     );
-    let s = c.summary().expect("summary written on SIGTERM");
-    assert_eq!((u(&s, "released"), u(&s, "acked")), (5, 0));
+    let s = c.consumer_summary().expect("summary written on SIGTERM");
+    assert_eq!((s.released, s.acked), (5, 0));
     assert!(
         eventually(Duration::from_secs(1), || (b.state)() == (5, 0)),
         "released messages are visible at once, not after the lease: {:?}",
@@ -164,13 +159,12 @@ pub fn a_consumer_killed_midway_loses_nothing(b: &Backend, load: &KillLoad) -> K
     });
     let mut p = Proc::spawn("producer", (b.producer)(load.count, load.rate));
     let victim = consumers.remove(0);
-    victim.wait_for_line(Duration::from_secs(30), |v| {
-        v["acked"].as_u64().unwrap_or(0) > load.acked_before_kill
-            && v["in_flight"].as_u64().unwrap_or(0) > 0
+    victim.wait_for_consumer_line(Duration::from_secs(30), |l| {
+        l.acked > load.acked_before_kill && l.in_flight > 0
     });
     victim.signal(libc::SIGKILL);
     assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
-    let sent = u(&p.summary().expect("producer summary"), "sent");
+    let sent = p.producer_summary().expect("producer summary").sent;
     assert!(
         eventually(Duration::from_secs(60), || (b.state)() == (0, 0)),
         "queue did not drain: {:?}",
@@ -186,7 +180,7 @@ pub fn a_consumer_killed_midway_loses_nothing(b: &Backend, load: &KillLoad) -> K
     );
     let redelivered: u64 = consumers
         .iter()
-        .map(|c| u(&c.summary().expect("consumer summary"), "redelivered"))
+        .map(|c| c.consumer_summary().expect("consumer summary").redelivered)
         .sum();
     assert!(
         redelivered > 0,

@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use workload::contract::{self, Kind, Stats};
 
 /// The directory holding the workspace's binaries for the profile this test was built with (`target/debug`).
 pub fn bin_dir() -> PathBuf {
@@ -139,15 +140,89 @@ impl Proc {
         self.lines.lock().unwrap().clone()
     }
 
-    /// Every stdout line so far, parsed as JSON (panics on a line that is not JSON: stdout is a contract).
+    /// Every stdout line so far, parsed as JSON (panics on a line that is not JSON). A line with a `role`
+    /// (a stats line) is also checked against its role's struct in `workload::contract`: it must parse, and
+    /// print back byte for byte. Other JSON (the scorecard's report) is left alone.
     pub fn stats(&self) -> Vec<Value> {
         self.lines()
             .iter()
             .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("{}: stdout line is not JSON ({e}): {l}", self.name))
+                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("{}: stdout line is not JSON ({e}): {l}", self.name)
+                });
+                if v.get("role").is_some() {
+                    check_contract(&self.name, l);
+                }
+                v
             })
             .collect()
+    }
+
+    /// Every stdout line so far, typed (panics on a line that is not a stats line).
+    pub fn typed(&self) -> Vec<Stats> {
+        self.lines()
+            .iter()
+            .map(|l| {
+                contract::parse(l).unwrap_or_else(|e| {
+                    panic!(
+                        "{}: stdout line breaks the stats contract ({e}): {l}",
+                        self.name
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The consumer lines so far.
+    pub fn consumer_lines(&self) -> Vec<contract::Consumer> {
+        self.typed()
+            .into_iter()
+            .filter_map(|s| match s {
+                Stats::Consumer(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The consumer's summary line, if written.
+    pub fn consumer_summary(&self) -> Option<contract::Consumer> {
+        self.consumer_lines()
+            .into_iter()
+            .find(|c| c.head.kind == Kind::Summary)
+    }
+
+    /// The producer's summary line, if written.
+    pub fn producer_summary(&self) -> Option<contract::Producer> {
+        self.typed().into_iter().find_map(|s| match s {
+            Stats::Producer(p) if p.head.kind == Kind::Summary => Some(p),
+            _ => None,
+        })
+    }
+
+    /// Waits until `pred` holds for some typed stats line, at most `limit`.
+    pub fn wait_for_stats(&self, limit: Duration, pred: impl Fn(&Stats) -> bool) -> Stats {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self.typed().into_iter().find(|l| pred(l)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no matching stats line within {limit:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `pred` holds for some consumer line, at most `limit`.
+    pub fn wait_for_consumer_line(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&contract::Consumer) -> bool,
+    ) -> contract::Consumer {
+        let line = self.wait_for_stats(limit, |l| l.consumer().is_some_and(&pred));
+        line.consumer().cloned().unwrap_or_default()
     }
 
     /// The `"kind":"summary"` line, if written.
@@ -183,6 +258,20 @@ impl Drop for Proc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Panics unless `line` parses as its role's stats line and prints back byte for byte: the struct holds
+/// every field the binary wrote, in its order, so none escapes the type.
+fn check_contract(name: &str, line: &str) {
+    match contract::parse(line) {
+        Err(e) => panic!("{name}: stdout line breaks the stats contract ({e}): {line}"),
+        Ok(Stats::Other(_)) => {}
+        Ok(typed) => assert_eq!(
+            typed.to_json(),
+            line,
+            "{name}: line differs from its struct"
+        ),
     }
 }
 

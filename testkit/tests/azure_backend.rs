@@ -118,7 +118,7 @@ fn lease_cycle_extend_then_delete_release_and_depth() {
 #[test]
 fn account_key_sas_and_connection_string_each_work() {
     let az = Azurite::start();
-    let sas = account_sas(ACCOUNT, &Secret::new(KEY.into()), Duration::from_secs(3600)).unwrap();
+    let sas = account_sas(ACCOUNT, &Secret::new(KEY), Duration::from_secs(3600)).unwrap();
     let conn = az.connection_string();
     let conn_sas = format!(
         "QueueEndpoint={};SharedAccessSignature={}",

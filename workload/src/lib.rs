@@ -7,6 +7,7 @@
 //! - [`work`]: the simulated work a consumer does per message.
 //! - [`ledger`]: the record of every acked message, which the audit reads to count loss and duplicates.
 //! - [`metrics`]: the Prometheus registry, names and the `/metrics` endpoint (`--metrics-addr`).
+//! - [`contract`]: the stdout stats lines of every role, typed (written by the binaries, read back by the judges).
 //! - [`stats`]: latency histograms and the JSON-lines stats writer (the suite's stdout contract).
 //! - [`shutdown`]: SIGTERM/SIGINT turned into one token every task watches.
 //! - [`cli`]: flag parsers and logging set-up that every binary uses.
@@ -17,6 +18,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod contract;
 pub mod envelope;
 pub mod failures;
 pub mod ledger;

@@ -4,7 +4,49 @@
 //! needs to know. But a user may paste a URL that carries a secret (a SAS `sig=`, an `AccountKey=`, a password
 //! in `http://user:password@host`), and our own parsers reject exactly those URLs, so the rejection message is
 //! the one place a secret would otherwise reach a terminal or a log collector. Everything that echoes a URL
-//! given by the user goes through [`url`] first.
+//! given by the user goes through [`url`] first; a secret the program holds is a [`Secret`], which prints as
+//! `***`.
+
+/// A secret string (a key, a SAS token, a password): `Debug` and `Display` print `***`, and it has no
+/// `Serialize`, so it cannot leak through a log line, an error or a JSON document by accident.
+/// [`Secret::expose`] is the one way to read it, called only where the value is sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the request that needs it and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+/// So that clap can take a secret from a flag or the environment without a plain `String` in between.
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret::new(s))
+    }
+}
 
 /// Query or connection-string keys whose values are secrets (compared without case).
 const SECRET_KEYS: &[&str] = &[
@@ -141,7 +183,17 @@ fn value_end(lower: &str, start: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::url;
+    use super::{Secret, url};
+
+    #[test]
+    fn a_secret_never_prints_its_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert!(!format!("{:?}", Some(s.clone())).contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+        assert!(!s.is_empty() && Secret::new("").is_empty());
+        assert_eq!("x".parse::<Secret>().unwrap().expose(), "x");
+    }
 
     const KEY: &str = "U0VDUkVUS0VZU0VDUkVUS0VZU0VDUkVU";
 

@@ -1,14 +1,13 @@
-//! Latency histograms and the JSON-lines stats writer.
+//! Latency histograms and the JSON-lines stats writer (the lines themselves are typed in [`crate::contract`]).
 //!
 //! Stdout of every binary carries only stats lines: one JSON object per line, each with `"role"` and `"kind"`
 //! (`interval` every `--stats-interval`, one `summary` at exit). This is the suite's public interface,
 //! documented in the README; humans read stderr.
 
 use std::io::Write;
-use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 /// Highest latency a histogram tracks exactly: one hour in µs. Larger values are clamped, not dropped.
 const MAX_TRACKABLE_US: u64 = 3_600_000_000;
@@ -64,73 +63,24 @@ impl LatencyHistogram {
     }
 }
 
-/// Whether a line is a periodic one or the final one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Interval,
-    Summary,
+pub use crate::contract::Kind;
+
+/// Writes one stats line (a [`crate::contract`] struct) to stdout and flushes, so that a reader piping it sees
+/// every line as it happens. A closed stdout (the reader went away) is ignored: stats are a report, not the
+/// work.
+pub fn emit(line: &impl Serialize) {
+    let _ = write_to(line, &mut std::io::stdout().lock());
 }
 
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Interval => "interval",
-            Kind::Summary => "summary",
-        }
-    }
-}
-
-/// Builds one stats line: `role`, `kind`, `ts_us` (µs since the epoch) and `elapsed_s` first, then the role's
-/// own fields in the order they are added.
-pub struct Line {
-    fields: Map<String, Value>,
-}
-
-impl Line {
-    pub fn new(role: &str, kind: Kind, started: Instant) -> Self {
-        let mut fields = Map::new();
-        fields.insert("role".into(), role.into());
-        fields.insert("kind".into(), kind.as_str().into());
-        fields.insert("ts_us".into(), crate::clock::unix_micros().into());
-        fields.insert(
-            "elapsed_s".into(),
-            round3(started.elapsed().as_secs_f64()).into(),
-        );
-        if kind == Kind::Summary {
-            fields.insert("peak_rss_kib".into(), peak_rss_kib().into());
-        }
-        Line { fields }
-    }
-
-    /// Adds a field.
-    pub fn field(mut self, name: &str, value: impl Into<Value>) -> Self {
-        self.fields.insert(name.into(), value.into());
-        self
-    }
-
-    /// Adds `{prefix}_p50_us`, `{prefix}_p99_us` and `{prefix}_max_us` from a histogram.
-    pub fn latency(self, prefix: &str, h: &LatencyHistogram) -> Self {
-        self.field(&format!("{prefix}_p50_us"), h.quantile(0.50))
-            .field(&format!("{prefix}_p99_us"), h.quantile(0.99))
-            .field(&format!("{prefix}_max_us"), h.max())
-    }
-
-    /// Writes the line to stdout and flushes, so that a reader piping it sees every line as it happens.
-    /// A closed stdout (the reader went away) is ignored: stats are a report, not the work.
-    pub fn emit(self) {
-        let _ = self.write_to(&mut std::io::stdout().lock());
-    }
-
-    /// Writes the line to `out` (a file rather than stdout) and flushes.
-    ///
-    /// # Errors
-    /// When `out` cannot be written.
-    pub fn write_to(self, out: &mut impl Write) -> std::io::Result<()> {
-        let mut text = Value::Object(self.fields).to_string();
-        text.push('\n');
-        out.write_all(text.as_bytes())?;
-        out.flush()
-    }
+/// Writes one stats line to `out` (a file rather than stdout) and flushes.
+///
+/// # Errors
+/// When `out` cannot be written.
+pub fn write_to(line: &impl Serialize, out: &mut impl Write) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+    text.push('\n');
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 /// This process's peak resident set size in KiB (`VmHWM`), or `None` where /proc is not available.
@@ -150,10 +100,6 @@ pub fn rate(count: u64, secs: f64) -> f64 {
     } else {
         (count as f64 / secs * 10.0).round() / 10.0
     }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -12,10 +12,10 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::mpsc::UnboundedSender;
+use workload::contract::{self, Stats};
 
 /// How many lines of a failed child's log are shown.
 const LOG_TAIL_LINES: usize = 15;
@@ -123,10 +123,10 @@ pub enum State {
 /// What a child's stdout reader reports.
 #[derive(Debug)]
 pub enum Event {
-    /// A stats line from child `id` (an index into the demo's list of children).
-    Stats(usize, Value),
-    /// A stdout line that is not JSON: a broken contract, reported once.
-    NotJson(usize, String),
+    /// A stats line from child `id` (an index into the demo's list of children), parsed and as written.
+    Stats(usize, Box<Stats>, String),
+    /// A stdout line that is not a stats line: a broken contract, reported once, with the reason.
+    NotStats(usize, String, String),
     /// Stdout closed: every line the child wrote has been forwarded.
     Closed(usize),
 }
@@ -146,8 +146,8 @@ pub struct ChildProc {
     /// Whether it was told to hurry (a second SIGTERM).
     pub hurried: bool,
     /// Its latest interval line, and its summary line once written.
-    pub latest: Option<Value>,
-    pub summary: Option<Value>,
+    pub latest: Option<Stats>,
+    pub summary: Option<Stats>,
     child: Child,
 }
 
@@ -299,9 +299,9 @@ async fn forward(id: usize, stdout: ChildStdout, events: UnboundedSender<Event>)
     let mut lines = BufReader::new(stdout).lines();
     // A read error ends the stream like a close: the child is reaped and judged by its exit status anyway.
     while let Ok(Some(line)) = lines.next_line().await {
-        let event = match serde_json::from_str::<Value>(&line) {
-            Ok(v) => Event::Stats(id, v),
-            Err(_) => Event::NotJson(id, line),
+        let event = match contract::parse(&line) {
+            Ok(stats) => Event::Stats(id, Box::new(stats), line),
+            Err(e) => Event::NotStats(id, line, e.to_string()),
         };
         // The demo dropped its receiver: it is shutting down and no longer reads.
         if events.send(event).is_err() {

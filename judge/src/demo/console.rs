@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use crossterm::terminal::{self, Clear, ClearType};
 use crossterm::{cursor, queue};
 use queues::Depth;
-use workload::stats::{Kind, Line};
+use workload::contract::{self, Head, Kind};
+use workload::stats;
 
 /// The part of the demo that is running, shown in the status line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,17 +140,19 @@ impl Figures {
     }
 
     /// The same figures as the demo's `interval` stats line.
-    pub fn line(&self, started: Instant) -> Line {
-        Line::new("demo", Kind::Interval, started)
-            .field("phase", self.phase.as_str())
-            .field("depth", self.depth.map(|d| d.total()))
-            .field("in_flight", self.depth.and_then(|d| d.in_flight))
-            .field("produce_rate", self.produce_rate)
-            .field("consume_rate", self.consume_rate)
-            .field("consumers", self.consumers)
+    pub fn line(&self, started: Instant) -> contract::DemoInterval {
+        contract::DemoInterval {
+            head: Head::new("demo", Kind::Interval, started),
+            phase: self.phase.as_str().to_string(),
+            depth: self.depth.map(|d| d.total()),
+            in_flight: self.depth.and_then(|d| d.in_flight),
+            produce_rate: self.produce_rate,
+            consume_rate: self.consume_rate,
+            consumers: self.consumers as u64,
             // 0 before anything was consumed, as before: the stats contract's field is a number.
-            .field("e2e_p99_us", self.e2e_p99_us.unwrap_or(0))
-            .field("remainder_units_per_s", self.remainder_units_per_s)
+            e2e_p99_us: self.e2e_p99_us.unwrap_or(0),
+            remainder_units_per_s: self.remainder_units_per_s,
+        }
     }
 }
 
@@ -206,9 +209,9 @@ impl Console {
 
     /// Writes a JSON line to the sink. A sink that fails (a closed pipe, a full disk) is dropped: the lines
     /// are a report, not the work.
-    pub fn emit(&mut self, line: Line) {
+    pub fn emit(&mut self, line: &impl serde::Serialize) {
         if let Some(out) = self.json.as_mut() {
-            if line.write_to(out).is_err() {
+            if stats::write_to(line, out).is_err() {
                 self.json = None;
             }
         }
@@ -253,7 +256,7 @@ impl Console {
             let _ = writeln!(err, "{}", figures.text());
         }
         drop(err);
-        self.emit(figures.line(started));
+        self.emit(&figures.line(started));
     }
 
     /// Removes the status line for good (before the final report).
@@ -433,7 +436,7 @@ mod tests {
         assert!(short.contains("depth 10.0G  in 1.0M  out 1.0M"), "{short}");
         assert!(f.text().contains("e2e p99 -"), "{}", f.text());
         let mut json = Vec::new();
-        f.line(Instant::now()).write_to(&mut json).unwrap();
+        stats::write_to(&f.line(Instant::now()), &mut json).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v["e2e_p99_us"], 0, "the stats contract keeps a number");
     }

@@ -5,8 +5,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use workload::stats::{Kind, Line};
+use workload::contract::{self, Head, Kind};
 
 use super::Config;
 use super::console::format_us;
@@ -122,16 +121,15 @@ pub struct E2e {
 
 impl E2e {
     /// Merges consumers' summary lines; consumers that acked nothing have no latency and are skipped.
-    pub fn merge<'a>(summaries: impl IntoIterator<Item = &'a Value>) -> E2e {
+    pub fn merge<'a>(summaries: impl IntoIterator<Item = &'a contract::Consumer>) -> E2e {
         let mut e = E2e::default();
         for s in summaries {
-            if s["acked"].as_u64().unwrap_or(0) == 0 {
+            if s.acked == 0 {
                 continue;
             }
-            let f = |name: &str| s[name].as_u64().unwrap_or(0);
-            e.p50_us = e.p50_us.max(f("e2e_p50_us"));
-            e.p99_us = e.p99_us.max(f("e2e_p99_us"));
-            e.max_us = e.max_us.max(f("e2e_max_us"));
+            e.p50_us = e.p50_us.max(s.e2e_p50_us);
+            e.p99_us = e.p99_us.max(s.e2e_p99_us);
+            e.max_us = e.max_us.max(s.e2e_max_us);
             e.merged += 1;
         }
         e
@@ -191,24 +189,23 @@ impl Summary {
     }
 
     /// The `summary` JSON line.
-    pub fn line(&self, started: Instant) -> Line {
+    pub fn line(&self, started: Instant) -> contract::DemoSummary {
         let t = &self.audit.totals;
-        Line::new("demo", Kind::Summary, started)
-            .field("produced", t.produced)
-            .field("consumed", t.consumed)
-            .field("lost", self.lost())
-            .field("duplicates", t.duplicates)
-            .field("poison", t.poison)
-            .field("e2e_p50_us", self.e2e.p50_us)
-            .field("e2e_p99_us", self.e2e.p99_us)
-            .field("e2e_max_us", self.e2e.max_us)
-            .field(
-                "duration_s",
-                (self.duration.as_secs_f64() * 1000.0).round() / 1000.0,
-            )
-            .field("consumers_max", self.consumers_max)
-            .field("unexpected", t.unexpected)
-            .field("left_in_queue", self.left_in_queue)
+        contract::DemoSummary {
+            head: Head::new("demo", Kind::Summary, started),
+            produced: t.produced,
+            consumed: t.consumed,
+            lost: self.lost(),
+            duplicates: t.duplicates,
+            poison: t.poison,
+            e2e_p50_us: self.e2e.p50_us,
+            e2e_p99_us: self.e2e.p99_us,
+            e2e_max_us: self.e2e.max_us,
+            duration_s: contract::round3(self.duration.as_secs_f64()),
+            consumers_max: self.consumers_max as u64,
+            unexpected: t.unexpected,
+            left_in_queue: self.left_in_queue,
+        }
     }
 
     /// Writes the report for people.
@@ -336,7 +333,6 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn work_specs_and_durations_print_compactly() {
@@ -359,9 +355,18 @@ mod tests {
 
     #[test]
     fn latency_merges_to_the_highest_of_consumers_that_acked() {
-        let a = json!({"acked": 10, "e2e_p50_us": 100, "e2e_p99_us": 900, "e2e_max_us": 1000});
-        let b = json!({"acked": 5, "e2e_p50_us": 300, "e2e_p99_us": 400, "e2e_max_us": 5000});
-        let idle = json!({"acked": 0, "e2e_p50_us": 0, "e2e_p99_us": 0, "e2e_max_us": 0});
+        let line = |acked, e2e_p50_us, e2e_p99_us, e2e_max_us| contract::Consumer {
+            acked,
+            e2e_p50_us,
+            e2e_p99_us,
+            e2e_max_us,
+            ..contract::Consumer::default()
+        };
+        let (a, b, idle) = (
+            line(10, 100, 900, 1000),
+            line(5, 300, 400, 5000),
+            line(0, 0, 0, 0),
+        );
         assert_eq!(
             E2e::merge([&a, &b, &idle]),
             E2e {

@@ -245,7 +245,7 @@ impl ConnectionString {
             return Ok(ConnectionString {
                 account: DEV_ACCOUNT.into(),
                 queue_endpoint: DEV_ENDPOINT.into(),
-                key: Some(super::credential::Secret::new(DEV_ACCOUNT_KEY.into())),
+                key: Some(super::credential::Secret::new(DEV_ACCOUNT_KEY)),
                 sas: None,
             });
         }

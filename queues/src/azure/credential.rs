@@ -10,35 +10,10 @@
 //!
 //! `auth=key|sas|entra` forces one and fails clearly when its variable is missing.
 
-use std::fmt;
-
 use super::config::{AuthMode, ConnectionString};
 
-/// A secret string: its `Debug` and `Display` print `<redacted>`, so it cannot leak through a log line or an
-/// error by accident. [`Secret::expose`] is the one way to read it, and is only called where it is used.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// Keys and SAS tokens: the suite's one secret type, which never prints its value.
+pub use workload::redact::Secret;
 
 /// The Entra ID credential kinds we build with `azure_identity`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,7 +210,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("malformed"), "{e}");
-        let key = Secret::new("a2V5MQ==".into());
-        assert_eq!(format!("{key:?} {key}"), "<redacted> <redacted>");
+        let key = Secret::new("a2V5MQ==");
+        assert_eq!(format!("{key:?} {key}"), "*** ***");
     }
 }

@@ -64,26 +64,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Timeout of one HTTP call (stats, create, lookup).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A secret (the AUTH secret) whose `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+/// The AUTH secret: the suite's one secret type, which never prints its value.
+pub use workload::redact::Secret;
 
 /// The producer's connection, made on the first publish.
 #[derive(Default)]
@@ -612,7 +594,7 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let s = Secret::new("hunter2".into());
+        let s = Secret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use serde_json::Value;
+use workload::contract::{self, Stats};
 
 use super::{Demo, PRODUCER_OUT};
 use crate::audit::{self, Audit};
@@ -19,8 +19,9 @@ impl Demo<'_> {
     /// The figures of a progress tick, from the children's latest interval lines.
     pub(super) fn figures(&self) -> Figures {
         let live = |c: &&ChildProc| !c.has_exited();
-        let latest = |c: &ChildProc, field: &str| c.latest.as_ref().map(|v| v[field].clone());
-        let f64_of = |v: Option<Value>| v.and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let producer = |c: &ChildProc| c.latest.as_ref().and_then(Stats::producer).cloned();
+        let consumer = |c: &ChildProc| c.latest.as_ref().and_then(Stats::consumer).cloned();
+        let remainder = |c: &ChildProc| c.latest.as_ref().and_then(Stats::remainder).cloned();
         let consumers = || {
             self.children
                 .iter()
@@ -32,10 +33,12 @@ impl Demo<'_> {
             elapsed: self.started.elapsed(),
             phase: self.phase,
             depth: self.depth,
-            produce_rate: of_role(Role::Producer).map_or(0.0, |c| f64_of(latest(c, "rate"))),
+            produce_rate: of_role(Role::Producer)
+                .and_then(producer)
+                .map_or(0.0, |p| p.rate),
             // A fold from 0.0, not sum(): the sum of no f64 is -0.0, which would print as "-0".
             consume_rate: (consumers()
-                .map(|c| f64_of(latest(c, "rate")))
+                .map(|c| consumer(c).map_or(0.0, |l| l.rate))
                 .fold(0.0, |a, b| a + b)
                 * 10.0)
                 .round()
@@ -43,7 +46,7 @@ impl Demo<'_> {
             consumers: consumers().filter(|c| c.is_running()).count(),
             // A consumer that acked nothing in its last interval reports 0: no figure, not a 0 µs latency.
             e2e_p99_us: consumers()
-                .filter_map(|c| latest(c, "e2e_p99_us").and_then(|v| v.as_u64()))
+                .filter_map(|c| consumer(c).map(|l| l.e2e_p99_us))
                 .filter(|&us| us > 0)
                 .max(),
             remainder_units_per_s: self.config.remainder_threads.map(|_| {
@@ -51,7 +54,7 @@ impl Demo<'_> {
                     .iter()
                     .filter(live)
                     .filter(|c| matches!(c.role, Role::Remainder(_)))
-                    .map(|c| f64_of(latest(c, "units_per_s")))
+                    .map(|c| remainder(c).map_or(0.0, |l| l.units_per_s))
                     .fold(0.0, |a, b| a + b)
             }),
         }
@@ -74,7 +77,7 @@ impl Demo<'_> {
             .iter()
             .filter(|c| matches!(c.role, Role::Consumer(_)))
             .filter_map(|c| c.summary.as_ref().or(c.latest.as_ref()))
-            .filter_map(|v| v["busy_s"].as_f64())
+            .filter_map(|s| s.consumer().map(|l| l.busy_s))
             .collect();
         let t = self.series_t();
         self.recorder.samples.push(Sample {
@@ -98,7 +101,7 @@ impl Demo<'_> {
         let lines = [&producer.latest, &producer.summary]
             .into_iter()
             .flatten()
-            .map(Value::to_string);
+            .map(Stats::to_json);
         let (records, warnings) = audit::records_from_lines("producer", lines)
             .context("cannot audit: the producer reported nothing")?;
         let mut audit = Audit::new(records);
@@ -117,20 +120,17 @@ impl Demo<'_> {
             .collect();
         // Over every remainder: units add up; units per second are per remainder, so they add up too only
         // while they ran together — the total over the run's length is the honest figure.
-        let summaries: Vec<&Value> = self
+        let summaries: Vec<&contract::Remainder> = self
             .children
             .iter()
             .filter(|c| matches!(c.role, Role::Remainder(_)))
-            .filter_map(|c| c.summary.as_ref())
+            .filter_map(|c| c.summary.as_ref().and_then(Stats::remainder))
             .collect();
         let remainder = match summaries.as_slice() {
             [] => None,
-            [one] => Some((
-                one["units"].as_u64().unwrap_or(0),
-                one["units_per_s"].as_f64().unwrap_or(0.0),
-            )),
+            [one] => Some((one.units, one.units_per_s)),
             many => {
-                let units: u64 = many.iter().map(|s| s["units"].as_u64().unwrap_or(0)).sum();
+                let units: u64 = many.iter().map(|s| s.units).sum();
                 Some((
                     units,
                     units as f64 / self.started.elapsed().as_secs_f64().max(1e-3),
@@ -139,7 +139,11 @@ impl Demo<'_> {
         };
         Ok(Summary {
             audit: report,
-            e2e: E2e::merge(consumers.iter().filter_map(|c| c.summary.as_ref())),
+            e2e: E2e::merge(
+                consumers
+                    .iter()
+                    .filter_map(|c| c.summary.as_ref().and_then(Stats::consumer)),
+            ),
             consumers_without_summary: consumers.iter().filter(|c| c.summary.is_none()).count(),
             duration: self.launched.elapsed(),
             consumers_max: self.consumers_max,
@@ -158,11 +162,11 @@ impl Demo<'_> {
     }
 
     /// Appends a producer stats line to the demo directory's copy of its stdout.
-    pub(super) fn copy_producer_line(&mut self, v: &Value) {
+    pub(super) fn copy_producer_line(&mut self, line: &str) {
         let Some(f) = self.producer_out.as_mut() else {
             return;
         };
-        if let Err(e) = writeln!(f, "{v}") {
+        if let Err(e) = writeln!(f, "{line}") {
             self.producer_out = None;
             self.warn(format!(
                 "cannot write {PRODUCER_OUT} ({e}): a kept directory will not re-audit"

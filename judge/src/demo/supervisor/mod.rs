@@ -29,6 +29,7 @@ use queues::{Depth, Queue};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::MissedTickBehavior;
+use workload::contract::Stats;
 use workload::shutdown::Shutdown;
 
 use super::Config;
@@ -163,7 +164,7 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     match summary {
         Ok(mut s) => {
             s.files = files;
-            demo.console.emit(s.line(launched));
+            demo.console.emit(&s.line(launched));
             // Through the console, which wraps long lines between words on a terminal.
             let mut report = Vec::new();
             let _ = s.write_report(&mut report);
@@ -447,29 +448,30 @@ impl Demo<'_> {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Stats(id, v) => {
+            Event::Stats(id, stats, line) => {
                 if self
                     .children
                     .get(id)
                     .is_some_and(|c| c.role == Role::Producer)
                 {
-                    self.copy_producer_line(&v);
+                    self.copy_producer_line(&line);
                 }
                 let Some(c) = self.children.get_mut(id) else {
                     return;
                 };
-                match v["kind"].as_str() {
-                    Some("summary") => c.summary = Some(v),
-                    Some("interval") => c.latest = Some(v),
-                    _ => {}
+                match *stats {
+                    // A role or kind from a newer writer: nothing the demo reads.
+                    Stats::Other(_) => {}
+                    s if s.is_summary() => c.summary = Some(s),
+                    s => c.latest = Some(s),
                 }
             }
-            Event::NotJson(id, line) => {
+            Event::NotStats(id, line, why) => {
                 if !self.not_json_reported.contains(&id) {
                     self.not_json_reported.push(id);
                     let role = self.children.get(id).map(|c| c.role.to_string());
                     self.warn(format!(
-                        "{} wrote a stdout line that is not JSON (ignored): {line:.80}",
+                        "{} wrote a stdout line that is not a stats line (ignored: {why}): {line:.80}",
                         role.unwrap_or_default()
                     ));
                 }
