@@ -28,6 +28,8 @@ struct Args {
     command: Command,
 }
 
+// Parsed once per process: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Grade a recorded series (series.json from `demo --autoscale` or `scorecard watch`).
@@ -50,10 +52,25 @@ enum Command {
             long_help = queues::registry::help_long()
         )]
         queue: String,
-        /// Where the consumer count comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on the channel)
-        /// or marathon:http://HOST:8080/APP_ID (the app's running tasks).
+        /// Where the count of consumers running comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on
+        /// the channel), marathon:http://HOST:8080/APP_ID (the app's running tasks) or
+        /// prometheus:http://HOST:9090?query=PROMQL (one instant query, e.g. count(mw_consumer_slots) or
+        /// kube_deployment_status_replicas_available{deployment="consumer"}; the PromQL as is, quoted for the
+        /// shell).
         #[arg(long, value_name = "SOURCE")]
         consumers: ConsumerSource,
+        /// Where the engine's decision comes from (its desired replicas), recorded beside the consumers running
+        /// and graded too: any SOURCE form, e.g.
+        /// prometheus:http://HOST:9090?query=kube_horizontalpodautoscaler_status_desired_replicas{horizontalpodautoscaler="keda-hpa-consumer"}.
+        #[arg(long, value_name = "SOURCE")]
+        decided: Option<ConsumerSource>,
+        /// The consumers' work model (the producer's --work), so the run is graded against its demand
+        /// [default: the scenario's work].
+        #[arg(long, value_name = "SPEC")]
+        work: Option<String>,
+        /// Messages one consumer works on at once (its --max-in-flight), for the demand.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        consumer_slots: usize,
         /// The scenario being run: its shape gives the load changes, its target and duration the defaults.
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
@@ -98,6 +115,9 @@ fn main() -> ExitCode {
             Command::Watch {
                 queue,
                 consumers,
+                decided,
+                work,
+                consumer_slots,
                 scenario,
                 shape,
                 target,
@@ -126,6 +146,14 @@ fn main() -> ExitCode {
                     .ok_or_else(|| usage("give --duration or a --scenario that has one"))?;
                 // Watching must not create the queue it watches: one that is not there is a mistyped name,
                 // not an empty queue (where the backend can tell).
+                let work = work.or(scenario.as_ref().and_then(|s| s.work.clone()));
+                if let Some(w) = &work {
+                    w.parse::<workload::work::WorkSpec>()
+                        .map_err(|e| usage(format!("invalid --work {w:?}: {e}")))?;
+                }
+                if consumer_slots == 0 {
+                    return Err(usage("--consumer-slots must be at least 1").into());
+                }
                 let url = queues::QueueUrl::parse(&queue).map_err(usage)?;
                 let q = url.open_existing().await.map_err(|e| {
                     let missing = e.kind() == queues::ErrorKind::NotFound;
@@ -141,10 +169,13 @@ fn main() -> ExitCode {
                 let w = watch::Watch {
                     queue: q.as_ref(),
                     consumers: &consumers,
+                    decided: decided.as_ref(),
                     target,
                     shape: shape.as_ref(),
                     duration,
                     interval,
+                    work,
+                    consumer_slots: Some(consumer_slots),
                 };
                 let (mut series, readings) =
                     watch::record(w, async move { shutdown.requested().await }).await;
@@ -159,12 +190,27 @@ fn main() -> ExitCode {
                         readings.polls
                     );
                 }
-                if readings.count_read < readings.polls || readings.depth_read < readings.polls {
+                if let Some(d) = decided.as_ref().filter(|_| readings.decided_read == 0) {
                     tracing::warn!(
-                        "of {} polls, {} read the depth and {} the consumer count; the others hold the last reading",
+                        "could not read the engine's decision from {d} once in {} polls: only the consumers running are graded",
+                        readings.polls
+                    );
+                }
+                let decided_short = decided.is_some() && readings.decided_read < readings.polls;
+                if readings.count_read < readings.polls
+                    || readings.depth_read < readings.polls
+                    || decided_short
+                {
+                    tracing::warn!(
+                        "of {} polls, {} read the depth, {} the consumer count{}; the others hold the last reading",
                         readings.polls,
                         readings.depth_read,
-                        readings.count_read
+                        readings.count_read,
+                        if decided.is_some() {
+                            format!(" and {} the engine's decision", readings.decided_read)
+                        } else {
+                            String::new()
+                        }
                     );
                 }
                 let title = match scenario {

@@ -320,6 +320,7 @@ mod tests {
             remainders: 0,
             produce_rate: 100.0,
             busy_s: None,
+            decided: None,
         }
     }
 

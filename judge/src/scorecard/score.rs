@@ -93,6 +93,12 @@ pub struct Scorecard {
     /// series lacks the shape, the work model or the consumer's slots.
     #[serde(default)]
     pub elasticity: Option<Elasticity>,
+    /// The same figures for the engine's decision (its desired replicas, [`Sample::decided`]) in place of
+    /// the consumers running, when the series records it: the engine's own speed, without the platform's
+    /// lag in starting and stopping consumers. Its depth figures are the run's; its utilisation is left out
+    /// (busy time belongs to consumers that ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<Box<Scorecard>>,
 }
 
 /// Which way the load moved at each change: as recorded, or, for a series that predates the record (or was
@@ -118,6 +124,27 @@ fn elasticity_of(series: &Series) -> Option<Elasticity> {
     let work: workload::work::WorkSpec = series.work.as_deref()?.parse().ok()?;
     let demand = super::demand::series_demand(series, &shape, &work, series.consumer_slots?);
     super::elasticity::of_series(series, &demand).ok()
+}
+
+/// The series with the engine's decision as its consumer count, from the first sample that recorded one
+/// (each later sample without one holds the last decision read); `None` when no sample recorded one.
+pub fn decided_series(series: &Series) -> Option<Series> {
+    let first = series.samples.iter().position(|s| s.decided.is_some())?;
+    let mut out = series.clone();
+    let mut last = 0;
+    out.samples = series.samples[first..]
+        .iter()
+        .map(|s| {
+            last = s.decided.unwrap_or(last);
+            Sample {
+                consumers: last,
+                busy_s: None,
+                decided: None,
+                ..s.clone()
+            }
+        })
+        .collect();
+    Some(out)
 }
 
 /// How the engine moved the consumer count from sample `i - 1` to sample `i`: `Equal` when it did not, or
@@ -223,6 +250,7 @@ pub fn score(series: &Series) -> Scorecard {
         manual_changes: series.manual.len(),
         lost: series.lost,
         elasticity: elasticity_of(series),
+        decided: decided_series(series).map(|d| Box::new(score(&d))),
     }
 }
 
@@ -313,6 +341,7 @@ mod tests {
                     remainders: 0,
                     produce_rate: 0.0,
                     busy_s: None,
+                    decided: None,
                 })
                 .collect(),
         }

@@ -15,8 +15,13 @@ pub struct Sample {
     /// Messages in the queue (ready and in flight), as `Queue::depth` reports it; `None` when it could not be
     /// read this time (the sample then counts for neither the depth figures nor their denominators).
     pub depth: Option<u64>,
-    /// Consumer processes running (not counting those draining after SIGTERM).
+    /// Consumer processes running (not counting those draining after SIGTERM): the supply.
     pub consumers: usize,
+    /// What the engine decided at that moment (its desired replicas), when recorded apart from the consumers
+    /// running (`scorecard watch --decided`); the two differ by the platform's start-up and shut-down lag.
+    /// `None` when not recorded, or not read yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<usize>,
     /// Remainder processes running (the spare slots), 0 where there are none.
     #[serde(default)]
     pub remainders: usize,
