@@ -10,14 +10,17 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use judge::scenario::Scenario;
-use judge::scorecard::{self, Series, sources::ConsumerSource, table, watch};
+use judge::scorecard::{
+    self, Series, compare, compare_chart, sources::ConsumerSource, table, watch,
+};
 use workload::cli::{parse_duration, parse_interval, usage};
 use workload::shape::Shape;
 
 /// Grade a scaling engine: reaction time, overshoot, time in band, flaps, cost, utilisation, loss.
 ///
 /// `scorecard grade series.json` re-grades a recorded run (the demo writes one with --autoscale);
-/// `scorecard watch` records one from outside while any engine scales consumers on any backend.
+/// `scorecard watch` records one from outside while any engine scales consumers on any backend;
+/// `scorecard compare RUN RUN…` puts recorded runs side by side.
 ///
 /// Exit status: 0 graded, 1 when nothing could be read or written, 2 for bad usage (a series file that is
 /// missing or not a series, no --target or --duration without a scenario that has them, a bad queue URL).
@@ -39,6 +42,17 @@ enum Command {
         /// Write scorecard.json and chart.svg (and a copy of the series) here [default: beside the series].
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Compare recorded runs (engines, or one engine's settings): one column per run with every figure and
+    /// the elastic speedup against the first, and one overlaid chart (compare.svg) of their depth and consumers.
+    Compare {
+        /// Each run: a series file, or a directory holding series.json (a --scorecard-dir, a watch's --out).
+        /// The first is the baseline of the elastic speedup.
+        #[arg(required = true, num_args = 2.., value_name = "RUN")]
+        runs: Vec<PathBuf>,
+        /// Directory for compare.json and compare.svg.
+        #[arg(long, default_value = "compare", value_name = "DIR")]
+        out: PathBuf,
     },
     /// Watch a run from outside: poll the queue's depth and the platform's consumer count, then grade.
     Watch {
@@ -92,11 +106,35 @@ enum Command {
     },
 }
 
+/// `scorecard compare`: the table on stderr, the comparison as one JSON document on stdout, and both files.
+fn compare(paths: &[PathBuf], out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    // A run named on the command line that is missing or not a series is bad usage, as for `grade`.
+    let runs = paths
+        .iter()
+        .map(|p| compare::Run::load(p).map_err(usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let comparison = compare::compare(&runs);
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+    let svg = compare_chart::svg(&runs, &format!("compared: {}", labels.join(" vs ")))?;
+    let (json_path, svg_path) = (out.join("compare.json"), out.join("compare.svg"));
+    std::fs::write(&json_path, serde_json::to_string_pretty(&comparison)?)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    std::fs::write(&svg_path, svg)
+        .with_context(|| format!("cannot write {}", svg_path.display()))?;
+    let mut err = std::io::stderr().lock();
+    compare::write_table(&mut err, &comparison).context("cannot write the table")?;
+    workload::note!("  files  {}, {}", json_path.display(), svg_path.display());
+    workload::outln!("{}", serde_json::to_string(&comparison)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     workload::cli::init_logging(&queues::registry::quiet_log_targets());
     let args = Args::parse();
     workload::cli::run_async(async move {
         let (series, out, title) = match args.command {
+            Command::Compare { runs, out } => return compare(&runs, &out),
             Command::Grade { series, out } => {
                 // The series is a file named on the command line: missing or not a series is bad usage.
                 let text = std::fs::read_to_string(&series)

@@ -28,26 +28,26 @@ pub const SERIES_NAMES: [&str; 6] = [
 /// The names of the marks in the legend: a load change up, down, and a consumer count set by hand.
 pub const MARK_NAMES: [&str; 3] = ["load up", "load down", "set by hand"];
 
-const DEPTH: RGBColor = RGBColor(31, 119, 180);
-const BAND: RGBColor = RGBColor(44, 160, 44);
+pub(super) const DEPTH: RGBColor = RGBColor(31, 119, 180);
+pub(super) const BAND: RGBColor = RGBColor(44, 160, 44);
 const CONSUMERS: RGBColor = RGBColor(214, 39, 40);
 const REMAINDERS: RGBColor = RGBColor(148, 103, 189);
 const RATE: RGBColor = RGBColor(255, 127, 14);
-const LOAD_UP: RGBColor = RGBColor(90, 90, 90);
-const LOAD_DOWN: RGBColor = RGBColor(23, 190, 207);
-const MANUAL: RGBColor = RGBColor(227, 119, 194);
+pub(super) const LOAD_UP: RGBColor = RGBColor(90, 90, 90);
+pub(super) const LOAD_DOWN: RGBColor = RGBColor(23, 190, 207);
+pub(super) const MANUAL: RGBColor = RGBColor(227, 119, 194);
 
 /// Width of the legend column right of the plots.
-const LEGEND_W: u32 = 190;
+pub(super) const LEGEND_W: u32 = 190;
 const WIDTH: u32 = 1000;
 const HEIGHT: u32 = 920;
 
 /// Errors drawing the chart: plotters' own, as text (its error type is generic over the backend).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot draw the chart: {0}")]
-pub struct ChartError(String);
+pub struct ChartError(pub(super) String);
 
-fn err(e: impl std::fmt::Display) -> ChartError {
+pub(super) fn err(e: impl std::fmt::Display) -> ChartError {
     ChartError(e.to_string())
 }
 
@@ -61,7 +61,7 @@ pub fn label(v: &f64) -> String {
 }
 
 /// Sample-and-hold steps of `pick` over the samples (skipping samples where it is `None`).
-fn steps(s: &[Sample], pick: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {
+pub(super) fn steps(s: &[Sample], pick: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {
     let known: Vec<(f64, f64)> = s.iter().filter_map(|x| Some((x.t, pick(x)?))).collect();
     let mut pts = Vec::with_capacity(known.len() * 2);
     for w in known.windows(2) {
@@ -75,13 +75,14 @@ fn steps(s: &[Sample], pick: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)>
 }
 
 /// One legend entry: a colour and how it is drawn.
-enum Swatch {
+#[derive(Clone)]
+pub(super) enum Swatch {
     Line(RGBColor),
     Area(RGBColor),
 }
 
 /// Draws a legend column (entries one under the other) in `area`.
-fn legend(
+pub(super) fn legend(
     area: &DrawingArea<SVGBackend, Shift>,
     entries: &[(&str, Swatch)],
 ) -> Result<(), ChartError> {
@@ -109,24 +110,22 @@ fn legend(
 }
 
 /// The vertical marks every panel carries: load changes and manual events.
-struct Marks {
-    changes: Vec<(f64, Direction)>,
-    manual: Vec<f64>,
+pub(super) struct Marks {
+    pub(super) changes: Vec<(f64, Direction)>,
+    pub(super) manual: Vec<f64>,
 }
 
 impl Marks {
-    fn of(series: &Series) -> Marks {
+    pub(super) fn of(series: &Series) -> Marks {
+        // As graded: recorded directions, or those of the series' shape (a watched run, an older file).
+        let directions = super::score::directions(series);
         Marks {
             changes: series
                 .changes_s
                 .iter()
                 .enumerate()
                 .map(|(i, &c)| {
-                    let d = series
-                        .change_directions
-                        .get(i)
-                        .copied()
-                        .unwrap_or(Direction::Up);
+                    let d = directions.get(i).copied().unwrap_or(Direction::Up);
                     (c, d)
                 })
                 .collect(),
@@ -135,7 +134,7 @@ impl Marks {
     }
 
     /// The legend entries of the marks present.
-    fn legend(&self) -> Vec<(&'static str, Swatch)> {
+    pub(super) fn legend(&self) -> Vec<(&'static str, Swatch)> {
         let mut out = Vec::new();
         if self.changes.iter().any(|c| c.1 == Direction::Up) {
             out.push((MARK_NAMES[0], Swatch::Line(LOAD_UP)));
@@ -150,14 +149,14 @@ impl Marks {
     }
 }
 
-type Chart<'a> = ChartContext<
+pub(super) type Chart<'a> = ChartContext<
     'a,
     SVGBackend<'a>,
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
 /// Builds one panel's axes on `area` and draws the marks across its height.
-fn panel<'a>(
+pub(super) fn panel<'a>(
     area: &DrawingArea<SVGBackend<'a>, Shift>,
     t_end: f64,
     y_max: f64,

@@ -8,6 +8,8 @@
 //! - [`watch`]: recording a series from outside a run (`scorecard watch`).
 
 pub mod chart;
+pub mod compare;
+pub mod compare_chart;
 pub mod demand;
 pub mod elasticity;
 pub mod prometheus;

@@ -104,7 +104,7 @@ pub struct Scorecard {
 /// Which way the load moved at each change: as recorded, or, for a series that predates the record (or was
 /// watched), worked out from its shape when the shape's changes are the series' changes. Otherwise every
 /// change counts as an increase, the only reading the old files supported.
-fn directions(series: &Series) -> Vec<Direction> {
+pub(super) fn directions(series: &Series) -> Vec<Direction> {
     if !series.change_directions.is_empty() {
         return series.change_directions.clone();
     }
