@@ -118,12 +118,22 @@ pub(super) fn directions(series: &Series) -> Vec<Direction> {
         .unwrap_or_default()
 }
 
-/// The elasticity metrics of `series`, when it says enough to work out its demand.
-fn elasticity_of(series: &Series) -> Option<Elasticity> {
+/// The demand at each sample of `series` ([`super::demand`]), when it records its shape, work model and
+/// consumer slots.
+pub fn demand_of(series: &Series) -> Option<Vec<u64>> {
     let shape = workload::shape::Shape::parse(series.shape.as_deref()?).ok()?;
     let work: workload::work::WorkSpec = series.work.as_deref()?.parse().ok()?;
-    let demand = super::demand::series_demand(series, &shape, &work, series.consumer_slots?);
-    super::elasticity::of_series(series, &demand).ok()
+    Some(super::demand::series_demand(
+        series,
+        &shape,
+        &work,
+        series.consumer_slots?,
+    ))
+}
+
+/// The elasticity metrics of `series`, when it says enough to work out its demand.
+fn elasticity_of(series: &Series) -> Option<Elasticity> {
+    super::elasticity::of_series(series, &demand_of(series)?).ok()
 }
 
 /// The series with the engine's decision as its consumer count, from the first sample that recorded one
