@@ -195,6 +195,10 @@ fn compare_tabulates_every_figure_and_overlays_every_run() {
     // The table on stderr: one column per run, the speedup printed.
     let table = p.stderr();
     assert!(table.contains("| figure | quick | slow |"), "{table}");
+    // Every row has one cell per run (a `|` inside a figure's name is escaped).
+    for line in table.lines().filter(|l| l.starts_with('|')) {
+        assert_eq!(line.replace("\\|", "").matches('|').count(), 4, "{line}");
+    }
     assert!(
         table.contains(&format!(
             "| elastic speedup vs the first | 1.00 | {slow:.2} |"

@@ -528,7 +528,10 @@ mod tests {
         let with = svg(&series, "demand").unwrap();
         let names = texts(&with);
         for name in SERIES_NAMES.iter().chain(&DEMAND_NAMES) {
-            assert!(names.iter().any(|t| t.starts_with(name)), "{name}: {names:?}");
+            assert!(
+                names.iter().any(|t| t.starts_with(name)),
+                "{name}: {names:?}"
+            );
         }
         let doc = roxmltree::Document::parse(&with).unwrap();
         assert_eq!(doc.root_element().attribute("height"), Some("1150"));

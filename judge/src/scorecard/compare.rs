@@ -256,7 +256,13 @@ pub fn write_table(out: &mut impl Write, c: &Comparison) -> io::Result<()> {
     writeln!(out, "| figure | {} |", heads.join(" | "))?;
     writeln!(out, "|---|{}", "---|".repeat(heads.len()))?;
     for r in &c.rows {
-        writeln!(out, "| {} | {} |", r.figure, r.cells.join(" | "))?;
+        // A `|` in a figure's name (∫|depth − target| dt) would end its cell.
+        writeln!(
+            out,
+            "| {} | {} |",
+            r.figure.replace('|', "\\|"),
+            r.cells.join(" | ")
+        )?;
     }
     Ok(())
 }
