@@ -238,6 +238,12 @@ async fn prometheus_count(
 /// Clients on `channel` of `topic` in an nsqd 1.x `/stats?format=json` document; 0 when the topic or channel
 /// does not exist yet (nothing consumes from it). `None` when the document is not nsqd's.
 pub fn nsqd_clients(doc: &Value, topic: &str, channel: &str) -> Option<usize> {
+    // nsqd 0.3.x (the one the Microscaling engine reads, installed by `marathon-install --engine`) wraps the
+    // document: `{"status_code":200,"status_txt":"OK","data":{…}}`.
+    let doc = match doc.get("data") {
+        Some(inner) if doc.get("status_code").is_some() => inner,
+        _ => doc,
+    };
     // nsqd writes `"topics": null` when it has none yet.
     let topics = match doc.get("topics")? {
         Value::Null => return Some(0),
@@ -347,6 +353,8 @@ mod tests {
             nsqd_clients(&json!({"message": "x"}), "jobs", "workers"),
             None
         );
+        let wrapped = json!({"status_code": 200, "status_txt": "OK", "data": doc});
+        assert_eq!(nsqd_clients(&wrapped, "jobs", "workers"), Some(2));
         assert_eq!(
             marathon_tasks_running(&json!({"app": {"id": "/c", "tasksRunning": 3}})),
             Some(3)
