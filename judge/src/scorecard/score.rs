@@ -578,4 +578,36 @@ mod tests {
         s.changes_s = vec![5.0];
         assert!(directions(&s).is_empty());
     }
+
+    #[test]
+    fn the_engines_decision_is_graded_from_its_first_reading_holding_the_last() {
+        // Running: 1, 1, 2, 3, 3. Decided: unread, 3, unread (a failed poll), 3, 1.
+        let mut s = series(&[
+            (0.0, 0, 1),
+            (1.0, 0, 1),
+            (2.0, 0, 2),
+            (3.0, 0, 3),
+            (4.0, 0, 3),
+        ]);
+        for (x, d) in s
+            .samples
+            .iter_mut()
+            .zip([None, Some(3), None, Some(3), Some(1)])
+        {
+            x.decided = d;
+        }
+        let d = decided_series(&s).expect("recorded");
+        let counts: Vec<(f64, usize)> = d.samples.iter().map(|x| (x.t, x.consumers)).collect();
+        assert_eq!(counts, [(1.0, 3), (2.0, 3), (3.0, 3), (4.0, 1)]);
+        let card = score(&s);
+        let decided = card.decided.as_deref().expect("graded");
+        // 3 replicas for 3 s; the run itself had 1·2 + 2 + 3 = 7 consumer-seconds.
+        assert_eq!(decided.consumer_seconds, 9.0);
+        assert_eq!(card.consumer_seconds, 7.0);
+        assert_eq!((decided.max_consumers, decided.direction_changes), (3, 0));
+        assert!(decided.decided.is_none());
+        // Nothing recorded: no decision graded.
+        s.samples.iter_mut().for_each(|x| x.decided = None);
+        assert_eq!(score(&s).decided, None);
+    }
 }

@@ -125,7 +125,8 @@ impl fmt::Display for ConsumerSource {
                 write!(f, "{}", redact(&format!("marathon:{base}/{app}")))
             }
             ConsumerSource::Prometheus { base, query } => {
-                write!(f, "prometheus:{}?query={query}", redact(base))
+                // The whole of it, in case a secret-looking parameter was written into the query.
+                write!(f, "{}", redact(&format!("prometheus:{base}?query={query}")))
             }
         }
     }
@@ -313,6 +314,15 @@ mod tests {
             !s.to_string().contains("pw") && !format!("{s:?}").contains("pw"),
             "{s}"
         );
+        let s: ConsumerSource = "prometheus:http://h:9090?query=up&token=hunter2"
+            .parse()
+            .unwrap();
+        assert!(!s.to_string().contains("hunter2"), "{s}");
+        // Without a secret, shown as given.
+        let s: ConsumerSource = "prometheus:http://h:9090?query=sum(up) + 1"
+            .parse()
+            .unwrap();
+        assert_eq!(s.to_string(), "prometheus:http://h:9090?query=sum(up) + 1");
         for bad in [
             "prometheus:http://h:9090",
             "prometheus:http://h:9090?query=",
