@@ -136,27 +136,6 @@ fn elasticity_of(series: &Series) -> Option<Elasticity> {
     super::elasticity::of_series(series, &demand_of(series)?).ok()
 }
 
-/// The series with the engine's decision as its consumer count, from the first sample that recorded one
-/// (each later sample without one holds the last decision read); `None` when no sample recorded one.
-pub fn decided_series(series: &Series) -> Option<Series> {
-    let first = series.samples.iter().position(|s| s.decided.is_some())?;
-    let mut out = series.clone();
-    let mut last = 0;
-    out.samples = series.samples[first..]
-        .iter()
-        .map(|s| {
-            last = s.decided.unwrap_or(last);
-            Sample {
-                consumers: last,
-                busy_s: None,
-                decided: None,
-                ..s.clone()
-            }
-        })
-        .collect();
-    Some(out)
-}
-
 /// How the engine moved the consumer count from sample `i - 1` to sample `i`: `Equal` when it did not, or
 /// when a manual event in between did it.
 fn engine_step(s: &[Sample], manual: &[ManualEvent], i: usize) -> Ordering {
@@ -260,7 +239,7 @@ pub fn score(series: &Series) -> Scorecard {
         manual_changes: series.manual.len(),
         lost: series.lost,
         elasticity: elasticity_of(series),
-        decided: decided_series(series).map(|d| Box::new(score(&d))),
+        decided: series.as_decided().map(|d| Box::new(score(&d))),
     }
 }
 
@@ -596,7 +575,7 @@ mod tests {
         {
             x.decided = d;
         }
-        let d = decided_series(&s).expect("recorded");
+        let d = s.as_decided().expect("recorded");
         let counts: Vec<(f64, usize)> = d.samples.iter().map(|x| (x.t, x.consumers)).collect();
         assert_eq!(counts, [(1.0, 3), (2.0, 3), (3.0, 3), (4.0, 1)]);
         let card = score(&s);

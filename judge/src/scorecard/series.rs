@@ -80,6 +80,29 @@ pub struct Series {
     pub samples: Vec<Sample>,
 }
 
+impl Series {
+    /// The series with the engine's decision as its consumer count, from the first sample that recorded one
+    /// (each later sample without one holds the last decision read); `None` when no sample recorded one.
+    pub fn as_decided(&self) -> Option<Series> {
+        let first = self.samples.iter().position(|s| s.decided.is_some())?;
+        let mut out = self.clone();
+        let mut last = 0;
+        out.samples = self.samples[first..]
+            .iter()
+            .map(|s| {
+                last = s.decided.unwrap_or(last);
+                Sample {
+                    consumers: last,
+                    busy_s: None,
+                    decided: None,
+                    ..s.clone()
+                }
+            })
+            .collect();
+        Some(out)
+    }
+}
+
 /// Which way the load moved at a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
