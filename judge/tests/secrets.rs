@@ -230,11 +230,21 @@ fn no_secret_reaches_any_output_of_any_binary() {
         format!("nsqd:http://u:{S}@127.0.0.1:1/t/c"),
         format!("marathon:http://u:{S}@127.0.0.1:1/microscaling-demo/consumer"),
         format!("marathon:http://127.0.0.1:1/app?token={S}"),
+        format!("prometheus:http://u:{S}@127.0.0.1:1?query=count(mw_consumer_slots)"),
+        format!("prometheus:http://127.0.0.1:1/prom?query=up&token={S}"),
     ] {
         let mut cmd = case(
             "scorecard",
             d,
-            &["watch", "--queue", &sqlite, "--consumers", &source],
+            &[
+                "watch",
+                "--queue",
+                &sqlite,
+                "--consumers",
+                &source,
+                "--decided",
+                &source,
+            ],
         );
         cmd.args([
             "--target",

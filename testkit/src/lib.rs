@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod fake_marathon;
 #[cfg(feature = "fake-nsqd")]
 pub mod fake_nsqd;
+pub mod prometheus;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

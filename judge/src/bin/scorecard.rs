@@ -10,14 +10,17 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use judge::scenario::Scenario;
-use judge::scorecard::{self, Series, sources::ConsumerSource, table, watch};
+use judge::scorecard::{
+    self, Series, compare, compare_chart, sources::ConsumerSource, table, watch,
+};
 use workload::cli::{parse_duration, parse_interval, usage};
 use workload::shape::Shape;
 
 /// Grade a scaling engine: reaction time, overshoot, time in band, flaps, cost, utilisation, loss.
 ///
 /// `scorecard grade series.json` re-grades a recorded run (the demo writes one with --autoscale);
-/// `scorecard watch` records one from outside while any engine scales consumers on any backend.
+/// `scorecard watch` records one from outside while any engine scales consumers on any backend;
+/// `scorecard compare RUN RUN…` puts recorded runs side by side.
 ///
 /// Exit status: 0 graded, 1 when nothing could be read or written, 2 for bad usage (a series file that is
 /// missing or not a series, no --target or --duration without a scenario that has them, a bad queue URL).
@@ -28,6 +31,8 @@ struct Args {
     command: Command,
 }
 
+// Parsed once per process: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Grade a recorded series (series.json from `demo --autoscale` or `scorecard watch`).
@@ -37,6 +42,17 @@ enum Command {
         /// Write scorecard.json and chart.svg (and a copy of the series) here [default: beside the series].
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Compare recorded runs (engines, or one engine's settings): one column per run with every figure and
+    /// the elastic speedup against the first, and one overlaid chart (compare.svg) of their depth and consumers.
+    Compare {
+        /// Each run: a series file, or a directory holding series.json (a --scorecard-dir, a watch's --out).
+        /// The first is the baseline of the elastic speedup.
+        #[arg(required = true, num_args = 2.., value_name = "RUN")]
+        runs: Vec<PathBuf>,
+        /// Directory for compare.json and compare.svg.
+        #[arg(long, default_value = "compare", value_name = "DIR")]
+        out: PathBuf,
     },
     /// Watch a run from outside: poll the queue's depth and the platform's consumer count, then grade.
     Watch {
@@ -50,10 +66,25 @@ enum Command {
             long_help = queues::registry::help_long()
         )]
         queue: String,
-        /// Where the consumer count comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on the channel)
-        /// or marathon:http://HOST:8080/APP_ID (the app's running tasks).
+        /// Where the count of consumers running comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on
+        /// the channel), marathon:http://HOST:8080/APP_ID (the app's running tasks) or
+        /// prometheus:http://HOST:9090?query=PROMQL (one instant query, e.g. count(mw_consumer_slots) or
+        /// kube_deployment_status_replicas_available{deployment="consumer"}; the PromQL as is, quoted for the
+        /// shell).
         #[arg(long, value_name = "SOURCE")]
         consumers: ConsumerSource,
+        /// Where the engine's decision comes from (its desired replicas), recorded beside the consumers running
+        /// and graded too: any SOURCE form, e.g.
+        /// prometheus:http://HOST:9090?query=kube_horizontalpodautoscaler_status_desired_replicas{horizontalpodautoscaler="keda-hpa-consumer"}.
+        #[arg(long, value_name = "SOURCE")]
+        decided: Option<ConsumerSource>,
+        /// The consumers' work model (the producer's --work), so the run is graded against its demand
+        /// [default: the scenario's work].
+        #[arg(long, value_name = "SPEC")]
+        work: Option<String>,
+        /// Messages one consumer works on at once (its --max-in-flight), for the demand.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        consumer_slots: usize,
         /// The scenario being run: its shape gives the load changes, its target and duration the defaults.
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
@@ -75,11 +106,35 @@ enum Command {
     },
 }
 
+/// `scorecard compare`: the table on stderr, the comparison as one JSON document on stdout, and both files.
+fn compare(paths: &[PathBuf], out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    // A run named on the command line that is missing or not a series is bad usage, as for `grade`.
+    let runs = paths
+        .iter()
+        .map(|p| compare::Run::load(p).map_err(usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let comparison = compare::compare(&runs);
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+    let svg = compare_chart::svg(&runs, &format!("compared: {}", labels.join(" vs ")))?;
+    let (json_path, svg_path) = (out.join("compare.json"), out.join("compare.svg"));
+    std::fs::write(&json_path, serde_json::to_string_pretty(&comparison)?)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    std::fs::write(&svg_path, svg)
+        .with_context(|| format!("cannot write {}", svg_path.display()))?;
+    let mut err = std::io::stderr().lock();
+    compare::write_table(&mut err, &comparison).context("cannot write the table")?;
+    workload::note!("  files  {}, {}", json_path.display(), svg_path.display());
+    workload::outln!("{}", serde_json::to_string(&comparison)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     workload::cli::init_logging(&queues::registry::quiet_log_targets());
     let args = Args::parse();
     workload::cli::run_async(async move {
         let (series, out, title) = match args.command {
+            Command::Compare { runs, out } => return compare(&runs, &out),
             Command::Grade { series, out } => {
                 // The series is a file named on the command line: missing or not a series is bad usage.
                 let text = std::fs::read_to_string(&series)
@@ -98,6 +153,9 @@ fn main() -> ExitCode {
             Command::Watch {
                 queue,
                 consumers,
+                decided,
+                work,
+                consumer_slots,
                 scenario,
                 shape,
                 target,
@@ -126,6 +184,14 @@ fn main() -> ExitCode {
                     .ok_or_else(|| usage("give --duration or a --scenario that has one"))?;
                 // Watching must not create the queue it watches: one that is not there is a mistyped name,
                 // not an empty queue (where the backend can tell).
+                let work = work.or(scenario.as_ref().and_then(|s| s.work.clone()));
+                if let Some(w) = &work {
+                    w.parse::<workload::work::WorkSpec>()
+                        .map_err(|e| usage(format!("invalid --work {w:?}: {e}")))?;
+                }
+                if consumer_slots == 0 {
+                    return Err(usage("--consumer-slots must be at least 1").into());
+                }
                 let url = queues::QueueUrl::parse(&queue).map_err(usage)?;
                 let q = url.open_existing().await.map_err(|e| {
                     let missing = e.kind() == queues::ErrorKind::NotFound;
@@ -141,10 +207,13 @@ fn main() -> ExitCode {
                 let w = watch::Watch {
                     queue: q.as_ref(),
                     consumers: &consumers,
+                    decided: decided.as_ref(),
                     target,
                     shape: shape.as_ref(),
                     duration,
                     interval,
+                    work,
+                    consumer_slots: Some(consumer_slots),
                 };
                 let (mut series, readings) =
                     watch::record(w, async move { shutdown.requested().await }).await;
@@ -159,12 +228,27 @@ fn main() -> ExitCode {
                         readings.polls
                     );
                 }
-                if readings.count_read < readings.polls || readings.depth_read < readings.polls {
+                if let Some(d) = decided.as_ref().filter(|_| readings.decided_read == 0) {
                     tracing::warn!(
-                        "of {} polls, {} read the depth and {} the consumer count; the others hold the last reading",
+                        "could not read the engine's decision from {d} once in {} polls: only the consumers running are graded",
+                        readings.polls
+                    );
+                }
+                let decided_short = decided.is_some() && readings.decided_read < readings.polls;
+                if readings.count_read < readings.polls
+                    || readings.depth_read < readings.polls
+                    || decided_short
+                {
+                    tracing::warn!(
+                        "of {} polls, {} read the depth, {} the consumer count{}; the others hold the last reading",
                         readings.polls,
                         readings.depth_read,
-                        readings.count_read
+                        readings.count_read,
+                        if decided.is_some() {
+                            format!(" and {} the engine's decision", readings.decided_read)
+                        } else {
+                            String::new()
+                        }
                     );
                 }
                 let title = match scenario {

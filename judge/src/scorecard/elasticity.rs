@@ -482,6 +482,7 @@ mod tests {
             remainders: 0,
             produce_rate: 0.0,
             busy_s: None,
+            decided: None,
         };
         let series = Series {
             policy: None,

@@ -3,12 +3,16 @@
 //! - [`series`]: the recorded run, the only input of the grading.
 //! - [`score`]: the grading itself, a pure function (recomputable from the series file).
 //! - [`chart`]: the SVG chart; [`table`]: the table for people.
-//! - [`sources`]: where the consumer count comes from, per platform (the demo, nsqd's `/stats`, Marathon).
+//! - [`sources`]: where the consumer count comes from, per platform (the demo, nsqd's `/stats`, Marathon,
+//!   a Prometheus query: [`prometheus`]).
 //! - [`watch`]: recording a series from outside a run (`scorecard watch`).
 
 pub mod chart;
+pub mod compare;
+pub mod compare_chart;
 pub mod demand;
 pub mod elasticity;
+pub mod prometheus;
 pub mod score;
 pub mod series;
 pub mod sources;

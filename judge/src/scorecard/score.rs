@@ -93,12 +93,18 @@ pub struct Scorecard {
     /// series lacks the shape, the work model or the consumer's slots.
     #[serde(default)]
     pub elasticity: Option<Elasticity>,
+    /// The same figures for the engine's decision (its desired replicas, [`Sample::decided`]) in place of
+    /// the consumers running, when the series records it: the engine's own speed, without the platform's
+    /// lag in starting and stopping consumers. Its depth figures are the run's; its utilisation is left out
+    /// (busy time belongs to consumers that ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<Box<Scorecard>>,
 }
 
 /// Which way the load moved at each change: as recorded, or, for a series that predates the record (or was
 /// watched), worked out from its shape when the shape's changes are the series' changes. Otherwise every
 /// change counts as an increase, the only reading the old files supported.
-fn directions(series: &Series) -> Vec<Direction> {
+pub(super) fn directions(series: &Series) -> Vec<Direction> {
     if !series.change_directions.is_empty() {
         return series.change_directions.clone();
     }
@@ -112,12 +118,22 @@ fn directions(series: &Series) -> Vec<Direction> {
         .unwrap_or_default()
 }
 
-/// The elasticity metrics of `series`, when it says enough to work out its demand.
-fn elasticity_of(series: &Series) -> Option<Elasticity> {
+/// The demand at each sample of `series` ([`super::demand`]), when it records its shape, work model and
+/// consumer slots.
+pub fn demand_of(series: &Series) -> Option<Vec<u64>> {
     let shape = workload::shape::Shape::parse(series.shape.as_deref()?).ok()?;
     let work: workload::work::WorkSpec = series.work.as_deref()?.parse().ok()?;
-    let demand = super::demand::series_demand(series, &shape, &work, series.consumer_slots?);
-    super::elasticity::of_series(series, &demand).ok()
+    Some(super::demand::series_demand(
+        series,
+        &shape,
+        &work,
+        series.consumer_slots?,
+    ))
+}
+
+/// The elasticity metrics of `series`, when it says enough to work out its demand.
+fn elasticity_of(series: &Series) -> Option<Elasticity> {
+    super::elasticity::of_series(series, &demand_of(series)?).ok()
 }
 
 /// How the engine moved the consumer count from sample `i - 1` to sample `i`: `Equal` when it did not, or
@@ -223,6 +239,7 @@ pub fn score(series: &Series) -> Scorecard {
         manual_changes: series.manual.len(),
         lost: series.lost,
         elasticity: elasticity_of(series),
+        decided: series.as_decided().map(|d| Box::new(score(&d))),
     }
 }
 
@@ -313,6 +330,7 @@ mod tests {
                     remainders: 0,
                     produce_rate: 0.0,
                     busy_s: None,
+                    decided: None,
                 })
                 .collect(),
         }
@@ -538,5 +556,37 @@ mod tests {
         // Changes that are not the shape's: no guess.
         s.changes_s = vec![5.0];
         assert!(directions(&s).is_empty());
+    }
+
+    #[test]
+    fn the_engines_decision_is_graded_from_its_first_reading_holding_the_last() {
+        // Running: 1, 1, 2, 3, 3. Decided: unread, 3, unread (a failed poll), 3, 1.
+        let mut s = series(&[
+            (0.0, 0, 1),
+            (1.0, 0, 1),
+            (2.0, 0, 2),
+            (3.0, 0, 3),
+            (4.0, 0, 3),
+        ]);
+        for (x, d) in s
+            .samples
+            .iter_mut()
+            .zip([None, Some(3), None, Some(3), Some(1)])
+        {
+            x.decided = d;
+        }
+        let d = s.as_decided().expect("recorded");
+        let counts: Vec<(f64, usize)> = d.samples.iter().map(|x| (x.t, x.consumers)).collect();
+        assert_eq!(counts, [(1.0, 3), (2.0, 3), (3.0, 3), (4.0, 1)]);
+        let card = score(&s);
+        let decided = card.decided.as_deref().expect("graded");
+        // 3 replicas for 3 s; the run itself had 1·2 + 2 + 3 = 7 consumer-seconds.
+        assert_eq!(decided.consumer_seconds, 9.0);
+        assert_eq!(card.consumer_seconds, 7.0);
+        assert_eq!((decided.max_consumers, decided.direction_changes), (3, 0));
+        assert!(decided.decided.is_none());
+        // Nothing recorded: no decision graded.
+        s.samples.iter_mut().for_each(|x| x.decided = None);
+        assert_eq!(score(&s).decided, None);
     }
 }

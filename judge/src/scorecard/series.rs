@@ -15,8 +15,13 @@ pub struct Sample {
     /// Messages in the queue (ready and in flight), as `Queue::depth` reports it; `None` when it could not be
     /// read this time (the sample then counts for neither the depth figures nor their denominators).
     pub depth: Option<u64>,
-    /// Consumer processes running (not counting those draining after SIGTERM).
+    /// Consumer processes running (not counting those draining after SIGTERM): the supply.
     pub consumers: usize,
+    /// What the engine decided at that moment (its desired replicas), when recorded apart from the consumers
+    /// running (`scorecard watch --decided`); the two differ by the platform's start-up and shut-down lag.
+    /// `None` when not recorded, or not read yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<usize>,
     /// Remainder processes running (the spare slots), 0 where there are none.
     #[serde(default)]
     pub remainders: usize,
@@ -73,6 +78,29 @@ pub struct Series {
     #[serde(default)]
     pub consumer_slots: Option<usize>,
     pub samples: Vec<Sample>,
+}
+
+impl Series {
+    /// The series with the engine's decision as its consumer count, from the first sample that recorded one
+    /// (each later sample without one holds the last decision read); `None` when no sample recorded one.
+    pub fn as_decided(&self) -> Option<Series> {
+        let first = self.samples.iter().position(|s| s.decided.is_some())?;
+        let mut out = self.clone();
+        let mut last = 0;
+        out.samples = self.samples[first..]
+            .iter()
+            .map(|s| {
+                last = s.decided.unwrap_or(last);
+                Sample {
+                    consumers: last,
+                    busy_s: None,
+                    decided: None,
+                    ..s.clone()
+                }
+            })
+            .collect();
+        Some(out)
+    }
 }
 
 /// Which way the load moved at a change.

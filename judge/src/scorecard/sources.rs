@@ -6,11 +6,14 @@
 //! | the demo's recorded series | `demo --autoscale` on a laptop | consumer processes the demo runs (not those draining) |
 //! | `nsqd:http://HOST:4151/TOPIC/CHANNEL` | any engine scaling NSQ consumers (Kubernetes, Nomad, bare hosts) | clients subscribed to the channel in nsqd's `/stats` |
 //! | `marathon:http://HOST:8080/APP_ID` | DC/OS / Marathon, the 2016 platform | the app's `tasksRunning` in `/v2/apps/<id>` |
+//! | `prometheus:http://HOST:9090?query=PROMQL` | any platform with a Prometheus server (Kubernetes with kube-state-metrics, consumers' `/metrics`) | what the query counts ([`super::prometheus`]) |
 //!
 //! nsqd counts what actually consumes: a consumer that has not connected yet or has already closed its
 //! subscription does not count, whatever the scheduler says. Marathon counts tasks it believes are running,
 //! which is what the engine asked for but lags the process by a health check. SQLite and Azure queues have no
-//! list of consumers: use the demo's series (local) or the platform's count.
+//! list of consumers: use the demo's series (local) or the platform's count. Prometheus counts what the query
+//! says, as of the last scrape (up to a scrape interval late): kube-state-metrics' available replicas, the
+//! consumers' own `mw_consumer_slots` series, or the engine's decision (`scorecard watch --decided`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +34,12 @@ pub enum SourceError {
     Status { url: String, status: u16 },
     #[error("{url} answered something that is not {what}")]
     Shape { url: String, what: &'static str },
+    #[error("{url}: {source}")]
+    Prometheus {
+        url: String,
+        #[source]
+        source: super::prometheus::ReplyError,
+    },
 }
 
 /// Where to read the consumer count (see the module's table).
@@ -44,14 +53,16 @@ pub enum ConsumerSource {
     },
     /// Marathon's address and the app id (with its leading `/` removed).
     Marathon { base: String, app: String },
+    /// A Prometheus server's address (with any path prefix, no trailing `/`) and the PromQL query, verbatim.
+    Prometheus { base: String, query: String },
 }
 
 impl FromStr for ConsumerSource {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let expected =
-            "expected nsqd:http://HOST:4151/TOPIC/CHANNEL or marathon:http://HOST:8080/APP_ID";
+        let expected = "expected nsqd:http://HOST:4151/TOPIC/CHANNEL, marathon:http://HOST:8080/APP_ID \
+             or prometheus:http://HOST:9090?query=PROMQL";
         let split = |rest: &str| -> Option<(String, String)> {
             let scheme_end = rest.find("://")? + 3;
             let path = rest[scheme_end..].find('/')? + scheme_end;
@@ -79,6 +90,24 @@ impl FromStr for ConsumerSource {
                 split(rest).ok_or_else(|| format!("invalid source {s:?}: {expected}"))?;
             return Ok(ConsumerSource::Marathon { base, app });
         }
+        if let Some(rest) = s.strip_prefix("prometheus:") {
+            // The query is taken verbatim after `query=` (and encoded when sent): PromQL has `+`, `%`, `&`
+            // and quotes of its own, which URL decoding would mangle.
+            let (base, query) = rest
+                .split_once('?')
+                .and_then(|(b, q)| Some((b.trim_end_matches('/'), q.strip_prefix("query=")?)))
+                .filter(|(b, q)| b.contains("://") && !q.trim().is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "invalid source {s:?}: a Prometheus source is prometheus:http://HOST:9090?query=PROMQL \
+                         (the PromQL as is, quoted for the shell)"
+                    )
+                })?;
+            return Ok(ConsumerSource::Prometheus {
+                base: base.to_string(),
+                query: query.to_string(),
+            });
+        }
         Err(format!("invalid source {s:?}: {expected}"))
     }
 }
@@ -94,6 +123,10 @@ impl fmt::Display for ConsumerSource {
             } => write!(f, "nsqd:{}/{topic}/{channel}", redact(base)),
             ConsumerSource::Marathon { base, app } => {
                 write!(f, "{}", redact(&format!("marathon:{base}/{app}")))
+            }
+            ConsumerSource::Prometheus { base, query } => {
+                // The whole of it, in case a secret-looking parameter was written into the query.
+                write!(f, "{}", redact(&format!("prometheus:{base}?query={query}")))
             }
         }
     }
@@ -118,15 +151,21 @@ impl ConsumerSource {
     /// # Errors
     /// When the server cannot be reached or answers something else than expected.
     pub async fn count(&self, http: &reqwest::Client) -> Result<usize, SourceError> {
-        let url = match self {
+        let (url, what) = match self {
             ConsumerSource::Nsqd {
                 base,
                 topic,
                 channel,
-            } => {
-                format!("{base}/stats?format=json&topic={topic}&channel={channel}")
+            } => (
+                format!("{base}/stats?format=json&topic={topic}&channel={channel}"),
+                "nsqd's /stats document",
+            ),
+            ConsumerSource::Marathon { base, app } => {
+                (format!("{base}/v2/apps/{app}"), "a Marathon app")
             }
-            ConsumerSource::Marathon { base, app } => format!("{base}/v2/apps/{app}"),
+            ConsumerSource::Prometheus { base, query } => {
+                return prometheus_count(http, base, query).await;
+            }
         };
         // Errors name the URL without its credentials.
         let shown = redact(&url);
@@ -149,21 +188,63 @@ impl ConsumerSource {
         let doc: Value = resp.json().await.map_err(http_err)?;
         let counted = match self {
             ConsumerSource::Nsqd { topic, channel, .. } => nsqd_clients(&doc, topic, channel),
-            ConsumerSource::Marathon { .. } => marathon_tasks_running(&doc),
+            _ => marathon_tasks_running(&doc),
         };
-        counted.ok_or(SourceError::Shape {
-            url: shown,
-            what: match self {
-                ConsumerSource::Nsqd { .. } => "nsqd's /stats document",
-                ConsumerSource::Marathon { .. } => "a Marathon app",
-            },
-        })
+        counted.ok_or(SourceError::Shape { url: shown, what })
     }
+}
+
+/// One instant query against `base`'s `/api/v1/query` ([`super::prometheus`]).
+async fn prometheus_count(
+    http: &reqwest::Client,
+    base: &str,
+    query: &str,
+) -> Result<usize, SourceError> {
+    let url = format!("{base}/api/v1/query");
+    let shown = redact(&url);
+    let http_err = |source: reqwest::Error| SourceError::Http {
+        url: shown.clone(),
+        source: source.without_url(),
+    };
+    let resp = http
+        .get(&url)
+        .query(&[("query", query)])
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(http_err)?;
+    let status = resp.status();
+    // Prometheus sends its errors (bad PromQL 400, timeout 503, …) as a JSON document naming them; any other
+    // body with a failing status (a proxy's HTML page) is shown as the status alone.
+    let body = resp.bytes().await.map_err(http_err)?;
+    let doc: Value = match serde_json::from_slice(&body) {
+        Ok(doc) => doc,
+        Err(_) if !status.is_success() => {
+            return Err(SourceError::Status {
+                url: shown,
+                status: status.as_u16(),
+            });
+        }
+        Err(_) => {
+            return Err(SourceError::Shape {
+                url: shown,
+                what: "JSON (a Prometheus query reply)",
+            });
+        }
+    };
+    super::prometheus::count_of(&doc)
+        .map_err(|source| SourceError::Prometheus { url: shown, source })
 }
 
 /// Clients on `channel` of `topic` in an nsqd 1.x `/stats?format=json` document; 0 when the topic or channel
 /// does not exist yet (nothing consumes from it). `None` when the document is not nsqd's.
 pub fn nsqd_clients(doc: &Value, topic: &str, channel: &str) -> Option<usize> {
+    // nsqd 0.3.x (the one the Microscaling engine reads, installed by `marathon-install --engine`) wraps the
+    // document: `{"status_code":200,"status_txt":"OK","data":{…}}`.
+    let doc = match doc.get("data") {
+        Some(inner) if doc.get("status_code").is_some() => inner,
+        _ => doc,
+    };
     // nsqd writes `"topics": null` when it has none yet.
     let topics = match doc.get("topics")? {
         Value::Null => return Some(0),
@@ -217,6 +298,43 @@ mod tests {
         let s: ConsumerSource = "marathon:http://ops:hunter2@m:8080/c".parse().unwrap();
         assert_eq!(s.to_string(), "marathon:http://***@m:8080/c");
         assert!(!format!("{s:?}").contains("hunter2"));
+        let s: ConsumerSource =
+            r#"prometheus:https://ops:pw@prom:9090/?query=sum(kube_deployment_status_replicas_available{deployment="c"}) + 0"#
+                .parse()
+                .unwrap();
+        assert_eq!(
+            s,
+            ConsumerSource::Prometheus {
+                base: "https://ops:pw@prom:9090".into(),
+                query: r#"sum(kube_deployment_status_replicas_available{deployment="c"}) + 0"#
+                    .into()
+            }
+        );
+        assert!(
+            !s.to_string().contains("pw") && !format!("{s:?}").contains("pw"),
+            "{s}"
+        );
+        let s: ConsumerSource = "prometheus:http://h:9090?query=up&token=hunter2"
+            .parse()
+            .unwrap();
+        assert!(!s.to_string().contains("hunter2"), "{s}");
+        // Without a secret, shown as given.
+        let s: ConsumerSource = "prometheus:http://h:9090?query=sum(up) + 1"
+            .parse()
+            .unwrap();
+        assert_eq!(s.to_string(), "prometheus:http://h:9090?query=sum(up) + 1");
+        for bad in [
+            "prometheus:http://h:9090",
+            "prometheus:http://h:9090?query=",
+            "prometheus:h:9090?query=up",
+            "prometheus:http://h:9090?q=up",
+        ] {
+            let e = bad.parse::<ConsumerSource>().unwrap_err();
+            assert!(
+                e.contains("prometheus:http://HOST:9090?query=PROMQL"),
+                "{bad}: {e}"
+            );
+        }
         for bad in [
             "nsqd:http://h:1/jobs",
             "nsqd:h/a/b",
@@ -245,6 +363,8 @@ mod tests {
             nsqd_clients(&json!({"message": "x"}), "jobs", "workers"),
             None
         );
+        let wrapped = json!({"status_code": 200, "status_txt": "OK", "data": doc});
+        assert_eq!(nsqd_clients(&wrapped, "jobs", "workers"), Some(2));
         assert_eq!(
             marathon_tasks_running(&json!({"app": {"id": "/c", "tasksRunning": 3}})),
             Some(3)

@@ -133,6 +133,50 @@ pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
             )?,
         }
     }
+    if let Some(d) = &c.decided {
+        // The engine's own decisions, before the platform started or stopped anything.
+        writeln!(
+            out,
+            "  engine's decision (desired replicas), graded the same way:"
+        )?;
+        let mut rows = vec![
+            ("worst time to scale out", secs(d.worst_scale_out_s)),
+            ("worst time to scale in", secs(d.worst_scale_in_s)),
+            (
+                "flaps",
+                format!(
+                    "{:.2}/min ({} direction changes)",
+                    d.flaps_per_min, d.direction_changes
+                ),
+            ),
+            (
+                "replica-seconds",
+                format!(
+                    "{:.0} (at most {} replicas)",
+                    d.consumer_seconds, d.max_consumers
+                ),
+            ),
+        ];
+        if let Some(e) = &d.elasticity {
+            rows.push((
+                "against the demand",
+                format!(
+                    "a_U {:.2}, a_O {:.2}, τ_U {:.1} %, τ_O {:.1} %, θ_U {:.1} %, θ_O {:.1} %, jitter {:+.2}/min, υ {:.1} %",
+                    e.accuracy_under,
+                    e.accuracy_over,
+                    e.timeshare_under * 100.0,
+                    e.timeshare_over * 100.0,
+                    e.theta_under_pct,
+                    e.theta_over_pct,
+                    e.jitter_per_min,
+                    e.instability_pct
+                ),
+            ));
+        }
+        for (name, value) in rows {
+            writeln!(out, "    {name:<24} {value}")?;
+        }
+    }
     if c.manual_changes > 0 {
         writeln!(
             out,

@@ -1,7 +1,8 @@
 //! Recording a series from outside a run: `scorecard watch` polls the queue's depth (through common's
 //! `Queue::depth`, so any backend) and the platform's consumer count once per interval, and takes the load
 //! from the scenario's shape (the producers are not visible from outside, so the rate shown is the rate the
-//! shape schedules).
+//! shape schedules). With a second source (`--decided`) it records the engine's decision beside the consumers
+//! running, and the scorecard grades each.
 
 use std::time::{Duration, Instant};
 
@@ -15,11 +16,17 @@ use super::sources::ConsumerSource;
 pub struct Watch<'a> {
     pub queue: &'a dyn Queue,
     pub consumers: &'a ConsumerSource,
+    /// Where the engine's decision is read (its desired replicas), when it can be read apart.
+    pub decided: Option<&'a ConsumerSource>,
     pub target: u64,
     /// The load, for its changes and rate; `None` when unknown (no reactions are then graded).
     pub shape: Option<&'a Shape>,
     pub duration: Duration,
     pub interval: Duration,
+    /// The work model and the consumer's slots (`--max-in-flight`), recorded so that the run is graded against
+    /// its demand too; `None` leaves the elasticity figures out.
+    pub work: Option<String>,
+    pub consumer_slots: Option<usize>,
 }
 
 /// How many polls there were, and how many read the depth and the consumer count. A run in which one of them
@@ -29,6 +36,8 @@ pub struct Readings {
     pub polls: u64,
     pub depth_read: u64,
     pub count_read: u64,
+    /// Polls that read the engine's decision (0 when there is no such source).
+    pub decided_read: u64,
 }
 
 /// Polls until `duration` has passed or `stop` resolves; returns the series and how many readings succeeded.
@@ -77,6 +86,19 @@ pub async fn record(
                 samples.last().map_or(0, |s| s.consumers)
             }
         };
+        let decided = match w.decided {
+            None => None,
+            Some(source) => match source.count(&http).await {
+                Ok(n) => {
+                    readings.decided_read += 1;
+                    Some(n)
+                }
+                Err(e) => {
+                    tracing::warn!("cannot read the engine's decision: {e}");
+                    samples.last().and_then(|s| s.decided)
+                }
+            },
+        };
         samples.push(Sample {
             t: t.as_secs_f64(),
             depth,
@@ -84,6 +106,7 @@ pub async fn record(
             remainders: 0,
             produce_rate: w.shape.map_or(0.0, |s| s.rate_at(t)),
             busy_s: None,
+            decided,
         });
         if t >= w.duration {
             break;
@@ -105,8 +128,8 @@ pub async fn record(
         manual: Vec::new(),
         consumed: w.shape.map_or(0, |s| s.sent_by(end).round() as u64),
         lost: None,
-        work: None,
-        consumer_slots: None,
+        work: w.work,
+        consumer_slots: w.consumer_slots,
         samples,
     };
     (series, readings)

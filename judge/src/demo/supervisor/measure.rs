@@ -87,6 +87,8 @@ impl Demo<'_> {
             remainders,
             produce_rate: f.produce_rate,
             busy_s: (!busy.is_empty()).then(|| busy.iter().sum()),
+            // The demo's own autoscaler starts its consumers at once: what runs is what it decided.
+            decided: None,
         });
     }
 

@@ -1,0 +1,90 @@
+//! A real Prometheus server (Debian's `prometheus` package) for the scorecard's Prometheus source: started on a
+//! free loopback port with a temp config and a temp TSDB, scraping the given `/metrics` targets every
+//! `scrape` interval, and killed when dropped (a [`Proc`]).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::Proc;
+
+pub struct Prometheus {
+    port: u16,
+    // Dropped after the process (fields drop in order): the TSDB lives until the server is gone.
+    proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+/// A port nobody listens on now (the usual small race with other processes is accepted in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// `GET path` on `127.0.0.1:port` over plain HTTP/1.0; the status code and body, `None` when it cannot connect.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    Some((status, body))
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` (`127.0.0.1:PORT`) as job `job`, and waits until it is ready.
+    pub fn start(job: &str, targets: &[String], scrape: &str) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("prometheus.yml");
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: {scrape}\n  scrape_timeout: {scrape}\n  evaluation_interval: {scrape}\n\
+                 scrape_configs:\n  - job_name: '{job}'\n    static_configs:\n      - targets: [{}]\n",
+                list.join(", ")
+            ),
+        )
+        .expect("write the config");
+        let port = free_port();
+        let mut cmd = std::process::Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn");
+        let mut proc = Proc::spawn("prometheus", cmd);
+        let ready = crate::eventually(Duration::from_secs(30), || {
+            http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200)
+        });
+        assert!(
+            ready && proc.running(),
+            "Prometheus did not become ready on port {port}: {}",
+            proc.stderr()
+        );
+        Prometheus {
+            port,
+            proc,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its log so far, for failure messages.
+    pub fn stderr(&self) -> String {
+        self.proc.stderr()
+    }
+}
