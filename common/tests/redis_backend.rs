@@ -268,6 +268,20 @@ fn foreign_entries_are_delivered_for_the_consumer_to_count() {
                 .nth(1),
             Some("body")
         );
+
+        // A watcher does not create a queue that is not there; an existing one opens.
+        let missing = parse(&server.url("nowhere", ""));
+        let e = common::queue::Target::open(&missing, OpenMode::Existing)
+            .await
+            .err();
+        assert_eq!(e.map(|e| e.kind()), Some(ErrorKind::NotFound));
+        assert_eq!(server.cli(&["EXISTS", "nowhere"]).trim(), "0");
+        let found = parse(&url);
+        assert!(
+            common::queue::Target::open(&found, OpenMode::Existing)
+                .await
+                .is_ok()
+        );
     });
 }
 
@@ -299,7 +313,7 @@ fn error_kinds_come_from_the_servers_replies() {
 
         // Out of memory: the server refuses writes until consumers catch up. Counted as throttling.
         server.cli(&["CONFIG", "SET", "maxmemory", "1"]);
-        let e = q.publish(bodies(1)).await.err().expect("refused");
+        let e = q.publish(bodies(1)).await.expect_err("refused");
         assert!(e.is_throttled(), "{e}");
         server.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     });
@@ -308,7 +322,7 @@ fn error_kinds_come_from_the_servers_replies() {
     drop(server);
     rt().block_on(async {
         let q = open(&format!("redis://127.0.0.1:{port}/gone"));
-        let e = q.depth().await.err().expect("refused");
+        let e = q.depth().await.expect_err("refused");
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
         assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
     });
@@ -327,7 +341,7 @@ fn the_client_reconnects_after_a_restart_and_the_durable_server_keeps_everything
             .unwrap();
         assert_eq!(got.len(), 2);
         server.kill();
-        let e = q.publish(bodies(1)).await.err().expect("server down");
+        let e = q.publish(bodies(1)).await.expect_err("server down");
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
         server.restart();
         // The first call after the restart may still fail on the old connection; then it is back.
