@@ -365,3 +365,64 @@ fn the_client_reconnects_after_a_restart_and_the_durable_server_keeps_everything
         assert_eq!(out.acked, 2, "leases survive the restart");
     });
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, written as PEM files in `dir`: (ca, cert, key).
+fn throwaway_ca(dir: &std::path::Path, name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("redis test CA {name}"));
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let path = |f: &str| dir.join(format!("{name}-{f}")).display().to_string();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+    (path("ca.pem"), path("cert.pem"), path("key.pem"))
+}
+
+#[test]
+fn tls_verifies_the_server_against_the_ca_file_and_refuses_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = throwaway_ca(dir.path(), "server");
+    let (other_ca, _, _) = throwaway_ca(dir.path(), "other");
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+        .to_string();
+    let server = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = |opts: &str| format!("redis://127.0.0.1:{tls_port}/secure?tls=true{opts}");
+    rt().block_on(async {
+        let q = open(&url(&format!("&ca={ca}")));
+        q.publish(bodies(2)).await.unwrap();
+        let got = q.receive(10, LEASE, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(q.ack(got.into_iter().map(|d| d.receipt).collect()).await.unwrap().acked, 2);
+        // The web PKI roots alone, or another CA: the handshake fails, nothing is sent.
+        for opts in [String::new(), format!("&ca={other_ca}")] {
+            let e = open(&url(&opts)).publish(bodies(1)).await.expect_err("untrusted");
+            assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        }
+    });
+    assert_eq!(server.cli(&["XLEN", "secure"]).trim(), "0", "only the trusted client's entries, acked");
+}
