@@ -417,12 +417,25 @@ fn tls_verifies_the_server_against_the_ca_file_and_refuses_any_other() {
         q.publish(bodies(2)).await.unwrap();
         let got = q.receive(10, LEASE, Duration::ZERO).await.unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(q.ack(got.into_iter().map(|d| d.receipt).collect()).await.unwrap().acked, 2);
+        assert_eq!(
+            q.ack(got.into_iter().map(|d| d.receipt).collect())
+                .await
+                .unwrap()
+                .acked,
+            2
+        );
         // The web PKI roots alone, or another CA: the handshake fails, nothing is sent.
         for opts in [String::new(), format!("&ca={other_ca}")] {
-            let e = open(&url(&opts)).publish(bodies(1)).await.expect_err("untrusted");
+            let e = open(&url(&opts))
+                .publish(bodies(1))
+                .await
+                .expect_err("untrusted");
             assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
         }
     });
-    assert_eq!(server.cli(&["XLEN", "secure"]).trim(), "0", "only the trusted client's entries, acked");
+    assert_eq!(
+        server.cli(&["XLEN", "secure"]).trim(),
+        "0",
+        "only the trusted client's entries, acked"
+    );
 }
