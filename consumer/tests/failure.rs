@@ -1,5 +1,5 @@
 //! The consumer's failure model and busy time, on real producer, consumer and audit processes: SQLite, the fake
-//! nsqd and a real Azurite.
+//! nsqd, a real Azurite and a real redis-server.
 //!
 //! - `--fail-rate 1 --max-deliveries 3`: every message is delivered exactly three times (it fails on the first
 //!   two and is given back; it fails on the third, its last allowed delivery, and is set aside), ends as poison
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::azurite::{self, Azurite};
 use testkit::fake_nsqd::FakeNsqd;
+use testkit::redis::RedisServer;
 use testkit::{Proc, command, eventually, sqlite_url, u};
 use workload::ledger::{Entry, Outcome};
 
@@ -56,6 +57,17 @@ impl Backend<'_> {
             url,
             drained: Box::new(move || azurite::depth(&u2).total() == 0),
             azure: true,
+        }
+    }
+
+    fn redis<'a>(server: &'a RedisServer, stream: &'a str) -> Backend<'a> {
+        Backend {
+            url: server.url(stream, ""),
+            drained: Box::new(move || {
+                let (len, pending, lag) = server.figures(stream, stream);
+                (len, pending, lag) == (0, 0, Some(0))
+            }),
+            azure: false,
         }
     }
 
@@ -249,6 +261,18 @@ fn fail_rate_1_poisons_every_message_after_three_deliveries_on_nsq() {
     every_message_ends_as_poison(&b, dir.path(), 300, "100ms", 0);
     // nsqd's own counters agree: two REQs per message, no timeouts.
     assert_eq!(fake.channel_counts("t", "c"), (0, 600));
+}
+
+/// Redis: a release with a delay stays pending with its idle time set, then an XAUTOCLAIM raises the count;
+/// foreign entries (no `body` field) are acked at their first delivery.
+#[test]
+fn fail_rate_1_poisons_every_message_after_three_deliveries_on_redis() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let b = Backend::redis(&server, "poison");
+    every_message_ends_as_poison(&b, dir.path(), 300, "100ms", 3);
+    // The server's own pending list agrees: nothing left, everything trimmed.
+    assert_eq!(server.figures("poison", "poison"), (0, 0, Some(0)));
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 use queues::QueueUrl;
 use queues::azure::AzureUrl;
 use queues::nsq::url::NsqUrl;
+use queues::redis::RedisUrl;
 use serde_json::Value;
 
 /// The binaries the image ships, as the Dockerfile's build stage names them (checked against the Dockerfile).
@@ -71,6 +72,16 @@ const EXTRA_ENV: &[(&str, &str, Readers)] = &[
     (
         "NSQ_AUTH_SECRET",
         "queues/src/nsq/mod.rs",
+        Readers::QueueUsers,
+    ),
+    (
+        "REDIS_PASSWORD",
+        "common/src/queue/redis/mod.rs",
+        Readers::QueueUsers,
+    ),
+    (
+        "REDIS_USERNAME",
+        "common/src/queue/redis/mod.rs",
         Readers::QueueUsers,
     ),
 ];
@@ -424,12 +435,16 @@ fn compose_profiles_name_exactly_the_services_each_stack_needs() {
         in_profile("azure"),
         set(&["azurite", "azure-producer", "azure-consumer", "remainder"])
     );
+    assert_eq!(
+        in_profile("redis"),
+        set(&["redis", "redis-producer", "redis-consumer", "remainder"])
+    );
     // Every service belongs to a profile, so plain `docker compose up` starts neither stack by accident.
     for (name, svc) in services(&c) {
         assert!(!profiles(svc).is_empty(), "service {name} has no profile");
         for p in profiles(svc) {
             assert!(
-                p == "nsq" || p == "azure",
+                p == "nsq" || p == "azure" || p == "redis",
                 "service {name}: unknown profile {p}"
             );
         }
@@ -458,8 +473,8 @@ fn compose_workloads_run_binaries_the_image_ships_with_flags_and_variables_they_
         found.extend(problems(&w, &accepts));
     }
     assert_eq!(
-        workloads, 5,
-        "two producers, two consumers and the remainder"
+        workloads, 7,
+        "three producers, three consumers and the remainder"
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
@@ -482,6 +497,8 @@ fn compose_queue_urls_parse_and_name_services_of_their_own_stack() {
                 .collect()
         } else if let Some(u) = parsed.settings::<AzureUrl>() {
             u.endpoint.iter().cloned().collect()
+        } else if let Some(u) = parsed.settings::<RedisUrl>() {
+            vec![format!("{}:{}", u.host, u.port)]
         } else {
             panic!(
                 "service {name}: a {} queue is not shared between containers",
@@ -578,6 +595,17 @@ fn compose_starts_in_order_scales_consumers_and_gives_them_time_to_drain() {
     assert_eq!(
         services(&c)["azurite"]["image"],
         "mcr.microsoft.com/azure-storage/azurite:3.35.0"
+    );
+    assert_eq!(
+        services(&c)["redis"]["image"],
+        "redis:7.0.15",
+        "the Redis version the backend is tested against (Debian's 7.0.15)"
+    );
+    let redis = strings(&services(&c)["redis"]["command"], "command");
+    assert!(
+        redis.windows(2).any(|w| w == ["--appendfsync", "always"])
+            && redis.windows(2).any(|w| w == ["--appendonly", "yes"]),
+        "an XADD reply is a durable confirmation only with the AOF fsynced per write: {redis:?}"
     );
     let azurite = strings(&services(&c)["azurite"]["command"], "command");
     assert_eq!(azurite[0], "azurite-queue", "the queue service only");
@@ -894,7 +922,7 @@ fn container_env(c: &Value) -> BTreeMap<String, Value> {
 
 #[test]
 fn kustomizations_list_every_manifest_in_their_folder() {
-    for dir in ["k8s/base", "k8s/nsq", "k8s/azure"] {
+    for dir in ["k8s/base", "k8s/nsq", "k8s/azure", "k8s/redis"] {
         let kust = yaml_docs(&read(&format!("{dir}/kustomization.yaml")), dir)
             .pop()
             .expect("a kustomization");
@@ -913,7 +941,7 @@ fn kustomizations_list_every_manifest_in_their_folder() {
             .collect();
         assert_eq!(listed, present, "{dir}/kustomization.yaml");
     }
-    for v in ["nsq", "azure"] {
+    for v in ["nsq", "azure", "redis"] {
         let docs = variant(v);
         for d in &docs {
             assert!(
@@ -937,7 +965,7 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
     let accepts = accepted();
     let mut found = Vec::new();
     let mut ours = 0;
-    for v in ["nsq", "azure"] {
+    for v in ["nsq", "azure", "redis"] {
         for (kind, name, pod) in pods(&variant(v)) {
             for c in pod["containers"].as_array().expect("containers") {
                 let image = str_of(&c["image"], "image");
@@ -974,13 +1002,13 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
             }
         }
     }
-    assert_eq!(ours, 6, "producer, consumer and remainder in each variant");
+    assert_eq!(ours, 9, "producer, consumer and remainder in each variant");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]
 fn kubernetes_workloads_set_resources_and_run_as_non_root() {
-    for v in ["nsq", "azure"] {
+    for v in ["nsq", "azure", "redis"] {
         for (_, name, pod) in pods(&variant(v)) {
             let psc = &pod["securityContext"];
             assert_eq!(psc["runAsNonRoot"], true, "{v} {name}");
@@ -1018,7 +1046,7 @@ fn kubernetes_workloads_set_resources_and_run_as_non_root() {
 
 #[test]
 fn consumer_grace_covers_its_drain_and_the_remainder_is_preempted_first() {
-    for v in ["nsq", "azure"] {
+    for v in ["nsq", "azure", "redis"] {
         let docs = variant(v);
         let consumer = &find(&docs, "Deployment", "consumer")["spec"]["template"]["spec"];
         let c = &consumer["containers"][0];
@@ -1194,6 +1222,70 @@ fn keda_azure_queue_scaler_reads_the_consumers_queue_with_its_own_connection_str
     assert!(
         value.contains(&format!("AccountName={};", url.account)),
         "{value}"
+    );
+}
+
+#[test]
+fn keda_redis_streams_scaler_reads_the_consumers_group_lag_with_its_password() {
+    let docs = variant("redis");
+    let (_, t) = scaled_object(&docs);
+    assert_eq!(t["type"], "redis-streams");
+    let m = &t["metadata"];
+    let (c, url) = consumer_of(&docs);
+    let Some(url) = url.settings::<RedisUrl>() else {
+        panic!("the redis variant's consumer does not use redis")
+    };
+    assert_eq!(m["stream"], url.stream.as_str(), "the consumer's stream");
+    assert_eq!(
+        m["consumerGroup"],
+        url.group.as_str(),
+        "the consumer's group"
+    );
+    // lagCount: the backlog no consumer has read (our `visible`), the mode that can scale to zero; the default
+    // pendingEntriesCount would see only what consumers already hold.
+    assert!(positive(&m["lagCount"], "lagCount") > 0);
+    positive(&m["activationLagCount"], "activationLagCount");
+    for other in ["pendingEntriesCount", "streamLength"] {
+        assert!(m.get(other).is_none(), "{other} would override lagCount");
+    }
+    // KEDA's operator lives in another namespace: the address names ours and the Service's port.
+    let svc = find(&docs, "Service", "redis");
+    let port = svc["spec"]["ports"][0]["port"].clone();
+    assert_eq!(
+        str_of(&m["address"], "address"),
+        format!("redis.queue-workload.svc:{port}")
+    );
+    assert_eq!(port, url.port, "the consumer's port");
+    // passwordFromEnv names a variable of the scale target's container, taken from the Secret the server uses.
+    let var = str_of(&m["passwordFromEnv"], "passwordFromEnv");
+    assert_eq!(var, "REDIS_PASSWORD", "the variable the backend reads");
+    let env = container_env(c);
+    let from = &env
+        .get(var)
+        .unwrap_or_else(|| panic!("the consumer has no {var} for KEDA to read"))["valueFrom"]["secretKeyRef"];
+    let secret = find(&docs, "Secret", str_of(&from["name"], "secret name"));
+    let value = str_of(
+        &secret["stringData"][str_of(&from["key"], "secret key")],
+        "secret value",
+    );
+    assert!(
+        value.starts_with("REPLACE"),
+        "the Secret holds a real-looking password"
+    );
+    let server = &find(&docs, "StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0];
+    let args = strings(&server["args"], "args");
+    assert!(
+        args.windows(2).any(|w| w == ["--appendfsync", "always"])
+            && args
+                .windows(2)
+                .any(|w| w == ["--requirepass", "$(REDIS_PASSWORD)"]),
+        "{args:?}"
+    );
+    assert!(
+        server["env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v["name"] == var)),
+        "the server takes its password from the same Secret"
     );
 }
 

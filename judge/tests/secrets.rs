@@ -10,6 +10,7 @@ use std::time::Duration;
 use testkit::azurite::Azurite;
 use testkit::fake_marathon::FakeMarathon;
 use testkit::fake_nsqd::{FakeNsqd, Options};
+use testkit::redis::RedisServer;
 use testkit::{Proc, command, eventually};
 
 /// Every secret below starts with this, so finding it anywhere (any case) finds a leak of any of them.
@@ -41,6 +42,7 @@ fn forms() -> Vec<String> {
 /// Every credential variable the suite reads, each holding a secret.
 fn secret_env(cmd: &mut Command) -> &mut Command {
     cmd.env("NSQ_AUTH_SECRET", S)
+        .env("REDIS_PASSWORD", S)
         .env("DCOS_TOKEN", S)
         .env("MARATHON_PASSWORD", S)
         .env("AZURE_STORAGE_ACCOUNT_KEY", KEY)
@@ -86,7 +88,11 @@ fn case(bin: &str, dir: &Path, args: &[&str]) -> Command {
 }
 
 /// Queue URLs with secrets, each on an error path, for any role that takes --queue.
-fn secret_urls(azurite: &Azurite, nsqd: &FakeNsqd) -> Vec<(String, Vec<(&'static str, String)>)> {
+fn secret_urls(
+    azurite: &Azurite,
+    nsqd: &FakeNsqd,
+    redis: &RedisServer,
+) -> Vec<(String, Vec<(&'static str, String)>)> {
     let dead_azure = "http://127.0.0.1:1/devstoreaccount1";
     let live = azurite.endpoint();
     let nsq = format!("{}?http={}", nsqd.tcp_addr(), nsqd.http_addr());
@@ -108,6 +114,8 @@ fn secret_urls(azurite: &Azurite, nsqd: &FakeNsqd) -> Vec<(String, Vec<(&'static
             none(),
         ),
         (format!("sqlite://u:{S}@nohost/q.db"), none()),
+        (format!("redis://user:{S}@127.0.0.1:1/jobs"), none()),
+        (format!("redis://127.0.0.1:1/jobs?password={S}"), none()),
         (
             format!("azure://devstoreaccount1/jobs?sig={SIG_ENC}"),
             none(),
@@ -134,7 +142,8 @@ fn secret_urls(azurite: &Azurite, nsqd: &FakeNsqd) -> Vec<(String, Vec<(&'static
             format!("azure://devstoreaccount1/jobs?endpoint={dead_azure}&auth=sas"),
             none(),
         ),
-        // Refused credentials: a wrong AUTH secret, a wrong key, a wrong SAS.
+        // Refused credentials: a wrong AUTH secret, a wrong key, a wrong SAS, a wrong Redis password.
+        (redis.url("jobs", ""), none()),
         (format!("nsq://{nsq}").replacen("?", "/t/c?", 1), none()),
         (
             format!("azure://devstoreaccount1/jobs?endpoint={live}"),
@@ -174,8 +183,9 @@ fn no_secret_reaches_any_output_of_any_binary() {
         ..Options::default()
     });
     let quick = Duration::from_secs(3);
+    let redis = RedisServer::start_with(&["--requirepass", "the-right-password"]);
 
-    for (url, env) in secret_urls(&azurite, &nsqd) {
+    for (url, env) in secret_urls(&azurite, &nsqd, &redis) {
         for (bin, extra) in [
             ("producer", &["--count", "1", "--give-up-after", "2s"][..]),
             ("consumer", &["--count", "1"][..]),

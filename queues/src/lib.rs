@@ -25,6 +25,8 @@ pub mod registry;
 pub mod azure;
 #[cfg(feature = "nsq")]
 pub mod nsq;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -42,6 +44,7 @@ static REGISTRY: &[registry::Registration] = &[
     registry::register!("sqlite", sqlite),
     registry::register!("nsq", nsq),
     registry::register!("azure", azure),
+    registry::register!("redis", redis),
 ];
 
 /// A message handed to a consumer, with what it needs to ack it.

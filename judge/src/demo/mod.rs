@@ -150,6 +150,12 @@ pub struct Args {
     /// Directory holding the producer, consumer and remainder binaries [default: the demo's own directory].
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+
+    /// Run on this queue instead of a SQLite queue in the temporary directory (any --queue URL the producer
+    /// takes, e.g. redis://127.0.0.1:6379/demo). Use a queue of its own: messages left in it from another
+    /// run are consumed and counted as unexpected, and this run's leftovers stay there.
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
 }
 
 /// Where `--autoscale` writes its scorecard when `--scorecard-dir` is not given.
@@ -186,6 +192,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub keep: bool,
     pub bin_dir: Option<PathBuf>,
+    /// The queue the children share, `None` for the embedded one in the temporary directory.
+    pub queue: Option<String>,
 }
 
 impl Config {
@@ -243,6 +251,10 @@ impl Config {
             (None, Some(s)) => s.target,
             (None, None) => DEFAULT_TARGET,
         };
+        if let Some(url) = &args.queue {
+            // Refused here, as a usage error, with any secret in it masked.
+            queues::QueueUrl::parse(url).map_err(|e| format!("--queue: {e}"))?;
+        }
         Ok(Config {
             rate,
             shape,
@@ -270,6 +282,7 @@ impl Config {
             drain_timeout: args.drain_timeout,
             keep: args.keep,
             bin_dir: args.bin_dir,
+            queue: args.queue,
         })
     }
 }

@@ -81,11 +81,17 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         std::fs::create_dir(dir.join(sub))
             .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
     }
-    let url = format!("sqlite:{}", dir.join("queue.db").display());
+    let url = config
+        .queue
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", dir.join("queue.db").display()));
     // Opening it here creates the file before any child starts, and proves it works.
-    let queue = queues::open(&url)
-        .await
-        .with_context(|| format!("cannot create the demo's queue {url:?}"))?;
+    let queue = queues::open(&url).await.with_context(|| {
+        format!(
+            "cannot create the demo's queue {:?}",
+            workload::redact::url(&url)
+        )
+    })?;
     let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
     hang_up_stops(&shutdown).context("cannot install the SIGHUP handler")?;
     let json = match &config.json {

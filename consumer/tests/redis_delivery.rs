@@ -1,0 +1,218 @@
+//! Loss and duplicate accounting across real producer and consumer processes on a Redis stream served by a
+//! real redis-server (Debian's package): the shared scenarios of `testkit::delivery` (three consumers and a
+//! SIGKILL, the SIGTERM drains), the server killed and restarted mid-run, and bad input. The failure model
+//! (`--fail-rate 1 --max-deliveries 3`) runs on Redis in `failure.rs`, with the other backends.
+
+use std::process::Command;
+use std::time::Duration;
+
+use testkit::redis::{self, RedisServer};
+use testkit::{Proc, command, delivery, eventually, ledger_entries, tally, u};
+
+fn producer(url: &str, count: u64, rate: u64) -> Command {
+    let mut cmd = command("producer");
+    cmd.args(["--queue", url, "--count", &count.to_string()])
+        .args(["--rate", &rate.to_string()])
+        .args([
+            "--batch",
+            "100",
+            "--size",
+            "200",
+            "--stats-interval",
+            "200ms",
+        ]);
+    redis::clear_credentials(&mut cmd);
+    cmd
+}
+
+fn consumer(url: &str, ledger: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = command("consumer");
+    cmd.args(["--queue", url, "--ledger"])
+        .arg(ledger)
+        .args(["--stats-interval", "100ms", "--batch", "100"])
+        .args(extra);
+    redis::clear_credentials(&mut cmd);
+    cmd
+}
+
+/// A stream as the shared scenarios drive it. The state is the server's own, read with redis-cli: visible =
+/// the group's lag, in flight = its pending entries (a released entry is re-added, so it is lag at once).
+fn with_backend(server: &RedisServer, stream: &str, run: impl FnOnce(&delivery::Backend)) {
+    let url = server.url(stream, "");
+    let state = || {
+        let (_, pending, lag) = server.figures(stream, stream);
+        (lag.expect("Redis counts the lag"), pending)
+    };
+    run(&delivery::Backend {
+        producer: &|count, rate| producer(&url, count, rate),
+        consumer: &|ledger, extra| consumer(&url, ledger, extra),
+        state: &state,
+        release_within: Duration::from_secs(2),
+    });
+}
+
+#[test]
+fn three_consumers_and_one_killed_midway_lose_nothing_of_20000() {
+    let server = RedisServer::start();
+    // A short lease, so the victim's messages come back within the test; work long enough that the victim
+    // holds many when it dies.
+    let load = delivery::KillLoad {
+        count: 20_000,
+        rate: 0,
+        consumer_args: &[
+            "--work",
+            "sleep:2ms",
+            "--max-in-flight",
+            "100",
+            "--lease",
+            "2s",
+        ],
+        acked_before_kill: 3_000,
+        duplicates_at_most: Some(100),
+    };
+    with_backend(&server, "killed", |b| {
+        let out = delivery::a_consumer_killed_midway_loses_nothing(b, &load);
+        assert_eq!(out.sent, 20_000);
+    });
+    let (len, pending, lag) = server.figures("killed", "killed");
+    assert_eq!((len, pending, lag), (0, 0, Some(0)), "acked and trimmed");
+}
+
+#[test]
+fn sigterm_finishes_what_it_holds() {
+    let server = RedisServer::start();
+    with_backend(&server, "finish", delivery::sigterm_finishes_held_messages);
+}
+
+/// A release re-adds the entry to the stream's end: visible at once, not after the 60 s lease.
+#[test]
+fn sigterm_releases_held_messages_at_once() {
+    let server = RedisServer::start();
+    with_backend(
+        &server,
+        "drain",
+        delivery::sigterm_releases_what_it_cannot_finish,
+    );
+}
+
+#[test]
+fn redis_killed_and_restarted_mid_run_costs_errors_not_messages() {
+    // appendfsync always: an XADD is on disk before its reply, so a SIGKILL loses nothing confirmed.
+    let mut server = RedisServer::start_durable();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("crash", "");
+    let mut consumers = testkit::spawn_with_ledgers(3, dir.path(), |ledger| {
+        consumer(
+            &url,
+            ledger,
+            &["--work", "none", "--max-in-flight", "50", "--lease", "3s"],
+        )
+    });
+    let mut p = Proc::spawn("producer", producer(&url, 20_000, 4_000));
+    let at_kill = u(
+        &p.wait_for_line(Duration::from_secs(30), |v| {
+            v["sent"].as_u64().unwrap_or(0) > 5_000
+        }),
+        "sent",
+    );
+    server.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    server.restart();
+    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
+    let ps = p.summary().unwrap();
+    let sent = u(&ps, "sent");
+    assert_eq!(sent, 20_000);
+    assert!(
+        u(&ps, "errors") > 0,
+        "the producer counted the outage: {ps}"
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            server.figures("crash", "crash") == (0, 0, Some(0))
+        }),
+        "the queue drained: {:?}",
+        server.figures("crash", "crash")
+    );
+    testkit::stop_gracefully(&mut consumers);
+    let errors: Vec<u64> = consumers
+        .iter()
+        .map(|c| u(&c.summary().unwrap(), "errors"))
+        .collect();
+    assert!(
+        errors.iter().all(|e| *e > 0),
+        "every consumer counted the outage: {errors:?}"
+    );
+    // Every consumer reconnected: each one consumed messages sent well after the restart.
+    for i in 0..3 {
+        let mut late = 0u64;
+        let path = dir.path().join(format!("c{i}.ledger"));
+        workload::ledger::read(&path, |e| late += u64::from(e.seq > at_kill + 1_000)).unwrap();
+        assert!(late > 0, "consumer{i} consumed nothing after the restart");
+    }
+    // A message whose reply was lost in the outage may be sent twice (a duplicate); none may be lost.
+    let (consumed, lost, _dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
+    assert_eq!((consumed, lost, unexpected), (sent, 0, 0));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_the_password_never_shows() {
+    let server = RedisServer::start_with(&["--requirepass", "pw-5ecret-xyz"]);
+    let run = |mut cmd: Command| {
+        cmd.args(["--give-up-after", "2s"]);
+        let mut p = Proc::spawn("producer", cmd);
+        let status = p.wait(Duration::from_secs(20));
+        (status, p.stderr())
+    };
+    // A password in the URL: a usage error that says where it goes, with the password masked.
+    let mut cmd = command("producer");
+    cmd.args([
+        "--queue",
+        &format!("redis://u:pw-5ecret-xyz@127.0.0.1:{}/q", server.port()),
+    ]);
+    let (status, err) = run(cmd);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("REDIS_PASSWORD") && !err.contains("pw-5ecret-xyz"),
+        "{err}"
+    );
+
+    // A malformed URL.
+    let mut cmd = command("producer");
+    cmd.args(["--count", "1", "--queue", "redis://127.0.0.1:6379"]);
+    let (status, err) = run(cmd);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("a stream name is needed"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    // A wrong password: refused, named, never shown.
+    let mut cmd = producer(&server.url("q", ""), 1, 0);
+    cmd.env("REDIS_PASSWORD", "wrong-pw-0000");
+    let (status, err) = run(cmd);
+    assert!(!status.success());
+    assert!(err.contains("Password authentication failed"), "{err}");
+    assert!(
+        !err.contains("wrong-pw-0000") && !err.contains("pw-5ecret-xyz"),
+        "{err}"
+    );
+
+    // The right one works.
+    let mut cmd = producer(&server.url("q", ""), 1, 0);
+    cmd.env("REDIS_PASSWORD", "pw-5ecret-xyz");
+    let (status, err) = run(cmd);
+    assert!(status.success(), "{err}");
+    assert_eq!(server.cli(&["XLEN", "q"]).trim(), "1");
+
+    // TLS with a CA file that is not one: refused before anything is sent.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let mut cmd = producer(
+        &server.url("q", &format!("tls=true&ca={}", ca.display())),
+        1,
+        0,
+    );
+    cmd.env("REDIS_PASSWORD", "pw-5ecret-xyz");
+    let (status, err) = run(cmd);
+    assert!(!status.success());
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+}
