@@ -9,6 +9,7 @@ pub mod azurite;
 pub mod fake_marathon;
 #[cfg(feature = "fake-nsqd")]
 pub mod fake_nsqd;
+pub mod nats;
 pub mod scenarios;
 
 use std::io::{BufRead, BufReader, Read};
