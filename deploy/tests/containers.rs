@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use common::queue::QueueUrl;
 use common::queue::azure::AzureUrl;
+use common::queue::nats::url::NatsUrl;
 use common::queue::nsq::url::NsqUrl;
 use serde_json::Value;
 
@@ -424,12 +425,16 @@ fn compose_profiles_name_exactly_the_services_each_stack_needs() {
         in_profile("azure"),
         set(&["azurite", "azure-producer", "azure-consumer", "remainder"])
     );
+    assert_eq!(
+        in_profile("nats"),
+        set(&["nats", "nats-producer", "nats-consumer", "remainder"])
+    );
     // Every service belongs to a profile, so plain `docker compose up` starts neither stack by accident.
     for (name, svc) in services(&c) {
         assert!(!profiles(svc).is_empty(), "service {name} has no profile");
         for p in profiles(svc) {
             assert!(
-                p == "nsq" || p == "azure",
+                p == "nsq" || p == "azure" || p == "nats",
                 "service {name}: unknown profile {p}"
             );
         }
@@ -458,8 +463,8 @@ fn compose_workloads_run_binaries_the_image_ships_with_flags_and_variables_they_
         found.extend(problems(&w, &accepts));
     }
     assert_eq!(
-        workloads, 5,
-        "two producers, two consumers and the remainder"
+        workloads, 7,
+        "three producers, three consumers and the remainder"
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
@@ -482,6 +487,8 @@ fn compose_queue_urls_parse_and_name_services_of_their_own_stack() {
                 .collect()
         } else if let Some(u) = parsed.settings::<AzureUrl>() {
             u.endpoint.iter().cloned().collect()
+        } else if let Some(u) = parsed.settings::<NatsUrl>() {
+            u.servers.clone()
         } else {
             panic!(
                 "service {name}: a {} queue is not shared between containers",
@@ -578,6 +585,16 @@ fn compose_starts_in_order_scales_consumers_and_gives_them_time_to_drain() {
     assert_eq!(
         services(&c)["azurite"]["image"],
         "mcr.microsoft.com/azure-storage/azurite:3.35.0"
+    );
+    assert_eq!(
+        services(&c)["nats"]["image"],
+        "nats:2.9.10-alpine",
+        "the nats-server version the backend is tested against"
+    );
+    let nats = strings(&services(&c)["nats"]["command"], "command");
+    assert!(
+        nats.contains(&"--jetstream".to_string()),
+        "JetStream on: {nats:?}"
     );
     let azurite = strings(&services(&c)["azurite"]["command"], "command");
     assert_eq!(azurite[0], "azurite-queue", "the queue service only");
@@ -894,7 +911,7 @@ fn container_env(c: &Value) -> BTreeMap<String, Value> {
 
 #[test]
 fn kustomizations_list_every_manifest_in_their_folder() {
-    for dir in ["k8s/base", "k8s/nsq", "k8s/azure"] {
+    for dir in ["k8s/base", "k8s/nsq", "k8s/azure", "k8s/nats"] {
         let kust = yaml_docs(&read(&format!("{dir}/kustomization.yaml")), dir)
             .pop()
             .expect("a kustomization");
@@ -913,7 +930,7 @@ fn kustomizations_list_every_manifest_in_their_folder() {
             .collect();
         assert_eq!(listed, present, "{dir}/kustomization.yaml");
     }
-    for v in ["nsq", "azure"] {
+    for v in ["nsq", "azure", "nats"] {
         let docs = variant(v);
         for d in &docs {
             assert!(
@@ -937,7 +954,7 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
     let accepts = accepted();
     let mut found = Vec::new();
     let mut ours = 0;
-    for v in ["nsq", "azure"] {
+    for v in ["nsq", "azure", "nats"] {
         for (kind, name, pod) in pods(&variant(v)) {
             for c in pod["containers"].as_array().expect("containers") {
                 let image = str_of(&c["image"], "image");
@@ -974,13 +991,13 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
             }
         }
     }
-    assert_eq!(ours, 6, "producer, consumer and remainder in each variant");
+    assert_eq!(ours, 9, "producer, consumer and remainder in each variant");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]
 fn kubernetes_workloads_set_resources_and_run_as_non_root() {
-    for v in ["nsq", "azure"] {
+    for v in ["nsq", "azure", "nats"] {
         for (_, name, pod) in pods(&variant(v)) {
             let psc = &pod["securityContext"];
             assert_eq!(psc["runAsNonRoot"], true, "{v} {name}");
@@ -1018,7 +1035,7 @@ fn kubernetes_workloads_set_resources_and_run_as_non_root() {
 
 #[test]
 fn consumer_grace_covers_its_drain_and_the_remainder_is_preempted_first() {
-    for v in ["nsq", "azure"] {
+    for v in ["nsq", "azure", "nats"] {
         let docs = variant(v);
         let consumer = &find(&docs, "Deployment", "consumer")["spec"]["template"]["spec"];
         let c = &consumer["containers"][0];
@@ -1194,6 +1211,54 @@ fn keda_azure_queue_scaler_reads_the_consumers_queue_with_its_own_connection_str
     assert!(
         value.contains(&format!("AccountName={};", url.account)),
         "{value}"
+    );
+}
+
+#[test]
+fn keda_nats_jetstream_scaler_reads_the_consumers_stream_and_durable_consumer() {
+    let docs = variant("nats");
+    let (_, t) = scaled_object(&docs);
+    assert_eq!(t["type"], "nats-jetstream");
+    let m = &t["metadata"];
+    let (_, url) = consumer_of(&docs);
+    let Some(url) = url.settings::<NatsUrl>() else {
+        panic!("the nats variant's consumer does not use nats")
+    };
+    assert_eq!(m["stream"], url.stream.as_str(), "the consumer's stream");
+    assert_eq!(
+        m["consumer"],
+        url.consumer.as_str(),
+        "the durable consumer the consumers share"
+    );
+    assert_eq!(
+        m["account"], "$G",
+        "the default account of a server without accounts"
+    );
+    assert!(positive(&m["lagThreshold"], "lagThreshold") > 0);
+    positive(&m["activationLagThreshold"], "activationLagThreshold");
+    // KEDA's operator lives in another namespace: the monitor address must name ours and the Service's port.
+    let svc = find(&docs, "Service", "nats");
+    let monitor = svc["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == "monitor")
+        .expect("a monitor port")["port"]
+        .clone();
+    assert_eq!(
+        str_of(
+            &m["natsServerMonitoringEndpoint"],
+            "natsServerMonitoringEndpoint"
+        ),
+        format!("nats.queue-workload.svc:{monitor}")
+    );
+    // The server runs JetStream with its monitor on that port.
+    let nats = &find(&docs, "StatefulSet", "nats")["spec"]["template"]["spec"]["containers"][0];
+    let args = strings(&nats["args"], "args");
+    assert!(args.iter().any(|a| a == "--jetstream"), "{args:?}");
+    assert!(
+        args.iter().any(|a| *a == format!("--http_port={monitor}")),
+        "{args:?}"
     );
 }
 
