@@ -235,7 +235,7 @@ fn main() {
     let m = |i: usize, f: fn(&Side) -> f64| median(runs.iter().map(|r| f(&r[i])).collect());
     let mut failed = false;
     println!(
-        "\nmedians of {rounds} rounds, {n} messages of {SIZE} B, nats-server {}:\n\
+        "\nmedians of {rounds} rounds, {n} messages of {SIZE} B, {}:\n\
          role      ours_msgs/s  nats-py_msgs/s  rate_ratio  ours_cpu_us/msg  nats-py_cpu_us/msg  cpu_ratio  server_us/msg(ours, nats-py)",
         server_version()
     );

@@ -74,6 +74,21 @@ const EXTRA_ENV: &[(&str, &str, Readers)] = &[
         "common/src/queue/nsq/mod.rs",
         Readers::QueueUsers,
     ),
+    (
+        "NATS_USER",
+        "common/src/queue/nats/mod.rs",
+        Readers::QueueUsers,
+    ),
+    (
+        "NATS_PASSWORD",
+        "common/src/queue/nats/mod.rs",
+        Readers::QueueUsers,
+    ),
+    (
+        "NATS_TOKEN",
+        "common/src/queue/nats/mod.rs",
+        Readers::QueueUsers,
+    ),
 ];
 
 /// The 2016 demo's queue variables (nsqd endpoints, topic, channel; Azure account and queue). They count as
