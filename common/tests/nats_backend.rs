@@ -164,14 +164,14 @@ fn extend_keeps_a_lease_past_its_end() {
     let other = open(&server.url("extend", ""));
     rt().block_on(async {
         q.publish(vec![b"x".to_vec()]).await.unwrap();
-        let lease = Duration::from_secs(1);
+        let lease = Duration::from_secs(2);
         let mut got = q.receive(1, lease, WAIT).await.unwrap();
         let mut receipts = vec![got.remove(0).receipt];
-        for _ in 0..6 {
-            tokio::time::sleep(Duration::from_millis(400)).await;
+        for _ in 0..7 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
             assert_eq!(q.extend(&mut receipts, lease).await.unwrap(), vec![true]);
         }
-        // 2.4 s after the receive, with a 1 s lease: still ours.
+        // 3.5 s after the receive, with a 2 s lease: still ours.
         assert!(
             other
                 .receive(1, lease, Duration::ZERO)

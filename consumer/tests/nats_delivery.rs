@@ -199,7 +199,13 @@ fn the_server_stopped_and_restarted_mid_run_costs_errors_not_messages() {
         v["sent"].as_u64().unwrap_or(0) > 4_000
     });
     server.stop();
-    std::thread::sleep(Duration::from_secs(2));
+    // Longer than the backend's 5 s request timeout: async-nats holds publishes while it reconnects, so a
+    // shorter outage costs only latency (their acks arrive after the restart), not errors.
+    std::thread::sleep(Duration::from_secs(6));
+    let acked_before: Vec<u64> = consumers
+        .iter()
+        .map(|c| c.stats().last().map_or(0, |v| u(v, "acked")))
+        .collect();
     server.restart();
     assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
     let ps = p.summary().unwrap();
@@ -224,11 +230,14 @@ fn the_server_stopped_and_restarted_mid_run_costs_errors_not_messages() {
     // A message whose publish ack was lost in the outage may be sent twice (a duplicate); none may be lost.
     let (consumed, lost, dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
     assert_eq!((consumed, lost, unexpected), (sent, 0, 0), "dups {dups}");
-    let busy = consumers
-        .iter()
-        .filter(|c| u(&c.summary().unwrap(), "acked") > 0)
-        .count();
-    assert_eq!(busy, 3, "every consumer reconnected and worked");
+    for (c, before) in consumers.iter().zip(acked_before) {
+        let after = u(&c.summary().unwrap(), "acked");
+        assert!(
+            after > before,
+            "{} reconnected and acked more after the restart ({before} -> {after})",
+            c.name
+        );
+    }
 }
 
 /// `--fail-rate 1 --max-deliveries 3` on two consumers: every message delivered exactly three times (two
