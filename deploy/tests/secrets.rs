@@ -86,7 +86,11 @@ fn case(bin: &str, dir: &Path, args: &[&str]) -> Command {
 }
 
 /// Queue URLs with secrets, each on an error path, for any role that takes --queue.
-fn secret_urls(azurite: &Azurite, nsqd: &FakeNsqd) -> Vec<(String, Vec<(&'static str, String)>)> {
+fn secret_urls(
+    azurite: &Azurite,
+    nsqd: &FakeNsqd,
+    nats: &testkit::nats::NatsServer,
+) -> Vec<(String, Vec<(&'static str, String)>)> {
     let dead_azure = "http://127.0.0.1:1/devstoreaccount1";
     let live = azurite.endpoint();
     let nsq = format!("{}?http={}", nsqd.tcp_addr(), nsqd.http_addr());
@@ -144,6 +148,18 @@ fn secret_urls(azurite: &Azurite, nsqd: &FakeNsqd) -> Vec<(String, Vec<(&'static
             format!("azure://devstoreaccount1/jobs?endpoint={live}&auth=sas"),
             none(),
         ),
+        // NATS: a password in the URL; the password or a token in the environment, for an unreachable
+        // server and for one that refuses them.
+        (format!("nats://user:{S}@127.0.0.1:1/s"), none()),
+        (
+            "nats://127.0.0.1:1/s".into(),
+            vec![("NATS_USER", "u".into()), ("NATS_PASSWORD", S.into())],
+        ),
+        (
+            nats.url("s", ""),
+            vec![("NATS_USER", "u".into()), ("NATS_PASSWORD", S.into())],
+        ),
+        (nats.url("s", ""), vec![("NATS_TOKEN", S.into())]),
         // A connection string, malformed and refused.
         (
             "azure://devstoreaccount1/jobs".into(),
@@ -175,7 +191,9 @@ fn no_secret_reaches_any_output_of_any_binary() {
     });
     let quick = Duration::from_secs(3);
 
-    for (url, env) in secret_urls(&azurite, &nsqd) {
+    let nats =
+        testkit::nats::NatsServer::start_with(&["--user", "u", "--pass", "the-right-password"]);
+    for (url, env) in secret_urls(&azurite, &nsqd, &nats) {
         for (bin, extra) in [
             ("producer", &["--count", "1", "--give-up-after", "2s"][..]),
             ("consumer", &["--count", "1"][..]),
