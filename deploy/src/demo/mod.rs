@@ -150,6 +150,29 @@ pub struct Args {
     /// Directory holding the producer, consumer and remainder binaries [default: the demo's own directory].
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+
+    /// Run on this queue instead of an embedded SQLite queue in the temporary directory: any URL the roles'
+    /// --queue takes (nats://…, nsq://…, azure://…).
+    ///
+    /// The children get it as their --queue, with the demo's environment (credentials included). Start
+    /// from an empty queue: its depth is read as the demo's backlog, and messages of other runs in it would
+    /// be consumed too.
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
+}
+
+/// A `--queue` given to the demo: the URL as given (the children need it whole) and as shown (secrets
+/// masked). `Debug` shows only the masked form.
+#[derive(Clone)]
+pub struct QueueArg {
+    pub url: String,
+    pub shown: common::queue::QueueUrl,
+}
+
+impl std::fmt::Debug for QueueArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QueueArg({})", self.shown)
+    }
 }
 
 /// Where `--autoscale` writes its scorecard when `--scorecard-dir` is not given.
@@ -186,6 +209,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub keep: bool,
     pub bin_dir: Option<PathBuf>,
+    /// The queue, when not the embedded one.
+    pub queue: Option<QueueArg>,
 }
 
 impl Config {
@@ -194,6 +219,13 @@ impl Config {
     /// # Errors
     /// A message for the user, for a value out of range.
     pub fn from_args(args: Args) -> Result<Config, String> {
+        let queue = match args.queue {
+            Some(url) => Some(QueueArg {
+                shown: common::queue::QueueUrl::parse(&url).map_err(|e| format!("--queue: {e}"))?,
+                url,
+            }),
+            None => None,
+        };
         let rate = args.rate.unwrap_or(100.0);
         if !rate.is_finite() || rate < 0.0 {
             return Err(format!(
@@ -270,6 +302,7 @@ impl Config {
             drain_timeout: args.drain_timeout,
             keep: args.keep,
             bin_dir: args.bin_dir,
+            queue,
         })
     }
 }

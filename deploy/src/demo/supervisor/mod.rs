@@ -80,11 +80,17 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         std::fs::create_dir(dir.join(sub))
             .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
     }
-    let url = format!("sqlite:{}", dir.join("queue.db").display());
-    // Opening it here creates the file before any child starts, and proves it works.
-    let queue = queue::open(&url)
-        .await
-        .with_context(|| format!("cannot create the demo's queue {url:?}"))?;
+    let url = match &config.queue {
+        Some(q) => q.url.clone(),
+        None => format!("sqlite:{}", dir.join("queue.db").display()),
+    };
+    // Opening it here creates the file (or the broker's queue) before any child starts, and proves it works.
+    let queue = queue::open(&url).await.with_context(|| {
+        format!(
+            "cannot create the demo's queue {:?}",
+            common::redact::url(&url)
+        )
+    })?;
     let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
     hang_up_stops(&shutdown).context("cannot install the SIGHUP handler")?;
     let json = match &config.json {
