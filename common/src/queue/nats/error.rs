@@ -4,6 +4,8 @@
 //! its own kind enum. The backend turns each into one of these variants where it calls the client, so that the
 //! mapping to the suite's kinds is written (and tested) once, here.
 
+use async_nats::jetstream;
+
 use crate::queue::{ErrorKind, QueueError};
 
 /// JetStream's error code for a store that refused a message: "maximum messages/bytes exceeded" on a stream at
@@ -112,6 +114,89 @@ impl From<NatsError> for QueueError {
             NatsError::Protocol(_) => ErrorKind::Other,
         };
         QueueError::new(kind, e)
+    }
+}
+
+// The conversions from async-nats' per-operation errors, one per call site kind.
+
+pub(super) fn connect_error(addr: &str, e: &async_nats::ConnectError) -> NatsError {
+    use async_nats::ConnectErrorKind as K;
+    let reason = e.to_string();
+    let addr = addr.to_string();
+    match e.kind() {
+        K::Authentication | K::AuthorizationViolation => NatsError::Denied { addr, reason },
+        K::Tls => NatsError::Tls { addr, reason },
+        _ => NatsError::Connect { addr, reason },
+    }
+}
+
+pub(super) fn create_stream_error(e: &jetstream::context::CreateStreamError) -> NatsError {
+    use jetstream::context::CreateStreamErrorKind as K;
+    match e.kind() {
+        K::JetStream(js) => NatsError::jetstream("creating the stream", &js),
+        K::JetStreamUnavailable => NatsError::JetStream {
+            what: "creating the stream",
+            status: 503,
+            code: JETSTREAM_NOT_ENABLED,
+            description: "JetStream is not enabled on this server (start nats-server with -js)"
+                .into(),
+        },
+        _ => NatsError::lost("creating the stream", e),
+    }
+}
+
+pub(super) fn get_stream_error(e: &jetstream::context::GetStreamError) -> NatsError {
+    match e.kind() {
+        jetstream::context::GetStreamErrorKind::JetStream(js) => {
+            NatsError::jetstream("looking up the stream", &js)
+        }
+        _ => NatsError::lost("looking up the stream", e),
+    }
+}
+
+pub(super) fn consumer_error(
+    what: &'static str,
+    e: &jetstream::stream::ConsumerError,
+) -> NatsError {
+    match e.kind() {
+        jetstream::stream::ConsumerErrorKind::JetStream(js) => NatsError::jetstream(what, &js),
+        _ => NatsError::lost(what, e),
+    }
+}
+
+pub(super) fn consumer_info_error(
+    name: &str,
+    e: &jetstream::context::ConsumerInfoError,
+) -> NatsError {
+    use jetstream::context::ConsumerInfoErrorKind as K;
+    match e.kind() {
+        K::JetStream(js) => NatsError::jetstream("reading the consumer's info", &js),
+        K::NotFound | K::StreamNotFound => NatsError::JetStream {
+            what: "reading the consumer's info",
+            status: 404,
+            code: CONSUMER_NOT_FOUND,
+            description: format!("consumer {name:?} or its stream not found"),
+        },
+        _ => NatsError::lost("reading the consumer's info", e),
+    }
+}
+
+pub(super) fn publish_error(e: &jetstream::context::PublishError) -> NatsError {
+    use jetstream::context::PublishErrorKind as K;
+    match e.kind() {
+        K::StreamNotFound => NatsError::JetStream {
+            what: "a publish",
+            status: 404,
+            code: STREAM_NOT_FOUND,
+            description: "no stream captures the subject (was the stream deleted?)".into(),
+        },
+        K::MaxPayloadExceeded => NatsError::JetStream {
+            what: "a publish",
+            status: 413,
+            code: 0,
+            description: e.to_string(),
+        },
+        _ => NatsError::lost("publish", e),
     }
 }
 

@@ -30,6 +30,7 @@
 //! (the binaries retry with back-off). Receipts survive a reconnect: an ack subject is not tied to a
 //! connection.
 
+mod auth;
 mod error;
 pub mod url;
 
@@ -42,7 +43,12 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use tokio::sync::OnceCell;
 
+use self::auth::Auth;
 pub use self::error::NatsError;
+use self::error::{
+    connect_error, consumer_error, consumer_info_error, create_stream_error, get_stream_error,
+    publish_error,
+};
 use self::url::NatsUrl;
 pub use self::url::{BACKEND, NatsBackend};
 use super::{AckOutcome, Delivery, Depth, OpenMode, Queue, QueueError, Receipt};
@@ -61,47 +67,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 struct NatsReceipt {
     reply: String,
     lease_until: Instant,
-}
-
-/// How the client authenticates. `Debug` never shows a secret.
-#[derive(Clone, Default)]
-enum Auth {
-    #[default]
-    None,
-    UserPassword(String, String),
-    Token(String),
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Auth::None => f.write_str("none"),
-            Auth::UserPassword(user, _) => write!(f, "user {user:?} with a password"),
-            Auth::Token(_) => f.write_str("a token"),
-        }
-    }
-}
-
-impl Auth {
-    /// `NATS_USER` with `NATS_PASSWORD`, or `NATS_TOKEN`, read through `get`.
-    fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Auth, NatsError> {
-        let var = |k: &str| get(k).filter(|v| !v.is_empty());
-        match (var("NATS_USER"), var("NATS_PASSWORD"), var("NATS_TOKEN")) {
-            (None, None, None) => Ok(Auth::None),
-            (Some(u), Some(p), None) => Ok(Auth::UserPassword(u, p)),
-            (None, None, Some(t)) => Ok(Auth::Token(t)),
-            (Some(_), None, _) => Err(NatsError::Config(
-                "NATS_USER is set but NATS_PASSWORD is not: set both, or NATS_TOKEN alone".into(),
-            )),
-            (None, Some(_), _) => Err(NatsError::Config(
-                "NATS_PASSWORD is set but NATS_USER is not: set both, or NATS_TOKEN alone".into(),
-            )),
-            (Some(_), Some(_), Some(_)) => Err(NatsError::Config(
-                "both NATS_USER/NATS_PASSWORD and NATS_TOKEN are set: set one way to authenticate"
-                    .into(),
-            )),
-        }
-    }
 }
 
 /// What one connection holds: the client, its JetStream context, the stream and the pull consumer.
@@ -334,81 +299,6 @@ fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Nats
     crate::tls::client_config(extra, &what).map_err(|e| NatsError::Config(e.to_string()))
 }
 
-fn connect_error(addr: &str, e: &async_nats::ConnectError) -> NatsError {
-    use async_nats::ConnectErrorKind as K;
-    let reason = e.to_string();
-    let addr = addr.to_string();
-    match e.kind() {
-        K::Authentication | K::AuthorizationViolation => NatsError::Denied { addr, reason },
-        K::Tls => NatsError::Tls { addr, reason },
-        _ => NatsError::Connect { addr, reason },
-    }
-}
-
-fn create_stream_error(e: &jetstream::context::CreateStreamError) -> NatsError {
-    use jetstream::context::CreateStreamErrorKind as K;
-    match e.kind() {
-        K::JetStream(js) => NatsError::jetstream("creating the stream", &js),
-        K::JetStreamUnavailable => NatsError::JetStream {
-            what: "creating the stream",
-            status: 503,
-            code: error::JETSTREAM_NOT_ENABLED,
-            description: "JetStream is not enabled on this server (start nats-server with -js)"
-                .into(),
-        },
-        _ => NatsError::lost("creating the stream", e),
-    }
-}
-
-fn get_stream_error(e: &jetstream::context::GetStreamError) -> NatsError {
-    match e.kind() {
-        jetstream::context::GetStreamErrorKind::JetStream(js) => {
-            NatsError::jetstream("looking up the stream", &js)
-        }
-        _ => NatsError::lost("looking up the stream", e),
-    }
-}
-
-fn consumer_error(what: &'static str, e: &jetstream::stream::ConsumerError) -> NatsError {
-    match e.kind() {
-        jetstream::stream::ConsumerErrorKind::JetStream(js) => NatsError::jetstream(what, &js),
-        _ => NatsError::lost(what, e),
-    }
-}
-
-fn consumer_info_error(name: &str, e: &jetstream::context::ConsumerInfoError) -> NatsError {
-    use jetstream::context::ConsumerInfoErrorKind as K;
-    match e.kind() {
-        K::JetStream(js) => NatsError::jetstream("reading the consumer's info", &js),
-        K::NotFound | K::StreamNotFound => NatsError::JetStream {
-            what: "reading the consumer's info",
-            status: 404,
-            code: error::CONSUMER_NOT_FOUND,
-            description: format!("consumer {name:?} or its stream not found"),
-        },
-        _ => NatsError::lost("reading the consumer's info", e),
-    }
-}
-
-fn publish_error(e: &jetstream::context::PublishError) -> NatsError {
-    use jetstream::context::PublishErrorKind as K;
-    match e.kind() {
-        K::StreamNotFound => NatsError::JetStream {
-            what: "a publish",
-            status: 404,
-            code: error::STREAM_NOT_FOUND,
-            description: "no stream captures the subject (was the stream deleted?)".into(),
-        },
-        K::MaxPayloadExceeded => NatsError::JetStream {
-            what: "a publish",
-            status: 413,
-            code: 0,
-            description: e.to_string(),
-        },
-        _ => NatsError::lost("publish", e),
-    }
-}
-
 /// Drains a pull request's messages into deliveries. A failure after some messages arrived keeps them (they
 /// are leased to us: dropping them would only delay them until the lease ends).
 async fn collect(
@@ -608,33 +498,6 @@ mod tests {
                 .iter()
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn credentials_come_from_the_environment_one_way_at_a_time() {
-        assert!(matches!(Auth::from_env(&env(&[])), Ok(Auth::None)));
-        let a = Auth::from_env(&env(&[("NATS_USER", "u"), ("NATS_PASSWORD", "hunter2")])).unwrap();
-        assert!(matches!(&a, Auth::UserPassword(u, p) if u == "u" && p == "hunter2"));
-        assert!(!format!("{a:?}").contains("hunter2"));
-        let t = Auth::from_env(&env(&[("NATS_TOKEN", "s3cret")])).unwrap();
-        assert!(!format!("{t:?}").contains("s3cret"));
-        for (vars, needle) in [
-            (&[("NATS_USER", "u")][..], "NATS_PASSWORD is not"),
-            (&[("NATS_PASSWORD", "p")][..], "NATS_USER is not"),
-            (
-                &[
-                    ("NATS_USER", "u"),
-                    ("NATS_PASSWORD", "p"),
-                    ("NATS_TOKEN", "t"),
-                ][..],
-                "set one way",
-            ),
-        ] {
-            let vars: &'static [(&'static str, &'static str)] = vars;
-            let e = Auth::from_env(&env(vars)).unwrap_err();
-            assert!(e.to_string().contains(needle), "{e}");
-            assert_eq!(QueueError::from(e).kind(), crate::queue::ErrorKind::Invalid);
         }
     }
 
