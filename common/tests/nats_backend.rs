@@ -342,3 +342,23 @@ fn receipts_survive_a_server_restart() {
         assert_eq!((d.visible, d.in_flight), (0, Some(0)));
     });
 }
+
+#[test]
+fn tls_verifies_the_server_against_the_ca_of_the_url_and_nothing_else() {
+    let (server, ca) = NatsServer::start_tls();
+    let ca = ca.display().to_string();
+    rt().block_on(async {
+        let q = open(&server.url("tls", &format!("tls=true&ca={ca}")));
+        q.publish(bodies(3)).await.unwrap();
+        assert_eq!(q.depth().await.unwrap().visible, 3);
+        // Without the CA, the certificate is not trusted: refused, whether the URL or the server asks for TLS.
+        for options in ["tls=true", ""] {
+            let e = open(&server.url("tls", options)).depth().await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unavailable, "{options}: {e}");
+            assert!(
+                e.to_string().contains("TLS") && e.to_string().contains("ca=FILE"),
+                "{options}: {e}"
+            );
+        }
+    });
+}

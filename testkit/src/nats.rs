@@ -17,6 +17,8 @@ pub struct NatsServer {
     monitor: u16,
     dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// The TLS certificates' directory, removed with the server.
+    certs: Option<tempfile::TempDir>,
 }
 
 /// The nats-server binary: `$NATS_SERVER`, else `nats-server` on the PATH.
@@ -45,9 +47,43 @@ impl NatsServer {
             monitor: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            certs: None,
         };
         s.restart();
         s
+    }
+
+    /// Starts nats-server requiring TLS, with a certificate for 127.0.0.1 signed by a throwaway CA made for
+    /// this server; returns it and the CA's PEM file (the client's `ca=`).
+    #[cfg(feature = "nats-tls")]
+    pub fn start_tls() -> (NatsServer, std::path::PathBuf) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let certs = dir.path().to_path_buf();
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "nats test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().expect("server key");
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("server params")
+            .signed_by(&leaf_key, &issuer)
+            .expect("server certificate");
+        let write = |name: &str, pem: String| {
+            let path = certs.join(name);
+            std::fs::write(&path, pem).expect("write a PEM file");
+            path.to_str().expect("utf-8 temp path").to_string()
+        };
+        let ca = write("ca.pem", ca_cert.pem());
+        let cert = write("server.pem", leaf.pem());
+        let key = write("server-key.pem", leaf_key.serialize_pem());
+        let mut server = Self::start_with(&["--tls", "--tlscert", &cert, "--tlskey", &key]);
+        server.certs = Some(dir);
+        (server, ca.into())
     }
 
     /// Starts it again on the same ports and store (after [`NatsServer::stop`]); waits until it is ready.

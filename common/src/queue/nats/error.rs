@@ -30,7 +30,9 @@ pub enum NatsError {
     )]
     Denied { addr: String, reason: String },
     /// TLS set-up or the handshake failed (an unverifiable certificate included).
-    #[error("TLS with NATS at {addr}: {reason}")]
+    #[error(
+        "TLS with NATS at {addr}: {reason} (a private CA is trusted with the URL's ca=FILE; verification cannot be turned off)"
+    )]
     Tls { addr: String, reason: String },
     /// The connection broke, or a request got no answer in time (the server restarting, or gone).
     #[error("NATS {what}: {reason}")]
@@ -126,6 +128,10 @@ pub(super) fn connect_error(addr: &str, e: &async_nats::ConnectError) -> NatsErr
     match e.kind() {
         K::Authentication | K::AuthorizationViolation => NatsError::Denied { addr, reason },
         K::Tls => NatsError::Tls { addr, reason },
+        // A refused certificate comes back as an IO error from the handshake.
+        _ if reason.contains("certificate") || reason.contains("handshake") => {
+            NatsError::Tls { addr, reason }
+        }
         _ => NatsError::Connect { addr, reason },
     }
 }
