@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use queues::QueueUrl;
 use queues::azure::AzureUrl;
+use queues::nats::url::NatsUrl;
 use queues::nsq::url::NsqUrl;
 use queues::redis::RedisUrl;
 use serde_json::Value;
@@ -82,6 +83,21 @@ const EXTRA_ENV: &[(&str, &str, Readers)] = &[
     (
         "REDIS_USERNAME",
         "common/src/queue/redis/mod.rs",
+        Readers::QueueUsers,
+    ),
+    (
+        "NATS_USER",
+        "common/src/queue/nats/mod.rs",
+        Readers::QueueUsers,
+    ),
+    (
+        "NATS_PASSWORD",
+        "common/src/queue/nats/mod.rs",
+        Readers::QueueUsers,
+    ),
+    (
+        "NATS_TOKEN",
+        "common/src/queue/nats/mod.rs",
         Readers::QueueUsers,
     ),
 ];
@@ -439,12 +455,16 @@ fn compose_profiles_name_exactly_the_services_each_stack_needs() {
         in_profile("redis"),
         set(&["redis", "redis-producer", "redis-consumer", "remainder"])
     );
+    assert_eq!(
+        in_profile("nats"),
+        set(&["nats", "nats-producer", "nats-consumer", "remainder"])
+    );
     // Every service belongs to a profile, so plain `docker compose up` starts neither stack by accident.
     for (name, svc) in services(&c) {
         assert!(!profiles(svc).is_empty(), "service {name} has no profile");
         for p in profiles(svc) {
             assert!(
-                p == "nsq" || p == "azure" || p == "redis",
+                p == "nsq" || p == "azure" || p == "redis" || p == "nats",
                 "service {name}: unknown profile {p}"
             );
         }
@@ -499,6 +519,8 @@ fn compose_queue_urls_parse_and_name_services_of_their_own_stack() {
             u.endpoint.iter().cloned().collect()
         } else if let Some(u) = parsed.settings::<RedisUrl>() {
             vec![format!("{}:{}", u.host, u.port)]
+        } else if let Some(u) = parsed.settings::<NatsUrl>() {
+            u.servers.clone()
         } else {
             panic!(
                 "service {name}: a {} queue is not shared between containers",
@@ -606,6 +628,16 @@ fn compose_starts_in_order_scales_consumers_and_gives_them_time_to_drain() {
         redis.windows(2).any(|w| w == ["--appendfsync", "always"])
             && redis.windows(2).any(|w| w == ["--appendonly", "yes"]),
         "an XADD reply is a durable confirmation only with the AOF fsynced per write: {redis:?}"
+    );
+    assert_eq!(
+        services(&c)["nats"]["image"],
+        "nats:2.9.10-alpine",
+        "the nats-server version the backend is tested against"
+    );
+    let nats = strings(&services(&c)["nats"]["command"], "command");
+    assert!(
+        nats.contains(&"--jetstream".to_string()),
+        "JetStream on: {nats:?}"
     );
     let azurite = strings(&services(&c)["azurite"]["command"], "command");
     assert_eq!(azurite[0], "azurite-queue", "the queue service only");
@@ -922,7 +954,7 @@ fn container_env(c: &Value) -> BTreeMap<String, Value> {
 
 #[test]
 fn kustomizations_list_every_manifest_in_their_folder() {
-    for dir in ["k8s/base", "k8s/nsq", "k8s/azure", "k8s/redis"] {
+    for dir in ["k8s/base", "k8s/nsq", "k8s/azure", "k8s/redis", "k8s/nats"] {
         let kust = yaml_docs(&read(&format!("{dir}/kustomization.yaml")), dir)
             .pop()
             .expect("a kustomization");
@@ -941,7 +973,7 @@ fn kustomizations_list_every_manifest_in_their_folder() {
             .collect();
         assert_eq!(listed, present, "{dir}/kustomization.yaml");
     }
-    for v in ["nsq", "azure", "redis"] {
+    for v in ["nsq", "azure", "redis", "nats"] {
         let docs = variant(v);
         for d in &docs {
             assert!(
@@ -965,7 +997,7 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
     let accepts = accepted();
     let mut found = Vec::new();
     let mut ours = 0;
-    for v in ["nsq", "azure", "redis"] {
+    for v in ["nsq", "azure", "redis", "nats"] {
         for (kind, name, pod) in pods(&variant(v)) {
             for c in pod["containers"].as_array().expect("containers") {
                 let image = str_of(&c["image"], "image");
@@ -1008,7 +1040,7 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
 
 #[test]
 fn kubernetes_workloads_set_resources_and_run_as_non_root() {
-    for v in ["nsq", "azure", "redis"] {
+    for v in ["nsq", "azure", "redis", "nats"] {
         for (_, name, pod) in pods(&variant(v)) {
             let psc = &pod["securityContext"];
             assert_eq!(psc["runAsNonRoot"], true, "{v} {name}");
@@ -1046,7 +1078,7 @@ fn kubernetes_workloads_set_resources_and_run_as_non_root() {
 
 #[test]
 fn consumer_grace_covers_its_drain_and_the_remainder_is_preempted_first() {
-    for v in ["nsq", "azure", "redis"] {
+    for v in ["nsq", "azure", "redis", "nats"] {
         let docs = variant(v);
         let consumer = &find(&docs, "Deployment", "consumer")["spec"]["template"]["spec"];
         let c = &consumer["containers"][0];
@@ -1286,6 +1318,54 @@ fn keda_redis_streams_scaler_reads_the_consumers_group_lag_with_its_password() {
             .as_array()
             .is_some_and(|e| e.iter().any(|v| v["name"] == var)),
         "the server takes its password from the same Secret"
+    );
+}
+
+#[test]
+fn keda_nats_jetstream_scaler_reads_the_consumers_stream_and_durable_consumer() {
+    let docs = variant("nats");
+    let (_, t) = scaled_object(&docs);
+    assert_eq!(t["type"], "nats-jetstream");
+    let m = &t["metadata"];
+    let (_, url) = consumer_of(&docs);
+    let Some(url) = url.settings::<NatsUrl>() else {
+        panic!("the nats variant's consumer does not use nats")
+    };
+    assert_eq!(m["stream"], url.stream.as_str(), "the consumer's stream");
+    assert_eq!(
+        m["consumer"],
+        url.consumer.as_str(),
+        "the durable consumer the consumers share"
+    );
+    assert_eq!(
+        m["account"], "$G",
+        "the default account of a server without accounts"
+    );
+    assert!(positive(&m["lagThreshold"], "lagThreshold") > 0);
+    positive(&m["activationLagThreshold"], "activationLagThreshold");
+    // KEDA's operator lives in another namespace: the monitor address must name ours and the Service's port.
+    let svc = find(&docs, "Service", "nats");
+    let monitor = svc["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == "monitor")
+        .expect("a monitor port")["port"]
+        .clone();
+    assert_eq!(
+        str_of(
+            &m["natsServerMonitoringEndpoint"],
+            "natsServerMonitoringEndpoint"
+        ),
+        format!("nats.queue-workload.svc:{monitor}")
+    );
+    // The server runs JetStream with its monitor on that port.
+    let nats = &find(&docs, "StatefulSet", "nats")["spec"]["template"]["spec"]["containers"][0];
+    let args = strings(&nats["args"], "args");
+    assert!(args.iter().any(|a| a == "--jetstream"), "{args:?}");
+    assert!(
+        args.iter().any(|a| *a == format!("--http_port={monitor}")),
+        "{args:?}"
     );
 }
 

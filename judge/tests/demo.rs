@@ -531,3 +531,53 @@ fn closing_the_terminal_sighup_stops_the_demo_and_removes_its_directory() {
     let left = processes_mentioning(&dir);
     assert!(left.is_empty(), "left running: {left:?}");
 }
+
+/// `demo --queue nats://…` runs the producer, the consumers and the autoscaler on a real nats-server's
+/// JetStream stream instead of the embedded queue: it scales out on the backlog, consumes everything, and
+/// leaves the durable consumer empty.
+#[test]
+fn the_autoscaler_runs_on_a_nats_jetstream_queue() {
+    let server = testkit::nats::NatsServer::start();
+    let url = server.url("demo", "");
+    let mut cmd = testkit::command("demo");
+    testkit::nats::clear_credentials(&mut cmd);
+    cmd.args([
+        "--queue",
+        &url,
+        "--autoscale",
+        "target=20,min=1,max=4,interval=500ms",
+        "--rate",
+        "200",
+        "--work",
+        "sleep:20ms",
+        "--duration",
+        "3s",
+        "--no-remainder",
+        "--drain-timeout",
+        "20s",
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    cmd.arg("--scorecard-dir").arg(out.path());
+    let mut p = Proc::spawn("demo", cmd);
+    let status = p.wait(Duration::from_secs(60));
+    let stderr = p.stderr();
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    let summary = p.summary().expect("a summary line");
+    assert_eq!(u(&summary, "lost"), 0, "{summary}\n{stderr}");
+    assert!(u(&summary, "produced") >= 500, "{summary}");
+    assert_eq!(
+        u(&summary, "consumed"),
+        u(&summary, "produced"),
+        "{summary}"
+    );
+    // One consumer takes ~50 msgs/s of 200: the backlog passes the target and the autoscaler adds more.
+    assert!(u(&summary, "consumers_max") >= 2, "{summary}");
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("queue nats://127.0.0.1:")),
+        "the header names the queue:\n{stderr}"
+    );
+    assert_eq!(server.jsz_consumer("demo", "workers"), Some((0, 0)));
+}

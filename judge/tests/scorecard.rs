@@ -366,7 +366,12 @@ fn watch_help_lists_every_scheme_of_this_build() {
         let mut p = Proc::spawn("scorecard", cmd);
         assert_eq!(p.wait(Duration::from_secs(10)).code(), Some(0));
         let out = p.lines().join("\n");
-        for form in ["sqlite:PATH", "nsq://HOST", "azure://ACCOUNT/QUEUE"] {
+        for form in [
+            "sqlite:PATH",
+            "nsq://HOST",
+            "azure://ACCOUNT/QUEUE",
+            "nats://HOST",
+        ] {
             assert!(out.contains(form), "{flag} should name {form}: {out}");
         }
     }

@@ -92,6 +92,7 @@ fn secret_urls(
     azurite: &Azurite,
     nsqd: &FakeNsqd,
     redis: &RedisServer,
+    nats: &testkit::nats::NatsServer,
 ) -> Vec<(String, Vec<(&'static str, String)>)> {
     let dead_azure = "http://127.0.0.1:1/devstoreaccount1";
     let live = azurite.endpoint();
@@ -153,6 +154,13 @@ fn secret_urls(
             format!("azure://devstoreaccount1/jobs?endpoint={live}&auth=sas"),
             none(),
         ),
+        // NATS: a password in the URL; the password in the environment, refused by the server. (Each live
+        // case costs this test about 10 s: the roles retry a refused credential until stopped.)
+        (format!("nats://user:{S}@127.0.0.1:1/s"), none()),
+        (
+            nats.url("s", ""),
+            vec![("NATS_USER", "u".into()), ("NATS_PASSWORD", S.into())],
+        ),
         // A connection string, malformed and refused.
         (
             "azure://devstoreaccount1/jobs".into(),
@@ -185,7 +193,9 @@ fn no_secret_reaches_any_output_of_any_binary() {
     let quick = Duration::from_secs(3);
     let redis = RedisServer::start_with(&["--requirepass", "the-right-password"]);
 
-    for (url, env) in secret_urls(&azurite, &nsqd, &redis) {
+    let nats =
+        testkit::nats::NatsServer::start_with(&["--user", "u", "--pass", "the-right-password"]);
+    for (url, env) in secret_urls(&azurite, &nsqd, &redis, &nats) {
         for (bin, extra) in [
             ("producer", &["--count", "1", "--give-up-after", "2s"][..]),
             ("consumer", &["--count", "1"][..]),

@@ -2,7 +2,7 @@
 //!
 //! The contract, which every backend keeps and the tests check:
 //! - [`Queue::publish`] returns `Ok` only once the backend has durably accepted every message of the batch
-//!   (SQLite: the transaction committed; NSQ: `OK`; Azure: 201). A producer counts a message as sent only then.
+//!   (SQLite: the transaction committed; NSQ: `OK`; Azure: 201; NATS: JetStream's publish ack). A producer counts a message as sent only then.
 //! - [`Queue::receive`] leases messages: each is invisible to other consumers until its lease runs out, then it
 //!   is delivered again with a higher delivery count. Delivery is at least once.
 //! - [`Queue::ack`] removes a message for good, but only while the caller still holds its lease: a message whose
@@ -23,6 +23,8 @@ pub mod registry;
 
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "nsq")]
 pub mod nsq;
 #[cfg(feature = "redis")]
@@ -45,6 +47,7 @@ static REGISTRY: &[registry::Registration] = &[
     registry::register!("nsq", nsq),
     registry::register!("azure", azure),
     registry::register!("redis", redis),
+    registry::register!("nats", nats),
 ];
 
 /// A message handed to a consumer, with what it needs to ack it.

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod fake_marathon;
 #[cfg(feature = "fake-nsqd")]
 pub mod fake_nsqd;
+pub mod nats;
 pub mod prometheus;
 pub mod redis;
 

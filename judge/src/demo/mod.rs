@@ -151,11 +151,28 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
 
-    /// Run on this queue instead of a SQLite queue in the temporary directory (any --queue URL the producer
-    /// takes, e.g. redis://127.0.0.1:6379/demo). Use a queue of its own: messages left in it from another
-    /// run are consumed and counted as unexpected, and this run's leftovers stay there.
+    /// Run on this queue instead of an embedded SQLite queue in the temporary directory: any URL the roles'
+    /// --queue takes (nats://…, nsq://…, azure://…).
+    ///
+    /// The children get it as their --queue, with the demo's environment (credentials included). Start
+    /// from an empty queue: its depth is read as the demo's backlog, and messages of other runs in it would
+    /// be consumed too.
     #[arg(long, value_name = "URL")]
     pub queue: Option<String>,
+}
+
+/// A `--queue` given to the demo: the URL as given (the children need it whole) and as shown (secrets
+/// masked). `Debug` shows only the masked form.
+#[derive(Clone)]
+pub struct QueueArg {
+    pub url: String,
+    pub shown: queues::QueueUrl,
+}
+
+impl std::fmt::Debug for QueueArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QueueArg({})", self.shown)
+    }
 }
 
 /// Where `--autoscale` writes its scorecard when `--scorecard-dir` is not given.
@@ -192,8 +209,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub keep: bool,
     pub bin_dir: Option<PathBuf>,
-    /// The queue the children share, `None` for the embedded one in the temporary directory.
-    pub queue: Option<String>,
+    /// The queue, when not the embedded one.
+    pub queue: Option<QueueArg>,
 }
 
 impl Config {
@@ -202,6 +219,13 @@ impl Config {
     /// # Errors
     /// A message for the user, for a value out of range.
     pub fn from_args(args: Args) -> Result<Config, String> {
+        let queue = match args.queue {
+            Some(url) => Some(QueueArg {
+                shown: queues::QueueUrl::parse(&url).map_err(|e| format!("--queue: {e}"))?,
+                url,
+            }),
+            None => None,
+        };
         let rate = args.rate.unwrap_or(100.0);
         if !rate.is_finite() || rate < 0.0 {
             return Err(format!(
@@ -251,10 +275,6 @@ impl Config {
             (None, Some(s)) => s.target,
             (None, None) => DEFAULT_TARGET,
         };
-        if let Some(url) = &args.queue {
-            // Refused here, as a usage error, with any secret in it masked.
-            queues::QueueUrl::parse(url).map_err(|e| format!("--queue: {e}"))?;
-        }
         Ok(Config {
             rate,
             shape,
@@ -282,7 +302,7 @@ impl Config {
             drain_timeout: args.drain_timeout,
             keep: args.keep,
             bin_dir: args.bin_dir,
-            queue: args.queue,
+            queue,
         })
     }
 }

@@ -36,8 +36,12 @@ pub fn header(config: &Config, dir: &Path) -> String {
         ),
         (Some(n), None) => format!("remainder with {n} thread(s)"),
     };
+    let queue = match &config.queue {
+        Some(q) => format!("; queue {}", q.shown),
+        None => String::new(),
+    };
     format!(
-        "demo: producer at {load} for {}; consumers {consumers}; work {work}; {remainder}; files in {}",
+        "demo: producer at {load} for {}; consumers {consumers}; work {work}; {remainder}; files in {}{queue}",
         humantime::format_duration(config.duration),
         dir.display()
     )

@@ -81,11 +81,11 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         std::fs::create_dir(dir.join(sub))
             .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
     }
-    let url = config
-        .queue
-        .clone()
-        .unwrap_or_else(|| format!("sqlite:{}", dir.join("queue.db").display()));
-    // Opening it here creates the file before any child starts, and proves it works.
+    let url = match &config.queue {
+        Some(q) => q.url.clone(),
+        None => format!("sqlite:{}", dir.join("queue.db").display()),
+    };
+    // Opening it here creates the file (or the broker's queue) before any child starts, and proves it works.
     let queue = queues::open(&url).await.with_context(|| {
         format!(
             "cannot create the demo's queue {:?}",
