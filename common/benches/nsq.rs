@@ -10,7 +10,8 @@
 //!   1. publish, MPUB 100 × 200 B: `bench_writer -batch-size 100 -size 200 -runfor 2s` (one connection per
 //!      core, one MPUB in flight on each) against `producer --count 1000000 --batch 100 --size 200
 //!      --concurrency C` on `connections=C`, C = the number of cores (as the Go tool); msgs/s over the
-//!      producer's whole life (start-up included).
+//!      producer's whole life (start-up included). Both topics have the channel `ch` (ours creates it), so
+//!      nsqd does the same work for both.
 //!   2. consume, zero work, 2500 in flight per connection: `bench_reader -runfor 1.5s` (RDY 2500 on each of
 //!      its connections) against `consumer --count 600000 --work none --max-in-flight 2500×C --batch 2500` on
 //!      `connections=C`, each from a backlog of 200-byte messages larger than it can drain; msgs/s from the
@@ -89,7 +90,18 @@ fn num(v: &Value, k: &str) -> u64 {
 fn build_release() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "producer", "-p", "consumer"])
+        // The same set as the embedded bench builds: another set unifies features differently, and cargo
+        // rebuilds half the tree when switching from one bench to the other.
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "producer",
+            "-p",
+            "consumer",
+            "-p",
+            "remainder",
+        ])
         .status()
         .expect("run cargo build");
     assert!(status.success(), "cargo build --release failed");
@@ -250,6 +262,10 @@ fn real(bins: &Path, go: &Path) {
         for side in [round % 2, 1 - round % 2] {
             let topic = format!("w{round}{side}");
             if side == 0 {
+                // Our producer creates its topic's channel (so depth shows before a consumer comes), and nsqd
+                // then copies every message into it: give bench_writer's topic the same channel, same work.
+                nsqd.http_call("POST", &format!("/topic/create?topic={topic}"));
+                nsqd.http_call("POST", &format!("/channel/create?topic={topic}&channel=ch"));
                 let pid = spawn(
                     &go.join("bench_writer"),
                     &[
