@@ -3,7 +3,11 @@
 //! Run with `cargo bench -p consumer --bench embedded`. It builds the release binaries, then measures:
 //! 1. End-to-end throughput: 1 producer + 2 consumer processes, 1,000,000 messages of 200 bytes, batch 100,
 //!    zero work, ledgers on; msgs/s from the first send to the last ack, CPU time per message (all three
-//!    processes, from wait4), and the audit (lost must be 0). Target: ≥ 200,000 msgs/s.
+//!    processes, from wait4), and the audit (lost must be 0). The anchor, measured in the same run with
+//!    rounds alternating: a bare SQLite queue of the same design (`embedded/spike.rs`: the same claim, acks
+//!    in the next claim's transaction, WAL, 1 producer + 2 consumer processes, batch 100, 200 B) with nothing
+//!    around it. Target: the binaries ≥ 0.8× the spike's rate (medians of 3); 200,000 msgs/s is printed
+//!    for reference only (these machines vary by 2×).
 //! 2. Each binary's time from exec to its first message (producer: first confirmed send; consumer: first
 //!    receive from a filled queue; remainder: first work unit), median of 5, and peak RSS (the binary's own
 //!    VmHWM from its summary line).
@@ -19,6 +23,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+
+#[path = "embedded/spike.rs"]
+mod spike;
 
 const MESSAGES: u64 = 1_000_000;
 const RUNS: usize = 3;
@@ -119,11 +126,65 @@ impl Verdicts {
     }
 }
 
+/// One run of the bare SQLite spike: (msgs/s from the first insert to the last ack, CPU µs per message).
+fn spike_run() -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("spike.db");
+    let done = dir.path().join("done");
+    spike::create(&db);
+    let me = std::env::current_exe().expect("the bench's own path");
+    let db_s = db.display().to_string();
+    let done_s = done.display().to_string();
+    let consumers: Vec<(u32, PathBuf)> = (0..2)
+        .map(|i| {
+            let out = dir.path().join(format!("sc{i}.out"));
+            (spawn(&me, &["spike-consumer", &db_s, &done_s], &out), out)
+        })
+        .collect();
+    let p_out = dir.path().join("sp.out");
+    let count = MESSAGES.to_string();
+    let p = spawn(&me, &["spike-producer", &db_s, &count, "200"], &p_out);
+    let (p_cpu, p_text) = finish_raw(p, &p_out);
+    File::create(&done).expect("create the done file");
+    let first: u64 = p_text
+        .trim()
+        .parse()
+        .expect("the spike producer's first_us");
+    let (mut cpu, mut consumed, mut last) = (p_cpu, 0u64, 0u64);
+    for (pid, out) in consumers {
+        let (c_cpu, text) = finish_raw(pid, &out);
+        let mut it = text
+            .split_whitespace()
+            .map(|w| w.parse::<u64>().expect("a number"));
+        consumed += it.next().unwrap_or(0);
+        last = last.max(it.next().unwrap_or(0));
+        cpu += c_cpu;
+    }
+    assert_eq!(consumed, MESSAGES, "the spike lost or duplicated messages");
+    assert_eq!(spike::left(&db), 0, "the spike left messages behind");
+    let secs = (last - first) as f64 / 1e6;
+    (
+        MESSAGES as f64 / secs,
+        cpu.as_secs_f64() * 1e6 / MESSAGES as f64,
+    )
+}
+
 fn throughput(bins: &Path, v: &mut Verdicts) -> (u64, u64) {
     let mut rates = Vec::new();
     let mut cpus = Vec::new();
+    let (mut s_rates, mut s_cpus) = (Vec::new(), Vec::new());
     let (mut rss_p, mut rss_c) = (0, 0);
     for run in 1..=RUNS {
+        // The anchor first in odd runs, after the binaries in even ones.
+        let spike_now = |s_rates: &mut Vec<f64>, s_cpus: &mut Vec<f64>| {
+            let (rate, cpu) = spike_run();
+            println!("run {run}: bare SQLite spike {rate:.0} msgs/s, CPU {cpu:.2} µs/msg");
+            s_rates.push(rate);
+            s_cpus.push(cpu);
+        };
+        if run % 2 == 1 {
+            spike_now(&mut s_rates, &mut s_cpus);
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite:{}", dir.path().join("q.db").display());
         let half = (MESSAGES / 2).to_string();
@@ -196,15 +257,21 @@ fn throughput(bins: &Path, v: &mut Verdicts) -> (u64, u64) {
         cpus.push(cpu_us_per_msg);
         rss_p = rss_p.max(producer.max_rss_kib);
         rss_c = rss_c.max(consumers.iter().map(|c| c.max_rss_kib).max().unwrap_or(0));
+        if run % 2 == 0 {
+            spike_now(&mut s_rates, &mut s_cpus);
+        }
     }
     let rate = median(rates);
+    let (s_rate, s_cpu) = (median(s_rates), median(s_cpus));
     println!(
-        "end-to-end throughput (median of {RUNS}): {rate:.0} msgs/s; CPU per message (median): {:.2} µs",
-        median(cpus)
+        "end-to-end throughput (median of {RUNS}): binaries {rate:.0} msgs/s, CPU {:.2} µs/msg; bare SQLite spike {s_rate:.0} msgs/s, CPU {s_cpu:.2} µs/msg ({} 200,000 msgs/s, for reference)",
+        median(cpus),
+        if rate >= 200_000.0 { "≥" } else { "<" }
     );
+    let ratio = rate / s_rate;
     v.check(
-        format!("throughput {rate:.0} msgs/s ≥ 200000"),
-        rate >= 200_000.0,
+        format!("throughput {ratio:.2}× the bare SQLite spike's (target ≥ 0.8)"),
+        ratio >= 0.8,
     );
     (rss_p, rss_c)
 }
@@ -283,8 +350,38 @@ fn rate_accuracy(bins: &Path, v: &mut Verdicts) {
     );
 }
 
+/// Waits for a spike process; returns its CPU time and stdout.
+fn finish_raw(pid: u32, out: &Path) -> (Duration, String) {
+    let mut status = 0;
+    // SAFETY: as in `finish`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid as i32, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "spike pid {pid} failed: status {status}"
+    );
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (
+        tv(usage.ru_utime) + tv(usage.ru_stime),
+        std::fs::read_to_string(out).expect("read stdout"),
+    )
+}
+
 fn main() {
-    // `cargo bench` passes --bench; there are no other options.
+    // `cargo bench` passes --bench; the spike's roles come back in through their own first argument.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("spike-producer") if args.len() == 4 => {
+            let count = args[2].parse().expect("count");
+            let size = args[3].parse().expect("size");
+            return spike::producer(Path::new(&args[1]), count, size);
+        }
+        Some("spike-consumer") if args.len() == 3 => {
+            return spike::consumer(Path::new(&args[1]), Path::new(&args[2]));
+        }
+        _ => {}
+    }
     let bins = build_release();
     let mut v = Verdicts(Vec::new());
     println!(

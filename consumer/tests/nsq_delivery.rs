@@ -369,3 +369,119 @@ fn auth_secret_comes_from_the_environment_and_never_shows() {
     assert!(!err.contains("wrong-value"), "{err}");
     assert_eq!(u(&p.summary().unwrap(), "sent"), 0);
 }
+
+/// nsqd's `/stats` of the fake, as JSON (a plain HTTP/1.0 GET: the test needs nothing more).
+fn fake_stats(fake: &FakeNsqd) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(fake.http_addr()).unwrap();
+    s.write_all(b"GET /stats?format=json HTTP/1.0\r\nHost: fake\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("stats are not JSON ({e}): {text}"))
+}
+
+/// Every subscribed client of `t/c` as (client_id, ready_count, finish_count).
+fn channel_clients(fake: &FakeNsqd) -> Vec<(String, u64, u64)> {
+    let stats = fake_stats(fake);
+    let stats = stats.get("data").unwrap_or(&stats);
+    let mut out = Vec::new();
+    for t in stats["topics"].as_array().into_iter().flatten() {
+        for c in t["channels"].as_array().into_iter().flatten() {
+            for cl in c["clients"].as_array().into_iter().flatten() {
+                out.push((
+                    cl["client_id"].as_str().unwrap_or("").to_string(),
+                    cl["ready_count"].as_u64().unwrap_or(0),
+                    cl["finish_count"].as_u64().unwrap_or(0),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `connections=3`: the producer publishes on three connections, each consumer subscribes on three with its
+/// RDY window split evenly across them, FINs go back on the connection each message came on (a FIN on the
+/// wrong one would be refused and the message would time out), and every message is consumed exactly once.
+#[test]
+fn three_connections_per_process_split_rdy_and_lose_nothing() {
+    let fake = FakeNsqd::start();
+    let url = format!("{}&connections=3", fake.url("t", "c"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = producer(&url, 30_000, 10_000);
+    cmd.args(["--concurrency", "3"]);
+    let mut p = Proc::spawn("producer", cmd);
+    assert!(
+        eventually(Duration::from_secs(10), || fake.client_count() == 3),
+        "the producer opened three connections ({} seen)",
+        fake.client_count()
+    );
+    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
+    let sent = u(&p.summary().expect("producer summary"), "sent");
+    assert_eq!((sent, fake.published("t")), (30_000, 30_000));
+    let mut cs = consumers(
+        &url,
+        dir.path(),
+        2,
+        &["--work", "sleep:1ms", "--max-in-flight", "30"],
+    );
+    // Two processes × three connections, each process's RDY split evenly (shares differ by at most one).
+    let split = || {
+        let clients = channel_clients(&fake);
+        let mut by_process: std::collections::HashMap<String, Vec<u64>> = Default::default();
+        for (id, rdy, _) in &clients {
+            by_process.entry(id.clone()).or_default().push(*rdy);
+        }
+        by_process.len() == 2
+            && by_process.values().all(|r| {
+                let (lo, hi) = (r.iter().min().unwrap(), r.iter().max().unwrap());
+                r.len() == 3 && *hi > 0 && hi - lo <= 1 && r.iter().sum::<u64>() <= 60
+            })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), split),
+        "RDY not split over 2 × 3 connections: {:?}",
+        channel_clients(&fake)
+    );
+    let working = channel_clients(&fake).iter().filter(|c| c.2 > 0).count();
+    drain_and_stop(&fake, &url, &mut cs, Duration::from_secs(60));
+    let (consumed, lost, dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
+    assert_eq!((consumed, lost, dups, unexpected), (30_000, 0, 0, 0));
+    let acked: u64 = cs.iter().map(|c| u(&c.summary().unwrap(), "acked")).sum();
+    assert_eq!(acked, 30_000);
+    assert_eq!(
+        fake.channel_counts("t", "c"),
+        (0, 0),
+        "no timeouts, no requeues: every FIN went to the right connection"
+    );
+    assert!(
+        working >= 4,
+        "messages came on most of the six connections ({working} had FINs)"
+    );
+}
+
+/// The SIGKILL scenario with three connections per process.
+#[test]
+fn three_connections_a_consumer_killed_midway_loses_nothing() {
+    let fake = FakeNsqd::start();
+    let url = format!("{}&connections=3", fake.url("t", "c"));
+    let load = delivery::KillLoad {
+        count: 20_000,
+        rate: 0,
+        consumer_args: &[
+            "--work",
+            "sleep:2ms",
+            "--max-in-flight",
+            "50",
+            "--lease",
+            "1s",
+        ],
+        acked_before_kill: 500,
+        duplicates_at_most: Some(50),
+    };
+    with_backend(&fake, &url, |b| {
+        delivery::a_consumer_killed_midway_loses_nothing(b, &load);
+    });
+    assert_eq!(depth(&url).total(), 0);
+}

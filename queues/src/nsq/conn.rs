@@ -32,6 +32,8 @@ const READ_CHUNK: usize = 64 * 1024;
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 type Reply = oneshot::Sender<Result<Vec<u8>, NsqError>>;
+/// A message and the generation of the connection it came on (FIN/REQ/TOUCH must go back there).
+pub type Tagged = (u64, Message);
 
 /// What IDENTIFY tells nsqd about this client.
 #[derive(Serialize)]
@@ -65,8 +67,9 @@ pub struct ConnectOptions<'a> {
     pub msg_timeout: Option<Duration>,
     pub tls: Option<&'a tls::TlsSettings>,
     pub auth_secret: Option<&'a super::Secret>,
-    /// Subscribe to (topic, channel) and forward messages to the sender.
-    pub subscribe: Option<(&'a str, &'a str, mpsc::UnboundedSender<Message>)>,
+    /// Subscribe to (topic, channel) and forward messages to the sender, tagged with this connection's
+    /// generation (several connections of one consumer share one channel).
+    pub subscribe: Option<(&'a str, &'a str, mpsc::UnboundedSender<Tagged>)>,
     pub generation: u64,
 }
 
@@ -260,7 +263,7 @@ impl Conn {
             alive: AtomicBool::new(true),
             failed_ids: AtomicU64::new(0),
         });
-        let reader = tokio::spawn(read_loop(r, buf, shared.clone(), msg_tx));
+        let reader = tokio::spawn(read_loop(r, buf, shared.clone(), msg_tx, opts.generation));
         Ok(Conn {
             generation: opts.generation,
             negotiated,
@@ -350,7 +353,8 @@ async fn read_loop(
     mut r: Reader,
     mut buf: Vec<u8>,
     shared: Arc<Shared>,
-    msg_tx: Option<mpsc::UnboundedSender<Message>>,
+    msg_tx: Option<mpsc::UnboundedSender<Tagged>>,
+    generation: u64,
 ) {
     let reason = loop {
         let mut used = 0;
@@ -359,7 +363,8 @@ async fn read_loop(
             match codec::decode_frame(&buf[used..], MAX_FRAME) {
                 Ok(Some((frame, n))) => {
                     used += n;
-                    if let Err(e) = handle_frame(frame, &shared, msg_tx.as_ref()).await {
+                    if let Err(e) = handle_frame(frame, &shared, msg_tx.as_ref(), generation).await
+                    {
                         fatal = Some(e);
                         break;
                     }
@@ -406,7 +411,8 @@ async fn read_loop(
 async fn handle_frame(
     frame: Frame,
     shared: &Shared,
-    msg_tx: Option<&mpsc::UnboundedSender<Message>>,
+    msg_tx: Option<&mpsc::UnboundedSender<Tagged>>,
+    generation: u64,
 ) -> Result<(), String> {
     match frame {
         Frame::Response(data) if data == codec::HEARTBEAT => {
@@ -456,7 +462,7 @@ async fn handle_frame(
         Frame::Message(m) => {
             if let Some(tx) = msg_tx {
                 // The receiver lives as long as the connection's consumer side; nothing to do if it is gone.
-                let _ = tx.send(m);
+                let _ = tx.send((generation, m));
             }
         }
     }

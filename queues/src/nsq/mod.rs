@@ -21,12 +21,17 @@
 //! - depth: `GET /stats?format=json&topic=…&channel=…` on nsqd's HTTP port: channel `depth` is `visible`,
 //!   `in_flight_count` is `in_flight`.
 //!
+//! - `connections=N`: the producer spreads its publishes over N connections (a publish takes a free one; all
+//!   commands of one publish go on one connection), the consumer subscribes on N and splits its RDY window
+//!   across them (`consumer.rs`). nsqd serves each connection on one goroutine: one caps the rate.
+//!
 //! Connections are made lazily, so a producer or consumer starts even while nsqd is down, and made again
 //! after a failure on the next call (the binaries retry with back-off).
 
 mod chunks;
 pub mod codec;
 mod conn;
+mod consumer;
 mod error;
 pub mod stats;
 mod tls;
@@ -34,15 +39,15 @@ pub mod url;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::Mutex;
 
 use self::chunks::chunks;
-use self::codec::{Message, MessageId};
 use self::conn::{Conn, ConnectOptions, await_reply};
+use self::consumer::ConsumerSide;
 pub use self::error::NsqError;
 use self::url::NsqUrl;
 pub use self::url::{BACKEND, NsqBackend};
@@ -67,27 +72,14 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The AUTH secret: the suite's one secret type, which never prints its value.
 pub use workload::redact::Secret;
 
-/// The producer's connection, made on the first publish.
+/// Whether the producer created the topic and channel.
 #[derive(Default)]
-struct ProducerSide {
-    conn: Option<Conn>,
+struct Creation {
     /// Whether the topic and channel were created over HTTP, so that depth shows before any consumer.
     created: bool,
     /// Whether a failure to create them was logged: once is enough, the publish errors that follow say the rest
     /// (each retry logged it again: two lines per retry against a dead nsqd).
     create_warned: bool,
-}
-
-/// The consumer's connection, made on the first receive.
-#[derive(Default)]
-struct ConsumerSide {
-    conn: Option<Arc<Conn>>,
-    rx: Option<mpsc::UnboundedReceiver<Message>>,
-    /// The RDY count sent on the current connection.
-    rdy: u32,
-    /// The window the consumer has asked for (held + max): RDY on every new connection.
-    window: u32,
-    stopped: bool,
 }
 
 /// A queue on nsqd: one topic, one channel.
@@ -96,15 +88,20 @@ pub struct NsqQueue {
     http: reqwest::Client,
     tls: Option<tls::TlsSettings>,
     auth: Option<Secret>,
-    producer: Mutex<ProducerSide>,
+    /// The producer's connections (`connections=N`), each made on its first publish.
+    producers: Vec<Mutex<Option<Arc<Conn>>>>,
+    /// Where the next publish starts looking for a free connection.
+    next_producer: AtomicUsize,
+    creation: Mutex<Creation>,
     consumer: Mutex<ConsumerSide>,
-    /// The consumer's current connection, for ack/release/extend without waiting on a receive.
-    current: std::sync::Mutex<Option<Arc<Conn>>>,
+    /// The consumer's live connections, for ack/release/extend without waiting on a receive.
+    live: std::sync::Mutex<Vec<Arc<Conn>>>,
     generation: AtomicU64,
-    /// Messages handed to the consumer and not yet FIN'd or REQ'd on the current connection: id → attempts
-    /// of the delivery handed out. A receipt whose attempts differ is for an earlier delivery of the same id
-    /// (its lease lapsed and nsqd sent the message again), so it is stale.
-    held: std::sync::Mutex<HashMap<[u8; 16], u16>>,
+    /// Messages handed to the consumer and not yet FIN'd or REQ'd: id → (generation of the connection it came
+    /// on, attempts of the delivery handed out). A receipt whose attempts differ is for an earlier delivery
+    /// of the same id (its lease lapsed and nsqd sent the message again, maybe on another connection), so it
+    /// is stale.
+    held: std::sync::Mutex<HashMap<[u8; 16], (u64, u16)>>,
 }
 
 impl std::fmt::Debug for NsqQueue {
@@ -154,14 +151,17 @@ impl NsqQueue {
                     reason: e.to_string(),
                 })
             })?;
+        let n = url.connections.max(1);
         Ok(NsqQueue {
+            producers: (0..n).map(|_| Mutex::new(None)).collect(),
+            next_producer: AtomicUsize::new(0),
+            creation: Mutex::default(),
+            consumer: Mutex::new(ConsumerSide::new(n)),
+            live: std::sync::Mutex::new(Vec::new()),
             url,
             http,
             tls,
             auth,
-            producer: Mutex::default(),
-            consumer: Mutex::default(),
-            current: std::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             held: std::sync::Mutex::new(HashMap::new()),
         })
@@ -290,26 +290,33 @@ impl NsqQueue {
             }
             return Err(NsqError::MessageTooBig { size: b.len(), max });
         }
-        let mut side = self.producer.lock().await;
-        if side.conn.as_ref().is_none_or(|c| !c.is_alive()) {
-            side.conn = None;
-            let (tcp, http) = self.nsqd_addrs().await?;
-            if !side.created {
-                match self.create_topic_and_channel(&http).await {
-                    Ok(()) => side.created = true,
-                    Err(e) if !side.create_warned => {
-                        side.create_warned = true;
-                        tracing::warn!(error = %e, "could not create the topic and channel; depth stays empty until a consumer subscribes")
-                    }
-                    Err(e) => tracing::debug!(error = %e, "could not create the topic and channel"),
-                }
+        // A free connection if there is one, else the next in turn (its commands pipeline behind the others').
+        let n = self.producers.len();
+        let first = self.next_producer.fetch_add(1, Ordering::Relaxed) % n;
+        let mut at = first;
+        let mut slot = None;
+        for i in 0..n {
+            if let Ok(s) = self.producers[(first + i) % n].try_lock() {
+                at = (first + i) % n;
+                slot = Some(s);
+                break;
             }
-            side.conn = Some(Conn::connect(self.options(&tcp)).await?);
         }
-        let Some(conn) = side.conn.as_ref() else {
+        let mut slot = match slot {
+            Some(s) => s,
+            None => self.producers[first].lock().await,
+        };
+        if slot.as_ref().is_none_or(|c| !c.is_alive()) {
+            *slot = None;
+            let (tcp, http) = self.nsqd_addrs().await?;
+            self.create_once(&http).await;
+            *slot = Some(Arc::new(Conn::connect(self.options(&tcp)).await?));
+        }
+        let Some(conn) = slot.clone() else {
             return Err(NsqError::Lost("no connection".into()));
         };
         let result = async {
+            // Written while the slot is held, so the commands of one publish are not interleaved with another's.
             let mut replies = Vec::new();
             let mut cmd = Vec::new();
             for chunk in chunks(bodies, codec::DEFAULT_MAX_BODY_SIZE as usize) {
@@ -321,6 +328,7 @@ impl NsqQueue {
                 }
                 replies.push(conn.send_request(&cmd).await?);
             }
+            drop(slot);
             for rx in replies {
                 let ok = await_reply(rx, "the publish", PUBLISH_TIMEOUT).await?;
                 if ok != b"OK" {
@@ -334,85 +342,40 @@ impl NsqQueue {
         }
         .await;
         if result.is_err() {
-            side.conn = None;
+            // Drop this connection (not one made since by another publish): the next publish makes a new one.
+            let mut slot = self.producers[at].lock().await;
+            if slot
+                .as_ref()
+                .is_some_and(|c| c.generation == conn.generation)
+            {
+                *slot = None;
+            }
         }
         result
     }
 
-    /// The consumer's connection, (re)made when missing or dead. Messages of a dead connection are dropped
-    /// here: nsqd redelivers them after their timeout, and they could not be FIN'd on a new connection.
-    async fn consumer_conn(
-        &self,
-        side: &mut ConsumerSide,
-        lease: Duration,
-    ) -> Result<Arc<Conn>, NsqError> {
-        if let Some(c) = side.conn.as_ref().filter(|c| c.is_alive()) {
-            return Ok(c.clone());
+    /// Creates the topic and channel over HTTP once, before the first connection; a failure is logged once.
+    async fn create_once(&self, http: &str) {
+        let mut side = self.creation.lock().await;
+        if side.created {
+            return;
         }
-        side.conn = None;
-        side.rx = None;
-        side.rdy = 0;
-        self.held_map().clear();
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let (tcp, _) = self.nsqd_addrs().await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut opts = self.options(&tcp);
-        opts.msg_timeout = Some(lease);
-        opts.subscribe = Some((&self.url.topic, &self.url.channel, tx));
-        let conn = Arc::new(Conn::connect(opts).await?);
-        side.conn = Some(conn.clone());
-        side.rx = Some(rx);
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-        Ok(conn)
+        match self.create_topic_and_channel(http).await {
+            Ok(()) => side.created = true,
+            Err(e) if !side.create_warned => {
+                side.create_warned = true;
+                tracing::warn!(error = %e, "could not create the topic and channel; depth stays empty until a consumer subscribes")
+            }
+            Err(e) => tracing::debug!(error = %e, "could not create the topic and channel"),
+        }
     }
 
-    fn held_map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], u16>> {
+    fn held_map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], (u64, u16)>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn current(&self) -> Option<Arc<Conn>> {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Sends one command per receipt still held on the current connection; returns (sent, stale, a flag per
-    /// receipt). `settle` (FIN, REQ) ends the hold; TOUCH keeps it.
-    async fn per_receipt(
-        &self,
-        receipts: &[Receipt],
-        settle: bool,
-        mut encode: impl FnMut(&mut Vec<u8>, &MessageId),
-    ) -> Result<(u64, u64, Vec<bool>), QueueError> {
-        let conn = self.current().filter(|c| c.is_alive());
-        let mut buf = Vec::with_capacity(receipts.len() * 32);
-        let mut flags = Vec::with_capacity(receipts.len());
-        let mut sent = 0u64;
-        {
-            let mut held = self.held_map();
-            for r in receipts {
-                let NsqReceipt {
-                    generation,
-                    id,
-                    attempts,
-                } = r.get::<NsqReceipt>()?;
-                let ours = conn.as_ref().is_some_and(|c| c.generation == *generation)
-                    && held.get(id) == Some(attempts);
-                if ours {
-                    if settle {
-                        held.remove(id);
-                    }
-                    encode(&mut buf, &MessageId(*id));
-                    sent += 1;
-                }
-                flags.push(ours);
-            }
-        }
-        if let (Some(conn), false) = (conn, buf.is_empty()) {
-            conn.send(&buf).await.map_err(nsq_err)?;
-        }
-        Ok((sent, receipts.len() as u64 - sent, flags))
+    fn live_conns(&self) -> Vec<Arc<Conn>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -431,72 +394,19 @@ impl Queue for NsqQueue {
         lease: Duration,
         wait: Duration,
     ) -> Result<Vec<Delivery>, QueueError> {
-        let mut side = self.consumer.lock().await;
-        if side.stopped || max == 0 {
-            return Ok(Vec::new());
-        }
-        let conn = self
-            .consumer_conn(&mut side, lease)
-            .await
-            .map_err(nsq_err)?;
-        let max_rdy = match conn.negotiated.max_rdy_count {
-            0 => codec::DEFAULT_MAX_RDY_COUNT,
-            n => n,
-        };
-        let window = (self.held_map().len() + max).min(max_rdy as usize) as u32;
-        side.window = side.window.max(window);
-        if side.rdy < side.window {
-            let mut cmd = Vec::new();
-            codec::encode_rdy(&mut cmd, side.window);
-            conn.send(&cmd).await.map_err(nsq_err)?;
-            side.rdy = side.window;
-        }
-        let Some(rx) = side.rx.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let mut got = Vec::new();
-        while got.len() < max {
-            match rx.try_recv() {
-                Ok(m) => got.push(m),
-                Err(_) => break,
-            }
-        }
-        if got.is_empty()
-            && !wait.is_zero()
-            && let Ok(Some(m)) = tokio::time::timeout(wait, rx.recv()).await
-        {
-            got.push(m);
-            while got.len() < max {
-                match rx.try_recv() {
-                    Ok(m) => got.push(m),
-                    Err(_) => break,
-                }
-            }
-        }
-        let generation = conn.generation;
-        let mut held = self.held_map();
-        Ok(got
-            .into_iter()
-            .map(|m| {
-                held.insert(m.id.0, m.attempts);
-                Delivery {
-                    body: m.body,
-                    receipt: Receipt::new(NsqReceipt {
-                        generation,
-                        id: m.id.0,
-                        attempts: m.attempts,
-                    }),
-                    deliveries: u32::from(m.attempts),
-                }
-            })
-            .collect())
+        self.receive_inner(max, lease, wait).await
     }
 
     async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
         let (sent, stale, _) = self.per_receipt(&receipts, true, codec::encode_fin).await?;
         // FIN is not answered on success; a refused one (the message had timed out on nsqd) arrives later as
         // E_FIN_FAILED and is reported with the next ack.
-        let failed = self.current().map_or(0, |c| c.take_failed_ids()).min(sent);
+        let failed = self
+            .live_conns()
+            .iter()
+            .map(|c| c.take_failed_ids())
+            .sum::<u64>()
+            .min(sent);
         Ok(AckOutcome {
             acked: sent - failed,
             lease_lost: stale + failed,
@@ -549,34 +459,7 @@ impl Queue for NsqQueue {
     }
 
     async fn stop_receiving(&self) -> Result<(), QueueError> {
-        let mut side = self.consumer.lock().await;
-        side.stopped = true;
-        let Some(conn) = side.conn.clone().filter(|c| c.is_alive()) else {
-            return Ok(());
-        };
-        let mut cmd = Vec::new();
-        codec::encode_rdy(&mut cmd, 0);
-        conn.send(&cmd).await.map_err(nsq_err)?;
-        cmd.clear();
-        codec::encode_cls(&mut cmd);
-        let rx = conn.send_request(&cmd).await.map_err(nsq_err)?;
-        let answer = await_reply(rx, "CLS", CLOSE_TIMEOUT)
-            .await
-            .map_err(nsq_err)?;
-        if answer != b"CLOSE_WAIT" {
-            tracing::debug!(answer = %String::from_utf8_lossy(&answer), "unexpected answer to CLS");
-        }
-        // Everything nsqd sent before CLOSE_WAIT has been read: give back what was never handed out.
-        cmd.clear();
-        if let Some(rx) = side.rx.as_mut() {
-            while let Ok(m) = rx.try_recv() {
-                codec::encode_req(&mut cmd, &m.id, 0);
-            }
-        }
-        if !cmd.is_empty() {
-            conn.send(&cmd).await.map_err(nsq_err)?;
-        }
-        Ok(())
+        self.stop_inner().await
     }
 
     fn max_message_size(&self) -> Option<usize> {

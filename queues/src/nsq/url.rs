@@ -1,6 +1,6 @@
 //! The `nsq://` queue URL.
 //!
-//! `nsq://HOST[:PORT]/TOPIC/CHANNEL[?http=HOST:PORT&lookupd=HOST:PORT,…&max_msg_size=BYTES&tls=true&ca=FILE]`
+//! `nsq://HOST[:PORT]/TOPIC/CHANNEL[?http=HOST:PORT&lookupd=HOST:PORT,…&max_msg_size=BYTES&tls=true&ca=FILE&connections=N]`
 //!
 //! - `HOST:PORT` is nsqd's TCP address (port 4150 when left out). It may be empty (`nsq:///T/C?lookupd=…`)
 //!   when nsqd is to be found through nsqlookupd.
@@ -10,6 +10,9 @@
 //!   clear error before it is sent.
 //! - `tls=true` upgrades the connection after IDENTIFY (certificates verified against the web PKI roots, or
 //!   against `ca=FILE`).
+//! - `connections=N` (1-64, default 1): TCP connections to nsqd per process. nsqd serves each connection on one
+//!   goroutine, so one connection caps a client's rate; with N, a producer spreads its publishes over them and
+//!   a consumer subscribes on each, with its RDY window split across them, as nsqd's own clients do.
 //! - The AUTH secret is never part of the URL (URLs end up in logs and process lists): it comes from the
 //!   `NSQ_AUTH_SECRET` environment variable.
 
@@ -108,7 +111,12 @@ pub struct NsqUrl {
     pub max_msg_size: u32,
     pub tls: bool,
     pub ca: Option<PathBuf>,
+    /// TCP connections per process (1-64).
+    pub connections: u16,
 }
+
+/// Most connections one process opens (nsqd's clients use one per core; more only costs nsqd goroutines).
+pub const MAX_CONNECTIONS: u16 = 64;
 
 /// Splits `host[:port]` and checks it; returns `host:port`.
 fn host_port(s: &str, default_port: u16, what: &str) -> Result<String, String> {
@@ -185,6 +193,7 @@ impl NsqUrl {
             max_msg_size: DEFAULT_MAX_MSG_SIZE,
             tls: false,
             ca: None,
+            connections: 1,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -208,9 +217,18 @@ impl NsqUrl {
                     }
                 }
                 "ca" if !v.is_empty() => url.ca = Some(PathBuf::from(v)),
+                "connections" => {
+                    url.connections = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_CONNECTIONS).contains(n))
+                        .ok_or_else(|| {
+                            format!("connections={v:?}: expected a number of connections, 1-{MAX_CONNECTIONS}")
+                        })?;
+                }
                 other => {
                     return Err(format!(
-                        "unknown parameter {other:?}: the parameters are http, lookupd, max_msg_size, tls and ca"
+                        "unknown parameter {other:?}: the parameters are http, lookupd, max_msg_size, tls, ca and connections"
                     ));
                 }
             }
@@ -234,6 +252,9 @@ impl NsqUrl {
         }
         if self.tls {
             s.push_str(" (tls)");
+        }
+        if self.connections > 1 {
+            s.push_str(&format!(" ({} connections)", self.connections));
         }
         s
     }
@@ -259,7 +280,14 @@ mod tests {
         assert_eq!(u.tcp.as_deref(), Some("nsqd:4150"));
         assert_eq!(u.http.as_deref(), Some("nsqd:4151"));
         let u = NsqUrl::parse("///t/c?lookupd=l:4161").unwrap();
-        assert_eq!((u.tcp, u.http), (None, None));
+        assert_eq!((u.tcp, u.http, u.connections), (None, None, 1));
+        let u = NsqUrl::parse("//h/t/c?connections=4").unwrap();
+        assert_eq!(u.connections, 4);
+        assert!(
+            u.describe().ends_with("(4 connections)"),
+            "{}",
+            u.describe()
+        );
     }
 
     #[test]
@@ -276,6 +304,9 @@ mod tests {
             ("//h:99999/t/c", "port \"99999\""),
             ("//h/t/c?colour=red", "unknown parameter"),
             ("//h/t/c?max_msg_size=big", "max_msg_size"),
+            ("//h/t/c?connections=0", "connections=\"0\""),
+            ("//h/t/c?connections=65", "1-64"),
+            ("//h/t/c?connections=two", "expected a number"),
             ("///t/c", "no nsqd address"),
         ] {
             let e = NsqUrl::parse(url).unwrap_err();

@@ -142,9 +142,17 @@ impl FakeNsqd {
         self.http
     }
 
-    /// An `nsq://` URL for `topic`/`channel` on this fake.
+    /// An `nsq://` URL for `topic`/`channel` on this fake. With `FAKE_NSQD_CONNECTIONS=N` in the environment,
+    /// the URL asks for N connections per process, so every NSQ test can be run again with several
+    /// (`FAKE_NSQD_CONNECTIONS=3 cargo nextest run -p common --test nsq_delivery`).
     pub fn url(&self, topic: &str, channel: &str) -> String {
-        format!("nsq://{}/{topic}/{channel}?http={}", self.tcp, self.http)
+        let mut url = format!("nsq://{}/{topic}/{channel}?http={}", self.tcp, self.http);
+        if let Ok(n) = std::env::var("FAKE_NSQD_CONNECTIONS")
+            && !n.is_empty()
+        {
+            url.push_str(&format!("&connections={n}"));
+        }
+        url
     }
 
     /// Stops serving: every connection is cut and the ports are closed. Messages are kept; in-flight and
