@@ -37,11 +37,11 @@ impl Consumer {
                 None => self.to_release.push(key),
             }
         }
-        if let Some(ledger) = self.ledger.as_mut() {
-            if let Err(e) = ledger.flush() {
-                self.ledger_failed = true;
-                return Err(Error::LedgerWrite(e));
-            }
+        if let Some(ledger) = self.ledger.as_mut()
+            && let Err(e) = ledger.flush()
+        {
+            self.ledger_failed = true;
+            return Err(Error::LedgerWrite(e));
         }
         self.to_ack.append(&mut acks);
         Ok(())

@@ -210,10 +210,10 @@ impl Console {
     /// Writes a JSON line to the sink. A sink that fails (a closed pipe, a full disk) is dropped: the lines
     /// are a report, not the work.
     pub fn emit(&mut self, line: &impl serde::Serialize) {
-        if let Some(out) = self.json.as_mut() {
-            if stats::write_to(line, out).is_err() {
-                self.json = None;
-            }
+        if let Some(out) = self.json.as_mut()
+            && stats::write_to(line, out).is_err()
+        {
+            self.json = None;
         }
     }
 
