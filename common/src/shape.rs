@@ -415,12 +415,12 @@ fn parse_step(body: &str) -> Result<Term, String> {
                 ));
             }
         };
-        if let Some(&(prev, _)) = steps.last() {
-            if at <= prev {
-                return Err(format!(
-                    "step offsets must increase, but {item:?} does not come after {prev}s"
-                ));
-            }
+        if let Some(&(prev, _)) = steps.last()
+            && at <= prev
+        {
+            return Err(format!(
+                "step offsets must increase, but {item:?} does not come after {prev}s"
+            ));
         }
         steps.push((at, r));
     }

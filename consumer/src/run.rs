@@ -574,11 +574,11 @@ impl Consumer {
                 None => self.to_release.push(key),
             }
         }
-        if let Some(ledger) = self.ledger.as_mut() {
-            if let Err(e) = ledger.flush() {
-                self.ledger_failed = true;
-                return Err(e).context("stopping: acked messages could no longer be recorded");
-            }
+        if let Some(ledger) = self.ledger.as_mut()
+            && let Err(e) = ledger.flush()
+        {
+            self.ledger_failed = true;
+            return Err(e).context("stopping: acked messages could no longer be recorded");
         }
         self.to_ack.append(&mut acks);
         Ok(())

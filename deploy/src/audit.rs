@@ -344,7 +344,7 @@ impl Tally {
             let word = (seq / 64) as usize;
             let accounted = self.seen.get(word).copied().unwrap_or(0)
                 | self.poisoned.get(word).copied().unwrap_or(0);
-            if seq % 64 == 0 && accounted == u64::MAX {
+            if seq.is_multiple_of(64) && accounted == u64::MAX {
                 seq += 64;
                 continue;
             }

@@ -207,10 +207,10 @@ impl Console {
     /// Writes a JSON line to the sink. A sink that fails (a closed pipe, a full disk) is dropped: the lines
     /// are a report, not the work.
     pub fn emit(&mut self, line: Line) {
-        if let Some(out) = self.json.as_mut() {
-            if line.write_to(out).is_err() {
-                self.json = None;
-            }
+        if let Some(out) = self.json.as_mut()
+            && line.write_to(out).is_err()
+        {
+            self.json = None;
         }
     }
 

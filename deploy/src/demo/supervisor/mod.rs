@@ -428,10 +428,11 @@ impl Demo<'_> {
                 self.next_step += 1;
             }
         }
-        if let Some(a) = self.config.autoscale.clone() {
-            if self.phase != Phase::Stopping && Instant::now() >= self.next_scale {
-                self.autoscale(&a).await?;
-            }
+        if let Some(a) = self.config.autoscale.clone()
+            && self.phase != Phase::Stopping
+            && Instant::now() >= self.next_scale
+        {
+            self.autoscale(&a).await?;
         }
         if self.shutdown.is_forced() && self.phase == Phase::Stopping {
             for c in &mut self.children {
