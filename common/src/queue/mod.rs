@@ -19,6 +19,8 @@ mod error;
 mod receipt;
 pub mod registry;
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 #[cfg(feature = "azure")]
 pub mod azure;
 #[cfg(feature = "nsq")]
@@ -40,6 +42,7 @@ static REGISTRY: &[registry::Registration] = &[
     registry::register!("sqlite", sqlite),
     registry::register!("nsq", nsq),
     registry::register!("azure", azure),
+    registry::register!("amqp", amqp),
 ];
 
 /// A message handed to a consumer, with what it needs to ack it.
