@@ -244,11 +244,8 @@ impl AmqpQueue {
                 .connect()
                 .await
                 .map_err(|e| self.err(&e, "the connection"))?;
-            let channel = conn
-                .create_channel()
-                .await
-                .map_err(|e| self.err(&e, "a channel"))?;
-            self.declare(&channel).await?;
+            self.ensure_queue(&conn).await?;
+            let channel = self.channel(&conn).await?;
             Ok(Link { conn, channel })
         };
         tokio::time::timeout(CONNECT_TIMEOUT * 2, connect)
@@ -260,17 +257,73 @@ impl AmqpQueue {
             })?
     }
 
-    /// Declares the queue durable (creating it) or passively (it must exist); returns its ready count.
-    async fn declare(&self, channel: &Channel) -> Result<u64, AmqpError> {
+    async fn channel(&self, conn: &Connection) -> Result<Channel, AmqpError> {
+        conn.create_channel()
+            .await
+            .map_err(|e| self.err(&e, "a channel"))
+    }
+
+    /// Declares the queue: passively, and when it is missing (and this open may create it) durably, one
+    /// client at a time. Why the lock: RabbitMQ 3.10 lost the first messages confirmed into a new quorum
+    /// queue when several clients declared it at the same moment (one declare failed with 541
+    /// INTERNAL_ERROR, and 6,438 of 20,000 confirmed messages were never delivered; a classic queue lost
+    /// none). The lock is an exclusive queue: a second connection declaring it gets 405 RESOURCE_LOCKED.
+    async fn ensure_queue(&self, conn: &Connection) -> Result<(), AmqpError> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let lock_name: String = format!(
+            "{}.declare-lock",
+            self.url.queue.chars().take(200).collect::<String>()
+        );
+        loop {
+            // A refused declare closes its channel, so each attempt has its own.
+            let ch = self.channel(conn).await?;
+            match self.declare(&ch, true).await {
+                Ok(_) => {
+                    let _ = ch.close(200, "OK".into()).await;
+                    return Ok(());
+                }
+                Err(AmqpError::Refused { code: 404, .. }) if self.mode == OpenMode::Create => {}
+                Err(e) => return Err(e),
+            }
+            let lock = self.channel(conn).await?;
+            let locked = lock
+                .queue_declare(
+                    lock_name.as_str().into(),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            match locked {
+                Ok(_) => {
+                    let made = self.declare(&lock, false).await;
+                    let _ = lock
+                        .queue_delete(lock_name.as_str().into(), Default::default())
+                        .await;
+                    let _ = lock.close(200, "OK".into()).await;
+                    return made.map(|_| ());
+                }
+                Err(e) => match self.err(&e, "queue.declare (creation lock)") {
+                    AmqpError::Refused { code: 405, .. } if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => return Err(other),
+                },
+            }
+        }
+    }
+
+    /// Declares the queue, passively (it must exist) or durably (creating it); returns its ready count.
+    async fn declare(&self, channel: &Channel, passive: bool) -> Result<u64, AmqpError> {
         let mut args = FieldTable::default();
         if self.url.queue_type == QueueType::Quorum {
-            args.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString("quorum".into()),
-            );
+            args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
         }
         let options = QueueDeclareOptions {
-            passive: self.mode == OpenMode::Existing,
+            passive,
             durable: true,
             ..QueueDeclareOptions::default()
         };
@@ -409,28 +462,13 @@ impl AmqpQueue {
         let Some(link) = side.as_ref() else {
             return Ok(0);
         };
-        let mut args = FieldTable::default();
-        if self.url.queue_type == QueueType::Quorum {
-            args.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString("quorum".into()),
-            );
-        }
-        let options = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        let declared = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            link.channel
-                .queue_declare(self.url.queue.as_str().into(), options, args),
-        )
-        .await;
+        let declared =
+            tokio::time::timeout(CONNECT_TIMEOUT, self.declare(&link.channel, true)).await;
         match declared {
-            Ok(Ok(q)) => Ok(u64::from(q.message_count())),
+            Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => {
                 *side = None;
-                Err(self.err(&e, "queue.declare (passive)"))
+                Err(e)
             }
             Err(_) => {
                 *side = None;
