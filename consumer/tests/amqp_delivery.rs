@@ -17,7 +17,14 @@ use testkit::{Proc, command, eventually, ledger_entries, scenarios, tally, u};
 fn producer(url: &str, count: u64, rate: u64) -> Command {
     let mut cmd = command("producer");
     cmd.args(["--queue", url, "--count", &count.to_string()])
-        .args(["--rate", &rate.to_string(), "--batch", "100", "--size", "200"])
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--batch",
+            "100",
+            "--size",
+            "200",
+        ])
         .args(["--stats-interval", "200ms"])
         .env_remove("AMQP_PASSWORD");
     cmd
@@ -33,9 +40,9 @@ fn consumer(url: &str, ledger: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-/// The queue as the broker itself counts it, exactly (rabbitmqctl; the management API lags by seconds).
+/// The queue as the broker itself counts it, after a statistics tick that began after the call (~5.5 s).
 fn state(r: &Rabbit, queue: &str) -> (u64, u64) {
-    r.counts(queue).unwrap_or((u64::MAX, u64::MAX))
+    r.settled_counts(queue).unwrap_or((u64::MAX, u64::MAX))
 }
 
 fn with_backend(r: &Rabbit, queue: &str, run: impl FnOnce(&scenarios::Backend)) {
@@ -140,7 +147,10 @@ fn broker_killed_and_restarted_mid_run(r: &mut Rabbit) {
     let ps = p.summary().unwrap();
     let sent = u(&ps, "sent");
     assert_eq!(sent, 5_000);
-    assert!(u(&ps, "errors") > 0, "the producer counted the outage: {ps}");
+    assert!(
+        u(&ps, "errors") > 0,
+        "the producer counted the outage: {ps}"
+    );
     assert!(
         eventually(Duration::from_secs(60), || state(r, queue) == (0, 0)),
         "the queue did not drain: {:?}",
@@ -184,7 +194,11 @@ fn delivery_scenarios_on_rabbitmq() {
         });
     });
     timed("SIGTERM finishes held messages", || {
-        with_backend(&r, "drain-finish", scenarios::sigterm_finishes_held_messages)
+        with_backend(
+            &r,
+            "drain-finish",
+            scenarios::sigterm_finishes_held_messages,
+        )
     });
     timed("SIGTERM releases what it cannot finish", || {
         with_backend(

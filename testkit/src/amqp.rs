@@ -10,9 +10,9 @@
 //! quorum queues recover what they confirmed. The node and epmd stay in the test's process group, so a test
 //! runner that kills a timed-out test's group kills them too.
 //!
-//! The management API's per-queue figures of a quorum queue lag the queue by about 5 s on this version (seen
-//! with `collect_statistics_interval` at 100 ms as well as at its 5 s default), so tests that compare with them
-//! wait for them to settle.
+//! The per-queue figures of a quorum queue (in the management API and in `rabbitmqctl list_queues` alike)
+//! are sampled on the queue's 5 s tick, so tests that compare with them wait for a tick (see
+//! [`Rabbit::settled_counts`]); only the ready count of a passive `queue.declare` is exact at once.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -110,7 +110,7 @@ impl Rabbit {
         std::fs::write(
             r.dir.path().join("rabbitmq.conf"),
             format!(
-                "listeners.tcp.default = 127.0.0.1:{}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {}\n",
+                "listeners.tcp.default = 127.0.0.1:{}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {}\ncollect_statistics_interval = 100\n",
                 r.port, r.management_port
             ),
         )
@@ -235,36 +235,28 @@ impl Rabbit {
         u
     }
 
-    /// The broker's exact (ready, unacknowledged) counts of `queue`, asked of the node itself with
-    /// `rabbitmqctl list_queues` (about 1.5 s a call: it starts an Erlang VM; the management API lags ~5 s).
-    /// `None` while the node does not answer or has no such queue.
-    pub fn counts(&self, queue: &str) -> Option<(u64, u64)> {
-        let out = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
-            .args(["-n", &format!("wl{}@localhost", self.port), "-q", "list_queues"])
-            .args(["name", "messages_ready", "messages_unacknowledged"])
-            .env("HOME", self.dir.path())
-            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
-            .env("RABBITMQ_CONF_ENV_FILE", self.dir.path().join("rabbitmq-env.conf"))
-            // The CLI is a distributed Erlang node too: on loopback only.
-            .env(
-                "RABBITMQ_CTL_ERL_ARGS",
-                "-kernel inet_dist_use_interface {127,0,0,1}",
-            )
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            match f.as_slice() {
-                [name, ready, unacked] if *name == queue => {
-                    Some((ready.trim().parse().ok()?, unacked.trim().parse().ok()?))
-                }
-                _ => None,
+    /// The broker's (ready, unacknowledged) counts of `queue`, taken after a statistics tick that began
+    /// after this call: the figures a quorum queue reports (to the management API and to `rabbitmqctl
+    /// list_queues` alike) are sampled on its tick, every 5 s, so a reading taken at once can predate the last
+    /// change (a new queue reads (0, 0) for its first seconds). The node emits statistics every 100 ms
+    /// (`collect_statistics_interval`, default 5 s, which would add its own lag). About 6 s a call. `None` while the API does
+    /// not answer or has no figures.
+    pub fn settled_counts(&self, queue: &str) -> Option<(u64, u64)> {
+        std::thread::sleep(Duration::from_millis(6_000));
+        // A young queue has no figures yet: wait for its first ones.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.management_queue(queue).and_then(|v| {
+                Some((
+                    v["messages_ready"].as_u64()?,
+                    v["messages_unacknowledged"].as_u64()?,
+                ))
+            });
+            if got.is_some() || Instant::now() > deadline {
+                return got;
             }
-        })
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The management API's JSON for `queue` (`GET /api/queues/%2F/QUEUE`), as the broker has it now.

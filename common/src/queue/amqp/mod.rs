@@ -264,10 +264,10 @@ impl AmqpQueue {
     }
 
     /// Declares the queue: passively, and when it is missing (and this open may create it) durably, one
-    /// client at a time. Why the lock: RabbitMQ 3.10 lost the first messages confirmed into a new quorum
-    /// queue when several clients declared it at the same moment (one declare failed with 541
-    /// INTERNAL_ERROR, and 6,438 of 20,000 confirmed messages were never delivered; a classic queue lost
-    /// none). The lock is an exclusive queue: a second connection declaring it gets 405 RESOURCE_LOCKED.
+    /// client at a time. Why the lock: when a producer and consumers start together, their declares of a new
+    /// quorum queue race, and RabbitMQ 3.10 answered one of them 541 INTERNAL_ERROR, which closes that
+    /// client's whole connection (it recovered on its retry, but logged an error and counted a failure). The
+    /// lock is an exclusive queue: a second connection declaring it gets 405 RESOURCE_LOCKED and waits.
     async fn ensure_queue(&self, conn: &Connection) -> Result<(), AmqpError> {
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         let lock_name: String = format!(
@@ -320,7 +320,10 @@ impl AmqpQueue {
     async fn declare(&self, channel: &Channel, passive: bool) -> Result<u64, AmqpError> {
         let mut args = FieldTable::default();
         if self.url.queue_type == QueueType::Quorum {
-            args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
         }
         let options = QueueDeclareOptions {
             passive,
