@@ -21,6 +21,8 @@ pub mod metrics;
 mod receipt;
 pub mod registry;
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 #[cfg(feature = "azure")]
 pub mod azure;
 #[cfg(feature = "nats")]
@@ -48,6 +50,7 @@ static REGISTRY: &[registry::Registration] = &[
     registry::register!("azure", azure),
     registry::register!("redis", redis),
     registry::register!("nats", nats),
+    registry::register!("amqp", amqp),
 ];
 
 /// A message handed to a consumer, with what it needs to ack it.

@@ -4,6 +4,7 @@
 //! Every process a test starts is owned by a [`Proc`]: killed (SIGKILL) when dropped, so a failing assertion
 //! never leaves a stray consumer behind, and every wait is bounded.
 
+pub mod amqp;
 pub mod azurite;
 pub mod delivery;
 #[cfg(feature = "fake-marathon")]

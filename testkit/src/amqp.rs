@@ -1,0 +1,314 @@
+//! RabbitMQ for tests: Debian's `rabbitmq-server` (scripts/apt-packages), run directly from
+//! `/usr/lib/rabbitmq/bin` (the `/usr/sbin` wrapper switches user), on free loopback ports, with every path it
+//! writes (`RABBITMQ_BASE`, `MNESIA_BASE`, `LOG_BASE`, config, plugins, pid, `HOME` for the Erlang cookie) in
+//! a temp dir, and its own `epmd` on a free loopback port (the node would otherwise start a shared epmd daemon
+//! on every interface and leave it running). The management plugin serves the HTTP API.
+//!
+//! A node is ready in 5-10 s, and nextest runs every test in a process of its own, so each test binary has one
+//! test that starts one node and runs its scenarios on it, each on its own queue name. Stopping is a SIGKILL
+//! of the node's processes (a graceful stop takes 6-8 s); the data stays on disk for [`Rabbit::restart`], and
+//! quorum queues recover what they confirmed. The node and epmd stay in the test's process group, so a test
+//! runner that kills a timed-out test's group kills them too.
+//!
+//! The per-queue figures of a quorum queue (in the management API and in `rabbitmqctl list_queues` alike)
+//! are sampled on the queue's 5 s tick, so tests that compare with them wait for a tick (see
+//! [`Rabbit::settled_counts`]); only the ready count of a passive `queue.declare` is exact at once.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// A running RabbitMQ node and its epmd.
+pub struct Rabbit {
+    node: Option<Child>,
+    epmd: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    management_port: u16,
+    dist_port: u16,
+    epmd_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Every descendant of `pid`, read from /proc (the node is a shell script whose beam.smp has helpers).
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        // The parent pid is the second field after the command, which is in parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|f| f.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((p, ppid));
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// SIGKILLs a child and everything under it, then reaps it.
+fn kill_tree(child: &mut Child) {
+    let pid = child.id() as i32;
+    // Stop the launcher first, so that it cannot start anything new, then its descendants.
+    let below = descendants(pid);
+    let _ = child.kill();
+    for p in below {
+        // SAFETY: kill(2) on a process found under our own child.
+        unsafe {
+            libc::kill(p, libc::SIGKILL);
+        }
+    }
+    let _ = child.wait();
+}
+
+impl Rabbit {
+    /// Starts a node (and its epmd); waits until AMQP and the management API accept connections.
+    pub fn start() -> Rabbit {
+        assert!(
+            Path::new(SERVER).exists(),
+            "{SERVER} is missing: install Debian's rabbitmq-server (scripts/apt-packages; scripts/test does)"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["mnesia", "log"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("create dirs");
+        }
+        let mut r = Rabbit {
+            node: None,
+            epmd: None,
+            dir,
+            port: free_port(),
+            management_port: free_port(),
+            dist_port: free_port(),
+            epmd_port: free_port(),
+        };
+        std::fs::write(
+            r.dir.path().join("rabbitmq.conf"),
+            format!(
+                "listeners.tcp.default = 127.0.0.1:{}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {}\ncollect_statistics_interval = 100\n",
+                r.port, r.management_port
+            ),
+        )
+        .expect("write rabbitmq.conf");
+        std::fs::write(
+            r.dir.path().join("enabled_plugins"),
+            "[rabbitmq_management].\n",
+        )
+        .expect("write enabled_plugins");
+        std::fs::write(r.dir.path().join("rabbitmq-env.conf"), "").expect("write env conf");
+        // Here too, or the node reads /etc/rabbitmq/advanced.config.
+        std::fs::write(r.dir.path().join("advanced.config"), "[].\n")
+            .expect("write advanced.config");
+
+        let epmd = Command::new("epmd")
+            .args(["-port", &r.epmd_port.to_string(), "-address", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start epmd (part of Debian's erlang-base, which rabbitmq-server depends on)");
+        r.epmd = Some(epmd);
+        r.restart();
+        r
+    }
+
+    /// Starts the node again on the same ports and data (after [`Rabbit::kill`]); waits until it is ready.
+    pub fn restart(&mut self) {
+        assert!(self.node.is_none(), "RabbitMQ is already running");
+        let d = self.dir.path();
+        let out = std::fs::File::create(d.join("server.out")).expect("server.out");
+        let err = out.try_clone().expect("server.out");
+        let node = Command::new(SERVER)
+            .env("HOME", d)
+            .env("RABBITMQ_BASE", d)
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", d.join("rabbitmq.pid"))
+            .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_NODENAME", format!("wl{}@localhost", self.port))
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env(
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+            )
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start rabbitmq-server");
+        self.node = Some(node);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let up = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+            if up(self.port) && up(self.management_port) {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.node.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "rabbitmq-server exited at start: {status}\n{}",
+                    self.output_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "RabbitMQ was not ready within 60 s\n{}",
+                self.output_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The end of the node's console output, for a failed start.
+    fn output_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.path().join("server.out")).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Kills the node at once (SIGKILL of the launcher, beam and its helpers), as a crash would; data on disk
+    /// stays for [`Rabbit::restart`]. epmd keeps running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.node.take() {
+            kill_tree(&mut c);
+        }
+    }
+
+    /// The process ids of the node (the launcher and everything under it), for CPU accounting in benchmarks.
+    pub fn pids(&self) -> Vec<i32> {
+        self.node.as_ref().map_or_else(Vec::new, |c| {
+            let pid = c.id() as i32;
+            let mut all = descendants(pid);
+            all.push(pid);
+            all
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn management_port(&self) -> u16 {
+        self.management_port
+    }
+
+    /// An `amqp://` URL for `queue` on this node, with extra `&`-separated options (may be empty).
+    pub fn url(&self, queue: &str, options: &str) -> String {
+        let mut u = format!(
+            "amqp://127.0.0.1:{}/{queue}?management=127.0.0.1:{}",
+            self.port, self.management_port
+        );
+        if !options.is_empty() {
+            u.push('&');
+            u.push_str(options);
+        }
+        u
+    }
+
+    /// The broker's (ready, unacknowledged) counts of `queue`, taken after a statistics tick that began
+    /// after this call: the figures a quorum queue reports (to the management API and to `rabbitmqctl
+    /// list_queues` alike) are sampled on its tick, every 5 s, so a reading taken at once can predate the last
+    /// change (a new queue reads (0, 0) for its first seconds). The node emits statistics every 100 ms
+    /// (`collect_statistics_interval`, default 5 s, which would add its own lag). About 6 s a call. `None` while the API does
+    /// not answer or has no figures.
+    pub fn settled_counts(&self, queue: &str) -> Option<(u64, u64)> {
+        std::thread::sleep(Duration::from_millis(6_000));
+        // A young queue has no figures yet: wait for its first ones.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.management_queue(queue).and_then(|v| {
+                Some((
+                    v["messages_ready"].as_u64()?,
+                    v["messages_unacknowledged"].as_u64()?,
+                ))
+            });
+            if got.is_some() || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The management API's JSON for `queue` (`GET /api/queues/%2F/QUEUE`), as the broker has it now.
+    pub fn management_queue(&self, queue: &str) -> Option<serde_json::Value> {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", self.management_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        // guest:guest, RabbitMQ's public default account.
+        write!(
+            s,
+            "GET /api/queues/%2F/{queue} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\r\n"
+        )
+        .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        let (head, json) = body.split_once("\r\n\r\n")?;
+        if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+            return None;
+        }
+        serde_json::from_str(json).ok()
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(mut e) = self.epmd.take() {
+            kill_tree(&mut e);
+        }
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+/// The depth an `amqp://` URL reports.
+pub fn depth(url: &str) -> queues::Depth {
+    block_on(async {
+        let q = queues::open(url).await.expect("open the amqp queue");
+        q.depth().await.expect("read depth")
+    })
+}
+
+/// Publishes bodies straight onto an `amqp://` queue.
+pub fn publish(url: &str, bodies: Vec<Vec<u8>>) {
+    block_on(async {
+        let q = queues::open(url).await.expect("open the amqp queue");
+        q.publish(bodies).await.expect("publish");
+    })
+}
