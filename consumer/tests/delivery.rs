@@ -225,7 +225,7 @@ fn every_role_lists_every_scheme_of_this_build() {
         (
             &["--queue", "kafka://broker/topic"],
             2,
-            &["the schemes this build knows are sqlite, nsq and azure"],
+            &["the schemes this build knows are sqlite, nsq, azure, redis, nats and amqp"],
         ),
         (&[], 2, &forms),
     ];

@@ -77,29 +77,21 @@ const EXTRA_ENV: &[(&str, &str, Readers)] = &[
     ),
     (
         "REDIS_PASSWORD",
-        "common/src/queue/redis/mod.rs",
+        "queues/src/redis/mod.rs",
         Readers::QueueUsers,
     ),
     (
         "REDIS_USERNAME",
-        "common/src/queue/redis/mod.rs",
+        "queues/src/redis/mod.rs",
         Readers::QueueUsers,
     ),
-    (
-        "NATS_USER",
-        "common/src/queue/nats/mod.rs",
-        Readers::QueueUsers,
-    ),
+    ("NATS_USER", "queues/src/nats/auth.rs", Readers::QueueUsers),
     (
         "NATS_PASSWORD",
-        "common/src/queue/nats/mod.rs",
+        "queues/src/nats/auth.rs",
         Readers::QueueUsers,
     ),
-    (
-        "NATS_TOKEN",
-        "common/src/queue/nats/mod.rs",
-        Readers::QueueUsers,
-    ),
+    ("NATS_TOKEN", "queues/src/nats/auth.rs", Readers::QueueUsers),
 ];
 
 /// The 2016 demo's queue variables (nsqd endpoints, topic, channel; Azure account and queue). They count as
@@ -493,8 +485,8 @@ fn compose_workloads_run_binaries_the_image_ships_with_flags_and_variables_they_
         found.extend(problems(&w, &accepts));
     }
     assert_eq!(
-        workloads, 7,
-        "three producers, three consumers and the remainder"
+        workloads, 9,
+        "four producers (nsq, azure, redis, nats), four consumers and the remainder"
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
@@ -1034,7 +1026,8 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
             }
         }
     }
-    assert_eq!(ours, 9, "producer, consumer and remainder in each variant");
+    // nsq, azure, redis, nats.
+    assert_eq!(ours, 12, "producer, consumer and remainder in each variant");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
