@@ -222,11 +222,10 @@ fn the_server_stopped_and_restarted_mid_run_costs_errors_not_messages() {
         state(&server, "crash")
     );
     testkit::stop_gracefully(&mut consumers);
-    let consumer_errors: u64 = consumers
-        .iter()
-        .map(|c| u(&c.summary().unwrap(), "errors"))
-        .sum();
-    assert!(consumer_errors > 0, "the consumers counted the outage");
+    // The consumers need not count an error: async-nats keeps a pull request that was waiting when the server
+    // went away and re-subscribes on reconnect, so a consumer that was idle in a pull sees only a pause (seen
+    // in a full test run: 0 errors on all three). What must hold for them: nothing lost, and each one acked
+    // more after the restart (below). The producer's publishes fail for real and are counted (above).
     // A message whose publish ack was lost in the outage may be sent twice (a duplicate); none may be lost.
     let (consumed, lost, dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
     assert_eq!((consumed, lost, unexpected), (sent, 0, 0), "dups {dups}");
