@@ -23,6 +23,12 @@ fn open(path: &Path) -> Connection {
         retries < 10_000
     }))
     .expect("busy handler");
+    // As the backend: no re-planning of the claim each time its parameters change (see its open).
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .expect("QPSG");
     c.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
         .expect("WAL");
     // As the backend: commits never checkpoint; a thread of each process does, PASSIVE, every 200 ms.

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 mod error;
@@ -66,10 +67,13 @@ CREATE TABLE IF NOT EXISTS mw_messages (
     fresh      INTEGER NOT NULL DEFAULT 0,  -- whether the last claim found it unleased (for the in-flight counter)
     deliveries INTEGER NOT NULL DEFAULT 0
 );
+-- WITHOUT ROWID: the counters live in their primary key's b-tree, so the updates every transaction makes dirty
+-- one page, not a table page and an index page (one 4 KiB WAL frame less per commit). Files made before keep
+-- their rowid table, which the same statements serve.
 CREATE TABLE IF NOT EXISTS mw_counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO mw_counters (name, value) VALUES ('messages', 0), ('leased', 0);
 ";
 
@@ -235,6 +239,12 @@ fn try_open_connection(path: &Path) -> Result<Connection, SqliteError> {
     }
     let mut conn = Connection::open(path).map_err(sqlite_err)?;
     conn.busy_handler(Some(busy_handler)).map_err(sqlite_err)?;
+    // The bundled SQLite is built with STAT4, under which binding a new value to a parameter the planner looked
+    // at (the claim's `LIMIT ?`, `visible_at <= ?`) expires the statement: every claim was parsed and planned
+    // again, 11 % of a consumer's time in SQLite (perf, 1 producer + 2 consumers). Our statements have one
+    // good plan whatever the values, so hold the planner to it.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(sqlite_err)?;
     // Check and create in one write transaction, so that two processes opening a new file at once cannot see
     // each other's half-made schema. Reading the header is the first thing that fails on a non-SQLite file.
     let tx = conn
