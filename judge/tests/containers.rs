@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use queues::QueueUrl;
+use queues::amqp::AmqpUrl;
 use queues::azure::AzureUrl;
 use queues::nats::url::NatsUrl;
 use queues::nsq::url::NsqUrl;
@@ -92,6 +93,11 @@ const EXTRA_ENV: &[(&str, &str, Readers)] = &[
         Readers::QueueUsers,
     ),
     ("NATS_TOKEN", "queues/src/nats/auth.rs", Readers::QueueUsers),
+    (
+        "AMQP_PASSWORD",
+        "queues/src/amqp/mod.rs",
+        Readers::QueueUsers,
+    ),
 ];
 
 /// The 2016 demo's queue variables (nsqd endpoints, topic, channel; Azure account and queue). They count as
@@ -451,12 +457,16 @@ fn compose_profiles_name_exactly_the_services_each_stack_needs() {
         in_profile("nats"),
         set(&["nats", "nats-producer", "nats-consumer", "remainder"])
     );
+    assert_eq!(
+        in_profile("amqp"),
+        set(&["rabbitmq", "amqp-producer", "amqp-consumer", "remainder"])
+    );
     // Every service belongs to a profile, so plain `docker compose up` starts neither stack by accident.
     for (name, svc) in services(&c) {
         assert!(!profiles(svc).is_empty(), "service {name} has no profile");
         for p in profiles(svc) {
             assert!(
-                p == "nsq" || p == "azure" || p == "redis" || p == "nats",
+                ["nsq", "azure", "redis", "nats", "amqp"].contains(&p.as_str()),
                 "service {name}: unknown profile {p}"
             );
         }
@@ -485,8 +495,8 @@ fn compose_workloads_run_binaries_the_image_ships_with_flags_and_variables_they_
         found.extend(problems(&w, &accepts));
     }
     assert_eq!(
-        workloads, 9,
-        "four producers (nsq, azure, redis, nats), four consumers and the remainder"
+        workloads, 11,
+        "five producers (nsq, azure, redis, nats, amqp), five consumers and the remainder"
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
@@ -513,6 +523,10 @@ fn compose_queue_urls_parse_and_name_services_of_their_own_stack() {
             vec![format!("{}:{}", u.host, u.port)]
         } else if let Some(u) = parsed.settings::<NatsUrl>() {
             u.servers.clone()
+        } else if let Some(u) = parsed.settings::<AmqpUrl>() {
+            let mut hosts = vec![format!("{}:{}", u.host, u.port)];
+            hosts.extend(u.management.clone());
+            hosts
         } else {
             panic!(
                 "service {name}: a {} queue is not shared between containers",
@@ -631,6 +645,26 @@ fn compose_starts_in_order_scales_consumers_and_gives_them_time_to_drain() {
         nats.contains(&"--jetstream".to_string()),
         "JetStream on: {nats:?}"
     );
+    let rabbit = &services(&c)["rabbitmq"];
+    assert_eq!(
+        rabbit["image"], "rabbitmq:3.10.8-management",
+        "the RabbitMQ version the backend is tested against (Debian's 3.10.8), with the management API"
+    );
+    // guest may only connect from the broker's own host: the stack's workloads need a user of their own,
+    // whose password the broker and the workloads take from the same place.
+    let pass = rabbit["environment"]["RABBITMQ_DEFAULT_PASS"].as_str();
+    assert!(
+        rabbit["environment"]["RABBITMQ_DEFAULT_USER"].as_str() == Some("workload")
+            && pass.is_some_and(|p| p.starts_with("${AMQP_PASSWORD")),
+        "{rabbit}"
+    );
+    for side in ["amqp-producer", "amqp-consumer"] {
+        let env = compose_env(&services(&c)[side]);
+        assert_eq!(env.get("AMQP_PASSWORD").map(String::as_str), pass, "{side}");
+        let url = QueueUrl::parse(&env["QUEUE_URL"]).unwrap();
+        let u = url.settings::<AmqpUrl>().expect("an amqp URL");
+        assert_eq!(u.user, "workload", "{side}");
+    }
     let azurite = strings(&services(&c)["azurite"]["command"], "command");
     assert_eq!(azurite[0], "azurite-queue", "the queue service only");
     assert!(azurite.contains(&"--disableTelemetry".to_string()));
