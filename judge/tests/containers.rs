@@ -980,7 +980,14 @@ fn container_env(c: &Value) -> BTreeMap<String, Value> {
 
 #[test]
 fn kustomizations_list_every_manifest_in_their_folder() {
-    for dir in ["k8s/base", "k8s/nsq", "k8s/azure", "k8s/redis", "k8s/nats"] {
+    for dir in [
+        "k8s/base",
+        "k8s/nsq",
+        "k8s/azure",
+        "k8s/redis",
+        "k8s/nats",
+        "k8s/amqp",
+    ] {
         let kust = yaml_docs(&read(&format!("{dir}/kustomization.yaml")), dir)
             .pop()
             .expect("a kustomization");
@@ -999,7 +1006,7 @@ fn kustomizations_list_every_manifest_in_their_folder() {
             .collect();
         assert_eq!(listed, present, "{dir}/kustomization.yaml");
     }
-    for v in ["nsq", "azure", "redis", "nats"] {
+    for v in ["nsq", "azure", "redis", "nats", "amqp"] {
         let docs = variant(v);
         for d in &docs {
             assert!(
@@ -1023,7 +1030,7 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
     let accepts = accepted();
     let mut found = Vec::new();
     let mut ours = 0;
-    for v in ["nsq", "azure", "redis", "nats"] {
+    for v in ["nsq", "azure", "redis", "nats", "amqp"] {
         for (kind, name, pod) in pods(&variant(v)) {
             for c in pod["containers"].as_array().expect("containers") {
                 let image = str_of(&c["image"], "image");
@@ -1060,14 +1067,14 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
             }
         }
     }
-    // nsq, azure, redis, nats.
-    assert_eq!(ours, 12, "producer, consumer and remainder in each variant");
+    // nsq, azure, redis, nats, amqp.
+    assert_eq!(ours, 15, "producer, consumer and remainder in each variant");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]
 fn kubernetes_workloads_set_resources_and_run_as_non_root() {
-    for v in ["nsq", "azure", "redis", "nats"] {
+    for v in ["nsq", "azure", "redis", "nats", "amqp"] {
         for (_, name, pod) in pods(&variant(v)) {
             let psc = &pod["securityContext"];
             assert_eq!(psc["runAsNonRoot"], true, "{v} {name}");
@@ -1105,7 +1112,7 @@ fn kubernetes_workloads_set_resources_and_run_as_non_root() {
 
 #[test]
 fn consumer_grace_covers_its_drain_and_the_remainder_is_preempted_first() {
-    for v in ["nsq", "azure", "redis", "nats"] {
+    for v in ["nsq", "azure", "redis", "nats", "amqp"] {
         let docs = variant(v);
         let consumer = &find(&docs, "Deployment", "consumer")["spec"]["template"]["spec"];
         let c = &consumer["containers"][0];
@@ -1446,4 +1453,108 @@ fn checker_rejects_unknown_commands_flags_and_variables() {
         &accepts,
     );
     assert_eq!(p.len(), 1, "{p:?}");
+}
+
+#[test]
+fn keda_rabbitmq_scaler_counts_ready_and_unacknowledged_messages_of_the_consumers_queue() {
+    let docs = variant("amqp");
+    let (_, t) = scaled_object(&docs);
+    assert_eq!(t["type"], "rabbitmq");
+    let m = &t["metadata"];
+    let (c, url) = consumer_of(&docs);
+    let Some(url) = url.settings::<AmqpUrl>() else {
+        panic!("the amqp variant's consumer does not use amqp")
+    };
+    assert_eq!(m["queueName"], url.queue.as_str(), "the consumer's queue");
+    assert_eq!(m["vhostName"], url.vhost.as_str(), "the consumer's vhost");
+    // Over the management API, QueueLength is ready + unacknowledged (our visible + in_flight). Over AMQP it
+    // would be ready only (kedacore/keda #638, #5050): busy consumers would be scaled away.
+    assert_eq!(m["protocol"], "http");
+    assert_eq!(m["mode"], "QueueLength");
+    assert_ne!(
+        m["excludeUnacknowledged"], "true",
+        "unacknowledged messages must count"
+    );
+    assert!(m.get("queueLength").is_none(), "deprecated form");
+    assert!(positive(&m["value"], "value") > 0);
+    positive(&m["activationValue"], "activationValue");
+    // KEDA's operator lives in another namespace: the host names ours and the Service's management port,
+    // which is the port the consumer's URL reads its unacknowledged count from.
+    let svc = find(&docs, "Service", "rabbitmq");
+    let port_of = |name: &str| {
+        svc["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("a {name} port"))["port"]
+            .as_u64()
+            .expect("a port number")
+    };
+    let management = port_of("management");
+    let host = str_of(&m["host"], "host");
+    assert_eq!(
+        host,
+        format!("http://rabbitmq.queue-workload.svc:{management}/")
+    );
+    assert!(!host.contains('@'), "no credentials in the trigger's host");
+    assert_eq!(port_of("amqp"), u64::from(url.port), "the consumer's port");
+    assert_eq!(
+        url.management.as_deref(),
+        Some(format!("http://rabbitmq:{management}").as_str())
+    );
+    // The credentials: a TriggerAuthentication over the Secret whose password the consumer reads as
+    // AMQP_PASSWORD and whose user is the consumer's.
+    let auth = find(
+        &docs,
+        "TriggerAuthentication",
+        str_of(&t["authenticationRef"]["name"], "authenticationRef"),
+    );
+    let refs = auth["spec"]["secretTargetRef"]
+        .as_array()
+        .expect("secretTargetRef");
+    let env = container_env(c);
+    let from = &env
+        .get("AMQP_PASSWORD")
+        .expect("the consumer's AMQP_PASSWORD")["valueFrom"]["secretKeyRef"];
+    let secret_name = str_of(&from["name"], "secret name");
+    let secret = find(&docs, "Secret", secret_name);
+    let value_of = |param: &str| {
+        let r = refs
+            .iter()
+            .find(|r| r["parameter"] == param)
+            .unwrap_or_else(|| panic!("no {param} in the TriggerAuthentication"));
+        assert_eq!(r["name"], secret_name, "{param}: the consumer's Secret");
+        (
+            str_of(&r["key"], "key").to_string(),
+            str_of(&secret["stringData"][str_of(&r["key"], "key")], "value").to_string(),
+        )
+    };
+    let (key, password) = value_of("password");
+    assert_eq!(key, str_of(&from["key"], "secret key"), "the same password");
+    assert!(
+        password.starts_with("REPLACE"),
+        "the Secret holds a real-looking password"
+    );
+    assert_eq!(value_of("username").1, url.user, "the consumer's user");
+    // The broker makes that user, with that password, from the same Secret.
+    let server =
+        &find(&docs, "StatefulSet", "rabbitmq")["spec"]["template"]["spec"]["containers"][0];
+    let server_env = container_env(server);
+    for (var, key) in [
+        ("RABBITMQ_DEFAULT_USER", value_of("username").0),
+        ("RABBITMQ_DEFAULT_PASS", key),
+    ] {
+        let r = &server_env[var]["valueFrom"]["secretKeyRef"];
+        assert_eq!(
+            (r["name"].as_str(), r["key"].as_str()),
+            (Some(secret_name), Some(key.as_str())),
+            "{var}"
+        );
+    }
+    assert_eq!(
+        str_of(&server["image"], "image"),
+        "rabbitmq:3.10.8-management",
+        "the version the backend is tested against, with the management API"
+    );
 }
