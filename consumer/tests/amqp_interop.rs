@@ -28,7 +28,10 @@ fn python() -> PathBuf {
 
 fn script(args: &[&str]) -> String {
     let out = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/amqp_interop.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/amqp_interop.py"
+        ))
         .args(args)
         .output()
         .expect("run python");
