@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use queues::QueueUrl;
+use queues::amqp::AmqpUrl;
 use queues::azure::AzureUrl;
 use queues::nats::url::NatsUrl;
 use queues::nsq::url::NsqUrl;
@@ -92,6 +93,11 @@ const EXTRA_ENV: &[(&str, &str, Readers)] = &[
         Readers::QueueUsers,
     ),
     ("NATS_TOKEN", "queues/src/nats/auth.rs", Readers::QueueUsers),
+    (
+        "AMQP_PASSWORD",
+        "queues/src/amqp/mod.rs",
+        Readers::QueueUsers,
+    ),
 ];
 
 /// The 2016 demo's queue variables (nsqd endpoints, topic, channel; Azure account and queue). They count as
@@ -451,12 +457,16 @@ fn compose_profiles_name_exactly_the_services_each_stack_needs() {
         in_profile("nats"),
         set(&["nats", "nats-producer", "nats-consumer", "remainder"])
     );
+    assert_eq!(
+        in_profile("amqp"),
+        set(&["rabbitmq", "amqp-producer", "amqp-consumer", "remainder"])
+    );
     // Every service belongs to a profile, so plain `docker compose up` starts neither stack by accident.
     for (name, svc) in services(&c) {
         assert!(!profiles(svc).is_empty(), "service {name} has no profile");
         for p in profiles(svc) {
             assert!(
-                p == "nsq" || p == "azure" || p == "redis" || p == "nats",
+                ["nsq", "azure", "redis", "nats", "amqp"].contains(&p.as_str()),
                 "service {name}: unknown profile {p}"
             );
         }
@@ -485,8 +495,8 @@ fn compose_workloads_run_binaries_the_image_ships_with_flags_and_variables_they_
         found.extend(problems(&w, &accepts));
     }
     assert_eq!(
-        workloads, 9,
-        "four producers (nsq, azure, redis, nats), four consumers and the remainder"
+        workloads, 11,
+        "five producers (nsq, azure, redis, nats, amqp), five consumers and the remainder"
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
@@ -513,6 +523,10 @@ fn compose_queue_urls_parse_and_name_services_of_their_own_stack() {
             vec![format!("{}:{}", u.host, u.port)]
         } else if let Some(u) = parsed.settings::<NatsUrl>() {
             u.servers.clone()
+        } else if let Some(u) = parsed.settings::<AmqpUrl>() {
+            let mut hosts = vec![format!("{}:{}", u.host, u.port)];
+            hosts.extend(u.management.clone());
+            hosts
         } else {
             panic!(
                 "service {name}: a {} queue is not shared between containers",
@@ -631,6 +645,26 @@ fn compose_starts_in_order_scales_consumers_and_gives_them_time_to_drain() {
         nats.contains(&"--jetstream".to_string()),
         "JetStream on: {nats:?}"
     );
+    let rabbit = &services(&c)["rabbitmq"];
+    assert_eq!(
+        rabbit["image"], "rabbitmq:3.10.8-management",
+        "the RabbitMQ version the backend is tested against (Debian's 3.10.8), with the management API"
+    );
+    // guest may only connect from the broker's own host: the stack's workloads need a user of their own,
+    // whose password the broker and the workloads take from the same place.
+    let pass = rabbit["environment"]["RABBITMQ_DEFAULT_PASS"].as_str();
+    assert!(
+        rabbit["environment"]["RABBITMQ_DEFAULT_USER"].as_str() == Some("workload")
+            && pass.is_some_and(|p| p.starts_with("${AMQP_PASSWORD")),
+        "{rabbit}"
+    );
+    for side in ["amqp-producer", "amqp-consumer"] {
+        let env = compose_env(&services(&c)[side]);
+        assert_eq!(env.get("AMQP_PASSWORD").map(String::as_str), pass, "{side}");
+        let url = QueueUrl::parse(&env["QUEUE_URL"]).unwrap();
+        let u = url.settings::<AmqpUrl>().expect("an amqp URL");
+        assert_eq!(u.user, "workload", "{side}");
+    }
     let azurite = strings(&services(&c)["azurite"]["command"], "command");
     assert_eq!(azurite[0], "azurite-queue", "the queue service only");
     assert!(azurite.contains(&"--disableTelemetry".to_string()));
@@ -946,7 +980,14 @@ fn container_env(c: &Value) -> BTreeMap<String, Value> {
 
 #[test]
 fn kustomizations_list_every_manifest_in_their_folder() {
-    for dir in ["k8s/base", "k8s/nsq", "k8s/azure", "k8s/redis", "k8s/nats"] {
+    for dir in [
+        "k8s/base",
+        "k8s/nsq",
+        "k8s/azure",
+        "k8s/redis",
+        "k8s/nats",
+        "k8s/amqp",
+    ] {
         let kust = yaml_docs(&read(&format!("{dir}/kustomization.yaml")), dir)
             .pop()
             .expect("a kustomization");
@@ -965,7 +1006,7 @@ fn kustomizations_list_every_manifest_in_their_folder() {
             .collect();
         assert_eq!(listed, present, "{dir}/kustomization.yaml");
     }
-    for v in ["nsq", "azure", "redis", "nats"] {
+    for v in ["nsq", "azure", "redis", "nats", "amqp"] {
         let docs = variant(v);
         for d in &docs {
             assert!(
@@ -989,7 +1030,7 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
     let accepts = accepted();
     let mut found = Vec::new();
     let mut ours = 0;
-    for v in ["nsq", "azure", "redis", "nats"] {
+    for v in ["nsq", "azure", "redis", "nats", "amqp"] {
         for (kind, name, pod) in pods(&variant(v)) {
             for c in pod["containers"].as_array().expect("containers") {
                 let image = str_of(&c["image"], "image");
@@ -1026,14 +1067,14 @@ fn kubernetes_containers_run_binaries_the_image_ships_with_variables_they_read()
             }
         }
     }
-    // nsq, azure, redis, nats.
-    assert_eq!(ours, 12, "producer, consumer and remainder in each variant");
+    // nsq, azure, redis, nats, amqp.
+    assert_eq!(ours, 15, "producer, consumer and remainder in each variant");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]
 fn kubernetes_workloads_set_resources_and_run_as_non_root() {
-    for v in ["nsq", "azure", "redis", "nats"] {
+    for v in ["nsq", "azure", "redis", "nats", "amqp"] {
         for (_, name, pod) in pods(&variant(v)) {
             let psc = &pod["securityContext"];
             assert_eq!(psc["runAsNonRoot"], true, "{v} {name}");
@@ -1071,7 +1112,7 @@ fn kubernetes_workloads_set_resources_and_run_as_non_root() {
 
 #[test]
 fn consumer_grace_covers_its_drain_and_the_remainder_is_preempted_first() {
-    for v in ["nsq", "azure", "redis", "nats"] {
+    for v in ["nsq", "azure", "redis", "nats", "amqp"] {
         let docs = variant(v);
         let consumer = &find(&docs, "Deployment", "consumer")["spec"]["template"]["spec"];
         let c = &consumer["containers"][0];
@@ -1412,4 +1453,108 @@ fn checker_rejects_unknown_commands_flags_and_variables() {
         &accepts,
     );
     assert_eq!(p.len(), 1, "{p:?}");
+}
+
+#[test]
+fn keda_rabbitmq_scaler_counts_ready_and_unacknowledged_messages_of_the_consumers_queue() {
+    let docs = variant("amqp");
+    let (_, t) = scaled_object(&docs);
+    assert_eq!(t["type"], "rabbitmq");
+    let m = &t["metadata"];
+    let (c, url) = consumer_of(&docs);
+    let Some(url) = url.settings::<AmqpUrl>() else {
+        panic!("the amqp variant's consumer does not use amqp")
+    };
+    assert_eq!(m["queueName"], url.queue.as_str(), "the consumer's queue");
+    assert_eq!(m["vhostName"], url.vhost.as_str(), "the consumer's vhost");
+    // Over the management API, QueueLength is ready + unacknowledged (our visible + in_flight). Over AMQP it
+    // would be ready only (kedacore/keda #638, #5050): busy consumers would be scaled away.
+    assert_eq!(m["protocol"], "http");
+    assert_eq!(m["mode"], "QueueLength");
+    assert_ne!(
+        m["excludeUnacknowledged"], "true",
+        "unacknowledged messages must count"
+    );
+    assert!(m.get("queueLength").is_none(), "deprecated form");
+    assert!(positive(&m["value"], "value") > 0);
+    positive(&m["activationValue"], "activationValue");
+    // KEDA's operator lives in another namespace: the host names ours and the Service's management port,
+    // which is the port the consumer's URL reads its unacknowledged count from.
+    let svc = find(&docs, "Service", "rabbitmq");
+    let port_of = |name: &str| {
+        svc["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("a {name} port"))["port"]
+            .as_u64()
+            .expect("a port number")
+    };
+    let management = port_of("management");
+    let host = str_of(&m["host"], "host");
+    assert_eq!(
+        host,
+        format!("http://rabbitmq.queue-workload.svc:{management}/")
+    );
+    assert!(!host.contains('@'), "no credentials in the trigger's host");
+    assert_eq!(port_of("amqp"), u64::from(url.port), "the consumer's port");
+    assert_eq!(
+        url.management.as_deref(),
+        Some(format!("http://rabbitmq:{management}").as_str())
+    );
+    // The credentials: a TriggerAuthentication over the Secret whose password the consumer reads as
+    // AMQP_PASSWORD and whose user is the consumer's.
+    let auth = find(
+        &docs,
+        "TriggerAuthentication",
+        str_of(&t["authenticationRef"]["name"], "authenticationRef"),
+    );
+    let refs = auth["spec"]["secretTargetRef"]
+        .as_array()
+        .expect("secretTargetRef");
+    let env = container_env(c);
+    let from = &env
+        .get("AMQP_PASSWORD")
+        .expect("the consumer's AMQP_PASSWORD")["valueFrom"]["secretKeyRef"];
+    let secret_name = str_of(&from["name"], "secret name");
+    let secret = find(&docs, "Secret", secret_name);
+    let value_of = |param: &str| {
+        let r = refs
+            .iter()
+            .find(|r| r["parameter"] == param)
+            .unwrap_or_else(|| panic!("no {param} in the TriggerAuthentication"));
+        assert_eq!(r["name"], secret_name, "{param}: the consumer's Secret");
+        (
+            str_of(&r["key"], "key").to_string(),
+            str_of(&secret["stringData"][str_of(&r["key"], "key")], "value").to_string(),
+        )
+    };
+    let (key, password) = value_of("password");
+    assert_eq!(key, str_of(&from["key"], "secret key"), "the same password");
+    assert!(
+        password.starts_with("REPLACE"),
+        "the Secret holds a real-looking password"
+    );
+    assert_eq!(value_of("username").1, url.user, "the consumer's user");
+    // The broker makes that user, with that password, from the same Secret.
+    let server =
+        &find(&docs, "StatefulSet", "rabbitmq")["spec"]["template"]["spec"]["containers"][0];
+    let server_env = container_env(server);
+    for (var, key) in [
+        ("RABBITMQ_DEFAULT_USER", value_of("username").0),
+        ("RABBITMQ_DEFAULT_PASS", key),
+    ] {
+        let r = &server_env[var]["valueFrom"]["secretKeyRef"];
+        assert_eq!(
+            (r["name"].as_str(), r["key"].as_str()),
+            (Some(secret_name), Some(key.as_str())),
+            "{var}"
+        );
+    }
+    assert_eq!(
+        str_of(&server["image"], "image"),
+        "rabbitmq:3.10.8-management",
+        "the version the backend is tested against, with the management API"
+    );
 }

@@ -43,6 +43,7 @@ fn forms() -> Vec<String> {
 fn secret_env(cmd: &mut Command) -> &mut Command {
     cmd.env("NSQ_AUTH_SECRET", S)
         .env("REDIS_PASSWORD", S)
+        .env("AMQP_PASSWORD", S)
         .env("DCOS_TOKEN", S)
         .env("MARATHON_PASSWORD", S)
         .env("AZURE_STORAGE_ACCOUNT_KEY", KEY)
@@ -93,6 +94,7 @@ fn secret_urls(
     nsqd: &FakeNsqd,
     redis: &RedisServer,
     nats: &testkit::nats::NatsServer,
+    rabbit: &testkit::amqp::Rabbit,
 ) -> Vec<(String, Vec<(&'static str, String)>)> {
     let dead_azure = "http://127.0.0.1:1/devstoreaccount1";
     let live = azurite.endpoint();
@@ -161,6 +163,17 @@ fn secret_urls(
             nats.url("s", ""),
             vec![("NATS_USER", "u".into()), ("NATS_PASSWORD", S.into())],
         ),
+        // AMQP: a password in the URL's userinfo, in a query parameter, in the management address; an
+        // unreachable broker; AMQP_PASSWORD (from secret_env) refused by a live node for its guest user.
+        (format!("amqp://user:{S}@127.0.0.1:1/q"), none()),
+        (format!("amqp://u%3A{S}@127.0.0.1:1/q"), none()),
+        (format!("amqp://127.0.0.1:1/q?password={S}"), none()),
+        (
+            format!("amqp://127.0.0.1:1/q?management=http://u:{S}@127.0.0.1:2"),
+            none(),
+        ),
+        ("amqp://127.0.0.1:1/q?management=127.0.0.1:2".into(), none()),
+        (rabbit.url("q", ""), none()),
         // A connection string, malformed and refused.
         (
             "azure://devstoreaccount1/jobs".into(),
@@ -195,7 +208,8 @@ fn no_secret_reaches_any_output_of_any_binary() {
 
     let nats =
         testkit::nats::NatsServer::start_with(&["--user", "u", "--pass", "the-right-password"]);
-    for (url, env) in secret_urls(&azurite, &nsqd, &redis, &nats) {
+    let rabbit = testkit::amqp::Rabbit::start();
+    for (url, env) in secret_urls(&azurite, &nsqd, &redis, &nats, &rabbit) {
         for (bin, extra) in [
             ("producer", &["--count", "1", "--give-up-after", "2s"][..]),
             ("consumer", &["--count", "1"][..]),

@@ -439,3 +439,35 @@ fn tls_verifies_the_server_against_the_ca_file_and_refuses_any_other() {
         "only the trusted client's entries, acked"
     );
 }
+
+/// A call made once the server is back succeeds at once, even when the client's last reconnect attempt
+/// failed while the server was down: the manager keeps that attempt's "connection refused" until the next
+/// call, which (without the backend's second try) failed on it and only then reconnected, so a consumer
+/// backed off a second time, up to 5 s, after every restart.
+#[test]
+fn the_first_call_after_a_restart_succeeds_although_the_last_reconnect_failed() {
+    let mut server = RedisServer::start_durable();
+    let url = server.url("stale", "");
+    rt().block_on(async {
+        let q = open(&url);
+        q.publish(bodies(3)).await.unwrap();
+        server.kill();
+        for _ in 0..3 {
+            let e = q.depth().await.expect_err("server down");
+            assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        }
+        // The reconnect those failures started has given up by now (two quick retries, 500 ms apart at most).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        server.restart();
+        for round in 0..3 {
+            let started = Instant::now();
+            let d = q.depth().await;
+            assert_eq!(
+                d.unwrap_or_else(|e| panic!("call {round} after the restart failed: {e}")),
+                depth(3, 0),
+                "the AOF kept the stream"
+            );
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
+    });
+}

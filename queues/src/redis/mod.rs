@@ -18,6 +18,7 @@
 //!   min-idle 0 and `JUSTID` (it resets the idle time and leaves the counter).
 //! - depth: `XINFO GROUPS` (the group's `lag` and `pending`) and `XLEN`, in one round trip.
 
+mod conn;
 mod error;
 mod reply;
 mod scripts;
@@ -80,7 +81,7 @@ struct ClaimState {
 /// A Redis stream as a [`Queue`].
 pub struct RedisQueue {
     url: RedisUrl,
-    conn: ConnectionManager,
+    conn: conn::Connection,
     consumer: String,
     group_ready: AtomicBool,
     claim: Mutex<ClaimState>,
@@ -154,7 +155,7 @@ impl RedisQueue {
             .map_err(|e| config_err(e.to_string()))?;
         Ok(RedisQueue {
             consumer: consumer_name(env),
-            conn,
+            conn: conn::Connection(conn),
             group_ready: AtomicBool::new(false),
             claim: Mutex::new(ClaimState {
                 cursor: "0-0".into(),
