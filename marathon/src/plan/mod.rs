@@ -387,6 +387,12 @@ mod tests {
         assert_eq!(p.group.apps[0].image, NSQD_IMAGE_FOR_ENGINE);
         let e = p.group.apps.iter().find(|a| a.name() == "engine").unwrap();
         assert!(matches!(&e.env["MSS_MONITOR"], EnvValue::Plain(s) if s == "none"));
+        // The engine reads depth from the installed nsqd's HTTP port: an empty endpoint would blind it.
+        assert!(
+            matches!(&e.env["NSQ_STATS_ENDPOINT"], EnvValue::Plain(s) if s == "nsqd-microscaling-demo.marathon.mesos:4151"),
+            "{:?}",
+            e.env["NSQ_STATS_ENDPOINT"]
+        );
         let EnvValue::Plain(cfg) = &e.env["MSS_CONFIG_DATA"] else {
             panic!()
         };

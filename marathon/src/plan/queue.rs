@@ -146,6 +146,8 @@ impl InstallArgs {
         );
         q.env
             .insert("NSQ_STATS_ENDPOINT".into(), EnvValue::Plain(http.clone()));
+        // The engine reads queue depth from nsqd's HTTP side too (see `engine_app`).
+        q.stats_endpoint = Some(http);
         Ok(q)
     }
 
