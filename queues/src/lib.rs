@@ -17,6 +17,7 @@
 
 pub mod cli;
 mod error;
+pub mod keda;
 pub mod metrics;
 mod receipt;
 pub mod registry;

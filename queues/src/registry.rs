@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::keda::KedaScaler;
 use super::{ErrorKind, Queue, QueueError};
 
 /// What a backend tells the registry about itself.
@@ -38,6 +39,12 @@ pub trait Backend: Sync {
     /// A URL built from the 2016 demo's environment variables (read through `get`), when they are set.
     fn url_from_legacy_env(&self, get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
         let _ = get;
+        None
+    }
+
+    /// How KEDA's scaler for this backend reads it, where KEDA has one (the judge's KEDA policy reads any
+    /// queue this way, by the backend's scheme).
+    fn keda(&self) -> Option<&'static KedaScaler> {
         None
     }
 
@@ -102,6 +109,11 @@ pub(crate) use register;
 /// The backends this build has, in registry order.
 pub fn backends() -> impl Iterator<Item = &'static dyn Backend> {
     super::REGISTRY.iter().filter_map(|r| r.backend)
+}
+
+/// The backends of this build that KEDA has a scaler for, with the scaler, in registry order.
+pub fn keda_scalers() -> impl Iterator<Item = (&'static str, &'static KedaScaler)> {
+    backends().filter_map(|b| b.keda().map(|k| (b.scheme(), k)))
 }
 
 /// The schemes of this build, for messages: "sqlite, nsq and azure".

@@ -14,6 +14,12 @@
 //! list of consumers: use the demo's series (local) or the platform's count. Prometheus counts what the query
 //! says, as of the last scrape (up to a scrape interval late): kube-state-metrics' available replicas, the
 //! consumers' own `mw_consumer_slots` series, or the engine's decision (`scorecard watch --decided`).
+//!
+//! `nsqd:` names a backend outside `queues`, on purpose: it is not a queue URL picked from the registry but a
+//! place to read, like `marathon:`, and nsqd's `/stats` is the one queue server of the 2016 platforms that
+//! lists the clients subscribed to a channel (the engine's NSQ deployments are judged by it). Another
+//! backend's consumer list (RabbitMQ's `consumers`, JetStream's consumer info) would be a source of its own
+//! here, read the same way, rather than a lookup by scheme.
 
 use std::fmt;
 use std::str::FromStr;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::AmqpQueue;
+use crate::keda::{Counts, KedaScaler};
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -40,6 +41,21 @@ impl Backend for AmqpBackend {
 
     fn summary(&self) -> &'static str {
         "a RabbitMQ queue over AMQP 0-9-1, unacked count from the management API; the password comes from AMQP_PASSWORD"
+    }
+
+    /// KEDA's RabbitMQ scaler (<https://keda.sh/docs/latest/scalers/rabbitmq-queue/>), `mode: QueueLength`:
+    /// over AMQP (the protocol `auto` picks for an `amqp://` host) a passive `queue.declare`'s ready count;
+    /// over the management API (`protocol: http`) `messages`, ready plus unacked. Target `value` (required
+    /// today; 20, the default of the older `queueLength`, here); activation `activationValue`.
+    fn keda(&self) -> Option<&'static KedaScaler> {
+        static K: KedaScaler = KedaScaler {
+            trigger: "rabbitmq",
+            target_key: "value",
+            default_target: 20,
+            counts: Counts::Visible,
+            alternative: Some((Counts::All, "protocol: http")),
+        };
+        Some(&K)
     }
 
     fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String> {

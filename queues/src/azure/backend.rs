@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use super::AzureQueue;
 use super::config::{AzureUrl, ConnectionString, DEV_ACCOUNT};
+use crate::keda::{Counts, KedaScaler};
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -37,6 +38,21 @@ impl Backend for AzureBackend {
 
     fn summary(&self) -> &'static str {
         "an Azure Storage Queue or Azurite; the key, SAS or connection string comes from AZURE_STORAGE_*"
+    }
+
+    /// KEDA's Azure Storage Queue scaler (kedacore/keda `pkg/scalers/azure_queue_scaler.go`): the queue's
+    /// approximate message count, which includes invisible (leased) messages, unless
+    /// `queueLengthStrategy: visibleonly` (visible ones, peeked up to 32, then approximate). Target
+    /// `queueLength`, default 5; activation `activationQueueLength`.
+    fn keda(&self) -> Option<&'static KedaScaler> {
+        static K: KedaScaler = KedaScaler {
+            trigger: "azure-queue",
+            target_key: "queueLength",
+            default_target: 5,
+            counts: Counts::All,
+            alternative: Some((Counts::Visible, "queueLengthStrategy: visibleonly")),
+        };
+        Some(&K)
     }
 
     fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String> {

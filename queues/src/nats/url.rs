@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::NatsQueue;
+use crate::keda::{Counts, KedaScaler};
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -36,6 +37,20 @@ impl Backend for NatsBackend {
 
     fn summary(&self) -> &'static str {
         "a NATS JetStream stream with a shared durable pull consumer; credentials come from NATS_USER and NATS_PASSWORD, or NATS_TOKEN"
+    }
+
+    /// KEDA's NATS JetStream scaler (`pkg/scalers/nats_jetstream_scaler.go`, `getMaxMsgLag`): the
+    /// consumer's `num_pending + num_ack_pending` from the monitoring endpoint's `/jsz`, that is backlog plus
+    /// in flight. Target `lagThreshold`, default 10; activation `activationLagThreshold`.
+    fn keda(&self) -> Option<&'static KedaScaler> {
+        static K: KedaScaler = KedaScaler {
+            trigger: "nats-jetstream",
+            target_key: "lagThreshold",
+            default_target: 10,
+            counts: Counts::All,
+            alternative: None,
+        };
+        Some(&K)
     }
 
     fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String> {

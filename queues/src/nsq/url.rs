@@ -23,6 +23,7 @@ use async_trait::async_trait;
 
 use super::NsqQueue;
 use super::codec::{DEFAULT_MAX_MSG_SIZE, is_valid_name};
+use crate::keda::{Counts, KedaScaler};
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -42,6 +43,20 @@ impl Backend for NsqBackend {
 
     fn summary(&self) -> &'static str {
         "nsqd over its TCP protocol, depth from its HTTP /stats; the AUTH secret comes from NSQ_AUTH_SECRET"
+    }
+
+    /// KEDA's NSQ scaler (`pkg/scalers/nsq_scaler.go`): the channel's `depth` summed over every nsqd, which
+    /// excludes in-flight and deferred messages (0 for a paused channel; the topic's depth while the channel
+    /// does not exist yet). Target `depthThreshold`, default 10; activation `activationDepthThreshold`.
+    fn keda(&self) -> Option<&'static KedaScaler> {
+        static K: KedaScaler = KedaScaler {
+            trigger: "nsq",
+            target_key: "depthThreshold",
+            default_target: 10,
+            counts: Counts::Visible,
+            alternative: None,
+        };
+        Some(&K)
     }
 
     fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String> {

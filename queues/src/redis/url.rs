@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::RedisQueue;
+use crate::keda::{Counts, KedaScaler};
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -35,6 +36,21 @@ impl Backend for RedisBackend {
 
     fn summary(&self) -> &'static str {
         "a Redis stream read by one consumer group (Redis 7+); the password comes from REDIS_PASSWORD"
+    }
+
+    /// KEDA's Redis Streams scaler (`pkg/scalers/redis_streams_scaler.go`, <https://keda.sh/docs/latest/scalers/redis-streams/>):
+    /// with a consumer group it counts, by default, the group's pending entries (`XPENDING`: delivered, not
+    /// acked), target `pendingEntriesCount`, default 5; with `lagCount` set, the group's lag (`XINFO
+    /// GROUPS`, Redis 7+: entries not yet delivered), the only reading that can scale from 0.
+    fn keda(&self) -> Option<&'static KedaScaler> {
+        static K: KedaScaler = KedaScaler {
+            trigger: "redis-streams",
+            target_key: "pendingEntriesCount",
+            default_target: 5,
+            counts: Counts::InFlight,
+            alternative: Some((Counts::Visible, "lagCount: N")),
+        };
+        Some(&K)
     }
 
     fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String> {

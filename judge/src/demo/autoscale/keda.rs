@@ -16,61 +16,89 @@
 //! - the HPA, with minReplicas max(minReplicaCount, 1), reads the metric every sync period (15 s), live, or,
 //!   with `useCachedMetrics`, the value KEDA cached at its last poll.
 //!
-//! The metric is the scaler's, which differs per backend (see [`Scaler`]).
+//! The metric is the scaler's, which differs per backend: each backend registers its own (see [`Scaler`]).
 
 use std::time::Duration;
 
 use queues::Depth;
+use queues::keda::{Counts, KedaScaler};
+use queues::registry;
 
 use super::Policy;
 use super::hpa::{Hpa, HpaSettings};
 
-/// The KEDA scaler whose reading of the queue the policy uses.
+/// The KEDA scaler whose reading of the queue the policy uses: a backend's, as the backend registers it
+/// ([`queues::Backend::keda`]: what it counts, its target's default), named by the backend's scheme, and the
+/// reading it is configured for. The demo's SQLite queue has no KEDA scaler: it is read the way the chosen
+/// scaler reads its own backend (ready only, in flight only, or both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scaler {
-    /// The Azure Storage Queue scaler (kedacore/keda `pkg/scalers/azure_queue_scaler.go`): the queue's
-    /// approximate message count, which includes invisible (leased) messages, unless
-    /// `queueLengthStrategy=visibleonly`, which counts the visible ones (peeked, up to 32, then approximate).
-    /// Default target `queueLength` 5, activation `activationQueueLength` 0.
-    Azure { visible_only: bool },
-    /// The NSQ scaler (`pkg/scalers/nsq_scaler.go`): the channel's `depth` summed over every nsqd, which
-    /// excludes in-flight and deferred messages (0 for a paused channel; the topic's depth while the channel
-    /// does not exist yet). Default target `depthThreshold` 10, activation `activationDepthThreshold` 0.
-    Nsq,
+pub struct Scaler {
+    /// The backend's scheme (`scaler=` in `--autoscale`).
+    pub backend: &'static str,
+    pub keda: &'static KedaScaler,
+    /// What it counts: the scaler's default reading, or its alternative.
+    pub counts: Counts,
 }
 
 impl Scaler {
-    /// What the scaler would read from a queue of this depth. The demo's SQLite queue has no KEDA scaler:
-    /// it is read the way the chosen scaler reads its own backend (ready only, or ready plus leased).
+    /// The scaler of the backend `scheme`, read its default way.
+    ///
+    /// # Errors
+    /// A message naming the backends of this build that have one.
+    pub fn named(scheme: &str) -> Result<Scaler, String> {
+        registry::keda_scalers()
+            .find(|(b, _)| *b == scheme)
+            .map(|(backend, keda)| Scaler {
+                backend,
+                keda,
+                counts: keda.counts,
+            })
+            .ok_or_else(|| {
+                let known: Vec<&str> = registry::keda_scalers().map(|(b, _)| b).collect();
+                format!(
+                    "scaler={scheme:?}: expected the scheme of a backend KEDA has a scaler for: {}",
+                    if known.is_empty() {
+                        "none in this build".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )
+            })
+    }
+
+    /// The default: the first scaler (in registry order) that counts ready plus leased, the figure the
+    /// Microscaling rule reads, so that the two policies compare on the same reading; else the first.
+    pub fn default_scaler() -> Option<Scaler> {
+        let pick = registry::keda_scalers()
+            .find(|(_, k)| k.counts == Counts::All)
+            .or_else(|| registry::keda_scalers().next());
+        pick.map(|(backend, keda)| Scaler {
+            backend,
+            keda,
+            counts: keda.counts,
+        })
+    }
+
+    /// What the scaler would read from a queue of this depth.
     pub fn read(self, d: Depth) -> u64 {
-        match self {
-            Scaler::Azure {
-                visible_only: false,
-            } => d.total(),
-            Scaler::Azure { visible_only: true } | Scaler::Nsq => d.visible,
-        }
+        self.counts.read(d)
     }
 
     /// The scaler's default target value per replica.
     pub fn default_target(self) -> u64 {
-        match self {
-            Scaler::Azure { .. } => 5,
-            Scaler::Nsq => 10,
-        }
+        self.keda.default_target
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Scaler::Azure { .. } => "azure",
-            Scaler::Nsq => "nsq",
-        }
+        self.backend
     }
 }
 
 /// KEDA's settings (the ScaledObject's and its trigger's), with the HPA's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KedaSettings {
-    pub scaler: Scaler,
+    /// `None` only in a build with no backend KEDA has a scaler for (`policy=keda` then refuses to run).
+    pub scaler: Option<Scaler>,
     /// `pollingInterval`.
     pub polling: Duration,
     /// `cooldownPeriod`.
@@ -87,9 +115,7 @@ pub struct KedaSettings {
 impl Default for KedaSettings {
     fn default() -> Self {
         KedaSettings {
-            scaler: Scaler::Azure {
-                visible_only: false,
-            },
+            scaler: Scaler::default_scaler(),
             polling: Duration::from_secs(30),
             cooldown: Duration::from_secs(300),
             initial_cooldown: Duration::ZERO,
@@ -163,7 +189,8 @@ fn next_after(mut next: Duration, every: Duration, now: Duration) -> Duration {
 
 impl Policy for Keda {
     fn decide(&mut self, now: Duration, depth: Depth, current: usize) -> usize {
-        let value = self.s.scaler.read(depth);
+        // `resolve` refuses policy=keda without a scaler; reading everything is the safe side there.
+        let value = self.s.scaler.map_or(depth.total(), |sc| sc.read(depth));
         let mut replicas = current;
         // Each loop acts at its scheduled time, not at the caller's slightly later `now`: the real loops are
         // at least a period apart, so a scale event exactly one policy period back is outside the period
@@ -215,17 +242,29 @@ mod tests {
     #[test]
     fn each_scaler_reads_its_own_depth() {
         let d = depth(7, 3);
-        assert_eq!(Scaler::Nsq.read(d), 7);
-        assert_eq!(
-            Scaler::Azure {
-                visible_only: false
-            }
-            .read(d),
-            10
+        let read = |name: &str| Scaler::named(name).unwrap().read(d);
+        // The facts come from each backend's registration; the figures are KEDA's.
+        assert_eq!(read("nsq"), 7);
+        assert_eq!(read("azure"), 10);
+        assert_eq!(read("nats"), 10);
+        assert_eq!(read("redis"), 3);
+        assert_eq!(read("amqp"), 7);
+        let visible_only = Scaler {
+            counts: Counts::Visible,
+            ..Scaler::named("azure").unwrap()
+        };
+        assert_eq!(visible_only.read(d), 7);
+        assert_eq!(Scaler::named("nsq").unwrap().default_target(), 10);
+        assert_eq!(Scaler::named("azure").unwrap().default_target(), 5);
+        assert!(
+            Scaler::named("sqlite").is_err(),
+            "SQLite has no KEDA scaler"
         );
-        assert_eq!(Scaler::Azure { visible_only: true }.read(d), 7);
-        assert_eq!(Scaler::Nsq.default_target(), 10);
-        assert_eq!(Scaler::Azure { visible_only: true }.default_target(), 5);
+        // The default reads what the Microscaling rule reads: ready plus leased.
+        assert_eq!(
+            Scaler::default_scaler().map(|s| s.counts),
+            Some(Counts::All)
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use queues::Depth;
+use queues::keda::Counts;
 use workload::cli::parse_duration;
 
 use self::hpa::{Rules, Select};
@@ -131,6 +132,8 @@ struct Draft {
     slots: Option<usize>,
     start_delay: Duration,
     keda: KedaSettings,
+    /// `queue-length-strategy`, applied to the scaler once both are known (they may come in any order).
+    counts: Option<Counts>,
 }
 
 impl Default for Draft {
@@ -146,6 +149,7 @@ impl Default for Draft {
             slots: None,
             start_delay: Duration::ZERO,
             keda: KedaSettings::default(),
+            counts: None,
         }
     }
 }
@@ -178,25 +182,11 @@ impl Draft {
             "slots" => self.slots = Some(count()?),
             "interval" => self.interval = duration()?,
             "start-delay" => self.start_delay = duration()?,
-            "scaler" => {
-                let visible_only = matches!(self.keda.scaler, Scaler::Azure { visible_only: true });
-                self.keda.scaler = match v {
-                    "azure" => Scaler::Azure { visible_only },
-                    "nsq" => Scaler::Nsq,
-                    _ => return Err(format!("scaler={v:?}: expected azure or nsq")),
-                }
-            }
+            "scaler" => self.keda.scaler = Some(Scaler::named(v)?),
             "queue-length-strategy" => {
-                let visible_only = match v {
-                    "all" => false,
-                    "visibleonly" => true,
-                    _ => {
-                        return Err(format!(
-                            "queue-length-strategy={v:?}: expected all or visibleonly"
-                        ));
-                    }
-                };
-                self.keda.scaler = Scaler::Azure { visible_only };
+                self.counts = Some(Counts::from_name(v).ok_or_else(|| {
+                    format!("queue-length-strategy={v:?}: expected all, visibleonly or inflight")
+                })?)
             }
             "polling" => self.keda.polling = duration()?,
             "cooldown" => self.keda.cooldown = duration()?,
@@ -285,15 +275,18 @@ impl fmt::Display for Autoscale {
         )?;
         if self.policy == PolicyKind::Keda {
             let k = &self.keda;
+            if let Some(scaler) = k.scaler {
+                write!(
+                    f,
+                    ",scaler={},queue-length-strategy={}",
+                    scaler.name(),
+                    scaler.counts.name()
+                )?;
+            }
             write!(
                 f,
-                ",scaler={},queue-length-strategy={},polling={},cooldown={},initial-cooldown={},\
+                ",polling={},cooldown={},initial-cooldown={},\
                  activation={},use-cached-metrics={},sync={},tolerance={}",
-                k.scaler.name(),
-                match k.scaler {
-                    Scaler::Azure { visible_only: true } => "visibleonly",
-                    _ => "all",
-                },
                 d(k.polling),
                 d(k.cooldown),
                 d(k.initial_cooldown),
@@ -328,7 +321,8 @@ impl Autoscale {
             interval,
             slots,
             start_delay,
-            keda,
+            mut keda,
+            counts,
         } = draft;
         if policy == PolicyKind::Microscaling {
             // A scenario may carry KEDA settings for when it runs under keda; the flag asking for one
@@ -339,10 +333,27 @@ impl Autoscale {
                 ));
             }
         }
-        let target = match (target, policy) {
-            (Some(t), _) => t,
-            (None, PolicyKind::Keda) => keda.scaler.default_target(),
-            (None, PolicyKind::Microscaling) => {
+        if policy == PolicyKind::Keda {
+            let Some(scaler) = keda.scaler.as_mut() else {
+                return Err("--autoscale policy=keda: this build has no queue backend KEDA has a scaler for".into());
+            };
+            if let Some(c) = counts {
+                if !scaler.keda.can_count(c) {
+                    return Err(format!(
+                        "--autoscale queue-length-strategy={}: KEDA's {} scaler ({}) counts {}",
+                        c.name(),
+                        scaler.name(),
+                        scaler.keda.trigger,
+                        scaler.keda.readings()
+                    ));
+                }
+                scaler.counts = c;
+            }
+        }
+        let target = match (target, policy, keda.scaler) {
+            (Some(t), _, _) => t,
+            (None, PolicyKind::Keda, Some(scaler)) => scaler.default_target(),
+            (None, _, _) => {
                 return Err(
                     "--autoscale needs a target depth: target=50, or a --scenario that sets one"
                         .into(),
@@ -424,7 +435,7 @@ impl Autoscale {
             ),
             PolicyKind::Keda => format!(
                 "keda ({} scaler) target={},min={},max={},polling={},cooldown={}",
-                self.keda.scaler.name(),
+                self.keda.scaler.map_or("no", |s| s.name()),
                 self.target,
                 self.min,
                 self.max,

@@ -78,6 +78,17 @@ fn keda_takes_the_documented_defaults_and_every_setting() {
     assert_eq!(k.band_low(), 4);
     // The NSQ scaler's depthThreshold is 10.
     assert_eq!(a("policy=keda,scaler=nsq").target, 10);
+    // Every scaler's settings write back to what parses to the same (the strategy is the scaler's own).
+    for scaler in ["nsq", "azure", "redis", "nats", "amqp"] {
+        let k = a(&format!("policy=keda,scaler={scaler}"));
+        assert_eq!(a(&k.to_string()), k, "{k}");
+    }
+    // Redis Streams' scaler counts pending entries by default (target 5), the group's lag with `lagCount`.
+    let r = a("policy=keda,queue-length-strategy=visibleonly,scaler=redis");
+    assert_eq!(
+        (r.target, r.keda.scaler.unwrap().counts),
+        (5, Counts::Visible)
+    );
     // Every key set, and the settings written back parse to the same.
     let spec = "policy=keda,target=20,min=1,max=6,interval=500ms,slots=7,start-delay=2s,scaler=azure,\
                 queue-length-strategy=visibleonly,polling=5s,cooldown=30s,initial-cooldown=10s,activation=3,\
@@ -86,7 +97,8 @@ fn keda_takes_the_documented_defaults_and_every_setting() {
                 down-period=30s,down-select=disabled";
     let k = a(spec);
     assert_eq!(k.to_string(), spec);
-    assert_eq!(k.keda.scaler, Scaler::Azure { visible_only: true });
+    let scaler = k.keda.scaler.unwrap();
+    assert_eq!((scaler.name(), scaler.counts), ("azure", Counts::Visible));
     assert_eq!(
         (k.keda.hpa.down.percent, k.keda.hpa.down.pods),
         (None, Some(1))
@@ -116,7 +128,8 @@ fn bad_specs_say_what_is_expected() {
         ("speed=3", "unknown key"),
         ("interval=3", "invalid"),
         ("policy=hpa", "microscaling or keda"),
-        ("scaler=sqs", "azure or nsq"),
+        ("scaler=sqs", "a backend KEDA has a scaler for"),
+        ("queue-length-strategy=some", "all, visibleonly or inflight"),
         ("tolerance=1.5", "under 1"),
         ("up-select=most", "max, min or disabled"),
         ("use-cached-metrics=yes", "true or false"),
@@ -135,6 +148,11 @@ fn bad_specs_say_what_is_expected() {
         ("target=5,interval=0s", "more than 0"),
         ("policy=keda,polling=0s", "polling must be more than 0"),
         ("target=5,cooldown=30s", "setting of policy=keda"),
+        // NSQ's scaler reads the channel's depth, ready messages only: it has no other reading.
+        (
+            "policy=keda,scaler=nsq,queue-length-strategy=all",
+            "nsq scaler (nsq) counts visibleonly",
+        ),
     ] {
         let e = Autoscale::resolve(&bad.parse().unwrap(), &AutoscaleArgs::default()).unwrap_err();
         assert!(e.contains(needle), "{bad}: {e}");

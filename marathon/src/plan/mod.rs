@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use serde_json::json;
 use workload::cli::parse_duration;
 
 use super::config::{ConnectionArgs, validate_group};
@@ -14,18 +13,17 @@ use super::errors::UsageError;
 use super::labels::{self, ROLE_KEY, SUITE_KEY, SUITE_VALUE, VERSION_KEY};
 use super::secret::Secret;
 
+mod apps;
+mod queue;
+
 /// The installer's version, written into every app's labels and the default image tag.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The nsqd image for our own binaries.
-const NSQD_IMAGE: &str = "nsqio/nsq:v1.3.0";
-/// The nsqd the engine can read: its NSQ metric parses only 0.3.x's wrapped `/stats`
-/// (`{"status_code":200,"data":{"topics":…}}`), which nsqd 1.x no longer sends.
-const NSQD_IMAGE_FOR_ENGINE: &str = "nsqio/nsq:v0.3.8";
-/// nsqd's TCP and HTTP ports, fixed on the agent so the other apps can find them.
-const NSQD_TCP: u16 = 4150;
-const NSQD_HTTP: u16 = 4151;
 
 /// The queue the demo runs on.
+///
+/// Only these two, by name, and not the `queues` registry: they are deployment facts, not dispatch. An NSQ
+/// install runs an nsqd app in the group (or points at one) and an Azure one needs the storage account's
+/// env, and the Microscaling engine the installer can add reads only its `NSQ` and `AzureQueue` metrics.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueueKind {
     /// NSQ: an nsqd app in the group, or an external one with --nsqd.
@@ -224,25 +222,6 @@ pub struct InstallPlan {
     pub warnings: Vec<String>,
 }
 
-fn check_host_port(value: &str, flag: &str) -> Result<(String, u16), UsageError> {
-    let bad = || {
-        UsageError::new(format!(
-            "{flag} {value:?}: expected HOST:PORT, e.g. nsqd.example.com:4150"
-        ))
-    };
-    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    // `@` or `/` mean a URL or credentials were pasted, which would be copied into every app's environment.
-    if host.is_empty()
-        || port == 0
-        || host.contains(char::is_whitespace)
-        || host.contains(['@', '/'])
-    {
-        return Err(bad());
-    }
-    Ok((host.to_string(), port))
-}
-
 fn check_image(value: &str, flag: &str) -> Result<(), UsageError> {
     if value.is_empty() || value.contains(char::is_whitespace) {
         return Err(UsageError::new(format!(
@@ -264,32 +243,6 @@ fn check_resources(role: &str, cpus: f64, mem: f64) -> Result<(), UsageError> {
         )));
     }
     Ok(())
-}
-
-/// Azure's queue naming rule: 3–63 lowercase letters, digits and single hyphens, starting and ending with a
-/// letter or digit.
-fn check_azure_queue(name: &str) -> Result<(), UsageError> {
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if ok {
-        Ok(())
-    } else {
-        Err(UsageError::new(format!(
-            "--azure-queue {name:?}: Azure queue names are 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit"
-        )))
-    }
-}
-
-/// The Mesos-DNS name of an app: `/a/b/nsqd` → `nsqd-b-a.marathon.mesos`.
-fn mesos_dns_name(app_id: &str) -> String {
-    let mut parts: Vec<&str> = app_id.trim_matches('/').split('/').collect();
-    parts.reverse();
-    format!("{}.marathon.mesos", parts.join("-"))
 }
 
 /// How the apps of the group are named and labelled.
@@ -391,305 +344,11 @@ impl InstallArgs {
         common_labels.insert(VERSION_KEY.to_string(), VERSION.to_string());
         Ok(common_labels)
     }
-
-    /// NSQ: an external nsqd, or one installed in the group.
-    fn nsq_setup(
-        &self,
-        names: &Names,
-        warnings: &mut Vec<String>,
-    ) -> Result<QueueSetup, UsageError> {
-        let mut q = QueueSetup::default();
-        if self.azure_key.is_some() || self.azure_key_secret.is_some() {
-            warnings.push("the Azure key is ignored with --queue nsq".to_string());
-        }
-        if self.topic.is_empty() || self.channel.is_empty() {
-            return Err(UsageError::new("--topic and --channel must not be empty"));
-        }
-        let (tcp, http) = match &self.nsqd {
-            Some(addr) => {
-                if self.engine {
-                    return Err(UsageError::new(
-                        "--engine with an external --nsqd: the Microscaling engine reads only nsqd 0.3.x's /stats format (nsqd 1.x changed it), and the installer cannot check the external nsqd's version. Leave out --nsqd to have nsqio/nsq:v0.3.8 installed in the group, or use --queue azure",
-                    ));
-                }
-                let (host, _) = check_host_port(addr, "--nsqd")?;
-                let http = match &self.nsqd_http {
-                    Some(h) => {
-                        check_host_port(h, "--nsqd-http")?;
-                        h.clone()
-                    }
-                    None => format!("{host}:{NSQD_HTTP}"),
-                };
-                (addr.clone(), http)
-            }
-            None => {
-                let nsqd_id = names.id("nsqd");
-                let host = self
-                    .nsqd_host
-                    .clone()
-                    .unwrap_or_else(|| mesos_dns_name(&nsqd_id));
-                if host.is_empty() || host.contains(char::is_whitespace) || host.contains(':') {
-                    return Err(UsageError::new(format!(
-                        "--nsqd-host {host:?}: expected a host name"
-                    )));
-                }
-                let image = match (&self.nsqd_image, self.engine) {
-                    (Some(i), true) if !i.contains(":v0.3.") => {
-                        return Err(UsageError::new(format!(
-                            "--nsqd-image {i:?} with --engine: the Microscaling engine reads only nsqd 0.3.x's /stats format (nsqd 1.x changed it); use an nsqio/nsq:v0.3.x image, or leave out --nsqd-image for {NSQD_IMAGE_FOR_ENGINE}"
-                        )));
-                    }
-                    (Some(i), _) => i.clone(),
-                    (None, true) => NSQD_IMAGE_FOR_ENGINE.to_string(),
-                    (None, false) => NSQD_IMAGE.to_string(),
-                };
-                check_image(&image, "--nsqd-image")?;
-                q.nsqd = Some(AppDef {
-                    id: nsqd_id,
-                    image,
-                    args: vec![
-                        "/nsqd".into(),
-                        format!("--tcp-address=0.0.0.0:{NSQD_TCP}"),
-                        format!("--http-address=0.0.0.0:{NSQD_HTTP}"),
-                        "--data-path=/tmp".into(),
-                    ],
-                    env: BTreeMap::new(),
-                    secrets: BTreeMap::new(),
-                    instances: 1,
-                    cpus: 0.2,
-                    mem: 128.0,
-                    labels: names.labels_for("nsqd"),
-                    kill_grace_seconds: None,
-                    fixed_ports: vec![("tcp".into(), NSQD_TCP), ("http".into(), NSQD_HTTP)],
-                    dependencies: vec![],
-                });
-                (format!("{host}:{NSQD_TCP}"), format!("{host}:{NSQD_HTTP}"))
-            }
-        };
-        q.env
-            .insert("MSS_QUEUE_ENDPOINT".into(), EnvValue::Plain(tcp));
-        q.env
-            .insert("MSS_TOPIC_NAME".into(), EnvValue::Plain(self.topic.clone()));
-        q.env.insert(
-            "MSS_CHANNEL_NAME".into(),
-            EnvValue::Plain(self.channel.clone()),
-        );
-        q.env
-            .insert("NSQ_STATS_ENDPOINT".into(), EnvValue::Plain(http.clone()));
-        Ok(q)
-    }
-
-    /// An Azure Storage queue: the account, the queue and the key (plain, or a secret reference).
-    fn azure_setup(&self, warnings: &mut Vec<String>) -> Result<QueueSetup, UsageError> {
-        let mut q = QueueSetup::default();
-        let account = self.azure_account.clone().filter(|a| !a.is_empty()).ok_or_else(|| {
-            UsageError::new(
-                "--queue azure needs the storage account: pass --azure-account NAME or set AZURE_STORAGE_ACCOUNT_NAME",
-            )
-        })?;
-        if !(3..=24).contains(&account.len())
-            || !account
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        {
-            return Err(UsageError::new(format!(
-                "--azure-account {account:?}: Azure storage account names are 3-24 lowercase letters and digits"
-            )));
-        }
-        check_azure_queue(&self.azure_queue)?;
-        let key = match (&self.azure_key, &self.azure_key_secret) {
-            (Some(_), Some(source)) if !source.is_empty() => {
-                warnings.push(
-                    "both a plain Azure key and --azure-key-secret were given: only the secret reference is used".to_string(),
-                );
-                q.secrets.insert("azure-storage-key".into(), source.clone());
-                EnvValue::SecretRef("azure-storage-key".into())
-            }
-            (None, Some(source)) if !source.is_empty() => {
-                q.secrets.insert("azure-storage-key".into(), source.clone());
-                EnvValue::SecretRef("azure-storage-key".into())
-            }
-            (Some(k), _) if !k.is_empty() => {
-                warnings.push(
-                    "the Azure key goes into the app definitions as plain env: anyone who can read these apps in Marathon can read it. Use --azure-key-secret SOURCE with a secret store (DC/OS Enterprise) to keep it out".to_string(),
-                );
-                EnvValue::Sensitive(k.clone())
-            }
-            _ => {
-                return Err(UsageError::new(
-                    "--queue azure needs the storage account key: set AZURE_STORAGE_ACCOUNT_KEY (or --azure-key), or pass --azure-key-secret SOURCE to reference it in the cluster's secret store",
-                ));
-            }
-        };
-        q.env.insert(
-            "AZURE_STORAGE_ACCOUNT_NAME".into(),
-            EnvValue::Plain(account),
-        );
-        q.env.insert("AZURE_STORAGE_ACCOUNT_KEY".into(), key);
-        q.env.insert(
-            "AZURE_STORAGE_QUEUE_NAME".into(),
-            EnvValue::Plain(self.azure_queue.clone()),
-        );
-        Ok(q)
-    }
-
-    /// Remainder, producer and consumer, in the original demo's order.
-    fn role_apps(&self, names: &Names, q: &QueueSetup, deps: Vec<String>) -> Vec<AppDef> {
-        let mut apps = Vec::new();
-        apps.push(AppDef {
-            id: names.id("remainder"),
-            image: self.image.clone(),
-            args: vec!["remainder".into()],
-            env: BTreeMap::new(),
-            secrets: BTreeMap::new(),
-            instances: self.remainder_instances,
-            cpus: self.remainder_cpus,
-            mem: self.remainder_mem,
-            labels: names.labels_for("remainder"),
-            kill_grace_seconds: None,
-            fixed_ports: vec![],
-            dependencies: vec![],
-        });
-        let mut producer_env = q.env.clone();
-        producer_env.insert(
-            "PRODUCER_RATE".into(),
-            EnvValue::Plain(self.producer_rate.to_string()),
-        );
-        apps.push(AppDef {
-            id: names.id("producer"),
-            image: self.image.clone(),
-            args: vec!["producer".into()],
-            env: producer_env,
-            secrets: q.secrets.clone(),
-            instances: self.producer_instances,
-            cpus: self.producer_cpus,
-            mem: self.producer_mem,
-            labels: names.labels_for("producer"),
-            kill_grace_seconds: None,
-            fixed_ports: vec![],
-            dependencies: deps.clone(),
-        });
-        let mut consumer_env = q.env.clone();
-        consumer_env.insert(
-            "CONSUMER_WORK".into(),
-            EnvValue::Plain(self.consumer_work.to_string()),
-        );
-        let drain = humantime::format_duration(self.consumer_drain_timeout).to_string();
-        consumer_env.insert("CONSUMER_DRAIN_TIMEOUT".into(), EnvValue::Plain(drain));
-        let drain_secs = self.consumer_drain_timeout.as_secs()
-            + u64::from(self.consumer_drain_timeout.subsec_nanos() > 0);
-        apps.push(AppDef {
-            id: names.id("consumer"),
-            image: self.image.clone(),
-            args: vec!["consumer".into()],
-            env: consumer_env,
-            secrets: q.secrets.clone(),
-            instances: self.consumer_instances,
-            cpus: self.consumer_cpus,
-            mem: self.consumer_mem,
-            labels: names.labels_for("consumer"),
-            kill_grace_seconds: Some(drain_secs + 7),
-            fixed_ports: vec![],
-            dependencies: deps,
-        });
-
-        apps
-    }
-
-    /// The Microscaling engine's app, and whether its Marathon API is to be the leader found at install.
-    fn engine_app(
-        &self,
-        names: &Names,
-        q: &QueueSetup,
-    ) -> Result<(AppDef, Option<String>), UsageError> {
-        let mut needs_leader = None;
-        check_image(&self.engine_image, "--engine-image")?;
-        if self.engine_max_containers == 0 || self.target_queue_length == 0 {
-            return Err(UsageError::new(
-                "--engine-max-containers and --target-queue-length must be more than 0",
-            ));
-        }
-        let metric = match self.queue {
-            QueueKind::Nsq => "NSQ",
-            QueueKind::Azure => "AzureQueue",
-        };
-        let cfg = |app: &str, priority: u32, min: u32, rule: &str| {
-            json!({
-                // The engine addresses apps by their id without the leading '/'.
-                "name": names.id(app).trim_start_matches('/'),
-                "priority": priority,
-                "minContainers": min,
-                "maxContainers": self.engine_max_containers,
-                "ruleType": rule,
-                "metricType": metric,
-                "config": {
-                    "image": self.image,
-                    "targetQueueLength": self.target_queue_length,
-                    "queueName": self.azure_queue,
-                    "topicName": self.topic,
-                    "channelName": self.channel,
-                },
-            })
-        };
-        let config = json!({
-            "maxContainers": self.engine_max_containers,
-            "apps": [cfg("consumer", 1, 1, "Queue"), cfg("remainder", 2, 0, "Remainder")],
-        });
-        let mut env = BTreeMap::new();
-        env.insert("MSS_SCHEDULER".into(), EnvValue::Plain("MARATHON".into()));
-        env.insert("MSS_CONFIG".into(), EnvValue::Plain("ENVVAR".into()));
-        env.insert(
-            "MSS_CONFIG_DATA".into(),
-            EnvValue::Plain(config.to_string()),
-        );
-        // The engine's default monitor dereferences a websocket that standalone mode never opens.
-        env.insert("MSS_MONITOR".into(), EnvValue::Plain("none".into()));
-        let api = match &self.engine_marathon_api {
-            Some(u) => super::config::validate_url(u).map_err(|e| {
-                UsageError::new(
-                    e.to_string()
-                        .replace("--marathon-url", "--engine-marathon-api"),
-                )
-            })?,
-            None => {
-                needs_leader = Some(names.id("engine"));
-                "http://<leader from /v2/leader>".to_string()
-            }
-        };
-        env.insert("MSS_MARATHON_API".into(), EnvValue::Plain(api));
-        match self.queue {
-            QueueKind::Nsq => {
-                let s = q.stats_endpoint.clone().unwrap_or_default();
-                env.insert("NSQ_STATS_ENDPOINT".into(), EnvValue::Plain(s));
-            }
-            QueueKind::Azure => {
-                for k in ["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"] {
-                    if let Some(v) = q.env.get(k) {
-                        env.insert(k.into(), v.clone());
-                    }
-                }
-            }
-        }
-        let app = AppDef {
-            id: names.id("engine"),
-            image: self.engine_image.clone(),
-            args: vec![],
-            env,
-            secrets: q.secrets.clone(),
-            instances: 1,
-            cpus: 0.1,
-            mem: 64.0,
-            labels: names.labels_for("engine"),
-            kill_grace_seconds: None,
-            fixed_ports: vec![],
-            dependencies: vec![names.id("consumer"), names.id("remainder")],
-        };
-        Ok((app, needs_leader))
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::queue::NSQD_IMAGE_FOR_ENGINE;
     use super::*;
 
     fn args(extra: &[&str]) -> InstallArgs {
@@ -728,6 +387,12 @@ mod tests {
         assert_eq!(p.group.apps[0].image, NSQD_IMAGE_FOR_ENGINE);
         let e = p.group.apps.iter().find(|a| a.name() == "engine").unwrap();
         assert!(matches!(&e.env["MSS_MONITOR"], EnvValue::Plain(s) if s == "none"));
+        // The engine reads depth from the installed nsqd's HTTP port: an empty endpoint would blind it.
+        assert!(
+            matches!(&e.env["NSQ_STATS_ENDPOINT"], EnvValue::Plain(s) if s == "nsqd-microscaling-demo.marathon.mesos:4151"),
+            "{:?}",
+            e.env["NSQ_STATS_ENDPOINT"]
+        );
         let EnvValue::Plain(cfg) = &e.env["MSS_CONFIG_DATA"] else {
             panic!()
         };
@@ -743,10 +408,5 @@ mod tests {
             .plan()
             .unwrap_err();
         assert!(err.to_string().contains("0.3.x"));
-    }
-
-    #[test]
-    fn mesos_dns_names_reverse_the_path() {
-        assert_eq!(mesos_dns_name("/a/b/nsqd"), "nsqd-b-a.marathon.mesos");
     }
 }
