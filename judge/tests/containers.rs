@@ -451,12 +451,16 @@ fn compose_profiles_name_exactly_the_services_each_stack_needs() {
         in_profile("nats"),
         set(&["nats", "nats-producer", "nats-consumer", "remainder"])
     );
+    assert_eq!(
+        in_profile("sqlite"),
+        set(&["sqlite-producer", "sqlite-consumer", "remainder"])
+    );
     // Every service belongs to a profile, so plain `docker compose up` starts neither stack by accident.
     for (name, svc) in services(&c) {
         assert!(!profiles(svc).is_empty(), "service {name} has no profile");
         for p in profiles(svc) {
             assert!(
-                p == "nsq" || p == "azure" || p == "redis" || p == "nats",
+                p == "sqlite" || p == "nsq" || p == "azure" || p == "redis" || p == "nats",
                 "service {name}: unknown profile {p}"
             );
         }
@@ -485,8 +489,8 @@ fn compose_workloads_run_binaries_the_image_ships_with_flags_and_variables_they_
         found.extend(problems(&w, &accepts));
     }
     assert_eq!(
-        workloads, 9,
-        "four producers (nsq, azure, redis, nats), four consumers and the remainder"
+        workloads, 11,
+        "five producers (sqlite, nsq, azure, redis, nats), five consumers and the remainder"
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
@@ -513,6 +517,34 @@ fn compose_queue_urls_parse_and_name_services_of_their_own_stack() {
             vec![format!("{}:{}", u.host, u.port)]
         } else if let Some(u) = parsed.settings::<NatsUrl>() {
             u.servers.clone()
+        } else if let Some(path) = url.strip_prefix("sqlite:") {
+            // No server: the file must sit on a named volume that every service of the stack mounts.
+            let mounts = |svc: &Value| -> Vec<(String, String)> {
+                svc.get("volumes")
+                    .map(|v| strings(v, "volumes"))
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|m| m.split_once(':'))
+                    .map(|(vol, at)| (vol.to_string(), at.to_string()))
+                    .collect()
+            };
+            let (volume, _) = mounts(svc)
+                .into_iter()
+                .find(|(_, at)| path.starts_with(&format!("{at}/")))
+                .unwrap_or_else(|| panic!("service {name}: {path} is on no volume"));
+            assert!(
+                c["volumes"].get(&volume).is_some(),
+                "service {name}: {volume} is not a named volume"
+            );
+            for (other, o) in services(&c) {
+                if compose_env(o).get("QUEUE_URL") == Some(url) {
+                    assert!(
+                        mounts(o).iter().any(|(v, _)| *v == volume),
+                        "service {other} uses {url} without mounting {volume}"
+                    );
+                }
+            }
+            continue;
         } else {
             panic!(
                 "service {name}: a {} queue is not shared between containers",
@@ -708,14 +740,54 @@ fn image_is_static_non_root_and_ships_the_binaries_the_services_run() {
         "the Dockerfile names a frontend image"
     );
     let ins = instructions(&dockerfile);
-    let froms: Vec<&String> = ins.iter().filter(|i| i.starts_with("FROM ")).collect();
-    assert_eq!(froms.len(), 2, "a build stage and a run stage: {froms:?}");
+    // The global ARGs (before the first FROM) with their defaults: what a plain `docker build` uses.
+    let first_from = ins
+        .iter()
+        .position(|i| i.starts_with("FROM "))
+        .expect("a FROM");
+    let defaults: BTreeMap<&str, &str> = ins[..first_from]
+        .iter()
+        .filter_map(|i| i.strip_prefix("ARG "))
+        .filter_map(|a| a.split_once('='))
+        .collect();
+    let resolve = |from: &str| -> String {
+        let mut out = from.to_string();
+        for (k, v) in &defaults {
+            out = out.replace(&format!("${{{k}}}"), v);
+        }
+        out
+    };
+    let froms: Vec<String> = ins
+        .iter()
+        .filter(|i| i.starts_with("FROM "))
+        .map(|i| resolve(i))
+        .collect();
+    // build (musl), prebuilt (binaries made elsewhere), binaries (whichever BINARIES names), run.
+    assert_eq!(froms.len(), 4, "the stages: {froms:?}");
     assert!(
-        froms[0].contains("-alpine"),
+        froms[0].contains("-alpine") && froms[0].ends_with(" AS build"),
         "the build stage targets musl: {}",
         froms[0]
     );
-    assert_eq!(froms[1], "FROM gcr.io/distroless/static-debian12:nonroot");
+    assert_eq!(froms[1], "FROM scratch AS prebuilt");
+    assert_eq!(
+        froms[2], "FROM build AS binaries",
+        "by default the image compiles its binaries"
+    );
+    assert_eq!(froms[3], "FROM gcr.io/distroless/static-debian12:nonroot");
+    let prebuilt = ins
+        .iter()
+        .find(|i| i.starts_with("COPY ${PREBUILT_DIR}/"))
+        .expect("the prebuilt stage copies the binaries");
+    let prebuilt: BTreeSet<&str> = prebuilt
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("${PREBUILT_DIR}/"))
+        .collect();
+    assert_eq!(
+        prebuilt,
+        IMAGE_BINARIES.into_iter().collect(),
+        "binaries of the prebuilt stage"
+    );
 
     let build = ins
         .iter()
@@ -740,7 +812,7 @@ fn image_is_static_non_root_and_ships_the_binaries_the_services_run() {
     assert_eq!(built, expected, "binaries built");
     assert_eq!(copied, expected, "binaries copied out of the build stage");
     assert!(
-        ins.contains(&"COPY --from=build /out/ /usr/local/bin/".to_string()),
+        ins.contains(&"COPY --from=binaries /out/ /usr/local/bin/".to_string()),
         "binaries on PATH"
     );
 
