@@ -67,7 +67,21 @@ impl Dockerd {
         // stays on: with it off, traffic between containers depends on the host's FORWARD policy.
         let octet = 100 + std::process::id() % 100;
         let p = dir.path();
-        let child = Command::new(DOCKERD)
+        let mut cmd = Command::new(DOCKERD);
+        // If the test process dies where Drop cannot run (a timeout's SIGKILL), the kernel still stops the
+        // daemon (SIGTERM: it stops its containers and containerd) instead of leaving it running.
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+        // async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("--data-root")
             .arg(p.join("data"))
             .arg("--exec-root")
