@@ -12,6 +12,7 @@
 pub mod autoscale;
 pub mod child;
 pub mod console;
+pub mod docker;
 pub mod keys;
 pub mod record;
 pub mod report;

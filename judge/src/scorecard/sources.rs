@@ -23,6 +23,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod docker;
+/// A Docker Engine client on a unix socket, the API version negotiated (the demo's docker engine uses it too).
+pub use docker::connect as docker_connect;
 
 /// A failure to read the consumer count.
 #[derive(Debug, thiserror::Error)]
