@@ -193,14 +193,42 @@ impl Drop for Dockerd {
         }
         // It stops the containers (--shutdown-timeout 5) and containerd, and unmounts its layers.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
+        let mut exited = false;
+        while Instant::now() < deadline && !exited {
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+            if !exited {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // What it may leave mounted (its netns/default, or layers after a kill) would keep the temp dir
+        // from being removed: detach every mount under it, deepest first.
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Lazily unmounts every mount point under `dir` (from /proc/self/mountinfo), deepest first.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let Ok(c) = std::ffi::CString::new(p) else {
+            continue;
+        };
+        // SAFETY: umount2(2) with a valid NUL-terminated path; failure is harmless (the dir then stays).
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+        }
     }
 }
 
