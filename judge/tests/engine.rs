@@ -16,7 +16,7 @@ use testkit::docker::{self, Dockerd, IMAGE_BINARIES};
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("the deploy crate sits in the workspace")
+        .expect("the judge crate sits in the workspace")
         .to_path_buf()
 }
 

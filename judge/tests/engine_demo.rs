@@ -1,4 +1,4 @@
-//! The demo's Docker engine (deploy::demo::docker) in a real dockerd of the test's own: containers of the
+//! The demo's Docker engine (judge::demo::docker) in a real dockerd of the test's own: containers of the
 //! image started with the run's labels, scale-in by container stop (the consumer drains, exits 0, nothing is
 //! lost), a container that fails to start leaves nothing, and the clean-up removes every container, network
 //! and volume of the run and nothing else.
@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use deploy::demo::docker::{Engine, RUN_LABEL, Removed, Spec};
+use judge::demo::docker::{Engine, RUN_LABEL, Removed, Spec};
 use testkit::docker::{self, Dockerd};
 
 const MESSAGES: u64 = 300;
