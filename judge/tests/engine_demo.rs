@@ -48,6 +48,7 @@ fn containers_scale_in_by_stop_lose_nothing_and_the_run_leaves_nothing_behind() 
         env: env.to_vec(),
         user: None,
         grace: Duration::from_secs(10),
+        cpu_shares: None,
     };
     let queue = "QUEUE_URL=sqlite:/run-dir/queue.db".to_string();
     let consumer_env = |n: u32| {

@@ -484,3 +484,32 @@ pub fn http_get_from_network(d: &Dockerd, image: &str, network: &str, url: &str)
     let (status, body) = out.split_once('\n').unwrap_or((&out, ""));
     (status.trim().parse().unwrap_or(0), body.to_string())
 }
+
+/// An image `tag` like the workload image but without `missing` (one of [`IMAGE_BINARIES`]): what a wrong or
+/// stale `--image` looks like to the demo. Imported directly (no labels, no recipe): only its contents matter.
+pub fn build_image_without(d: &Dockerd, tag: &str, missing: &str) -> String {
+    let work = d.scratch(&format!("without-{missing}"));
+    let bins: Vec<PathBuf> = IMAGE_BINARIES
+        .iter()
+        .filter(|b| **b != missing)
+        .map(|b| crate::bin(b))
+        .collect();
+    let refs: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
+    let root = base_root(&work, &refs);
+    for src in &bins {
+        let name = src.file_name().expect("a binary's name");
+        put(&root, src, &Path::new("/usr/local/bin").join(name));
+    }
+    import(
+        d,
+        &root,
+        &[],
+        &[
+            "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+            "USER 65532:65532",
+            "WORKDIR /tmp",
+        ],
+        tag,
+    );
+    tag.to_string()
+}

@@ -1,5 +1,6 @@
-//! Containers as the demo's children, through the Docker Engine API (bollard, unix socket only): the building
-//! block of `demo --engine docker` (issue 16; not yet wired into the supervisor).
+//! Containers as the demo's children, through the Docker Engine API (bollard, unix socket only): what
+//! `demo --engine docker` runs its producer, consumers and remainders with (the launcher is
+//! [`super::containers`]).
 //!
 //! Every container carries the run's label, so that one call finds and removes everything the run made
 //! (containers, networks, volumes), whether the run ended, was interrupted or failed. Scale-in is a
@@ -9,10 +10,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, ListNetworksOptions,
+    ListVolumesOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
 
 /// The label that ties a container (network, volume) to one demo run; its value is the run id.
@@ -44,6 +46,8 @@ pub struct Spec<'a> {
     pub user: Option<String>,
     /// Docker's wait between SIGTERM and SIGKILL on stop; longer than the drain.
     pub grace: Duration,
+    /// The container's CPU weight (Docker's default is 1024); the remainder runs at the lowest.
+    pub cpu_shares: Option<i64>,
 }
 
 /// What [`Engine::clean_up`] removed.
@@ -118,6 +122,7 @@ impl Engine {
                 network_mode: Some("host".into()),
                 init: Some(true),
                 binds: Some(spec.binds.clone()),
+                cpu_shares: spec.cpu_shares,
                 ..Default::default()
             }),
             ..Default::default()
@@ -152,6 +157,60 @@ impl Engine {
             .stop_container(id, Some(options))
             .await
             .map_err(self.err(format!("stop container {id}")))
+    }
+
+    /// Sends `signal` (`SIGTERM`, `SIGKILL`) to a running container.
+    ///
+    /// # Errors
+    /// When the engine refuses (the container is not running, say).
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), EngineError> {
+        let options = KillContainerOptions {
+            signal: signal.to_string(),
+        };
+        self.docker
+            .kill_container(id, Some(options))
+            .await
+            .map_err(self.err(format!("send {signal} to container {id}")))
+    }
+
+    /// Its stdout and stderr from its start, following until it exits.
+    pub fn output(
+        &self,
+        id: &str,
+    ) -> impl futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + use<> {
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        self.docker.logs(id, Some(options))
+    }
+
+    /// Waits until the container is no longer running (a non-zero exit is not an error here).
+    pub async fn wait(&self, id: &str) {
+        use futures_util::StreamExt;
+        let mut waiting = std::pin::pin!(self.docker.wait_container(id, None));
+        // bollard reports a non-zero exit code as an error item: either way the container has stopped, or
+        // the engine cannot tell, which the caller's inspect then says.
+        let _ = waiting.next().await;
+    }
+
+    /// Whether the engine holds `image`.
+    ///
+    /// # Errors
+    /// When the engine cannot be asked, or does not hold it.
+    pub async fn check_image(&self, image: &str) -> Result<(), EngineError> {
+        self.docker
+            .inspect_image(image)
+            .await
+            .map(drop)
+            .map_err(self.err(format!("find image {image}")))
+    }
+
+    /// The engine's socket, for messages.
+    pub fn socket(&self) -> &str {
+        &self.socket
     }
 
     /// The exit code of a container that has exited, `None` while it runs.

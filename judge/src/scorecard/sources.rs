@@ -25,6 +25,7 @@ use serde_json::Value;
 mod docker;
 /// A Docker Engine client on a unix socket, the API version negotiated (the demo's docker engine uses it too).
 pub use docker::connect as docker_connect;
+pub use docker::socket as docker_socket;
 
 /// A failure to read the consumer count.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@
 //! and sums the run up.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,14 +32,15 @@ use tokio::time::MissedTickBehavior;
 use workload::contract::Stats;
 use workload::shutdown::Shutdown;
 
-use super::Config;
 use super::autoscale::{self, Autoscale, Policy};
-use super::child::{Binaries, ChildProc, Event, Role};
+use super::child::{Binaries, ChildProc, Event, Launcher, Processes, Role};
 use super::console::{Console, Phase};
+use super::containers::Containers;
 use super::keys::{self, Key, Keys};
 use super::record::{Recorder, write_scorecard};
 use super::report::{Files, Summary, header};
 use super::schedule::MAX_CONSUMERS;
+use super::{Config, Engine, docker};
 
 /// How often the loop reaps children, applies the schedule and checks phase conditions.
 const STEP: Duration = Duration::from_millis(100);
@@ -68,10 +69,13 @@ const CHILD_STATS_INTERVAL: &str = "1s";
 /// When the binaries are missing, the temporary directory or queue cannot be made, a child cannot start or
 /// fails. Every child has been stopped by the time it returns.
 pub async fn run(config: Config) -> anyhow::Result<Summary> {
-    let bins = Binaries::locate(
-        config.bin_dir.as_deref(),
-        config.remainder_threads.is_some(),
-    )?;
+    let bins = match config.engine {
+        Engine::Processes => Some(Binaries::locate(
+            config.bin_dir.as_deref(),
+            config.remainder_threads.is_some(),
+        )?),
+        Engine::Docker { .. } => None,
+    };
     let tmp = tempfile::Builder::new()
         .prefix("queue-demo-")
         .tempdir()
@@ -81,6 +85,7 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         std::fs::create_dir(dir.join(sub))
             .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
     }
+    let (launcher, engine) = launcher(&config, bins, &dir).await?;
     let url = match &config.queue {
         Some(q) => q.url.clone(),
         None => format!("sqlite:{}", dir.join("queue.db").display()),
@@ -116,7 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     let launched = Instant::now();
     let mut demo = Demo {
         config: &config,
-        bins,
+        launcher,
         dir: dir.clone(),
         url,
         queue,
@@ -159,6 +164,19 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
             Err(e)
         }
     };
+    // Every container, network and volume of the run goes, however the run ended.
+    let summary = match (summary, engine) {
+        (summary, None) => summary,
+        (summary, Some(engine)) => match (engine.clean_up().await, summary) {
+            (Ok(_), summary) => summary,
+            (Err(e), Ok(_)) => {
+                Err(anyhow!(e).context("the demo's containers could not all be removed"))
+            }
+            (Err(e), Err(first)) => Err(first.context(format!(
+                "and the demo's containers could not all be removed: {e}"
+            ))),
+        },
+    };
     let failed = summary.as_ref().map_or(true, |s| !s.succeeded());
     // Kept on failure whatever --keep says: the logs are what explains it.
     let files = if config.keep || failed {
@@ -188,6 +206,34 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     }
 }
 
+/// What starts the demo's children, and the Docker engine to clean up after, for `--engine docker`.
+///
+/// # Errors
+/// When the engine cannot be reached or does not hold the image.
+async fn launcher(
+    config: &Config,
+    bins: Option<Binaries>,
+    dir: &Path,
+) -> anyhow::Result<(Box<dyn Launcher>, Option<Arc<docker::Engine>>)> {
+    let (image, socket) = match (&config.engine, bins) {
+        (Engine::Docker { image, socket }, _) => (image, socket),
+        (Engine::Processes, Some(bins)) => return Ok((Box::new(Processes { bins }), None)),
+        (Engine::Processes, None) => return Err(anyhow!("the demo's binaries were not located")),
+    };
+    // The temporary directory's unique name names the run: its containers' label and their names' prefix.
+    let run = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the demo's temporary directory has no name")?
+        .to_string();
+    let engine = Arc::new(docker::Engine::connect(socket, &run).await?);
+    engine.check_image(image).await.with_context(|| {
+        format!("--engine docker runs the image {image}: build it with `make image` (or name one with --image)")
+    })?;
+    let containers = Containers::new(Arc::clone(&engine), image, dir, &run, STOP_GRACE);
+    Ok((Box::new(containers), Some(engine)))
+}
+
 /// The file in the demo's directory holding the producer's stdout (its stats lines), for `audit --producer`.
 pub const PRODUCER_OUT: &str = "producer.jsonl";
 
@@ -206,7 +252,8 @@ fn hang_up_stops(shutdown: &Shutdown) -> std::io::Result<()> {
 
 struct Demo<'a> {
     config: &'a Config,
-    bins: Binaries,
+    /// What starts the children: processes or containers.
+    launcher: Box<dyn Launcher>,
     dir: PathBuf,
     url: String,
     queue: Arc<dyn Queue>,

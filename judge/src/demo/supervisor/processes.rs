@@ -64,8 +64,8 @@ impl Demo<'_> {
         // (its decision line says it).
         if self.launched_children && self.config.autoscale.is_none() {
             let msg = format!(
-                "{} started (pid {})",
-                self.children[i].role, self.children[i].pid
+                "{} started ({})",
+                self.children[i].role, self.children[i].what
             );
             self.console.note(&msg);
         }
@@ -92,17 +92,20 @@ impl Demo<'_> {
         args: &[String],
         ledger: Option<PathBuf>,
     ) -> anyhow::Result<usize> {
-        let program = match role {
-            Role::Producer => &self.bins.producer,
-            Role::Consumer(_) => &self.bins.consumer,
-            Role::Remainder(_) => &self.bins.remainder,
-        };
         let id = self.children.len();
         let log = self
             .dir
             .join("logs")
             .join(format!("{}.log", role.file_stem()));
-        let child = ChildProc::spawn(id, role, program, args, log, ledger, self.events_tx.clone())?;
+        let child = ChildProc::spawn(
+            id,
+            role,
+            self.launcher.as_ref(),
+            args,
+            log,
+            ledger,
+            self.events_tx.clone(),
+        )?;
         self.children.push(child);
         Ok(id)
     }
