@@ -21,10 +21,6 @@ fn demo(d: &Dockerd, image: &str, args: &[&str]) -> Proc {
     Proc::spawn("demo", cmd)
 }
 
-fn burst_scenario() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/burst-short.toml")
-}
-
 /// Fails naming whatever of a demo run is still in the engine: containers, networks, volumes.
 fn nothing_left(d: &Dockerd, stderr: &str) {
     // Shown with --no-capture: what the demo said.
@@ -96,17 +92,18 @@ impl Watch {
     }
 }
 
-#[test]
-fn docker_engine_autoscales_a_burst_out_and_back_in_with_containers_loses_nothing_and_leaves_nothing()
- {
-    let d = Dockerd::start();
-    let image = docker::build_workload_image(&d, "qw-demo");
+/// One `--autoscale on --scenario FILE` run: its summary, series, the most containers of each role seen
+/// running, and its stderr. Asserts the run succeeded, lost nothing and left nothing in the engine.
+fn autoscaled_run(
+    d: &Dockerd,
+    image: &str,
+    scenario: &Path,
+) -> (serde_json::Value, Series, [usize; 3], String) {
     let out = tempfile::tempdir().unwrap();
-    let watch = Watch::start(&d);
-    let scenario = burst_scenario();
+    let watch = Watch::start(d);
     let mut p = demo(
-        &d,
-        &image,
+        d,
+        image,
         &[
             "--autoscale",
             "on",
@@ -128,15 +125,28 @@ fn docker_engine_autoscales_a_burst_out_and_back_in_with_containers_loses_nothin
         u(&summary, "produced"),
         "{summary}"
     );
-    // The children were containers: one producer, up to max=4 consumers, remainders in the spare slots.
     assert!(polls > 10, "{polls} polls");
-    assert_eq!(peaks[0], 1, "producer containers: {peaks:?}");
-    assert_eq!(peaks[1], 4, "consumer containers: {peaks:?}\n{stderr}");
-    assert!(peaks[2] >= 1, "remainder containers: {peaks:?}");
-
     let series: Series =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("series.json")).unwrap())
             .unwrap();
+    assert_eq!(series.lost, Some(0));
+    assert!(out.path().join("scorecard.json").is_file());
+    nothing_left(d, &stderr);
+    (summary, series, peaks, stderr)
+}
+
+#[test]
+fn docker_engine_autoscales_a_burst_out_and_back_in_with_containers_under_each_policy() {
+    let d = Dockerd::start();
+    let image = docker::build_workload_image(&d, "qw-demo");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+
+    // The microscaling policy.
+    let (_, series, peaks, stderr) = autoscaled_run(&d, &image, &dir.join("burst-short.toml"));
+    // The children were containers: one producer, up to max=4 consumers, remainders in the spare slots.
+    assert_eq!(peaks[0], 1, "producer containers: {peaks:?}");
+    assert_eq!(peaks[1], 4, "consumer containers: {peaks:?}\n{stderr}");
+    assert!(peaks[2] >= 1, "remainder containers: {peaks:?}");
     let s = &series.samples;
     for x in s {
         assert_eq!(x.consumers + x.remainders, 4, "{x:?}");
@@ -149,9 +159,20 @@ fn docker_engine_autoscales_a_burst_out_and_back_in_with_containers_loses_nothin
         s[peak..].iter().any(|x| x.consumers < 2 && x.t < 12.0),
         "never scaled back in before the producer stopped: {s:?}"
     );
-    assert_eq!(series.lost, Some(0));
-    assert!(out.path().join("scorecard.json").is_file());
-    nothing_left(&d, &stderr);
+
+    // The keda policy (KEDA's activation and the HPA's rules), each consumer container 1 s from start to
+    // ready: it scales out on the burst and back in after its cooldown.
+    let (summary, series, peaks, stderr) =
+        autoscaled_run(&d, &image, &dir.join("burst-short-keda.toml"));
+    assert!(u(&summary, "consumers_max") >= 2, "{summary}\n{stderr}");
+    assert!(peaks[1] >= 2, "consumer containers: {peaks:?}\n{stderr}");
+    let s = &series.samples;
+    let most = s.iter().map(|x| x.consumers).max().unwrap_or(0);
+    let peak = s.iter().position(|x| x.consumers == most).unwrap();
+    assert!(
+        s[peak..].iter().any(|x| x.consumers < most),
+        "never scaled back in: {s:?}"
+    );
 }
 
 #[test]
