@@ -62,7 +62,6 @@ fn compose_env(svc: &Value) -> BTreeMap<String, String> {
     }
 }
 
-
 fn profiles(svc: &Value) -> BTreeSet<String> {
     svc.get("profiles")
         .map(|p| strings(p, "profiles").into_iter().collect())
