@@ -71,3 +71,32 @@ fn the_sdks_failed_response_lines_stay_out_of_the_default_log() {
     assert!(err.contains("error: "), "{err}");
     assert!(!err.contains("Failed response"), "{err}");
 }
+
+#[test]
+fn no_ca_certificates_is_one_line_that_says_what_to_install_not_a_panic() {
+    // A container on a `scratch` base has no CA certificates: the SDK's own client builder panicked there
+    // (exit 101). SSL_CERT_FILE and SSL_CERT_DIR pointing at nothing give the same empty trust store here.
+    let empty = tempfile::tempdir().unwrap();
+    let pem = empty.path().join("none.pem");
+    std::fs::write(&pem, "").unwrap();
+    let mut cmd = command("producer");
+    azurite::with_key(&mut cmd)
+        .env("SSL_CERT_FILE", &pem)
+        .env("SSL_CERT_DIR", empty.path())
+        .args([
+            "--queue",
+            "azure://devstoreaccount1/jobs?endpoint=http://127.0.0.1:1/devstoreaccount1",
+            "--count",
+            "1",
+        ]);
+    let mut p = Proc::spawn("producer", cmd);
+    let status = p.wait(Duration::from_secs(30));
+    let err = p.stderr();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("No CA certificates") && err.contains("ca-certificates"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}

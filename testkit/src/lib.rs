@@ -7,6 +7,7 @@
 pub mod amqp;
 pub mod azurite;
 pub mod delivery;
+pub mod docker;
 #[cfg(feature = "fake-marathon")]
 pub mod fake_marathon;
 #[cfg(feature = "fake-nsqd")]

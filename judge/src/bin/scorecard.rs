@@ -67,10 +67,11 @@ enum Command {
         )]
         queue: String,
         /// Where the count of consumers running comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on
-        /// the channel), marathon:http://HOST:8080/APP_ID (the app's running tasks) or
+        /// the channel), marathon:http://HOST:8080/APP_ID (the app's running tasks),
         /// prometheus:http://HOST:9090?query=PROMQL (one instant query, e.g. count(mw_consumer_slots) or
         /// kube_deployment_status_replicas_available{deployment="consumer"}; the PromQL as is, quoted for the
-        /// shell).
+        /// shell) or docker:LABEL=VALUE (running containers with the label, on the engine at DOCKER_HOST's unix
+        /// socket).
         #[arg(long, value_name = "SOURCE")]
         consumers: ConsumerSource,
         /// Where the engine's decision comes from (its desired replicas), recorded beside the consumers running

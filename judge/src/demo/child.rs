@@ -12,8 +12,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedSender;
 use workload::contract::{self, Stats};
 
@@ -134,7 +134,8 @@ pub enum Event {
 /// One running (or finished) child.
 pub struct ChildProc {
     pub role: Role,
-    pub pid: i32,
+    /// How it is known to the system: `pid 1234`, or `container NAME`.
+    pub what: String,
     pub log: PathBuf,
     /// The ledger it writes, for consumers.
     pub ledger: Option<PathBuf>,
@@ -148,33 +149,57 @@ pub struct ChildProc {
     /// Its latest interval line, and its summary line once written.
     pub latest: Option<Stats>,
     pub summary: Option<Stats>,
-    child: Child,
+    handle: Box<dyn Handle>,
 }
 
-impl ChildProc {
-    /// Starts `program` with `args` as child `id`, stderr into `log`, stdout forwarded to `events`.
+/// What starts the demo's children: processes on this machine ([`Processes`]), or containers of the image
+/// on a Docker engine (`super::containers::Containers`). The supervisor only ever sees a [`Started`] child.
+pub trait Launcher {
+    /// Starts `role` with `args` (the binary is the role's), its stderr into `log`.
     ///
     /// # Errors
-    /// When the log file cannot be created or the program cannot be started.
-    pub fn spawn(
-        id: usize,
-        role: Role,
-        program: &Path,
-        args: &[String],
-        log: PathBuf,
-        ledger: Option<PathBuf>,
-        events: UnboundedSender<Event>,
-    ) -> anyhow::Result<ChildProc> {
-        let log_file = std::fs::File::create(&log)
+    /// When it cannot be started at all (a missing binary, a log that cannot be created). A container's start
+    /// is asynchronous: an engine that refuses it shows as the child exiting 125, its log saying why.
+    fn start(&self, role: Role, args: &[String], log: &Path) -> anyhow::Result<Started>;
+}
+
+/// A child just started: its handle and its stdout (stats lines).
+pub struct Started {
+    pub handle: Box<dyn Handle>,
+    pub stdout: Box<dyn AsyncRead + Send + Unpin>,
+    pub what: String,
+}
+
+/// Signals and reaps one child, whatever runs it.
+pub trait Handle: Send {
+    /// Asks it to stop gracefully (SIGTERM; a consumer drains what it holds, then exits 0).
+    fn terminate(&mut self);
+    /// A second SIGTERM: a consumer then releases what it holds at once.
+    fn hurry(&mut self);
+    /// Stops it at once (SIGKILL).
+    fn kill(&mut self);
+    /// Its exit status once it has exited.
+    fn try_wait(&mut self) -> Option<ExitStatus>;
+}
+
+/// Children as processes of this machine, from the binaries beside the demo (or --bin-dir).
+pub struct Processes {
+    pub bins: Binaries,
+}
+
+impl Launcher for Processes {
+    fn start(&self, role: Role, args: &[String], log: &Path) -> anyhow::Result<Started> {
+        let program = match role {
+            Role::Producer => &self.bins.producer,
+            Role::Consumer(_) => &self.bins.consumer,
+            Role::Remainder(_) => &self.bins.remainder,
+        };
+        let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {role}'s log file {}", log.display()))?;
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
-            .envs(
-                PASSED_ENV
-                    .iter()
-                    .filter_map(|k| Some((k, std::env::var_os(k)?))),
-            )
+            .envs(passed_env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -190,12 +215,84 @@ impl ChildProc {
             .id()
             .and_then(|p| i32::try_from(p).ok())
             .context("a child that was just started has no pid")?;
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(forward(id, stdout, events));
+        let stdout = child
+            .stdout
+            .take()
+            .context("a child that was just started has no stdout")?;
+        Ok(Started {
+            handle: Box::new(ProcessHandle {
+                pid,
+                child,
+                exited: false,
+            }),
+            stdout: Box::new(stdout),
+            what: format!("pid {pid}"),
+        })
+    }
+}
+
+/// The environment a child gets: [`PASSED_ENV`], from the demo's own.
+pub fn passed_env() -> impl Iterator<Item = (&'static str, std::ffi::OsString)> {
+    PASSED_ENV
+        .iter()
+        .filter_map(|k| Some((*k, std::env::var_os(k)?)))
+}
+
+struct ProcessHandle {
+    pid: i32,
+    child: Child,
+    exited: bool,
+}
+
+impl ProcessHandle {
+    fn signal(&self, sig: i32) {
+        // Only while not yet reaped: until then the pid is still ours (a zombie at worst), never a stranger's.
+        if !self.exited {
+            // SAFETY: kill(2) with our own child's pid and a valid signal number has no memory effects.
+            unsafe {
+                libc::kill(self.pid, sig);
+            }
         }
+    }
+}
+
+impl Handle for ProcessHandle {
+    fn terminate(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+    fn hurry(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+    fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        // Not yet, or the OS cannot tell (then it is treated as running and killed on drop).
+        let status = self.child.try_wait().ok().flatten()?;
+        self.exited = true;
+        Some(status)
+    }
+}
+
+impl ChildProc {
+    /// Starts `role` through `launcher` as child `id`, stderr into `log`, stdout forwarded to `events`.
+    ///
+    /// # Errors
+    /// When the launcher cannot start it.
+    pub fn spawn(
+        id: usize,
+        role: Role,
+        launcher: &dyn Launcher,
+        args: &[String],
+        log: PathBuf,
+        ledger: Option<PathBuf>,
+        events: UnboundedSender<Event>,
+    ) -> anyhow::Result<ChildProc> {
+        let started = launcher.start(role, args, &log)?;
+        tokio::spawn(forward(id, started.stdout, events));
         Ok(ChildProc {
             role,
-            pid,
+            what: started.what,
             log,
             ledger,
             state: State::Running,
@@ -204,7 +301,7 @@ impl ChildProc {
             hurried: false,
             latest: None,
             summary: None,
-            child,
+            handle: started.handle,
         })
     }
 
@@ -224,7 +321,7 @@ impl ChildProc {
     /// Asks it to stop gracefully (SIGTERM); a consumer drains what it holds, then exits 0.
     pub fn terminate(&mut self) {
         if self.is_running() {
-            self.signal(libc::SIGTERM);
+            self.handle.terminate();
             self.state = State::Stopping(Instant::now());
         }
     }
@@ -232,7 +329,7 @@ impl ChildProc {
     /// A second SIGTERM: a consumer then releases what it holds at once instead of finishing it.
     pub fn hurry(&mut self) {
         if matches!(self.state, State::Stopping(_)) && !self.hurried {
-            self.signal(libc::SIGTERM);
+            self.handle.hurry();
             self.hurried = true;
         }
     }
@@ -240,18 +337,8 @@ impl ChildProc {
     /// Stops it at once (SIGKILL).
     pub fn kill(&mut self) {
         if !self.has_exited() {
-            self.signal(libc::SIGKILL);
+            self.handle.kill();
             self.killed = true;
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // Only while not yet reaped: until then the pid is still ours (a zombie at worst), never a stranger's.
-        if !self.has_exited() {
-            // SAFETY: kill(2) with our own child's pid and a valid signal number has no memory effects.
-            unsafe {
-                libc::kill(self.pid, sig);
-            }
         }
     }
 
@@ -260,11 +347,8 @@ impl ChildProc {
         if self.has_exited() {
             return None;
         }
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(std::mem::replace(&mut self.state, State::Exited(status))),
-            // Not yet, or the OS cannot tell (then it is treated as running and killed on drop).
-            Ok(None) | Err(_) => None,
-        }
+        let status = self.handle.try_wait()?;
+        Some(std::mem::replace(&mut self.state, State::Exited(status)))
     }
 
     /// The exit status, once exited.
@@ -295,7 +379,11 @@ impl ChildProc {
 }
 
 /// Forwards a child's stdout lines as events until it closes.
-async fn forward(id: usize, stdout: ChildStdout, events: UnboundedSender<Event>) {
+async fn forward(
+    id: usize,
+    stdout: Box<dyn AsyncRead + Send + Unpin>,
+    events: UnboundedSender<Event>,
+) {
     let mut lines = BufReader::new(stdout).lines();
     // A read error ends the stream like a close: the child is reaped and judged by its exit status anyway.
     while let Ok(Some(line)) = lines.next_line().await {

@@ -3,7 +3,8 @@
 //!
 //! - [`schedule`]: the `--consumers` schedule (`3,0@10s,6@20s`).
 //! - [`autoscale`]: the local autoscaler (`--autoscale`), which replaces the schedule.
-//! - [`child`]: finding, starting, signalling and reaping the child processes.
+//! - [`child`]: finding, starting, signalling and reaping the children, through a [`child::Launcher`]:
+//!   processes of this machine, or containers ([`containers`], on the Engine API client in [`docker`]).
 //! - [`supervisor`]: the run itself, phase by phase (run, stop the producer, drain, stop the rest).
 //! - [`console`]: the status line and the per-second JSON line; [`keys`]: `+`, `-`, `q` in a terminal.
 //! - [`record`]: the time series for the scorecard, manual changes included.
@@ -12,6 +13,8 @@
 pub mod autoscale;
 pub mod child;
 pub mod console;
+pub mod containers;
+pub mod docker;
 pub mod keys;
 pub mod record;
 pub mod report;
@@ -159,6 +162,35 @@ pub struct Args {
     /// be consumed too.
     #[arg(long, value_name = "URL")]
     pub queue: Option<String>,
+
+    /// What runs the children: `process` (processes of this machine) or `docker` (containers of --image on
+    /// the Docker engine at DOCKER_HOST's unix socket, default /var/run/docker.sock, on the host's network,
+    /// with the demo's temporary directory mounted; every container, network and volume of the run is
+    /// removed when the demo ends).
+    #[arg(long, value_enum, default_value_t = EngineKind::Process)]
+    pub engine: EngineKind,
+
+    /// The workload image `--engine docker` runs (`make image` builds it).
+    #[arg(long, value_name = "IMAGE", default_value = concat!("queue-workload:", env!("CARGO_PKG_VERSION")))]
+    pub image: String,
+}
+
+/// `--engine`: what runs the demo's children.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    Process,
+    Docker,
+}
+
+/// Where the children run, validated.
+#[derive(Clone, Debug)]
+pub enum Engine {
+    Processes,
+    /// Containers of `image` on the engine at `socket` (`unix:///…`).
+    Docker {
+        image: String,
+        socket: String,
+    },
 }
 
 /// A `--queue` given to the demo: the URL as given (the children need it whole) and as shown (secrets
@@ -211,6 +243,7 @@ pub struct Config {
     pub bin_dir: Option<PathBuf>,
     /// The queue, when not the embedded one.
     pub queue: Option<QueueArg>,
+    pub engine: Engine,
 }
 
 impl Config {
@@ -275,7 +308,16 @@ impl Config {
             (None, Some(s)) => s.target,
             (None, None) => DEFAULT_TARGET,
         };
+        let engine = match args.engine {
+            EngineKind::Process => Engine::Processes,
+            EngineKind::Docker => Engine::Docker {
+                image: args.image,
+                socket: crate::scorecard::sources::docker_socket()
+                    .map_err(|e| format!("--engine docker: {e}"))?,
+            },
+        };
         Ok(Config {
+            engine,
             rate,
             shape,
             size: args.size,

@@ -7,6 +7,7 @@
 //! | `nsqd:http://HOST:4151/TOPIC/CHANNEL` | any engine scaling NSQ consumers (Kubernetes, Nomad, bare hosts) | clients subscribed to the channel in nsqd's `/stats` |
 //! | `marathon:http://HOST:8080/APP_ID` | DC/OS / Marathon, the 2016 platform | the app's `tasksRunning` in `/v2/apps/<id>` |
 //! | `prometheus:http://HOST:9090?query=PROMQL` | any platform with a Prometheus server (Kubernetes with kube-state-metrics, consumers' `/metrics`) | what the query counts ([`super::prometheus`]) |
+//! | `docker:LABEL=VALUE` | any engine scaling containers on one Docker host (compose `--scale` too) | running containers with the label, from the Engine API on `DOCKER_HOST`'s unix socket |
 //!
 //! nsqd counts what actually consumes: a consumer that has not connected yet or has already closed its
 //! subscription does not count, whatever the scheduler says. Marathon counts tasks it believes are running,
@@ -27,6 +28,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod docker;
+/// A Docker Engine client on a unix socket, the API version negotiated (the demo's docker engine uses it too).
+pub use docker::connect as docker_connect;
+pub use docker::socket as docker_socket;
+
 /// A failure to read the consumer count.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -46,6 +52,12 @@ pub enum SourceError {
         #[source]
         source: super::prometheus::ReplyError,
     },
+    #[error("cannot list the containers of the Docker engine at {socket}: {source}")]
+    Docker {
+        socket: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
 }
 
 /// Where to read the consumer count (see the module's table).
@@ -61,6 +73,12 @@ pub enum ConsumerSource {
     Marathon { base: String, app: String },
     /// A Prometheus server's address (with any path prefix, no trailing `/`) and the PromQL query, verbatim.
     Prometheus { base: String, query: String },
+    /// The Docker engine's unix socket (`unix:///…`), a label and the value it must have (any when `None`).
+    Docker {
+        socket: String,
+        label: String,
+        value: Option<String>,
+    },
 }
 
 impl FromStr for ConsumerSource {
@@ -68,7 +86,7 @@ impl FromStr for ConsumerSource {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let expected = "expected nsqd:http://HOST:4151/TOPIC/CHANNEL, marathon:http://HOST:8080/APP_ID \
-             or prometheus:http://HOST:9090?query=PROMQL";
+or prometheus:http://HOST:9090?query=PROMQL or docker:LABEL=VALUE";
         let split = |rest: &str| -> Option<(String, String)> {
             let scheme_end = rest.find("://")? + 3;
             let path = rest[scheme_end..].find('/')? + scheme_end;
@@ -89,6 +107,16 @@ impl FromStr for ConsumerSource {
                 base,
                 topic: topic.into(),
                 channel: channel.into(),
+            });
+        }
+        if let Some(rest) = s.strip_prefix("docker:") {
+            let (label, value) =
+                docker::parse(rest).ok_or_else(|| format!("invalid source {s:?}: {expected}"))?;
+            let socket = docker::socket().map_err(|e| format!("invalid source {s:?}: {e}"))?;
+            return Ok(ConsumerSource::Docker {
+                socket,
+                label,
+                value,
             });
         }
         if let Some(rest) = s.strip_prefix("marathon:") {
@@ -134,6 +162,10 @@ impl fmt::Display for ConsumerSource {
                 // The whole of it, in case a secret-looking parameter was written into the query.
                 write!(f, "{}", redact(&format!("prometheus:{base}?query={query}")))
             }
+            ConsumerSource::Docker { label, value, .. } => match value {
+                Some(v) => write!(f, "docker:{label}={v}"),
+                None => write!(f, "docker:{label}"),
+            },
         }
     }
 }
@@ -171,6 +203,18 @@ impl ConsumerSource {
             }
             ConsumerSource::Prometheus { base, query } => {
                 return prometheus_count(http, base, query).await;
+            }
+            ConsumerSource::Docker {
+                socket,
+                label,
+                value,
+            } => {
+                return docker::running(socket, label, value.as_deref())
+                    .await
+                    .map_err(|source| SourceError::Docker {
+                        socket: socket.clone(),
+                        source,
+                    });
             }
         };
         // Errors name the URL without its credentials.
@@ -341,7 +385,16 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+        let s: ConsumerSource = "docker:com.docker.compose.service=c".parse().unwrap();
+        assert!(
+            matches!(&s, ConsumerSource::Docker { label, value: Some(v), .. }
+                if label == "com.docker.compose.service" && v == "c"),
+            "{s}"
+        );
+        assert_eq!(s.to_string(), "docker:com.docker.compose.service=c");
         for bad in [
+            "docker:",
+            "docker:=c",
             "nsqd:http://h:1/jobs",
             "nsqd:h/a/b",
             "marathon:http://h:1",

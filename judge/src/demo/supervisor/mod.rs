@@ -13,7 +13,8 @@
 //! exits without being asked to, or fails, stops the demo with its log; every child is killed if the demo
 //! returns early, whatever the reason.
 //!
-//! [`processes`] starts, reaps and stops the children; [`measure`] reads their figures, records the series
+//! [`processes`] starts (through the launcher: processes or containers), reaps and stops the children;
+//! [`scale`] applies keys, the autoscaler and the target; [`measure`] reads their figures, records the series
 //! and sums the run up.
 
 use std::io::{IsTerminal, Write};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod measure;
 mod processes;
+mod scale;
 
 use anyhow::{Context, anyhow};
 use queues::{Depth, Queue};
@@ -32,14 +34,13 @@ use tokio::time::MissedTickBehavior;
 use workload::contract::Stats;
 use workload::shutdown::Shutdown;
 
-use super::Config;
-use super::autoscale::{self, Autoscale, Policy};
-use super::child::{Binaries, ChildProc, Event, Role};
+use super::autoscale::{Autoscale, Policy};
+use super::child::{Binaries, ChildProc, Event, Launcher, Role};
 use super::console::{Console, Phase};
-use super::keys::{self, Key, Keys};
+use super::keys::{self, Keys};
 use super::record::{Recorder, write_scorecard};
 use super::report::{Files, Summary, header};
-use super::schedule::MAX_CONSUMERS;
+use super::{Config, Engine};
 
 /// How often the loop reaps children, applies the schedule and checks phase conditions.
 const STEP: Duration = Duration::from_millis(100);
@@ -68,10 +69,13 @@ const CHILD_STATS_INTERVAL: &str = "1s";
 /// When the binaries are missing, the temporary directory or queue cannot be made, a child cannot start or
 /// fails. Every child has been stopped by the time it returns.
 pub async fn run(config: Config) -> anyhow::Result<Summary> {
-    let bins = Binaries::locate(
-        config.bin_dir.as_deref(),
-        config.remainder_threads.is_some(),
-    )?;
+    let bins = match config.engine {
+        Engine::Processes => Some(Binaries::locate(
+            config.bin_dir.as_deref(),
+            config.remainder_threads.is_some(),
+        )?),
+        Engine::Docker { .. } => None,
+    };
     let tmp = tempfile::Builder::new()
         .prefix("queue-demo-")
         .tempdir()
@@ -81,6 +85,7 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         std::fs::create_dir(dir.join(sub))
             .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
     }
+    let (launcher, engine) = processes::launcher(&config, bins, &dir).await?;
     let url = match &config.queue {
         Some(q) => q.url.clone(),
         None => format!("sqlite:{}", dir.join("queue.db").display()),
@@ -116,7 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     let launched = Instant::now();
     let mut demo = Demo {
         config: &config,
-        bins,
+        launcher,
         dir: dir.clone(),
         url,
         queue,
@@ -158,6 +163,19 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
             demo.abort().await;
             Err(e)
         }
+    };
+    // Every container, network and volume of the run goes, however the run ended.
+    let summary = match (summary, engine) {
+        (summary, None) => summary,
+        (summary, Some(engine)) => match (engine.clean_up().await, summary) {
+            (Ok(_), summary) => summary,
+            (Err(e), Ok(_)) => {
+                Err(anyhow!(e).context("the demo's containers could not all be removed"))
+            }
+            (Err(e), Err(first)) => Err(first.context(format!(
+                "and the demo's containers could not all be removed: {e}"
+            ))),
+        },
     };
     let failed = summary.as_ref().map_or(true, |s| !s.succeeded());
     // Kept on failure whatever --keep says: the logs are what explains it.
@@ -206,7 +224,8 @@ fn hang_up_stops(shutdown: &Shutdown) -> std::io::Result<()> {
 
 struct Demo<'a> {
     config: &'a Config,
-    bins: Binaries,
+    /// What starts the children: processes or containers.
+    launcher: Box<dyn Launcher>,
     dir: PathBuf,
     url: String,
     queue: Arc<dyn Queue>,
@@ -489,145 +508,6 @@ impl Demo<'_> {
                 }
             }
         }
-    }
-
-    fn on_key(&mut self, key: Key) -> anyhow::Result<()> {
-        match key {
-            Key::AddConsumer if self.target < MAX_CONSUMERS => {
-                self.set_target(self.target + 1);
-                self.by_hand("key +");
-            }
-            Key::AddConsumer => self.console.note(&format!(
-                "already {MAX_CONSUMERS} consumers: that is the most"
-            )),
-            Key::RemoveConsumer if self.target > 0 => {
-                self.set_target(self.target - 1);
-                self.by_hand("key -");
-            }
-            Key::RemoveConsumer => self
-                .console
-                .note("no consumer to remove: messages wait in the queue until + adds one"),
-            // The first stop request stops gracefully; the second hurries (skips the drain).
-            Key::Stop if self.shutdown.is_requested() => {
-                self.console.note("stopping at once: skipping the drain");
-                self.shutdown.force();
-            }
-            Key::Stop => self.shutdown.trigger(),
-        }
-        self.reconcile()
-    }
-
-    /// One decision of the autoscaler: read the depth, move the consumer target one step (see [`Autoscale`]),
-    /// apply it, and record a sample of the time series (the depth it read, the consumers it left running).
-    /// While the demo drains, at least one consumer stays while messages remain, or they never would be.
-    ///
-    /// # Errors
-    /// When a consumer or remainder cannot be started.
-    async fn autoscale(&mut self, a: &Autoscale) -> anyhow::Result<()> {
-        self.next_scale += a.interval;
-        if self.next_scale < Instant::now() {
-            self.next_scale = Instant::now() + a.interval;
-        }
-        self.refresh_depth().await;
-        // An unreadable depth: no decision rather than a guess.
-        let Some(depth) = self.depth else {
-            let figures = self.figures();
-            self.record(&figures);
-            return Ok(());
-        };
-        let floor = usize::from(self.phase == Phase::Draining && depth.total() > 0);
-        let now = Instant::now().saturating_duration_since(self.started);
-        let wanted = match self.policy.as_mut() {
-            Some(p) => p.decide(now, depth, self.target),
-            None => self.target,
-        };
-        let next = autoscale::with_floor(wanted, floor, a.max);
-        if next != self.target {
-            // One short line per change: the processes it starts and stops are not announced one by one.
-            self.console.note(&format!(
-                "{:>6.1}s autoscaler: depth {} (target {}), consumers {} → {next}",
-                self.started.elapsed().as_secs_f64(),
-                depth.total(),
-                a.target,
-                self.target
-            ));
-            self.set_target(next);
-            self.reconcile()?;
-        }
-        let figures = self.figures();
-        self.record(&figures);
-        Ok(())
-    }
-
-    /// Sets how many consumers should run (from the schedule or a key).
-    fn set_target(&mut self, n: usize) {
-        self.target = n;
-        if n > 0 {
-            self.last_nonzero = n;
-        }
-    }
-
-    /// Starts or stops consumers until as many run as the target says. Consumers are stopped newest first.
-    /// Once the final stop has begun, nothing is started.
-    fn reconcile(&mut self) -> anyhow::Result<()> {
-        if self.phase == Phase::Stopping {
-            return Ok(());
-        }
-        let running: Vec<usize> = self
-            .children
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| matches!(c.role, Role::Consumer(_)) && c.is_running())
-            .map(|(i, _)| i)
-            .collect();
-        for &i in running.iter().skip(self.target).rev() {
-            let c = &mut self.children[i];
-            c.terminate();
-            // Under the autoscaler its decision line says it all.
-            if self.config.autoscale.is_none() {
-                let msg = format!("{} stopping (SIGTERM: it drains and exits)", c.role);
-                self.console.note(&msg);
-            }
-        }
-        // Consumers still starting count toward the target; the newest are the first given up.
-        self.starting
-            .truncate(self.target.saturating_sub(running.len()));
-        let delay = self
-            .config
-            .autoscale
-            .as_ref()
-            .map_or(Duration::ZERO, |a| a.start_delay);
-        let now = Instant::now();
-        for _ in running.len() + self.starting.len()..self.target {
-            self.starting.push(now + delay);
-        }
-        while self.starting.first().is_some_and(|&ready| ready <= now) {
-            self.starting.remove(0);
-            self.spawn_consumer()?;
-        }
-        if let (Some(a), Some(_)) = (&self.config.autoscale, self.config.remainder_threads) {
-            let want = a.remainders(self.target);
-            let remainders: Vec<usize> = self
-                .children
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| matches!(c.role, Role::Remainder(_)) && c.is_running())
-                .map(|(i, _)| i)
-                .collect();
-            for &i in remainders.iter().skip(want).rev() {
-                self.children[i].terminate();
-            }
-            for _ in remainders.len()..want {
-                self.spawn_remainder(1)?;
-            }
-        }
-        let now_running = self
-            .children
-            .iter()
-            .filter(|c| matches!(c.role, Role::Consumer(_)) && c.is_running())
-            .count();
-        self.consumers_max = self.consumers_max.max(now_running);
-        Ok(())
     }
 
     fn warn(&mut self, msg: String) {

@@ -1,12 +1,16 @@
-//! Starting, reaping and stopping the demo's children.
+//! Starting, reaping and stopping the demo's children, and choosing what starts them (processes or
+//! containers).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 
-use super::{ABORT_GRACE, CHILD_STATS_INTERVAL, Demo, KILL_WAIT, Phase};
-use crate::demo::child::{ChildProc, Role, State};
+use super::{ABORT_GRACE, CHILD_STATS_INTERVAL, Demo, KILL_WAIT, Phase, STOP_GRACE};
+use crate::demo::child::{Binaries, ChildProc, Launcher, Processes, Role, State};
+use crate::demo::containers::Containers;
+use crate::demo::{Config, Engine, docker};
 
 impl Demo<'_> {
     /// After a failure: stops every child quickly, reporting nothing more.
@@ -64,8 +68,8 @@ impl Demo<'_> {
         // (its decision line says it).
         if self.launched_children && self.config.autoscale.is_none() {
             let msg = format!(
-                "{} started (pid {})",
-                self.children[i].role, self.children[i].pid
+                "{} started ({})",
+                self.children[i].role, self.children[i].what
             );
             self.console.note(&msg);
         }
@@ -92,17 +96,20 @@ impl Demo<'_> {
         args: &[String],
         ledger: Option<PathBuf>,
     ) -> anyhow::Result<usize> {
-        let program = match role {
-            Role::Producer => &self.bins.producer,
-            Role::Consumer(_) => &self.bins.consumer,
-            Role::Remainder(_) => &self.bins.remainder,
-        };
         let id = self.children.len();
         let log = self
             .dir
             .join("logs")
             .join(format!("{}.log", role.file_stem()));
-        let child = ChildProc::spawn(id, role, program, args, log, ledger, self.events_tx.clone())?;
+        let child = ChildProc::spawn(
+            id,
+            role,
+            self.launcher.as_ref(),
+            args,
+            log,
+            ledger,
+            self.events_tx.clone(),
+        )?;
         self.children.push(child);
         Ok(id)
     }
@@ -145,4 +152,32 @@ impl Demo<'_> {
         }
         Ok(())
     }
+}
+
+/// What starts the demo's children, and the Docker engine to clean up after, for `--engine docker`.
+///
+/// # Errors
+/// When the engine cannot be reached or does not hold the image.
+pub(super) async fn launcher(
+    config: &Config,
+    bins: Option<Binaries>,
+    dir: &Path,
+) -> anyhow::Result<(Box<dyn Launcher>, Option<Arc<docker::Engine>>)> {
+    let (image, socket) = match (&config.engine, bins) {
+        (Engine::Docker { image, socket }, _) => (image, socket),
+        (Engine::Processes, Some(bins)) => return Ok((Box::new(Processes { bins }), None)),
+        (Engine::Processes, None) => return Err(anyhow!("the demo's binaries were not located")),
+    };
+    // The temporary directory's unique name names the run: its containers' label and their names' prefix.
+    let run = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the demo's temporary directory has no name")?
+        .to_string();
+    let engine = Arc::new(docker::Engine::connect(socket, &run).await?);
+    engine.check_image(image).await.with_context(|| {
+        format!("--engine docker runs the image {image}: build it with `make image` (or name one with --image)")
+    })?;
+    let containers = Containers::new(Arc::clone(&engine), image, dir, &run, STOP_GRACE);
+    Ok((Box::new(containers), Some(engine)))
 }
