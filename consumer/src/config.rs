@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Parser;
 use queues::cli::QueueArgs;
-use workload::cli::{StatsArgs, legacy_millis, parse_duration, parse_interval};
+use workload::cli::{StatsArgs, TelemetryArgs, legacy_millis, parse_duration, parse_interval};
 use workload::work::{Work, WorkSampler, WorkSpec};
 
 /// Takes messages off a queue, does simulated work on each, acks it after the work, and reports, as JSON
@@ -97,6 +97,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub stats: StatsArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// A validated consumer run.
@@ -111,6 +114,8 @@ pub struct Config {
     pub lease: Duration,
     pub drain_timeout: Duration,
     pub ledger: Option<PathBuf>,
+    /// Publish ledger records (before each ack) and heartbeats to the telemetry channel.
+    pub telemetry: bool,
     pub count: Option<u64>,
     /// See [`Args::give_up_after`]; applies only with `count`.
     pub give_up_after: Duration,
@@ -186,6 +191,7 @@ impl Config {
             lease: args.lease,
             drain_timeout: args.drain_timeout,
             ledger: args.ledger,
+            telemetry: args.telemetry.telemetry,
             count: args.count,
             give_up_after: args.give_up_after,
             stats_interval: args.stats.stats_interval,

@@ -81,6 +81,8 @@ pub(crate) struct Consumer {
     pub(crate) shutdown: Shutdown,
     pub(crate) ledger: Option<LedgerWriter>,
     pub(crate) ledger_failed: bool,
+    /// The telemetry channel, when on: ledger records confirmed there before the ack, and heartbeats.
+    pub(crate) telemetry: Option<crate::telemetry::Telemetry>,
     pub(crate) held: HashMap<u64, Held>,
     pub(crate) next_key: u64,
     pub(crate) done_tx: mpsc::UnboundedSender<u64>,
@@ -113,6 +115,7 @@ impl Consumer {
         queue: Arc<dyn Queue>,
         shutdown: Shutdown,
         ledger: Option<LedgerWriter>,
+        telemetry: Option<crate::telemetry::Telemetry>,
         metrics: Metrics,
         stats: Box<dyn Write + Send>,
     ) -> Self {
@@ -126,6 +129,7 @@ impl Consumer {
             shutdown,
             ledger,
             ledger_failed: false,
+            telemetry,
             held: HashMap::new(),
             next_key: 0,
             done_tx,
@@ -158,7 +162,7 @@ impl Consumer {
                 return Ok(());
             }
             self.extend_if_due().await;
-            self.log_ready()?;
+            self.log_ready().await?;
             self.release_failed().await;
             let working = self.held.len() - self.to_ack.len();
             let max = self

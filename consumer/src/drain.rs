@@ -22,7 +22,7 @@ impl Consumer {
         }
         loop {
             self.collect_done();
-            if !self.ledger_failed && self.log_ready().is_err() {
+            if !self.ledger_failed && self.log_ready().await.is_err() {
                 break;
             }
             self.release_failed().await;

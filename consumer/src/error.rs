@@ -14,6 +14,9 @@ pub enum Error {
     /// lost, so the run stops (and drains: what it holds is released).
     #[error("stopping: acked messages could no longer be recorded")]
     LedgerWrite(#[source] LedgerError),
+    /// `--telemetry on` and the channel cannot be named or opened: nothing was taken off the queue.
+    #[error("cannot open the telemetry channel")]
+    Telemetry(#[source] QueueError),
     /// A run with `--count` whose queue answered nothing for `--give-up-after`.
     #[error(
         "the queue answered nothing for {:.0}s (--give-up-after {give_up_after:?}): stopped receiving",

@@ -1,6 +1,6 @@
 //! The failure model (`--fail-rate`, `--fail-delay`, `--max-deliveries`; see [`crate::consume`]): each
 //! finished message is consumed, failed (given back with `--fail-delay`) or set aside as poison; the ledger is
-//! written before any ack.
+//! written (and, with telemetry, its records confirmed by the channel) before any ack.
 
 use queues::Receipt;
 use workload::envelope::format_run_id;
@@ -18,19 +18,22 @@ impl Consumer {
     ///
     /// The failure model decides each message's fate first: failed ones wait in `to_release` (no ledger entry);
     /// poison ones are recorded as poison and acked like consumed ones.
-    pub(crate) fn log_ready(&mut self) -> Result<(), Error> {
-        if self.ready.is_empty() {
+    pub(crate) async fn log_ready(&mut self) -> Result<(), Error> {
+        if self.ready.is_empty() && !self.records_pending() {
             return Ok(());
         }
         let mut acks = Vec::with_capacity(self.ready.len());
+        let mut records = Vec::new();
         for key in std::mem::take(&mut self.ready) {
             match self.fate(key) {
                 Some(outcome) => {
-                    if let (Some(ledger), Some(entry)) = (
-                        self.ledger.as_mut(),
-                        self.held.get(&key).and_then(|h| h.entry),
-                    ) {
-                        ledger.push_outcome(entry, outcome);
+                    if let Some(entry) = self.held.get(&key).and_then(|h| h.entry) {
+                        if let Some(ledger) = self.ledger.as_mut() {
+                            ledger.push_outcome(entry, outcome);
+                        }
+                        if self.telemetry.is_some() {
+                            records.push((entry, outcome));
+                        }
                     }
                     acks.push(key);
                 }
@@ -43,6 +46,8 @@ impl Consumer {
             self.ledger_failed = true;
             return Err(Error::LedgerWrite(e));
         }
+        // With telemetry, only the messages whose records the channel confirmed go on to the ack.
+        let mut acks = self.publish_records(records, acks).await;
         self.to_ack.append(&mut acks);
         Ok(())
     }

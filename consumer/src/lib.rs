@@ -16,6 +16,7 @@ mod lease;
 mod metrics;
 mod run;
 mod stats;
+mod telemetry;
 
 pub use config::{Args, Config, FailureModel};
 pub use error::Error;

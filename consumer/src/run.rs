@@ -51,6 +51,15 @@ pub async fn run(
         .map(LedgerWriter::open)
         .transpose()
         .map_err(Error::LedgerOpen)?;
+    let telemetry = if config.telemetry {
+        Some(
+            crate::telemetry::Telemetry::open(&config.queue)
+                .await
+                .map_err(Error::Telemetry)?,
+        )
+    } else {
+        None
+    };
     tracing::info!(queue = %queue.describe(), work = %config.work, max_in_flight = config.max_in_flight, "consuming");
     let backend = config.queue.backend();
     let mut registry = workload::metrics::registry("consumer", Some(backend));
@@ -62,7 +71,15 @@ pub async fn run(
             .depth
             .spawn_poller(queue.clone(), every, shutdown.clone());
     }
-    let mut consumer = Consumer::new(config, queue, shutdown.clone(), ledger, metrics, stats);
+    let mut consumer = Consumer::new(
+        config,
+        queue,
+        shutdown.clone(),
+        ledger,
+        telemetry,
+        metrics,
+        stats,
+    );
     consumer.counts.register(&mut registry);
     if let Some(exporter) = exporter {
         exporter.serve(registry, shutdown);
@@ -70,5 +87,6 @@ pub async fn run(
     let result = consumer.consume().await;
     consumer.drain().await;
     consumer.emit(Kind::Summary);
+    consumer.send_goodbye().await;
     result
 }

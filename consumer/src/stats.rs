@@ -12,6 +12,7 @@ impl Consumer {
         let now = Instant::now();
         if now >= self.next_tick {
             self.emit(Kind::Interval);
+            self.send_heartbeat();
             self.next_tick += self.config.stats_interval;
             if self.next_tick < now {
                 self.next_tick = now + self.config.stats_interval;

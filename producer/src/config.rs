@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use queues::cli::QueueArgs;
-use workload::cli::{StatsArgs, legacy_millis, parse_duration, parse_interval};
+use workload::cli::{StatsArgs, TelemetryArgs, legacy_millis, parse_duration, parse_interval};
 use workload::shape::Shape;
 use workload::work::WorkSpec;
 
@@ -114,6 +114,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub stats: StatsArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// A validated producer run.
@@ -136,6 +139,8 @@ pub struct Config {
     pub run_id: u64,
     pub producer_id: u32,
     pub stats_interval: Duration,
+    /// Publish every stats line to the telemetry channel too.
+    pub telemetry: bool,
     /// See [`Args::give_up_after`].
     pub give_up_after: Duration,
     /// Where to serve `/metrics`, when asked.
@@ -229,6 +234,7 @@ impl Config {
             run_id,
             producer_id: args.producer_id.unwrap_or_else(rand::random),
             stats_interval: args.stats.stats_interval,
+            telemetry: args.telemetry.telemetry,
             give_up_after: args.give_up_after,
             metrics_addr: args.stats.metrics_addr,
         })

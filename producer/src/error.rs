@@ -16,6 +16,9 @@ pub enum Error {
         limit: usize,
         queue: String,
     },
+    /// `--telemetry on` and the channel cannot be named or opened: nothing was sent.
+    #[error("cannot open the telemetry channel")]
+    Telemetry(#[source] QueueError),
     /// The queue refused messages for a reason retrying cannot cure; the run stopped sending.
     #[error("the queue refused messages; stopped sending")]
     Refused(#[source] QueueError),

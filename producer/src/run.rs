@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use queues::Queue;
 use workload::envelope::{Envelope, format_run_id};
@@ -69,11 +70,48 @@ pub async fn run(
         producer_id = config.producer_id,
         "producing"
     );
+    let telemetry = if config.telemetry {
+        let url = config
+            .queue
+            .sibling(workload::telemetry::RECORDS_SUFFIX)
+            .map_err(Error::Telemetry)?;
+        tracing::info!(records = %url, "telemetry on");
+        Some(url.open().await.map_err(Error::Telemetry)?)
+    } else {
+        None
+    };
     let mut producer = Producer::new(config, queue, shutdown, metrics, stats);
+    producer.telemetry = telemetry;
     let result = producer.send_all().await;
     producer.emit(Kind::Summary);
+    publish_summary(&mut producer).await;
     result
 }
+
+/// Publishes the summary's record, retrying for a while: without it the audit falls back on the last interval
+/// line, and counts what was confirmed after it as unexpected.
+async fn publish_summary(producer: &mut Producer) {
+    let (Some(channel), Some(body)) = (&producer.telemetry, producer.summary_record.take()) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + SUMMARY_PUBLISH_FOR;
+    loop {
+        match channel.publish(vec![body.clone()]).await {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!(error = %e, "summary not published to the telemetry channel: audit --queue will use the last interval line");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "summary not published yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// How long the summary's publish is retried.
+const SUMMARY_PUBLISH_FOR: Duration = Duration::from_secs(5);
 
 /// Refuses, before anything is sent, a `--size` the queue cannot take (Azure: 64 KiB after encoding).
 fn check_size(config: &Config, queue: &dyn Queue) -> Result<(), Error> {

@@ -42,6 +42,10 @@ pub(crate) struct Producer {
     pub(crate) sent_at_last_tick: u64,
     /// Where the stats lines go (see [`crate::Reporting`]).
     pub(crate) stats: Box<dyn Write + Send>,
+    /// The telemetry channel (`--telemetry on`), where every stats line is published too.
+    pub(crate) telemetry: Option<Arc<dyn Queue>>,
+    /// The summary's record, published by [`crate::run()`] once written (awaited, unlike the intervals').
+    pub(crate) summary_record: Option<Vec<u8>>,
 }
 
 impl Producer {
@@ -86,6 +90,8 @@ impl Producer {
             last_tick: started,
             sent_at_last_tick: 0,
             stats,
+            telemetry: None,
+            summary_record: None,
         }
     }
 

@@ -5,6 +5,7 @@ use std::time::Instant;
 use workload::contract::{self, Head, Percentiles};
 use workload::envelope::format_run_id;
 use workload::stats::{self, Kind, rate};
+use workload::telemetry::{ProducerLine, Record};
 
 use crate::send::Producer;
 
@@ -49,6 +50,21 @@ impl Producer {
             }),
         };
         stats::write_to(&line, &mut self.stats).ok();
+        if let Some(channel) = &self.telemetry {
+            let body = Record::Producer(ProducerLine { line }).encode();
+            match kind {
+                // Not waited for: the summary, which is, supersedes every interval line.
+                Kind::Interval => {
+                    let channel = channel.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = channel.publish(vec![body]).await {
+                            tracing::debug!(error = %e, "stats line not published to the telemetry channel");
+                        }
+                    });
+                }
+                Kind::Summary => self.summary_record = Some(body),
+            }
+        }
         self.last_tick = now;
         self.sent_at_last_tick = sent;
         self.lateness_interval.reset();

@@ -70,6 +70,13 @@ pub enum OpenMode {
 pub trait Target: AsAny + fmt::Debug + Send + Sync {
     /// Opens the queue.
     async fn open(&self, mode: OpenMode) -> Result<Arc<dyn Queue>, QueueError>;
+
+    /// A sibling queue on the same backend, named from this one with `suffix` (queue `work`, suffix
+    /// `telemetry`: `work-telemetry`), and its name for logs (no secret in it). Each backend owns its URL
+    /// form, so each names its siblings: a table's file, a topic, a queue, a stream. The sibling must never be
+    /// counted in this queue's depth: that is what a scaling engine reads (each backend has a test of it).
+    /// The error is the reason, phrased for a person (a name that would break the backend's rules).
+    fn sibling(&self, suffix: &str) -> Result<(Box<dyn Target>, String), String>;
 }
 
 /// `&dyn Target` as `&dyn Any`, for [`QueueUrl::settings`] (trait upcasting needs a newer Rust than ours).
@@ -220,6 +227,25 @@ impl QueueUrl {
     /// The backend's: the kind says whether it is worth retrying.
     pub async fn open(&self) -> Result<Arc<dyn Queue>, QueueError> {
         self.target.open(OpenMode::Create).await
+    }
+
+    /// The sibling queue named from this one with `suffix` (see [`Target::sibling`]): where the run's
+    /// telemetry travels, beside the work queue and never in its depth.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Invalid`] when the derived name breaks the backend's rules (too long, say).
+    pub fn sibling(&self, suffix: &str) -> Result<QueueUrl, QueueError> {
+        let (target, name) = self.target.sibling(suffix).map_err(|reason| {
+            QueueError::new(
+                ErrorKind::Invalid,
+                format!("{}: no {suffix} sibling: {reason}", self.shown),
+            )
+        })?;
+        Ok(QueueUrl {
+            scheme: self.scheme,
+            shown: format!("{} ({suffix}: {name})", self.shown),
+            target: Arc::from(target),
+        })
     }
 
     /// Opens the queue only if it exists, where the backend can tell ([`OpenMode::Existing`]).

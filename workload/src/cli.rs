@@ -39,6 +39,30 @@ pub struct StatsArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// Whether a producer or consumer publishes its records to the run's telemetry channel (see
+/// [`crate::telemetry`]).
+#[derive(Args, Clone, Debug)]
+pub struct TelemetryArgs {
+    /// Publish this process's records (consumers: ledger entries before each ack, and heartbeats; producers:
+    /// their stats lines) to the telemetry channel beside the queue, for `audit --queue` and
+    /// `scorecard watch --consumers telemetry` where no disk is shared.
+    ///
+    /// Off for local runs, where --ledger files do the job; the compose, Kubernetes and Marathon deployments
+    /// turn it on. The channel is two sibling queues on the same backend (QUEUE-telemetry,
+    /// QUEUE-heartbeat), never the queue whose depth the engine reads.
+    #[arg(long, env = "MW_TELEMETRY", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub telemetry: bool,
+}
+
+/// Parses `on`/`off` (also `true`/`false`, `1`/`0`, `yes`/`no`).
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" | "" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
+    }
+}
+
 /// Bad usage found after clap parsed the flags: a value that does not make sense, a queue URL that cannot be
 /// parsed, a file named on the command line that is missing or unreadable or is not what the flag wants. Exit
 /// status 2; see [`exit`].

@@ -27,6 +27,7 @@ pub mod redact;
 pub mod shape;
 pub mod shutdown;
 pub mod stats;
+pub mod telemetry;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod work;

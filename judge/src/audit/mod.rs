@@ -40,6 +40,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 use workload::ledger::LedgerError;
 
+pub mod channel;
 mod input;
 mod report;
 mod tally;

@@ -18,6 +18,12 @@ use clap::Parser;
 ///
 /// A producer killed before its summary is audited from its last interval line, with a warning.
 ///
+/// With --queue URL instead, the records come off the run's telemetry channel (producers and consumers run
+/// with --telemetry on): the audit drains the channel into --save DIR (ledger files and producer lines, in the
+/// formats above), then audits DIR exactly as it audits files. Reading the channel takes the records off it,
+/// so keep DIR: a later `audit --queue URL --save DIR` audits it again (with anything new), and so does
+/// `audit --producer DIR/RUN/producers.jsonl --ledger DIR/RUN`.
+///
 /// Exit status: 0 when nothing was lost, 1 when messages were lost, 2 when the audit could not run (bad
 /// usage, or an input file missing or unusable).
 #[derive(Parser, Debug)]
@@ -26,17 +32,46 @@ struct Args {
     /// A producer's stats output (its stdout, JSON lines); give one per producer.
     ///
     /// Lines of other roles are ignored, so one file holding several binaries' output works too.
-    #[arg(long = "producer", value_name = "FILE", required = true, num_args = 1..)]
+    #[arg(long = "producer", value_name = "FILE", required_unless_present = "queue", num_args = 1..)]
     producers: Vec<PathBuf>,
 
     /// A consumer's ledger file, or a directory: every *.ledger file in it.
-    #[arg(long = "ledger", value_name = "FILE|DIR", required = true, num_args = 1..)]
+    #[arg(long = "ledger", value_name = "FILE|DIR", required_unless_present = "queue", num_args = 1..)]
     ledgers: Vec<PathBuf>,
+
+    /// Read the run's records off the telemetry channel of this work queue (the URL the producers and
+    /// consumers were given) instead of files.
+    #[arg(long, value_name = "URL", env = "QUEUE_URL", hide_env_values = true, conflicts_with_all = ["producers", "ledgers"])]
+    queue: Option<String>,
+
+    /// With --queue: audit only this run (16 hex digits; the run_id of the producers' lines). Records of
+    /// other runs are saved too, never dropped.
+    #[arg(long, value_name = "ID", requires = "queue", value_parser = parse_run)]
+    run: Option<u64>,
+
+    /// With --queue: where the records taken off the channel are kept (DIR/RUN/CONSUMER.ledger and
+    /// DIR/RUN/producers.jsonl, appended to), and what is audited.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "queue",
+        default_value = "audit-telemetry"
+    )]
+    save: PathBuf,
+}
+
+fn parse_run(s: &str) -> Result<u64, String> {
+    workload::envelope::parse_run_id(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a run id (16 hex digits)"))
 }
 
 fn main() -> ExitCode {
     let started = Instant::now();
     let args = Args::parse();
+    if let Some(queue) = args.queue.clone() {
+        workload::cli::init_logging(&queues::registry::quiet_log_targets());
+        return workload::cli::run_async(from_channel(queue, args, started));
+    }
     workload::cli::exit((|| {
         // Every audit error is about the input files named on the command line: bad usage (exit 2).
         let report = judge::audit::audit_files(&args.producers, &args.ledgers)
@@ -50,6 +85,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         })
     })())
+}
+
+/// `audit --queue`: drain the channel into --save, then audit what is there.
+async fn from_channel(queue: String, args: Args, started: Instant) -> anyhow::Result<ExitCode> {
+    use judge::audit::channel::{ChannelError, audit_queue};
+    let url = queues::QueueUrl::parse(&queue).map_err(workload::cli::usage)?;
+    let (drained, report) = match audit_queue(&url, args.run, &args.save).await {
+        Ok(done) => done,
+        // Nothing to audit, or saved files that are not what they should be: the arguments' fault.
+        Err(
+            e @ (ChannelError::NoRun { .. } | ChannelError::Empty { .. } | ChannelError::Audit(_)),
+        ) => {
+            return Err(workload::cli::usage(e).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    workload::cli::note(format_args!(
+        "audit: took {} ledger record(s) and {} producer line(s) off the telemetry channel{} into {} (runs: {})",
+        drained.ledger_records,
+        drained.producer_lines,
+        if drained.unreadable > 0 {
+            format!(", skipped {} unreadable", drained.unreadable)
+        } else {
+            String::new()
+        },
+        args.save.display(),
+        if drained.runs.is_empty() {
+            "none new".to_string()
+        } else {
+            drained.runs.join(", ")
+        }
+    ));
+    report.emit(started);
+    let _ = report.write_table(&mut std::io::stderr().lock());
+    Ok(if report.totals.lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[cfg(test)]

@@ -70,6 +70,25 @@ impl Target for AmqpUrl {
     async fn open(&self, mode: OpenMode) -> Result<Arc<dyn Queue>, QueueError> {
         Ok(Arc::new(AmqpQueue::new(self.clone(), mode)?))
     }
+
+    /// A sibling queue in the same vhost, of the same type: `jobs` → `jobs-telemetry`. RabbitMQ counts each
+    /// queue on its own, so the work queue's depth never includes it.
+    fn sibling(&self, suffix: &str) -> Result<(Box<dyn Target>, String), String> {
+        let queue = format!("{}-{suffix}", self.queue);
+        if queue.len() > 255 {
+            return Err(format!(
+                "queue {queue:?} would be longer than AMQP's 255 bytes"
+            ));
+        }
+        let shown = format!("queue {queue}");
+        Ok((
+            Box::new(AmqpUrl {
+                queue,
+                ..self.clone()
+            }),
+            shown,
+        ))
+    }
 }
 
 /// RabbitMQ's default ports: AMQP, AMQP over TLS, management HTTP, management HTTPS.

@@ -70,6 +70,21 @@ impl Target for AzureUrl {
     async fn open(&self, _mode: OpenMode) -> Result<Arc<dyn Queue>, QueueError> {
         Ok(Arc::new(AzureQueue::open(self.clone()).await?))
     }
+
+    /// A sibling queue in the same account: `work` → `work-telemetry`. Each queue has its own message count,
+    /// so the work queue's depth never counts it.
+    fn sibling(&self, suffix: &str) -> Result<(Box<dyn Target>, String), String> {
+        let queue = format!("{}-{suffix}", self.queue);
+        super::config::check_queue_name(&queue)?;
+        let shown = format!("queue {queue}");
+        Ok((
+            Box::new(AzureUrl {
+                queue,
+                ..self.clone()
+            }),
+            shown,
+        ))
+    }
 }
 
 /// Builds an `azure://ACCOUNT/QUEUE` URL from the original demo's variables, when

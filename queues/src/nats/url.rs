@@ -66,6 +66,28 @@ impl Target for NatsUrl {
         let get = |k: &str| std::env::var(k).ok();
         Ok(Arc::new(NatsQueue::new(self.clone(), mode, &get)?))
     }
+
+    /// A sibling stream with its own subject and a consumer of the same name: `jobs` → `jobs-telemetry`,
+    /// subject `S` → `S-telemetry` (a new last token's suffix, not a new token, so that a stream bound to
+    /// `S.>` cannot capture it). The work consumer's pending count never includes another stream.
+    fn sibling(&self, suffix: &str) -> Result<(Box<dyn Target>, String), String> {
+        let stream = format!("{}-{suffix}", self.stream);
+        let subject = format!("{}-{suffix}", self.subject);
+        if !is_valid_name(&stream) || !is_valid_subject(&subject) {
+            return Err(format!(
+                "stream {stream:?} would break JetStream's naming rules"
+            ));
+        }
+        let shown = format!("stream {stream}");
+        Ok((
+            Box::new(NatsUrl {
+                stream,
+                subject,
+                ..self.clone()
+            }),
+            shown,
+        ))
+    }
 }
 
 /// The NATS client port.

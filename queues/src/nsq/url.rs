@@ -74,6 +74,30 @@ impl Target for NsqUrl {
     async fn open(&self, _mode: OpenMode) -> Result<Arc<dyn Queue>, QueueError> {
         Ok(Arc::new(NsqQueue::new(self.clone())?))
     }
+
+    /// A sibling topic on the same nsqd, read through a channel of the same name: `work` → `work-telemetry`
+    /// (an ephemeral topic's sibling is ephemeral too). nsqd's depth is per topic and channel, so the work
+    /// channel's depth never counts it.
+    fn sibling(&self, suffix: &str) -> Result<(Box<dyn Target>, String), String> {
+        let (stem, ephemeral) = match self.topic.strip_suffix("#ephemeral") {
+            Some(stem) => (stem, "#ephemeral"),
+            None => (self.topic.as_str(), ""),
+        };
+        let topic = format!("{stem}-{suffix}{ephemeral}");
+        if !is_valid_name(&topic) {
+            return Err(format!(
+                "topic {topic:?} would be longer than nsqd's 64 characters: use a shorter topic"
+            ));
+        }
+        let shown = format!("topic {topic}");
+        Ok((
+            Box::new(NsqUrl {
+                topic,
+                ..self.clone()
+            }),
+            shown,
+        ))
+    }
 }
 
 /// Builds an `nsq://` URL from the original demo's variables, when `MSS_QUEUE_ENDPOINT` or `MSS_TOPIC_NAME`

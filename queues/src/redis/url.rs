@@ -67,6 +67,27 @@ impl Target for RedisUrl {
         }
         Ok(Arc::new(q))
     }
+
+    /// A sibling stream with its own group: `jobs` → `jobs-telemetry` (group likewise). The work stream's
+    /// depth reads only its own key.
+    fn sibling(&self, suffix: &str) -> Result<(Box<dyn Target>, String), String> {
+        let stream = format!("{}-{suffix}", self.stream);
+        let group = format!("{}-{suffix}", self.group);
+        if !is_valid_name(&stream) || !is_valid_name(&group) {
+            return Err(format!(
+                "stream {stream:?} would be longer than 200 characters"
+            ));
+        }
+        let shown = format!("stream {stream}");
+        Ok((
+            Box::new(RedisUrl {
+                stream,
+                group,
+                ..self.clone()
+            }),
+            shown,
+        ))
+    }
 }
 
 /// Redis's default port.

@@ -282,3 +282,25 @@ fn a_busy_database_is_worth_a_retry_and_nothing_here_is_throttling() {
     });
     assert_eq!(e.kind(), ErrorKind::Invalid);
 }
+
+#[tokio::test]
+async fn the_telemetry_sibling_is_another_file_that_the_depth_never_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let url =
+        crate::QueueUrl::parse(&format!("sqlite:{}", dir.path().join("q.db").display())).unwrap();
+    let sibling = url.sibling("telemetry").unwrap();
+    assert!(sibling.to_string().contains("q-telemetry.db"), "{sibling}");
+    let work = url.open().await.unwrap();
+    sibling
+        .open()
+        .await
+        .unwrap()
+        .publish(bodies(7))
+        .await
+        .unwrap();
+    assert_eq!(work.depth().await.unwrap().total(), 0, "the engine's depth");
+    assert_eq!(
+        sibling.open().await.unwrap().depth().await.unwrap().total(),
+        7
+    );
+}

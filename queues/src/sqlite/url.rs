@@ -61,4 +61,22 @@ impl Target for SqliteUrl {
         }
         Ok(Arc::new(SqliteQueue::open(self.path.clone()).await?))
     }
+
+    /// A sibling file beside the queue's: `queue.db` → `queue-telemetry.db`. One file is one queue here, so a
+    /// sibling in its own file never touches the counters the work queue's depth reads.
+    fn sibling(&self, suffix: &str) -> Result<(Box<dyn Target>, String), String> {
+        let stem = self
+            .path
+            .file_stem()
+            .ok_or_else(|| format!("{} names no file", self.path.display()))?;
+        let mut name = stem.to_os_string();
+        name.push(format!("-{suffix}"));
+        if let Some(ext) = self.path.extension() {
+            name.push(".");
+            name.push(ext);
+        }
+        let path = self.path.with_file_name(name);
+        let shown = path.display().to_string();
+        Ok((Box::new(SqliteUrl { path }), shown))
+    }
 }

@@ -1,0 +1,241 @@
+//! The telemetry channel with the real binaries: consumers that come and go (each in its own temp directory,
+//! as pods with no shared disk), stopped by SIGTERM or SIGKILL mid-work by a scripted scaler, and
+//! `audit --queue` against the file ledgers the same consumers wrote beside it. Build the binaries first:
+//! `cargo build --workspace --bins`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use testkit::{Proc, command, eventually};
+use workload::contract::{self, Stats};
+
+/// How a backend is started and reached, for the scenario.
+struct Backend {
+    url: String,
+    /// Extra environment the roles need (Azurite's key).
+    env: Vec<(String, String)>,
+    depth: fn(&str) -> u64,
+}
+
+impl Backend {
+    fn cmd(&self, name: &str) -> Command {
+        let mut cmd = command(name);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn depth(&self) -> u64 {
+        (self.depth)(&self.url)
+    }
+}
+
+/// A consumer "pod": its own working directory, telemetry on, and a file ledger beside it for the comparison.
+fn consumer(b: &Backend, pod: &Path, ledgers: &Path, i: usize) -> Proc {
+    std::fs::create_dir_all(pod).expect("pod dir");
+    let mut cmd = b.cmd("consumer");
+    cmd.current_dir(pod)
+        .args(["--queue", &b.url, "--telemetry", "on", "--ledger"])
+        .arg(ledgers.join(format!("c{i}.ledger")))
+        .args([
+            "--work",
+            "sleep:uniform(5ms..40ms)",
+            "--max-in-flight",
+            "8",
+            "--batch",
+            "16",
+            "--lease",
+            "2s",
+            "--drain-timeout",
+            "3s",
+            "--stats-interval",
+            "500ms",
+            // Some failures and poison, so that the poison counts are compared too.
+            "--fail-rate",
+            "0.05",
+            "--fail-delay",
+            "100ms",
+            "--max-deliveries",
+            "2",
+        ]);
+    Proc::spawn(&format!("consumer{i}"), cmd)
+}
+
+fn audit(args: &[&str], env: &[(String, String)]) -> (contract::Audit, String) {
+    let mut cmd = command("audit");
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut p = Proc::spawn("audit", cmd);
+    let status = p.wait(Duration::from_secs(120));
+    let line = p
+        .typed()
+        .into_iter()
+        .find_map(|s| match s {
+            Stats::Audit(a) => Some(a),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no audit line ({status}): {}", p.stderr()));
+    (line, p.stderr())
+}
+
+/// The scenario of the acceptance: one producer for `secs` seconds; consumers started and stopped by a
+/// scripted scaler every 1.5 s, every other stop a SIGKILL; then the backlog drained, and both audits.
+fn pods_come_and_go(b: &Backend, secs: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledgers = dir.path().join("ledgers");
+    std::fs::create_dir_all(&ledgers).expect("mkdir");
+    let mut pcmd = b.cmd("producer");
+    pcmd.current_dir(dir.path()).args([
+        "--queue",
+        &b.url,
+        "--telemetry",
+        "on",
+        "--rate",
+        "150",
+        "--duration",
+        &format!("{secs}s"),
+        "--batch",
+        "20",
+        "--stats-interval",
+        "500ms",
+    ]);
+    let mut producer = Proc::spawn("producer", pcmd);
+    // The scaler's script: how many consumers to run at each step.
+    let script = [2usize, 4, 3, 1, 3, 5, 2, 4, 1, 3, 2];
+    let step = Duration::from_millis(1500);
+    let started = Instant::now();
+    let mut running: Vec<Proc> = Vec::new();
+    let (mut next, mut kills, mut terms) = (0usize, 0u32, 0u32);
+    let mut stopped: Vec<Proc> = Vec::new();
+    while started.elapsed() < Duration::from_secs(secs) {
+        for &want in &script {
+            while running.len() < want {
+                running.push(consumer(
+                    b,
+                    &dir.path().join(format!("pod{next}")),
+                    &ledgers,
+                    next,
+                ));
+                next += 1;
+            }
+            while running.len() > want {
+                let mut p = running.remove(0);
+                // Mid-work: every consumer here holds messages (150/s over at most 5 consumers).
+                if (kills + terms) % 2 == 0 {
+                    p.signal(libc::SIGKILL);
+                    kills += 1;
+                } else {
+                    p.signal(libc::SIGTERM);
+                    terms += 1;
+                }
+                p.wait(Duration::from_secs(15));
+                stopped.push(p);
+            }
+            std::thread::sleep(step);
+            if started.elapsed() >= Duration::from_secs(secs) {
+                break;
+            }
+        }
+    }
+    let status = producer.wait(Duration::from_secs(60));
+    assert!(status.success(), "producer: {}", producer.stderr());
+    std::fs::write(
+        dir.path().join("producer.jsonl"),
+        producer.lines().join("\n") + "\n",
+    )
+    .expect("write producer lines");
+    // Drain what is left with two more pods, then stop them gracefully.
+    while running.len() < 2 {
+        running.push(consumer(
+            b,
+            &dir.path().join(format!("pod{next}")),
+            &ledgers,
+            next,
+        ));
+        next += 1;
+    }
+    assert!(
+        eventually(Duration::from_secs(90), || b.depth() == 0),
+        "backlog not drained"
+    );
+    testkit::stop_gracefully(&mut running);
+    assert!(kills >= 3 && terms >= 3, "kills {kills}, terms {terms}");
+
+    let producer_file = dir.path().join("producer.jsonl");
+    let (files, _) = audit(
+        &[
+            "--producer",
+            producer_file.to_str().expect("utf-8"),
+            "--ledger",
+            ledgers.to_str().expect("utf-8"),
+        ],
+        &b.env,
+    );
+    let save = dir.path().join("save");
+    let (channel, stderr) = audit(
+        &["--queue", &b.url, "--save", save.to_str().expect("utf-8")],
+        &b.env,
+    );
+    eprintln!("files: {files:?}\nchannel: {channel:?}\n{stderr}");
+    assert!(files.produced > 1000, "{files:?}");
+    assert_eq!(channel.lost, 0, "{channel:?}");
+    assert_eq!(files.lost, 0, "{files:?}");
+    assert!(files.poison > 0, "the failure model made poison: {files:?}");
+    assert_eq!(
+        (
+            channel.produced,
+            channel.consumed,
+            channel.duplicates,
+            channel.poison,
+            channel.unexpected
+        ),
+        (
+            files.produced,
+            files.consumed,
+            files.duplicates,
+            files.poison,
+            files.unexpected
+        ),
+        "the channel's audit equals the files' (SIGKILLed: {kills}, SIGTERMed: {terms})"
+    );
+    // A second audit re-reads what the first saved: the channel is empty now.
+    let (again, stderr) = audit(
+        &["--queue", &b.url, "--save", save.to_str().expect("utf-8")],
+        &b.env,
+    );
+    assert_eq!(
+        again,
+        contract::Audit {
+            head: again.head.clone(),
+            ..channel.clone()
+        },
+        "{stderr}"
+    );
+    assert!(stderr.contains("took 0 ledger record(s)"), "{stderr}");
+}
+
+#[test]
+fn sqlite_pods_that_come_and_go_are_audited_from_the_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Backend {
+        url: testkit::sqlite_url(dir.path()),
+        env: vec![],
+        depth: |url| testkit::depth(url).total(),
+    };
+    pods_come_and_go(&b, 30);
+}
+
+#[test]
+fn fake_nsqd_pods_that_come_and_go_are_audited_from_the_channel() {
+    let nsqd = testkit::fake_nsqd::FakeNsqd::start();
+    let b = Backend {
+        url: nsqd.url("work", "workers"),
+        env: vec![],
+        depth: |url| testkit::depth(url).total(),
+    };
+    pods_come_and_go(&b, 30);
+}
