@@ -84,6 +84,8 @@ pub async fn run(
     if let Some(exporter) = exporter {
         exporter.serve(registry, shutdown);
     }
+    // A first beat at once: a watcher counts this consumer from its start, not one stats interval later.
+    consumer.send_heartbeat();
     let result = consumer.consume().await;
     consumer.drain().await;
     consumer.emit(Kind::Summary);

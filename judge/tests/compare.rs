@@ -49,6 +49,7 @@ fn run(lag: f64, extra: usize, title: &str) -> Series {
         lost: Some(0),
         work: Some("sleep:20ms".into()),
         consumer_slots: Some(1),
+        started_us: None,
         samples,
     }
 }

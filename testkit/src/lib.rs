@@ -16,7 +16,7 @@ pub mod nats;
 pub mod prometheus;
 pub mod redis;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -86,10 +86,14 @@ impl Proc {
             }
         });
         let e = stderr.clone();
+        // Line by line, so that a test can wait for a log line while the process runs.
         let r2 = std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = BufReader::new(err).read_to_string(&mut buf);
-            e.lock().unwrap().push_str(&buf);
+            let mut reader = BufReader::new(err);
+            let mut line = String::new();
+            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                e.lock().unwrap().push_str(&line);
+                line.clear();
+            }
         });
         Proc {
             name: name.to_string(),

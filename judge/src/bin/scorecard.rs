@@ -11,7 +11,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use judge::scenario::Scenario;
 use judge::scorecard::{
-    self, Series, compare, compare_chart, sources::ConsumerSource, table, watch,
+    self, Series, compare, compare_chart, heartbeats::CountFrom, sources::ConsumerSource, table,
+    watch,
 };
 use workload::cli::{parse_duration, parse_interval, usage};
 use workload::shape::Shape;
@@ -71,9 +72,10 @@ enum Command {
         /// prometheus:http://HOST:9090?query=PROMQL (one instant query, e.g. count(mw_consumer_slots) or
         /// kube_deployment_status_replicas_available{deployment="consumer"}; the PromQL as is, quoted for the
         /// shell) or docker:LABEL=VALUE (running containers with the label, on the engine at DOCKER_HOST's unix
-        /// socket).
+        /// socket), or telemetry (the consumers' own heartbeats on the queue's telemetry channel, any backend
+        /// and platform: run them with --telemetry on).
         #[arg(long, value_name = "SOURCE")]
-        consumers: ConsumerSource,
+        consumers: CountFrom,
         /// Where the engine's decision comes from (its desired replicas), recorded beside the consumers running
         /// and graded too: any SOURCE form, e.g.
         /// prometheus:http://HOST:9090?query=kube_horizontalpodautoscaler_status_desired_replicas{horizontalpodautoscaler="keda-hpa-consumer"}.
@@ -203,11 +205,21 @@ fn main() -> ExitCode {
                         format!("cannot open queue {:?}", url.to_string())
                     })
                 })?;
+                let beats;
+                let counted = match &consumers {
+                    CountFrom::Polled(source) => watch::Consumers::Polled(source),
+                    CountFrom::Heartbeats => {
+                        beats = scorecard::heartbeats::Heartbeats::start(&url)
+                            .await
+                            .context("cannot read the consumers' heartbeats")?;
+                        watch::Consumers::Heartbeats(&beats)
+                    }
+                };
                 let shutdown = workload::shutdown::Shutdown::from_signals()
                     .context("cannot install signal handlers")?;
                 let w = watch::Watch {
                     queue: q.as_ref(),
-                    consumers: &consumers,
+                    consumers: counted,
                     decided: decided.as_ref(),
                     target,
                     shape: shape.as_ref(),

@@ -84,6 +84,7 @@ pub fn write_scorecard(
         lost: Some(s.lost()),
         work: Some(config.work.to_string()),
         consumer_slots: Some(config.max_in_flight.get()),
+        started_us: None,
         samples: recorder.samples,
     };
     let (card, out) =

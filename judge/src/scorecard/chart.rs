@@ -445,6 +445,7 @@ mod tests {
             lost: None,
             work: None,
             consumer_slots: None,
+            started_us: None,
             samples: vec![sample(0.0, 0, 1), sample(3.0, 2000, 2), sample(8.0, 10, 3)],
         };
         let svg = svg(&series, "burst: local autoscaler").unwrap();
@@ -523,6 +524,7 @@ mod tests {
             lost: None,
             work: Some("sleep:20ms".into()),
             consumer_slots: Some(1),
+            started_us: None,
             samples,
         };
         let with = svg(&series, "demand").unwrap();

@@ -498,6 +498,7 @@ mod tests {
             lost: None,
             work: None,
             consumer_slots: None,
+            started_us: None,
             samples: vec![sample(0.0, 3), sample(30.0, 10), sample(60.0, 13)],
         };
         let (Ok(shape), Ok(work)) = (

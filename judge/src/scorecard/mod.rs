@@ -4,7 +4,8 @@
 //! - [`score`]: the grading itself, a pure function (recomputable from the series file).
 //! - [`chart`]: the SVG chart; [`table`]: the table for people.
 //! - [`sources`]: where the consumer count comes from, per platform (the demo, nsqd's `/stats`, Marathon,
-//!   a Prometheus query: [`prometheus`]).
+//!   a Prometheus query: [`prometheus`]), or the consumers' own heartbeats on the telemetry channel
+//!   ([`heartbeats`]).
 //! - [`watch`]: recording a series from outside a run (`scorecard watch`).
 
 pub mod chart;
@@ -12,6 +13,7 @@ pub mod compare;
 pub mod compare_chart;
 pub mod demand;
 pub mod elasticity;
+pub mod heartbeats;
 pub mod prometheus;
 pub mod score;
 pub mod series;

@@ -321,6 +321,7 @@ mod tests {
             lost: None,
             work: None,
             consumer_slots: None,
+            started_us: None,
             samples: points
                 .iter()
                 .map(|&(t, d, c)| Sample {

@@ -77,6 +77,10 @@ pub struct Series {
     /// Messages one consumer works on at once (its `--max-in-flight`), for the demand likewise.
     #[serde(default)]
     pub consumer_slots: Option<usize>,
+    /// When the recording started (the samples' zero), µs since the epoch: to line the run up with other
+    /// records of it (logs, the engine's events). Recorded by `scorecard watch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_us: Option<u64>,
     pub samples: Vec<Sample>,
 }
 

@@ -52,6 +52,8 @@ pub enum SourceError {
         #[source]
         source: super::prometheus::ReplyError,
     },
+    #[error("cannot read the heartbeats on {queue}: {error}")]
+    Heartbeats { queue: String, error: String },
     #[error("cannot list the containers of the Docker engine at {socket}: {source}")]
     Docker {
         socket: String,

@@ -9,13 +9,30 @@ use std::time::{Duration, Instant};
 use queues::Queue;
 use workload::shape::Shape;
 
+use super::heartbeats::Heartbeats;
 use super::series::{Sample, Series, band_low, changes_of};
-use super::sources::ConsumerSource;
+use super::sources::{ConsumerSource, SourceError};
+
+/// Where the consumers running are counted: a source polled each interval, or the consumers' heartbeats.
+#[derive(Clone, Copy)]
+pub enum Consumers<'a> {
+    Polled(&'a ConsumerSource),
+    Heartbeats(&'a Heartbeats),
+}
+
+impl Consumers<'_> {
+    async fn count(&self, http: &reqwest::Client) -> Result<usize, SourceError> {
+        match self {
+            Consumers::Polled(source) => source.count(http).await,
+            Consumers::Heartbeats(beats) => beats.count(),
+        }
+    }
+}
 
 /// What to watch and for how long.
 pub struct Watch<'a> {
     pub queue: &'a dyn Queue,
-    pub consumers: &'a ConsumerSource,
+    pub consumers: Consumers<'a>,
     /// Where the engine's decision is read (its desired replicas), when it can be read apart.
     pub decided: Option<&'a ConsumerSource>,
     pub target: u64,
@@ -54,6 +71,7 @@ pub async fn record(
         .and_then(|b| b.build().ok())
         .unwrap_or_default();
     let start = Instant::now();
+    let started_us = workload::clock::unix_micros();
     let mut tick = tokio::time::interval(w.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut samples: Vec<Sample> = Vec::new();
@@ -130,6 +148,7 @@ pub async fn record(
         lost: None,
         work: w.work,
         consumer_slots: w.consumer_slots,
+        started_us: Some(started_us),
         samples,
     };
     (series, readings)
