@@ -5,7 +5,7 @@
 
 mod containers_common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -21,53 +21,6 @@ use serde_json::Value;
 use containers_common::*;
 
 // ---------------------------------------------------------------------------------------- compose
-
-fn compose() -> Value {
-    let mut docs = yaml_docs(&read("docker-compose.yml"), "docker-compose.yml");
-    assert_eq!(docs.len(), 1, "docker-compose.yml should hold one document");
-    docs.remove(0)
-}
-
-fn services(c: &Value) -> &serde_json::Map<String, Value> {
-    c["services"].as_object().expect("services is a mapping")
-}
-
-/// Services built from this repository's image.
-fn is_workload(svc: &Value) -> bool {
-    svc.get("build").is_some()
-}
-
-fn compose_env(svc: &Value) -> BTreeMap<String, String> {
-    match svc.get("environment") {
-        None => BTreeMap::new(),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| v.to_string()),
-                )
-            })
-            .collect(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                let s = str_of(i, "environment entry");
-                let (k, v) = s.split_once('=').unwrap_or((s, ""));
-                (k.to_string(), v.to_string())
-            })
-            .collect(),
-        Some(other) => panic!("environment is neither a mapping nor a list: {other}"),
-    }
-}
-
-fn profiles(svc: &Value) -> BTreeSet<String> {
-    svc.get("profiles")
-        .map(|p| strings(p, "profiles").into_iter().collect())
-        .unwrap_or_default()
-}
 
 #[test]
 fn compose_file_validates_against_the_compose_spec() {

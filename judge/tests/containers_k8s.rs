@@ -4,8 +4,7 @@
 
 mod containers_common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use queues::QueueUrl;
@@ -19,72 +18,6 @@ use serde_json::Value;
 use containers_common::*;
 
 // ------------------------------------------------------------------------------------- Kubernetes
-
-/// Every manifest of a variant (`nsq`, `azure`), base included, as listed by the kustomizations.
-fn variant(name: &str) -> Vec<Value> {
-    fn collect(dir: &str, out: &mut Vec<Value>) {
-        let kust = yaml_docs(&read(&format!("{dir}/kustomization.yaml")), dir)
-            .pop()
-            .expect("a kustomization");
-        for r in kust["resources"].as_array().expect("resources") {
-            let r = str_of(r, "resource");
-            let path = format!("{dir}/{r}");
-            if root().join(&path).is_dir() {
-                let normal = Path::new(&path)
-                    .components()
-                    .fold(PathBuf::new(), |mut p, c| {
-                        match c {
-                            std::path::Component::ParentDir => {
-                                p.pop();
-                            }
-                            other => p.push(other),
-                        }
-                        p
-                    });
-                collect(normal.to_str().expect("utf-8 path"), out);
-            } else {
-                out.extend(yaml_docs(&read(&path), &path));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    collect(&format!("k8s/{name}"), &mut out);
-    out
-}
-
-fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    docs.iter()
-        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name}"))
-}
-
-/// Pod templates of the workload kinds, with their owner's kind and name.
-fn pods(docs: &[Value]) -> Vec<(String, String, &Value)> {
-    docs.iter()
-        .filter(|d| matches!(d["kind"].as_str(), Some("Deployment" | "StatefulSet")))
-        .map(|d| {
-            (
-                d["kind"].as_str().unwrap_or_default().to_string(),
-                d["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                &d["spec"]["template"]["spec"],
-            )
-        })
-        .collect()
-}
-
-fn container_env(c: &Value) -> BTreeMap<String, Value> {
-    c.get("env")
-        .and_then(Value::as_array)
-        .map(|e| {
-            e.iter()
-                .map(|v| (str_of(&v["name"], "env name").to_string(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[test]
 fn kustomizations_list_every_manifest_in_their_folder() {
@@ -268,14 +201,6 @@ fn consumer_grace_covers_its_drain_and_the_remainder_is_preempted_first() {
             }
         }
     }
-}
-
-/// The consumer Deployment's container, and its parsed QUEUE_URL.
-fn consumer_of(docs: &[Value]) -> (&Value, QueueUrl) {
-    let c = &find(docs, "Deployment", "consumer")["spec"]["template"]["spec"]["containers"][0];
-    let url = str_of(&container_env(c)["QUEUE_URL"]["value"], "QUEUE_URL").to_string();
-    let parsed = QueueUrl::parse(&url).unwrap_or_else(|e| panic!("{e}"));
-    (c, parsed)
 }
 
 fn scaled_object(docs: &[Value]) -> (&Value, &Value) {

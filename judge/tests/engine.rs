@@ -142,6 +142,8 @@ struct Stack {
     consumer: &'static str,
     /// The volume (without the project prefix) holding the consumers' shared ledger.
     ledger_volume: &'static str,
+    /// The work queue as the stack's containers name it (docker-compose.yml's QUEUE_URL), for `audit --queue`.
+    queue: &'static str,
 }
 
 /// The containers of a project's service, as `docker ps` lists them (running only unless `all`).
@@ -173,7 +175,8 @@ fn compose(d: &Dockerd, project: &str, image: &str, args: &[&str]) -> String {
 }
 
 /// up, `--scale` consumers to 3, `/metrics` from another container, a bounded producer run, `docker compose
-/// stop` (every consumer exits 0 within its stop_grace_period), the audit (lost 0), `down -v` (nothing left).
+/// stop` (every consumer exits 0 within its stop_grace_period), the audit of the files and `audit --queue` of
+/// the telemetry channel (lost 0 both), `down -v` (nothing left).
 fn run_stack(s: &Stack, probe_image: impl FnOnce(&Dockerd) -> String) {
     const MESSAGES: u64 = 400;
     let t = Instant::now();
@@ -318,6 +321,63 @@ fn run_stack(s: &Stack, probe_image: impl FnOnce(&Dockerd) -> String) {
     assert_eq!(report["duplicates"], 0, "{report}");
 
     phase("audited");
+    // The same run off the telemetry channel (docker-compose.yml turns it on): the image's own audit in a
+    // one-off container of the consumer's service (its queue settings and volume), as a user would run it
+    // where no ledger file is shared; compose starts the queue's server again (`stop` stopped it). Lost 0,
+    // and the count the consumers' summaries and the ledger saw.
+    let run_id = summary["run_id"].as_str().expect("the producer's run_id");
+    let mut audit = profile.to_vec();
+    audit.extend([
+        "run",
+        "--rm",
+        "-T",
+        s.consumer,
+        "audit",
+        "--queue",
+        s.queue,
+        "--run",
+        run_id,
+        "--save",
+        "/data/audit-telemetry",
+    ]);
+    let out = compose(&d, &project, &image, &audit);
+    let report: Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["role"] == "audit")
+        .unwrap_or_else(|| panic!("audit --queue printed no report:\n{out}"));
+    assert_eq!(report["produced"], MESSAGES, "audit --queue: {report}");
+    assert_eq!(report["consumed"], acked, "audit --queue: {report}");
+    assert_eq!(report["lost"], 0, "audit --queue: {report}");
+    assert_eq!(report["duplicates"], 0, "audit --queue: {report}");
+    // What it drained is kept on the volume, in the file ledger's format, one file per consumer.
+    let saved = d
+        .data_root()
+        .join("volumes")
+        .join(format!("{project}_{}", s.ledger_volume))
+        .join("_data/audit-telemetry")
+        .join(run_id);
+    let (mut files, mut entries) = (0, 0);
+    for e in std::fs::read_dir(&saved)
+        .unwrap_or_else(|e| panic!("{}: {e}", saved.display()))
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "ledger"))
+    {
+        files += 1;
+        entries += std::fs::read_to_string(e.path())
+            .expect("a saved ledger")
+            .lines()
+            .count() as u64;
+    }
+    assert!(
+        (1..=consumers.len()).contains(&files),
+        "{files} ledgers for {} consumers in {}",
+        consumers.len(),
+        saved.display()
+    );
+    assert_eq!(entries, acked, "the saved ledgers' entries");
+
+    phase("audited off the telemetry channel");
     let mut down = profile.to_vec();
     down.extend(["down", "--volumes"]);
     compose(&d, &project, &image, &down);
@@ -342,6 +402,7 @@ fn compose_sqlite_profile_scales_to_three_stops_cleanly_and_audits_lost_zero() {
             producer: "sqlite-producer",
             consumer: "sqlite-consumer",
             ledger_volume: "sqlite-data",
+            queue: "sqlite:/data/queue.db",
         },
         docker::build_node_image,
     );
@@ -368,6 +429,7 @@ fn compose_azure_profile_on_a_local_azurite_image_scales_stops_cleanly_and_audit
             producer: "azure-producer",
             consumer: "azure-consumer",
             ledger_volume: "azure-ledgers",
+            queue: "azure://devstoreaccount1/microscaling-demo?endpoint=http://azurite:10001/devstoreaccount1",
         },
         docker::build_azurite_image,
     );

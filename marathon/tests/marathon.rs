@@ -100,6 +100,17 @@ fn install_is_idempotent_and_uninstall_removes_everything_twice() {
         "nsqd-microscaling-demo.marathon.mesos:4151"
     );
     assert_eq!(c["env"]["CONSUMER_DRAIN_TIMEOUT"], "8s");
+    // The telemetry channel is on by default for both roles, so a run on Marathon can be audited with
+    // `audit --queue` after tasks came and went; the remainder has no queue.
+    for role in ["producer", "consumer"] {
+        let app = fake.app(&format!("/microscaling-demo/{role}")).unwrap();
+        assert_eq!(app["env"]["MW_TELEMETRY"], "on", "{role}: {}", app["env"]);
+    }
+    let remainder = fake.app("/microscaling-demo/remainder").unwrap();
+    assert!(
+        remainder["env"].get("MW_TELEMETRY").is_none(),
+        "{remainder}"
+    );
     assert_eq!(
         c["taskKillGracePeriodSeconds"], 15,
         "SIGKILL only after the 8 s drain"
@@ -135,6 +146,23 @@ fn install_is_idempotent_and_uninstall_removes_everything_twice() {
         5
     );
     assert_eq!(fake.app_ids(), ids);
+
+    // Turned off: an env change of both roles, named by field.
+    let r = install(&fake, &["--consumer-instances", "5", "--telemetry", "off"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for role in ["producer", "consumer"] {
+        assert!(
+            r.stderr
+                .lines()
+                .map(str::trim_start)
+                .any(|l| l.starts_with(&format!("~ /microscaling-demo/{role}:"))
+                    && l.contains("env.MW_TELEMETRY")),
+            "{}",
+            r.stderr
+        );
+        let app = fake.app(&format!("/microscaling-demo/{role}")).unwrap();
+        assert_eq!(app["env"]["MW_TELEMETRY"], "off", "{role}");
+    }
 
     let r = uninstall(&fake, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -469,6 +497,19 @@ fn engine_gets_the_leader_the_old_nsqd_and_keeps_its_instance_counts() {
     let cfg: Value = serde_json::from_str(e["env"]["MSS_CONFIG_DATA"].as_str().unwrap()).unwrap();
     assert_eq!(cfg["apps"][0]["name"], "microscaling-demo/consumer");
     assert_eq!(cfg["apps"][0]["metricType"], "NSQ");
+    // The engine's metric reads the consumers' topic and channel, never the telemetry channel's sibling
+    // topics beside it (TOPIC-telemetry, TOPIC-heartbeat), which the consumers also publish to.
+    let c = fake.app("/microscaling-demo/consumer").unwrap();
+    assert_eq!(c["env"]["MW_TELEMETRY"], "on");
+    assert_eq!(
+        cfg["apps"][0]["config"]["topicName"],
+        c["env"]["MSS_TOPIC_NAME"]
+    );
+    assert_eq!(
+        cfg["apps"][0]["config"]["channelName"],
+        c["env"]["MSS_CHANNEL_NAME"]
+    );
+    assert_eq!(c["env"]["MSS_TOPIC_NAME"], "microscaling-demo");
     assert_eq!(
         fake.app("/microscaling-demo/nsqd").unwrap()["container"]["docker"]["image"],
         "nsqio/nsq:v0.3.8"

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use queues::QueueUrl;
 use serde_json::Value;
 
 /// The binaries the image ships, as the Dockerfile's build stage names them (checked against the Dockerfile).
@@ -334,4 +335,127 @@ pub fn strings(v: &Value, what: &str) -> Vec<String> {
         .iter()
         .map(|s| str_of(s, what).to_string())
         .collect()
+}
+
+// ------------------------------------------------------------------------ compose and Kubernetes
+
+pub fn compose() -> Value {
+    let mut docs = yaml_docs(&read("docker-compose.yml"), "docker-compose.yml");
+    assert_eq!(docs.len(), 1, "docker-compose.yml should hold one document");
+    docs.remove(0)
+}
+
+pub fn services(c: &Value) -> &serde_json::Map<String, Value> {
+    c["services"].as_object().expect("services is a mapping")
+}
+
+/// Services built from this repository's image.
+pub fn is_workload(svc: &Value) -> bool {
+    svc.get("build").is_some()
+}
+
+pub fn compose_env(svc: &Value) -> BTreeMap<String, String> {
+    match svc.get("environment") {
+        None => BTreeMap::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                let s = str_of(i, "environment entry");
+                let (k, v) = s.split_once('=').unwrap_or((s, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+        Some(other) => panic!("environment is neither a mapping nor a list: {other}"),
+    }
+}
+
+pub fn profiles(svc: &Value) -> BTreeSet<String> {
+    svc.get("profiles")
+        .map(|p| strings(p, "profiles").into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Every manifest of a variant (`nsq`, `azure`), base included, as listed by the kustomizations.
+pub fn variant(name: &str) -> Vec<Value> {
+    fn collect(dir: &str, out: &mut Vec<Value>) {
+        let kust = yaml_docs(&read(&format!("{dir}/kustomization.yaml")), dir)
+            .pop()
+            .expect("a kustomization");
+        for r in kust["resources"].as_array().expect("resources") {
+            let r = str_of(r, "resource");
+            let path = format!("{dir}/{r}");
+            if root().join(&path).is_dir() {
+                let normal = Path::new(&path)
+                    .components()
+                    .fold(PathBuf::new(), |mut p, c| {
+                        match c {
+                            std::path::Component::ParentDir => {
+                                p.pop();
+                            }
+                            other => p.push(other),
+                        }
+                        p
+                    });
+                collect(normal.to_str().expect("utf-8 path"), out);
+            } else {
+                out.extend(yaml_docs(&read(&path), &path));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    collect(&format!("k8s/{name}"), &mut out);
+    out
+}
+
+pub fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// Pod templates of the workload kinds, with their owner's kind and name.
+pub fn pods(docs: &[Value]) -> Vec<(String, String, &Value)> {
+    docs.iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("Deployment" | "StatefulSet")))
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap_or_default().to_string(),
+                d["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                &d["spec"]["template"]["spec"],
+            )
+        })
+        .collect()
+}
+
+pub fn container_env(c: &Value) -> BTreeMap<String, Value> {
+    c.get("env")
+        .and_then(Value::as_array)
+        .map(|e| {
+            e.iter()
+                .map(|v| (str_of(&v["name"], "env name").to_string(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The consumer Deployment's container, and its parsed QUEUE_URL.
+pub fn consumer_of(docs: &[Value]) -> (&Value, QueueUrl) {
+    let c = &find(docs, "Deployment", "consumer")["spec"]["template"]["spec"]["containers"][0];
+    let url = str_of(&container_env(c)["QUEUE_URL"]["value"], "QUEUE_URL").to_string();
+    let parsed = QueueUrl::parse(&url).unwrap_or_else(|e| panic!("{e}"));
+    (c, parsed)
 }

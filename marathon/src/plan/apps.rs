@@ -32,7 +32,11 @@ impl InstallArgs {
             fixed_ports: vec![],
             dependencies: vec![],
         });
-        let mut producer_env = q.env.clone();
+        // Both roles publish to the telemetry channel, or both do not (a run half on it cannot be audited).
+        let mut role_env = q.env.clone();
+        let telemetry = if self.telemetry { "on" } else { "off" };
+        role_env.insert("MW_TELEMETRY".into(), EnvValue::Plain(telemetry.into()));
+        let mut producer_env = role_env.clone();
         producer_env.insert(
             "PRODUCER_RATE".into(),
             EnvValue::Plain(self.producer_rate.to_string()),
@@ -51,7 +55,7 @@ impl InstallArgs {
             fixed_ports: vec![],
             dependencies: deps.clone(),
         });
-        let mut consumer_env = q.env.clone();
+        let mut consumer_env = role_env;
         consumer_env.insert(
             "CONSUMER_WORK".into(),
             EnvValue::Plain(self.consumer_work.to_string()),

@@ -158,6 +158,15 @@ pub struct InstallArgs {
     #[arg(long, default_value = "8s", value_parser = parse_duration, value_name = "DURATION")]
     pub consumer_drain_timeout: Duration,
 
+    /// Whether the producers and consumers publish their records to the telemetry channel (MW_TELEMETRY).
+    ///
+    /// On by default: a task's files leave with it when the engine scales in, so the loss audit (`audit
+    /// --queue`) and the consumer count from heartbeats (`scorecard watch --consumers telemetry`) read the
+    /// sibling queues QUEUE-telemetry and QUEUE-heartbeat beside the work queue instead (NSQ: the topics
+    /// TOPIC-telemetry and TOPIC-heartbeat). The engine reads the work queue only. `off` leaves them unused.
+    #[arg(long, default_value = "on", value_parser = workload::cli::parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub telemetry: bool,
+
     /// Also install the Microscaling engine, which scales consumers and remainder to hold the queue length.
     #[arg(long)]
     pub engine: bool,
@@ -379,6 +388,93 @@ mod tests {
         );
         assert_eq!(c.kill_grace_seconds, Some(15));
         assert_eq!(c.args, ["consumer"]);
+    }
+
+    /// An Azure install whose key is a secret reference (no plain key, no warning).
+    const AZURE: &[&str] = &[
+        "--queue",
+        "azure",
+        "--azure-account",
+        "demoacct",
+        "--azure-key-secret",
+        "s",
+    ];
+
+    fn env_of<'a>(p: &'a InstallPlan, app: &str, key: &str) -> Option<&'a str> {
+        let a = p.group.apps.iter().find(|a| a.name() == app).unwrap();
+        match a.env.get(key) {
+            Some(EnvValue::Plain(s)) => Some(s),
+            Some(other) => panic!("{app} {key}: {other:?}"),
+            None => None,
+        }
+    }
+
+    #[test]
+    fn telemetry_is_on_for_producer_and_consumer_unless_turned_off() {
+        for queue in [&["--queue", "nsq"][..], AZURE] {
+            let p = args(queue).plan().unwrap();
+            for role in ["producer", "consumer"] {
+                assert_eq!(
+                    env_of(&p, role, "MW_TELEMETRY"),
+                    Some("on"),
+                    "{queue:?} {role}"
+                );
+            }
+            // The remainder has no queue; nsqd is not ours.
+            for other in ["remainder", "nsqd"] {
+                if p.group.apps.iter().any(|a| a.name() == other) {
+                    assert_eq!(env_of(&p, other, "MW_TELEMETRY"), None, "{other}");
+                }
+            }
+            let mut off = queue.to_vec();
+            off.extend(["--telemetry", "off"]);
+            let p = args(&off).plan().unwrap();
+            for role in ["producer", "consumer"] {
+                assert_eq!(
+                    env_of(&p, role, "MW_TELEMETRY"),
+                    Some("off"),
+                    "{off:?} {role}"
+                );
+            }
+        }
+        assert!(InstallArgs::try_parse_from(["marathon-install", "--telemetry", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn the_engine_reads_the_work_queue_never_a_telemetry_sibling() {
+        for queue in [&["--queue", "nsq"][..], AZURE] {
+            let mut a = queue.to_vec();
+            a.push("--engine");
+            let p = args(&a).plan().unwrap();
+            assert_eq!(env_of(&p, "consumer", "MW_TELEMETRY"), Some("on"));
+            let cfg: serde_json::Value =
+                serde_json::from_str(env_of(&p, "engine", "MSS_CONFIG_DATA").unwrap()).unwrap();
+            let c = &cfg["apps"][0]["config"];
+            // The names the consumers use (the 2016 variables), which the engine's metric must read.
+            let (topic, channel, queue_name) = (
+                env_of(&p, "consumer", "MSS_TOPIC_NAME"),
+                env_of(&p, "consumer", "MSS_CHANNEL_NAME"),
+                env_of(&p, "consumer", "AZURE_STORAGE_QUEUE_NAME"),
+            );
+            if let Some(t) = topic {
+                assert_eq!(c["topicName"], t);
+                assert_eq!(c["channelName"], channel.unwrap());
+            }
+            if let Some(q) = queue_name {
+                assert_eq!(c["queueName"], q);
+            }
+            assert!(
+                topic.is_some() || queue_name.is_some(),
+                "{queue:?}: no queue named"
+            );
+            for key in ["topicName", "channelName", "queueName"] {
+                let v = c[key].as_str().unwrap_or_default();
+                assert!(
+                    !v.ends_with("-telemetry") && !v.ends_with("-heartbeat"),
+                    "the engine would scale on the suite's records: {key} {v}"
+                );
+            }
+        }
     }
 
     #[test]
