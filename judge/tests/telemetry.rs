@@ -239,3 +239,39 @@ fn fake_nsqd_pods_that_come_and_go_are_audited_from_the_channel() {
     };
     pods_come_and_go(&b, 30);
 }
+
+#[test]
+fn azurite_pods_that_come_and_go_are_audited_from_the_channel() {
+    let azurite = testkit::azurite::Azurite::start();
+    let b = Backend {
+        url: azurite.url("work", ""),
+        env: vec![(
+            "AZURE_STORAGE_ACCOUNT_KEY".into(),
+            testkit::azurite::KEY.into(),
+        )],
+        depth: |url| testkit::azurite::depth(url).total(),
+    };
+    pods_come_and_go(&b, 30);
+}
+
+#[test]
+fn redis_pods_that_come_and_go_are_audited_from_the_channel() {
+    let server = testkit::redis::RedisServer::start();
+    let b = Backend {
+        url: server.url("work", ""),
+        env: vec![],
+        depth: |url| testkit::depth(url).total(),
+    };
+    pods_come_and_go(&b, 30);
+}
+
+#[test]
+fn nats_pods_that_come_and_go_are_audited_from_the_channel() {
+    let server = testkit::nats::NatsServer::start();
+    let b = Backend {
+        url: server.url("work", ""),
+        env: vec![],
+        depth: |url| testkit::depth(url).total(),
+    };
+    pods_come_and_go(&b, 30);
+}

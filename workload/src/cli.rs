@@ -47,8 +47,8 @@ pub struct TelemetryArgs {
     /// their stats lines) to the telemetry channel beside the queue, for `audit --queue` and
     /// `scorecard watch --consumers telemetry` where no disk is shared.
     ///
-    /// Off for local runs, where --ledger files do the job; the compose, Kubernetes and Marathon deployments
-    /// turn it on. The channel is two sibling queues on the same backend (QUEUE-telemetry,
+    /// Off for local runs, where --ledger files do the job; the compose file, the Kubernetes manifests and
+    /// marathon-install turn it on. The channel is two sibling queues on the same backend (QUEUE-telemetry,
     /// QUEUE-heartbeat), never the queue whose depth the engine reads.
     #[arg(long, env = "MW_TELEMETRY", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
     pub telemetry: bool,
