@@ -21,6 +21,14 @@ pub mod keda;
 pub mod metrics;
 mod receipt;
 pub mod registry;
+#[cfg(any(
+    feature = "amqp",
+    feature = "azure",
+    feature = "nats",
+    feature = "nsq",
+    feature = "redis"
+))]
+mod url;
 
 #[cfg(feature = "amqp")]
 pub mod amqp;

@@ -14,77 +14,24 @@
 //! are sampled on the queue's 5 s tick, so tests that compare with them wait for a tick (see
 //! [`Rabbit::settled_counts`]); only the ready count of a passive `queue.declare` is exact at once.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::server::{ServerProcess, descendants, free_port, with_options};
 
 const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
 /// A running RabbitMQ node and its epmd.
 pub struct Rabbit {
-    node: Option<Child>,
-    epmd: Option<Child>,
+    node: Option<ServerProcess>,
+    epmd: Option<ServerProcess>,
     dir: tempfile::TempDir,
     port: u16,
     management_port: u16,
     dist_port: u16,
     epmd_port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// Every descendant of `pid`, read from /proc (the node is a shell script whose beam.smp has helpers).
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut parents: Vec<(i32, i32)> = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        // The parent pid is the second field after the command, which is in parentheses.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|f| f.parse::<i32>().ok());
-        if let Some(ppid) = ppid {
-            parents.push((p, ppid));
-        }
-    }
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// SIGKILLs a child and everything under it, then reaps it.
-fn kill_tree(child: &mut Child) {
-    let pid = child.id() as i32;
-    // Stop the launcher first, so that it cannot start anything new, then its descendants.
-    let below = descendants(pid);
-    let _ = child.kill();
-    for p in below {
-        // SAFETY: kill(2) on a process found under our own child.
-        unsafe {
-            libc::kill(p, libc::SIGKILL);
-        }
-    }
-    let _ = child.wait();
 }
 
 impl Rabbit {
@@ -125,14 +72,17 @@ impl Rabbit {
         std::fs::write(r.dir.path().join("advanced.config"), "[].\n")
             .expect("write advanced.config");
 
-        let epmd = Command::new("epmd")
-            .args(["-port", &r.epmd_port.to_string(), "-address", "127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start epmd (part of Debian's erlang-base, which rabbitmq-server depends on)");
-        r.epmd = Some(epmd);
+        let mut epmd = Command::new("epmd");
+        epmd.args(["-port", &r.epmd_port.to_string(), "-address", "127.0.0.1"]);
+        r.epmd = Some(
+            ServerProcess::spawn(
+                "epmd",
+                epmd,
+                &r.dir.path().join("epmd.out"),
+                "it is part of Debian's erlang-base, which rabbitmq-server depends on",
+            )
+            .with_whole_tree(),
+        );
         r.restart();
         r
     }
@@ -141,10 +91,8 @@ impl Rabbit {
     pub fn restart(&mut self) {
         assert!(self.node.is_none(), "RabbitMQ is already running");
         let d = self.dir.path();
-        let out = std::fs::File::create(d.join("server.out")).expect("server.out");
-        let err = out.try_clone().expect("server.out");
-        let node = Command::new(SERVER)
-            .env("HOME", d)
+        let mut cmd = Command::new(SERVER);
+        cmd.env("HOME", d)
             .env("RABBITMQ_BASE", d)
             .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", d.join("log"))
@@ -161,53 +109,32 @@ impl Rabbit {
             .env(
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
                 "-kernel inet_dist_use_interface {127,0,0,1}",
-            )
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start rabbitmq-server");
-        self.node = Some(node);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let up = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
-            if up(self.port) && up(self.management_port) {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.node.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "rabbitmq-server exited at start: {status}\n{}",
-                    self.output_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "RabbitMQ was not ready within 60 s\n{}",
-                self.output_tail()
             );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The end of the node's console output, for a failed start.
-    fn output_tail(&self) -> String {
-        let s = std::fs::read_to_string(self.dir.path().join("server.out")).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        // The node is a shell script whose beam.smp has helpers: stopping it means stopping them all.
+        let mut node = ServerProcess::spawn(
+            "rabbitmq-server",
+            cmd,
+            &d.join("server.out"),
+            "install Debian's rabbitmq-server (scripts/apt-packages)",
+        )
+        .with_whole_tree();
+        let up = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+        node.wait_ready(Duration::from_secs(60), Duration::from_millis(100), || {
+            up(self.port) && up(self.management_port)
+        });
+        self.node = Some(node);
     }
 
     /// Kills the node at once (SIGKILL of the launcher, beam and its helpers), as a crash would; data on disk
     /// stays for [`Rabbit::restart`]. epmd keeps running.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.node.take() {
-            kill_tree(&mut c);
-        }
+        self.node = None;
     }
 
     /// The process ids of the node (the launcher and everything under it), for CPU accounting in benchmarks.
     pub fn pids(&self) -> Vec<i32> {
         self.node.as_ref().map_or_else(Vec::new, |c| {
-            let pid = c.id() as i32;
+            let pid = c.pid() as i32;
             let mut all = descendants(pid);
             all.push(pid);
             all
@@ -224,15 +151,13 @@ impl Rabbit {
 
     /// An `amqp://` URL for `queue` on this node, with extra `&`-separated options (may be empty).
     pub fn url(&self, queue: &str, options: &str) -> String {
-        let mut u = format!(
-            "amqp://127.0.0.1:{}/{queue}?management=127.0.0.1:{}",
-            self.port, self.management_port
-        );
-        if !options.is_empty() {
-            u.push('&');
-            u.push_str(options);
-        }
-        u
+        with_options(
+            format!(
+                "amqp://127.0.0.1:{}/{queue}?management=127.0.0.1:{}",
+                self.port, self.management_port
+            ),
+            options,
+        )
     }
 
     /// The broker's (ready, unacknowledged) counts of `queue`, taken after a statistics tick that began
@@ -281,34 +206,14 @@ impl Rabbit {
 }
 
 impl Drop for Rabbit {
+    /// The node first (SIGKILL of its whole tree), then its epmd.
     fn drop(&mut self) {
         self.kill();
-        if let Some(mut e) = self.epmd.take() {
-            kill_tree(&mut e);
-        }
+        self.epmd = None;
     }
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(f)
-}
-
 /// The depth an `amqp://` URL reports.
-pub fn depth(url: &str) -> queues::Depth {
-    block_on(async {
-        let q = queues::open(url).await.expect("open the amqp queue");
-        q.depth().await.expect("read depth")
-    })
-}
-
+pub use crate::depth;
 /// Publishes bodies straight onto an `amqp://` queue.
-pub fn publish(url: &str, bodies: Vec<Vec<u8>>) {
-    block_on(async {
-        let q = queues::open(url).await.expect("open the amqp queue");
-        q.publish(bodies).await.expect("publish");
-    })
-}
+pub use crate::publish_raw as publish;

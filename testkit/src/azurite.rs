@@ -5,10 +5,11 @@
 //! It runs with `--disableTelemetry` (its telemetry calls fail offline and slow it down) and without
 //! `--skipApiVersionCheck`: the backend's default API version must be one Azurite accepts.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::server::{ServerProcess, block_on, free_port, with_options};
 
 /// The development account Azurite always accepts, and its documented (public) key.
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -17,7 +18,7 @@ pub const KEY: &str =
 
 /// A running Azurite queue service.
 pub struct Azurite {
-    child: Option<Child>,
+    process: Option<ServerProcess>,
     port: u16,
     dir: tempfile::TempDir,
     in_memory: bool,
@@ -29,13 +30,6 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("testkit sits in the workspace")
         .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 impl Azurite {
@@ -51,7 +45,7 @@ impl Azurite {
 
     fn launch(in_memory: bool) -> Azurite {
         let mut a = Azurite {
-            child: None,
+            process: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             in_memory,
@@ -73,65 +67,43 @@ impl Azurite {
 
     /// Starts it again on the same port and data dir (after [`Azurite::stop`]); waits until it answers.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "Azurite is already running");
+        assert!(self.process.is_none(), "Azurite is already running");
         let mut cmd = Command::new(Self::launcher());
         cmd.args(["--queueHost", "127.0.0.1", "--queuePort"])
             .arg(self.port.to_string())
             .args(["--disableTelemetry", "--silent"])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .current_dir(self.dir.path());
         // Azurite refuses --location together with --inMemoryPersistence.
         if self.in_memory {
             cmd.arg("--inMemoryPersistence");
         } else {
             cmd.arg("--location").arg(self.dir.path());
         }
-        self.child = Some(
-            cmd.spawn()
-                .expect("start azurite-queue (is Node installed?)"),
+        let mut process = ServerProcess::spawn(
+            "azurite-queue",
+            cmd,
+            &self.dir.path().join("azurite.log"),
+            "is Node installed?",
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("azurite-queue exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "azurite-queue did not listen within 30s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let port = self.port;
+        process.wait_ready(Duration::from_secs(30), Duration::from_millis(50), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        self.process = Some(process);
     }
 
     /// Stops it as an operator would (SIGTERM, then SIGKILL after 10 s). Data on disk stays for
     /// [`Azurite::restart`]. (A SIGKILL can lose Azurite's own metadata, which it writes to disk lazily: the
     /// queue itself would be gone, a fault of the emulator rather than of our clients.)
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on the pid of a child we own and have not reaped.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(p) = self.process.take() {
+            p.stop(libc::SIGTERM);
         }
     }
 
     /// The OS process id, for CPU accounting in benchmarks.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.process.as_ref().map(ServerProcess::pid)
     }
 
     pub fn port(&self) -> u16 {
@@ -145,12 +117,10 @@ impl Azurite {
 
     /// An `azure://` URL for `queue` on this Azurite, with extra `&`-separated options (may be empty).
     pub fn url(&self, queue: &str, options: &str) -> String {
-        let mut u = format!("azure://{ACCOUNT}/{queue}?endpoint={}", self.endpoint());
-        if !options.is_empty() {
-            u.push('&');
-            u.push_str(options);
-        }
-        u
+        with_options(
+            format!("azure://{ACCOUNT}/{queue}?endpoint={}", self.endpoint()),
+            options,
+        )
     }
 
     /// A full connection string for this Azurite (with the key).
@@ -199,14 +169,6 @@ fn open_with_key(url: &str) -> queues::azure::AzureQueue {
         (k == "AZURE_STORAGE_ACCOUNT_KEY").then(|| KEY.to_string())
     }))
     .expect("open the Azurite queue")
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(f)
 }
 
 /// The depth an `azure://` URL reports (approximate by default, visible-only with `depth=visible`).

@@ -6,6 +6,8 @@
 
 pub mod amqp;
 pub mod azurite;
+#[cfg(any(feature = "nats-tls", feature = "fake-marathon"))]
+pub mod certs;
 pub mod delivery;
 pub mod docker;
 #[cfg(feature = "fake-marathon")]
@@ -15,6 +17,7 @@ pub mod fake_nsqd;
 pub mod nats;
 pub mod prometheus;
 pub mod redis;
+pub mod server;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use workload::contract::{self, Kind, Stats};
+
+use crate::server::block_on;
 
 /// The directory holding the workspace's binaries for the profile this test was built with (`target/debug`).
 pub fn bin_dir() -> PathBuf {
@@ -308,15 +313,6 @@ pub fn u(v: &Value, name: &str) -> u64 {
     v[name]
         .as_u64()
         .unwrap_or_else(|| panic!("field {name} missing or not a count in {v}"))
-}
-
-/// Runs one async queue call to completion on a throwaway runtime (tests are synchronous).
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(f)
 }
 
 /// The queue's current depth.

@@ -3,7 +3,7 @@
 //! `scrape` interval, and killed when dropped (a [`Proc`]).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::Proc;
@@ -15,13 +15,7 @@ pub struct Prometheus {
     _dir: tempfile::TempDir,
 }
 
-/// A port nobody listens on now (the usual small race with other processes is accepted in tests).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+pub use crate::server::free_port;
 
 /// `GET path` on `127.0.0.1:port` over plain HTTP/1.0; the status code and body, `None` when it cannot connect.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {

@@ -6,24 +6,19 @@
 //! its reply and a SIGKILL loses nothing that was confirmed.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::server::{ServerProcess, free_port, with_options};
 
 /// A running redis-server.
 pub struct RedisServer {
-    child: Option<Child>,
+    process: Option<ServerProcess>,
     port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
     password: Option<String>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 impl RedisServer {
@@ -45,7 +40,7 @@ impl RedisServer {
             .and_then(|i| extra.get(i + 1))
             .map(|p| p.to_string());
         let mut s = RedisServer {
-            child: None,
+            process: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             args: extra.iter().map(|a| a.to_string()).collect(),
@@ -58,37 +53,24 @@ impl RedisServer {
     /// Starts it again on the same port and data dir (after [`RedisServer::stop`] or [`RedisServer::kill`]);
     /// waits until it answers PING (not LOADING).
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "redis-server is already running");
+        assert!(self.process.is_none(), "redis-server is already running");
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", ""])
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--logfile", "redis.log"])
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.child =
-            Some(cmd.spawn().expect(
-                "start redis-server (apt-get install redis-server; see scripts/apt-packages)",
-            ));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if self.ping() {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
-                panic!("redis-server exited at start: {status}\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer within 20s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            .args(&self.args);
+        let mut process = ServerProcess::spawn(
+            "redis-server",
+            cmd,
+            &self.dir.path().join("redis.log"),
+            "apt-get install redis-server; see scripts/apt-packages",
+        );
+        process.wait_ready(Duration::from_secs(20), Duration::from_millis(10), || {
+            self.ping()
+        });
+        self.process = Some(process);
     }
 
     /// Whether the server answers PING with PONG (a loading server answers -LOADING).
@@ -135,26 +117,14 @@ impl RedisServer {
     }
 
     fn signal_and_reap(&mut self, sig: i32) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on the pid of a child we own and have not reaped.
-            unsafe {
-                libc::kill(c.id() as i32, sig);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(p) = self.process.take() {
+            p.stop(sig);
         }
     }
 
     /// The OS process id, for CPU accounting in benchmarks.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.process.as_ref().map(ServerProcess::pid)
     }
 
     pub fn port(&self) -> u16 {
@@ -163,12 +133,7 @@ impl RedisServer {
 
     /// A `redis://` URL for `stream` on this server, with extra `&`-separated options (may be empty).
     pub fn url(&self, stream: &str, options: &str) -> String {
-        let mut u = format!("redis://127.0.0.1:{}/{stream}", self.port);
-        if !options.is_empty() {
-            u.push('?');
-            u.push_str(options);
-        }
-        u
+        with_options(format!("redis://127.0.0.1:{}/{stream}", self.port), options)
     }
 
     /// Runs `redis-cli` against this server and returns its raw output, one reply element a line. Panics

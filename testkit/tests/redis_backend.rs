@@ -368,25 +368,10 @@ fn the_client_reconnects_after_a_restart_and_the_durable_server_keeps_everything
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, written as PEM files in `dir`: (ca, cert, key).
 fn throwaway_ca(dir: &std::path::Path, name: &str) -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("redis test CA {name}"));
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let path = |f: &str| dir.join(format!("{name}-{f}")).display().to_string();
-    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(path("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
-    (path("ca.pem"), path("cert.pem"), path("key.pem"))
+    let (ca, cert, key) =
+        testkit::certs::throwaway(&format!("redis test CA {name}")).write(dir, &format!("{name}-"));
+    let s = |p: std::path::PathBuf| p.display().to_string();
+    (s(ca), s(cert), s(key))
 }
 
 #[test]

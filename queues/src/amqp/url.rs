@@ -22,6 +22,7 @@ use async_trait::async_trait;
 
 use super::AmqpQueue;
 use crate::keda::{Counts, KedaScaler};
+use crate::url::{self, percent_decode};
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -124,52 +125,16 @@ pub struct AmqpUrl {
     pub ca: Option<PathBuf>,
 }
 
-/// Decodes `%XX` escapes; the error names the bad escape.
-fn percent_decode(s: &str, what: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("{what} {s:?}: '%' must start a %XX escape"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{what} {s:?}: the escapes are not UTF-8"))
-}
-
 /// Splits `host[:port]` (IPv6 in brackets) and checks it.
 fn host_port(s: &str, default_port: u16, what: &str) -> Result<(String, u16), String> {
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            if h.starts_with('[') != h.ends_with(']') || (h.contains(':') && !h.starts_with('[')) {
-                return Err(format!(
-                    "{what} address {s:?}: an IPv6 address goes in brackets ([::1]:5672)"
-                ));
-            }
-            let port: u16 = p.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
-                format!("{what} address {s:?}: port {p:?} is not a number 1-65535")
-            })?;
-            (h, port)
-        }
-        _ => (s, default_port),
-    };
-    if host.is_empty()
-        || !host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-        })
+    if let (h, Some(_)) = url::split_host_port(s)
+        && (h.starts_with('[') != h.ends_with(']') || (h.contains(':') && !h.starts_with('[')))
     {
         return Err(format!(
-            "{what} address {s:?}: not a host name or IP address"
+            "{what} address {s:?}: an IPv6 address goes in brackets ([::1]:5672)"
         ));
     }
+    let (host, port) = url::host_port(s, default_port, what)?;
     Ok((host.to_string(), port))
 }
 
@@ -177,11 +142,11 @@ impl AmqpUrl {
     /// Parses the part after `amqp:`. Errors say what is expected.
     pub fn parse(rest: &str) -> Result<AmqpUrl, String> {
         const FORM: &str = "expected amqp://[USER@]HOST[:PORT]/[VHOST/]QUEUE (for example amqp://127.0.0.1:5672/microscaling-demo)";
-        let rest = rest
-            .strip_prefix("//")
-            .ok_or_else(|| format!("missing '//': {FORM}"))?;
-        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+        let url::Parts {
+            authority,
+            path,
+            query,
+        } = url::split(rest, FORM)?;
         let (user, hostport) = match authority.rsplit_once('@') {
             Some((u, _)) if u.contains(':') || u.to_ascii_lowercase().contains("%3a") => {
                 return Err(
@@ -242,8 +207,7 @@ impl AmqpUrl {
             tls: false,
             ca: None,
         };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        for (k, v) in url::query_pairs(query) {
             match k {
                 "type" => {
                     url.queue_type = match v {
@@ -280,13 +244,7 @@ impl AmqpUrl {
                             format!("max_msg_size={v:?} is not a number of bytes from 1 to 512 MiB")
                         })?;
                 }
-                "tls" => {
-                    tls = match v {
-                        "true" | "1" | "" => true,
-                        "false" | "0" => false,
-                        _ => return Err(format!("tls={v:?}: expected true or false")),
-                    }
-                }
+                "tls" => tls = url::flag(k, v)?,
                 "ca" if !v.is_empty() => url.ca = Some(PathBuf::from(percent_decode(v, "ca")?)),
                 other => {
                     return Err(format!(
@@ -341,17 +299,7 @@ impl AmqpUrl {
 }
 
 /// Percent-encodes what cannot stand in a path segment (the management API's path, logs).
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::url::percent_encode as encode;
 
 #[cfg(test)]
 mod tests {

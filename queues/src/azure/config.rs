@@ -75,7 +75,7 @@ impl AzureUrl {
         let rest = rest.strip_prefix("//").ok_or(
             "expected azure://ACCOUNT/QUEUE (for example azure://devstoreaccount1/jobs?endpoint=http://127.0.0.1:10001/devstoreaccount1)",
         )?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (path, query) = crate::url::split_query(rest);
         let (account, queue) = path
             .split_once('/')
             .ok_or("expected azure://ACCOUNT/QUEUE: the queue name is missing")?;
@@ -91,8 +91,7 @@ impl AzureUrl {
             auth: AuthMode::Auto,
             api_version: DEFAULT_API_VERSION.to_string(),
         };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        for (k, v) in crate::url::query_pairs(query) {
             match k {
                 "endpoint" => {
                     let e = v.trim_end_matches('/');

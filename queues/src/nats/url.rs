@@ -18,6 +18,7 @@ use async_trait::async_trait;
 
 use super::NatsQueue;
 use crate::keda::{Counts, KedaScaler};
+use crate::url;
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -134,24 +135,7 @@ fn host_port(s: &str) -> Result<String, String> {
             "server address {s:?}: a queue URL carries no credentials; give them in NATS_USER and NATS_PASSWORD, or NATS_TOKEN"
         ));
     }
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port: u16 = p.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
-                format!("server address {s:?}: port {p:?} is not a number 1-65535")
-            })?;
-            (h, port)
-        }
-        _ => (s, DEFAULT_PORT),
-    };
-    if host.is_empty()
-        || !host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-        })
-    {
-        return Err(format!(
-            "server address {s:?}: not a host name or IP address"
-        ));
-    }
+    let (host, port) = url::host_port(s, DEFAULT_PORT, "server")?;
     Ok(format!("{host}:{port}"))
 }
 
@@ -159,11 +143,11 @@ impl NatsUrl {
     /// Parses the part after `nats:`. Errors say what is expected.
     pub fn parse(rest: &str) -> Result<NatsUrl, String> {
         const FORM: &str = "expected nats://HOST:PORT/STREAM (for example nats://127.0.0.1:4222/microscaling-demo)";
-        let rest = rest
-            .strip_prefix("//")
-            .ok_or_else(|| format!("missing '//': {FORM}"))?;
-        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+        let url::Parts {
+            authority,
+            path,
+            query,
+        } = url::split(rest, FORM)?;
         let stream = path.trim_end_matches('/');
         if authority.is_empty() {
             return Err(format!("no server address: {FORM}"));
@@ -189,8 +173,7 @@ impl NatsUrl {
             tls: false,
             ca: None,
         };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        for (k, v) in url::query_pairs(query) {
             match k {
                 "subject" => {
                     if !is_valid_subject(v) {
@@ -213,13 +196,7 @@ impl NatsUrl {
                         format!("max_msg_size={v:?} is not a positive number of bytes")
                     })?;
                 }
-                "tls" => {
-                    url.tls = match v {
-                        "true" | "1" | "" => true,
-                        "false" | "0" => false,
-                        _ => return Err(format!("tls={v:?}: expected true or false")),
-                    }
-                }
+                "tls" => url.tls = url::flag(k, v)?,
                 "ca" if !v.is_empty() => url.ca = Some(PathBuf::from(v)),
                 other => {
                     return Err(format!(

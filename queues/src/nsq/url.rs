@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use super::NsqQueue;
 use super::codec::{DEFAULT_MAX_MSG_SIZE, is_valid_name};
 use crate::keda::{Counts, KedaScaler};
+use crate::url;
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -105,11 +106,7 @@ impl Target for NsqUrl {
 /// (default `microscaling-demo`), `NSQ_STATS_ENDPOINT` (nsqd HTTP, default 127.0.0.1:4151; an
 /// `http://HOST:PORT/stats` form is accepted too). `get` reads a variable (the environment, or a test's map).
 pub fn url_from_legacy_env(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let var = |k: &str| {
-        get(k)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let var = |k: &str| url::legacy_var(get, k);
     let endpoint = var("MSS_QUEUE_ENDPOINT");
     let topic = var("MSS_TOPIC_NAME");
     if endpoint.is_none() && topic.is_none() {
@@ -169,20 +166,17 @@ fn host_port(s: &str, default_port: u16, what: &str) -> Result<String, String> {
             "{what} address {s:?}: a queue URL carries no credentials; give nsqd's AUTH secret in NSQ_AUTH_SECRET"
         ));
     }
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+    // Port 0 is refused after the host is checked, in words of its own.
+    let (host, port) = match url::split_host_port(s) {
+        (h, Some(p)) => {
             let port: u16 = p
                 .parse()
                 .map_err(|_| format!("{what} address {s:?}: port {p:?} is not a number 1-65535"))?;
             (h, port)
         }
-        _ => (s, default_port),
+        (h, None) => (h, default_port),
     };
-    if host.is_empty()
-        || !host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-        })
-    {
+    if !url::is_host(host) {
         return Err(format!(
             "{what} address {s:?}: not a host name or IP address"
         ));
@@ -197,14 +191,13 @@ impl NsqUrl {
     /// Parses the part after `nsq:`. Errors say what is expected.
     pub fn parse(rest: &str) -> Result<NsqUrl, String> {
         const FORM: &str = "expected nsq://HOST:PORT/TOPIC/CHANNEL (for example nsq://127.0.0.1:4150/microscaling-demo/microscaling-demo)";
-        let rest = rest
-            .strip_prefix("//")
-            .ok_or_else(|| format!("missing '//': {FORM}"))?;
-        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut parts = main.splitn(3, '/');
-        let authority = parts.next().unwrap_or("");
-        let topic = parts.next().unwrap_or("");
-        let channel = parts.next().unwrap_or("").trim_end_matches('/');
+        let url::Parts {
+            authority,
+            path,
+            query,
+        } = url::split(rest, FORM)?;
+        let (topic, channel) = path.split_once('/').unwrap_or((path, ""));
+        let channel = channel.trim_end_matches('/');
         if topic.is_empty() || channel.is_empty() {
             return Err(format!("a topic and a channel are needed: {FORM}"));
         }
@@ -234,8 +227,7 @@ impl NsqUrl {
             ca: None,
             connections: 1,
         };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        for (k, v) in url::query_pairs(query) {
             match k {
                 "http" => url.http = Some(host_port(v, DEFAULT_HTTP_PORT, "nsqd HTTP")?),
                 "lookupd" => {
@@ -248,13 +240,7 @@ impl NsqUrl {
                         format!("max_msg_size={v:?} is not a positive number of bytes")
                     })?;
                 }
-                "tls" => {
-                    url.tls = match v {
-                        "true" | "1" | "" => true,
-                        "false" | "0" => false,
-                        _ => return Err(format!("tls={v:?}: expected true or false")),
-                    }
-                }
+                "tls" => url.tls = url::flag(k, v)?,
                 "ca" if !v.is_empty() => url.ca = Some(PathBuf::from(v)),
                 "connections" => {
                     url.connections = v

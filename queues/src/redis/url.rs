@@ -17,6 +17,7 @@ use async_trait::async_trait;
 
 use super::RedisQueue;
 use crate::keda::{Counts, KedaScaler};
+use crate::url;
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -120,11 +121,11 @@ impl RedisUrl {
     /// Parses the part after `redis:`. Errors say what is expected.
     pub fn parse(rest: &str) -> Result<RedisUrl, String> {
         const FORM: &str = "expected redis://HOST[:PORT]/STREAM (for example redis://127.0.0.1:6379/microscaling-demo)";
-        let rest = rest
-            .strip_prefix("//")
-            .ok_or_else(|| format!("missing '//': {FORM}"))?;
-        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+        let url::Parts {
+            authority,
+            path,
+            query,
+        } = url::split(rest, FORM)?;
         let stream = path.trim_end_matches('/');
         if stream.is_empty() {
             return Err(format!("a stream name is needed: {FORM}"));
@@ -145,23 +146,17 @@ impl RedisUrl {
             Some((_, h)) => (None, h),
             None => (None, authority),
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port: u16 = p
-                    .parse()
-                    .ok()
-                    .filter(|p| *p > 0)
+        let (host, port) = match url::split_host_port(hostport) {
+            (h, Some(p)) => {
+                let port = url::parse_port(p)
                     .ok_or_else(|| format!("port {p:?} is not a number 1-65535"))?;
                 (h, port)
             }
-            _ => (hostport, DEFAULT_PORT),
+            (h, None) => (h, DEFAULT_PORT),
         };
+        // Kept without its brackets: the client library takes an IPv6 host bare.
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty()
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
-        {
+        if !url::is_host(host) || host.contains(['[', ']']) {
             return Err(format!(
                 "{hostport:?} is not a host name or IP address: {FORM}"
             ));
@@ -176,8 +171,7 @@ impl RedisUrl {
             tls: false,
             ca: None,
         };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        for (k, v) in url::query_pairs(query) {
             match k {
                 "group" => {
                     if !is_valid_name(v) {
@@ -193,13 +187,7 @@ impl RedisUrl {
                         .map_err(|_| format!("db={v:?} is not a database number (0, 1, …)"))?
                         .into();
                 }
-                "tls" => {
-                    url.tls = match v {
-                        "true" | "1" | "" => true,
-                        "false" | "0" => false,
-                        _ => return Err(format!("tls={v:?}: expected true or false")),
-                    }
-                }
+                "tls" => url.tls = url::flag(k, v)?,
                 "ca" if !v.is_empty() => url.ca = Some(PathBuf::from(v)),
                 "password" | "pass" => {
                     return Err("a queue URL carries no password: give it in REDIS_PASSWORD".into());

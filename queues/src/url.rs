@@ -1,0 +1,195 @@
+//! The pieces of URL parsing the backends share: splitting `//AUTHORITY/PATH?QUERY`, `HOST[:PORT]`, query
+//! pairs, the `tls=` flag, percent escapes and the legacy variables' reading.
+//!
+//! Each backend's `url.rs` still owns its URL form, its defaults and its error messages: these helpers only
+//! cut and check, and those that can fail are told what to call the thing they check, so every message stays
+//! the backend's own.
+
+// A build with only some backends leaves some of these unused; they are all used with every backend.
+#![cfg_attr(
+    not(all(
+        feature = "amqp",
+        feature = "azure",
+        feature = "nats",
+        feature = "nsq",
+        feature = "redis"
+    )),
+    allow(dead_code)
+)]
+
+/// The parts of what follows `SCHEME:` in `SCHEME://AUTHORITY/PATH?QUERY`. `path` is everything after the
+/// first `/` (itself excluded), `query` everything after the first `?`; either may be empty.
+pub(crate) struct Parts<'a> {
+    pub authority: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+}
+
+/// Splits what follows `SCHEME:`; without the leading `//` the error is "missing '//': {form}".
+pub(crate) fn split<'a>(rest: &'a str, form: &str) -> Result<Parts<'a>, String> {
+    let rest = rest
+        .strip_prefix("//")
+        .ok_or_else(|| format!("missing '//': {form}"))?;
+    let (main, query) = split_query(rest);
+    let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+    Ok(Parts {
+        authority,
+        path,
+        query,
+    })
+}
+
+/// `(before '?', after '?')`, the query empty when there is no `?`.
+pub(crate) fn split_query(s: &str) -> (&str, &str) {
+    s.split_once('?').unwrap_or((s, ""))
+}
+
+/// The query's `key=value` pairs in order; empty pairs (`a=1&&b=2`) are skipped and a bare `key` has the
+/// value `""` (so that `?tls` reads as `tls=`).
+pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// A boolean parameter such as `tls=true`: `true`, `1` or nothing is on, `false` or `0` off.
+pub(crate) fn flag(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{key}={v:?}: expected true or false")),
+    }
+}
+
+/// Splits `HOST[:PORT]` at the port's colon; an IPv6 address takes brackets (`[::1]:5672`), which the host
+/// keeps. The port is `None` when none is written; it is not checked here.
+pub(crate) fn split_host_port(s: &str) -> (&str, Option<&str>) {
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (s, None),
+    }
+}
+
+/// A port a client can connect to: 1-65535.
+pub(crate) fn parse_port(p: &str) -> Option<u16> {
+    p.parse().ok().filter(|p| *p != 0)
+}
+
+/// A host name or an IP address, IPv6 in brackets or not: letters, digits, `.`, `-`, `_`, `[`, `]` and `:`.
+/// (No more than that: it is the set in which no credential, path or query can hide.)
+pub(crate) fn is_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        })
+}
+
+/// `HOST[:PORT]` checked, with `default_port` when none is written. The errors begin with
+/// `"{what} address {s:?}: "`.
+pub(crate) fn host_port<'a>(
+    s: &'a str,
+    default_port: u16,
+    what: &str,
+) -> Result<(&'a str, u16), String> {
+    let (host, port) = match split_host_port(s) {
+        (h, Some(p)) => {
+            let port = parse_port(p).ok_or_else(|| {
+                format!("{what} address {s:?}: port {p:?} is not a number 1-65535")
+            })?;
+            (h, port)
+        }
+        (h, None) => (h, default_port),
+    };
+    if !is_host(host) {
+        return Err(format!(
+            "{what} address {s:?}: not a host name or IP address"
+        ));
+    }
+    Ok((host, port))
+}
+
+/// Decodes `%XX` escapes; the error names the bad escape.
+pub(crate) fn percent_decode(s: &str, what: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("{what} {s:?}: '%' must start a %XX escape"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{what} {s:?}: the escapes are not UTF-8"))
+}
+
+/// Percent-encodes what cannot stand in a path segment (a management API's path, logs).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A legacy variable's value, trimmed; `None` when unset or blank (the 2016 demo's scripts exported empty
+/// variables for what they did not use). `get` reads a variable (the environment, or a test's map).
+pub(crate) fn legacy_var(get: &dyn Fn(&str) -> Option<String>, key: &str) -> Option<String> {
+    get(key)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_finds_authority_path_and_query() {
+        let p = split("//h:1/a/b?x=1&y", "F").unwrap();
+        assert_eq!((p.authority, p.path, p.query), ("h:1", "a/b", "x=1&y"));
+        let p = split("//h", "F").unwrap();
+        assert_eq!((p.authority, p.path, p.query), ("h", "", ""));
+        assert_eq!(split("h/a", "F").err().as_deref(), Some("missing '//': F"));
+        let pairs: Vec<_> = query_pairs("a=1&&b&c=x=y").collect();
+        assert_eq!(pairs, vec![("a", "1"), ("b", ""), ("c", "x=y")]);
+    }
+
+    #[test]
+    fn host_port_takes_defaults_brackets_and_refuses_the_rest() {
+        assert_eq!(host_port("h", 7, "x"), Ok(("h", 7)));
+        assert_eq!(host_port("[::1]:9", 7, "x"), Ok(("[::1]", 9)));
+        let e = host_port("h:0", 7, "broker").unwrap_err();
+        assert_eq!(
+            e,
+            "broker address \"h:0\": port \"0\" is not a number 1-65535"
+        );
+        let e = host_port("h!:1", 7, "x").unwrap_err();
+        assert!(e.ends_with("not a host name or IP address"), "{e}");
+        assert!(!is_host("u@h") && !is_host(""));
+    }
+
+    #[test]
+    fn escapes_round_trip_and_bad_ones_are_named() {
+        assert_eq!(percent_encode("a/b c"), "a%2Fb%20c");
+        assert_eq!(percent_decode("a%2Fb%20c", "q").as_deref(), Ok("a/b c"));
+        let e = percent_decode("q%zz", "queue name").unwrap_err();
+        assert!(e.contains("%XX escape"), "{e}");
+        assert_eq!(flag("tls", ""), Ok(true));
+        assert!(flag("tls", "maybe").is_err());
+        let get = |k: &str| (k == "A").then(|| "  v ".to_string());
+        assert_eq!(legacy_var(&get, "A").as_deref(), Some("v"));
+        assert_eq!(legacy_var(&get, "B"), None);
+    }
+}
