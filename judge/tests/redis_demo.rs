@@ -51,3 +51,28 @@ fn the_autoscaler_runs_on_a_redis_stream_and_loses_nothing() {
     // Everything it produced was acked and trimmed from the stream.
     assert_eq!(server.figures("demo", "demo"), (0, 0, Some(0)));
 }
+
+/// A broker that cannot be reached is a failure, not "nothing lost": the depth error is shown, the drain
+/// cannot be confirmed, and the demo exits 1 keeping its files.
+#[test]
+fn a_demo_on_a_broker_that_is_down_fails_and_says_why() {
+    let port = testkit::server::free_port();
+    let mut cmd = testkit::command("demo");
+    cmd.args(["--queue", &format!("redis://127.0.0.1:{port}/down")])
+        .args(["--duration", "2s", "--drain-timeout", "2s"]);
+    testkit::redis::clear_credentials(&mut cmd);
+    let mut demo = Proc::spawn("demo", cmd);
+    let status = demo.wait(Duration::from_secs(60));
+    let stderr = demo.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("warning: cannot read the queue depth:")
+            && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("FAILED: the queue did not drain") && !stderr.contains("OK:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("files      removed"), "{stderr}");
+}

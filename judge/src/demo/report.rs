@@ -161,6 +161,8 @@ pub struct Summary {
     /// Whether the user (a key or a signal) stopped the demo before its end: what is left in the queue then
     /// is not a failure.
     pub stopped_early: bool,
+    /// The drain ran out of `--drain-timeout`.
+    pub undrained: bool,
     /// Why the demo stopped, for people: "after 20s", "on request".
     pub stop_reason: String,
     /// The remainder's total units and units per second, when it ran and reported.
@@ -189,7 +191,13 @@ impl Summary {
     /// Whether the demo did what it promised: nothing lost, and the queue drained unless the user stopped it
     /// early.
     pub fn succeeded(&self) -> bool {
-        self.lost() == 0 && (self.left() == 0 || self.stopped_early)
+        self.lost() == 0 && (self.stopped_early || (self.left() == 0 && !self.drain_unknown()))
+    }
+
+    /// The drain ran out of time and the queue could not be read at the end: whether anything is left is
+    /// unknown, which is not a success (a broker that cannot be reached looks like this).
+    fn drain_unknown(&self) -> bool {
+        self.undrained && !self.stopped_early && self.left_in_queue.is_none()
     }
 
     /// The `summary` JSON line.
@@ -315,6 +323,11 @@ impl Summary {
         if self.lost() > 0 {
             writeln!(out, "LOST {} message(s); the audit:", self.lost())?;
             self.audit.write_table(out)?;
+        } else if self.drain_unknown() {
+            writeln!(
+                out,
+                "FAILED: the queue did not drain within --drain-timeout and its depth could not be read (the warnings above say why)"
+            )?;
         } else if self.left() == 0 {
             writeln!(out, "OK: every message the queue confirmed was consumed")?;
         } else if self.stopped_early {

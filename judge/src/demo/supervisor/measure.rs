@@ -151,6 +151,7 @@ impl Demo<'_> {
             consumers_max: self.consumers_max,
             left_in_queue: self.depth.map(|d| d.total()),
             stopped_early: self.shutdown.is_requested(),
+            undrained: self.undrained,
             stop_reason,
             remainder,
             files: Files::Removed,

@@ -143,6 +143,8 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         next_step: 0,
         next_progress: launched + PROGRESS,
         depth: None,
+        depth_error: None,
+        undrained: false,
         producer_started: launched,
         next_scale: launched,
         next_remainder: 1,
@@ -255,6 +257,11 @@ struct Demo<'a> {
     next_progress: Instant,
     /// The queue depth last read, `None` when the read failed.
     depth: Option<Depth>,
+    /// The last error reading the depth, shown once (and again when it changes), until a read succeeds.
+    depth_error: Option<String>,
+    /// The drain ran out of --drain-timeout (the user did not stop it): a failure unless the queue is seen
+    /// empty at the end.
+    undrained: bool,
     /// When the producer started: the load shape's zero, and the time series' origin.
     producer_started: Instant,
     /// When the autoscaler next decides.
@@ -382,6 +389,7 @@ impl Demo<'_> {
                 "drain skipped on request: messages still queued are left in the queue".into(),
             );
         } else if !drained {
+            self.undrained = true;
             self.warn(format!(
                 "the queue did not drain within --drain-timeout {}: messages still queued are left in it",
                 humantime::format_duration(self.config.drain_timeout)
@@ -516,6 +524,19 @@ impl Demo<'_> {
     }
 
     async fn refresh_depth(&mut self) {
-        self.depth = self.queue.depth().await.ok();
+        match self.queue.depth().await {
+            Ok(d) => {
+                self.depth = Some(d);
+                self.depth_error = None;
+            }
+            Err(e) => {
+                self.depth = None;
+                let e = e.to_string();
+                if self.depth_error.as_ref() != Some(&e) {
+                    self.warn(format!("cannot read the queue depth: {e}"));
+                    self.depth_error = Some(e);
+                }
+            }
+        }
     }
 }
