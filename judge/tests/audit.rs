@@ -221,3 +221,21 @@ fn audit_summary(p: &Proc) -> contract::Audit {
         })
         .unwrap_or_else(|| panic!("no audit summary line: {}", p.stderr()))
 }
+
+/// A queue with no telemetry channel (a mistyped URL) is an error, even when the save directory holds an
+/// earlier audit's records: those belong to another queue.
+#[test]
+fn audit_queue_without_a_channel_is_an_error_not_an_old_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("saved");
+    std::fs::create_dir_all(save.join("00000000000000ab")).unwrap();
+    let url = format!("sqlite:{}", dir.path().join("never-used.db").display());
+    let mut p = audit(&["--queue", &url, "--save", path_str(&save)]);
+    let status = p.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(2), "{}", p.stderr());
+    assert!(
+        p.stderr().contains("no telemetry channel") && p.lines().is_empty(),
+        "{}",
+        p.stderr()
+    );
+}

@@ -3,12 +3,14 @@
 //! `audit --queue` against the file ledgers the same consumers wrote beside it. Build the binaries first:
 //! `cargo build --workspace --bins`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::{Proc, command, eventually};
 use workload::contract::{self, Stats};
+use workload::ledger::{Entry, Outcome};
 
 /// How a backend is started and reached, for the scenario.
 struct Backend {
@@ -111,15 +113,15 @@ fn pods_come_and_go(b: &Backend, secs: u64) {
     let mut running: Vec<Proc> = Vec::new();
     let (mut next, mut kills, mut terms) = (0usize, 0u32, 0u32);
     let mut stopped: Vec<Proc> = Vec::new();
+    // Each killed consumer's pid (in its id on the channel) and name (`consumerN`, its file ledger cN).
+    let mut killed: Vec<(i32, String)> = Vec::new();
+    let mut pids: Vec<(i32, String)> = Vec::new();
     while started.elapsed() < Duration::from_secs(secs) {
         for &want in &script {
             while running.len() < want {
-                running.push(consumer(
-                    b,
-                    &dir.path().join(format!("pod{next}")),
-                    &ledgers,
-                    next,
-                ));
+                let p = consumer(b, &dir.path().join(format!("pod{next}")), &ledgers, next);
+                pids.push((p.pid(), p.name.clone()));
+                running.push(p);
                 next += 1;
             }
             while running.len() > want {
@@ -127,6 +129,7 @@ fn pods_come_and_go(b: &Backend, secs: u64) {
                 // Mid-work: every consumer here holds messages (150/s over at most 5 consumers).
                 if (kills + terms) % 2 == 0 {
                     p.signal(libc::SIGKILL);
+                    killed.push((p.pid(), p.name.clone()));
                     kills += 1;
                 } else {
                     p.signal(libc::SIGTERM);
@@ -150,12 +153,9 @@ fn pods_come_and_go(b: &Backend, secs: u64) {
     .expect("write producer lines");
     // Drain what is left with two more pods, then stop them gracefully.
     while running.len() < 2 {
-        running.push(consumer(
-            b,
-            &dir.path().join(format!("pod{next}")),
-            &ledgers,
-            next,
-        ));
+        let p = consumer(b, &dir.path().join(format!("pod{next}")), &ledgers, next);
+        pids.push((p.pid(), p.name.clone()));
+        running.push(p);
         next += 1;
     }
     assert!(
@@ -185,22 +185,35 @@ fn pods_come_and_go(b: &Backend, secs: u64) {
     assert_eq!(channel.lost, 0, "{channel:?}");
     assert_eq!(files.lost, 0, "{files:?}");
     assert!(files.poison > 0, "the failure model made poison: {files:?}");
-    assert_eq!(
-        (
-            channel.produced,
-            channel.consumed,
-            channel.duplicates,
-            channel.poison,
-            channel.unexpected
-        ),
-        (
-            files.produced,
-            files.consumed,
-            files.duplicates,
-            files.poison,
-            files.unexpected
-        ),
-        "the channel's audit equals the files' (SIGKILLed: {kills}, SIGTERMed: {terms})"
+    assert_eq!(channel.produced, files.produced, "{channel:?}");
+    // Each consumer's records on the channel are its file ledger's, entry for entry. The one exception is
+    // the kill: a consumer killed between its two writes (the channel's publish confirmed by the broker but
+    // not yet answered, then the file's write) leaves its last batch in one and not the other, so a killed
+    // consumer may differ by that one batch (at most --max-in-flight entries) and no more.
+    let saved = saved_ledgers(&save);
+    let mut killed_diff = 0;
+    for (pid, name) in &pids {
+        let index = name.trim_start_matches("consumer");
+        let from_file = entries(&ledgers.join(format!("c{index}.ledger")));
+        let on_channel = saved.get(pid).cloned().unwrap_or_default();
+        let diff = symmetric_difference(&from_file, &on_channel);
+        if killed.iter().any(|(k, _)| k == pid) {
+            assert!(diff <= 8, "{name} (killed) differs by {diff} entries");
+            killed_diff += diff;
+        } else {
+            assert_eq!(
+                diff, 0,
+                "{name} (not killed): its channel records and file ledger differ"
+            );
+        }
+    }
+    let counted = |a: &contract::Audit| a.consumed + a.duplicates + a.poison;
+    assert!(
+        counted(&channel).abs_diff(counted(&files)) <= killed_diff as u64,
+        "every difference between the audits is a killed consumer's last batch: channel {channel:?}, files {files:?}"
+    );
+    eprintln!(
+        "SIGKILLed {kills}, SIGTERMed {terms}; entries in one record and not the other: {killed_diff}"
     );
     // A second audit re-reads what the first saved: the channel is empty now.
     let (again, stderr) = audit(
@@ -274,4 +287,60 @@ fn nats_pods_that_come_and_go_are_audited_from_the_channel() {
         depth: |url| testkit::depth(url).total(),
     };
     pods_come_and_go(&b, 30);
+}
+
+/// Every entry (consumed or poison) of a ledger file, counted.
+fn entries(path: &Path) -> HashMap<(Entry, bool), u32> {
+    let mut all = HashMap::new();
+    if path.exists() {
+        workload::ledger::read_outcomes(path, |e, o| {
+            *all.entry((e, o == Outcome::Consumed)).or_insert(0) += 1;
+        })
+        .expect("read ledger");
+    }
+    all
+}
+
+/// The ledgers `audit --queue --save` wrote, by the pid in each consumer's id (`HOST-PID-RANDOM`).
+fn saved_ledgers(save: &Path) -> HashMap<i32, HashMap<(Entry, bool), u32>> {
+    let mut by_pid = HashMap::new();
+    for run in std::fs::read_dir(save).expect("saved runs") {
+        let run = run.expect("dir entry").path();
+        if !run.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&run).expect("saved ledgers") {
+            let path = file.expect("dir entry").path();
+            let Some(stem) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".ledger"))
+            else {
+                continue;
+            };
+            let pid: i32 = stem
+                .rsplit('-')
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("a consumer id HOST-PID-RANDOM: {stem}"));
+            let mine: &mut HashMap<(Entry, bool), u32> = by_pid.entry(pid).or_default();
+            for (k, n) in entries(&path) {
+                *mine.entry(k).or_insert(0) += n;
+            }
+        }
+    }
+    by_pid
+}
+
+fn symmetric_difference(a: &HashMap<(Entry, bool), u32>, b: &HashMap<(Entry, bool), u32>) -> usize {
+    let mut diff = 0;
+    for (k, &n) in a {
+        diff += n.abs_diff(b.get(k).copied().unwrap_or(0)) as usize;
+    }
+    for (k, &n) in b {
+        if !a.contains_key(k) {
+            diff += n as usize;
+        }
+    }
+    diff
 }

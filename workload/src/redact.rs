@@ -89,7 +89,12 @@ fn bare_userinfo(s: &str) -> String {
             .map_or(0, |i| i + 1)
             .max(copied);
         let word = &s[start..at];
-        if word != MASK && (word.contains(':') || word.to_ascii_lowercase().contains("%3a")) {
+        if word != MASK
+            && !is_shape_term(word)
+            // `…:PASSWORD@]HOST`: an optional group of a form written for people; no host starts with `]`.
+            && !s[at + 1..].starts_with(']')
+            && (word.contains(':') || word.to_ascii_lowercase().contains("%3a"))
+        {
             out.push_str(&s[copied..start]);
             out.push_str(MASK);
             copied = at;
@@ -97,6 +102,15 @@ fn bare_userinfo(s: &str) -> String {
     }
     out.push_str(&s[copied..]);
     out
+}
+
+/// A load shape's term (`burst:500@10s`, `step:10@0s`, the form `burst:COUNT@OFFSET`): its `KIND:…@…` is
+/// an offset, not a password, and masking it would garble every message that quotes a shape.
+fn is_shape_term(word: &str) -> bool {
+    let kind = word.split(':').next().unwrap_or_default();
+    // After a `+` when the term is part of a sum (`const:10+burst:500@5s`).
+    let kind = kind.rsplit('+').next().unwrap_or_default();
+    matches!(kind, "const" | "step" | "ramp" | "sine" | "burst")
 }
 
 /// `scheme://user:password@host…` → `scheme://***@host…`, for every `://` in the string (an endpoint nested in
@@ -111,6 +125,9 @@ fn userinfo(s: &str) -> String {
         // parameter of an enclosing query.
         let end = tail.find(['/', '?', '#', '&', ';']).unwrap_or(tail.len());
         match tail[..end].rfind('@') {
+            // Brackets cannot stand in a userinfo (RFC 3986 §3.2.1): this is a form such as
+            // `amqp://[USER[:PASSWORD]@]HOST`, written for people, with nothing secret in it.
+            Some(at) if tail[..at].contains(['[', ']']) => rest = tail,
             Some(at) => {
                 out.push_str(MASK);
                 rest = &tail[at..];
@@ -279,5 +296,18 @@ mod tests {
             };
             assert_eq!(url(s), expected);
         }
+        // Forms written for people and load shapes quote `@` with nothing secret before it.
+        for s in [
+            "expected amqp://[USER[:PASSWORD]@]HOST[:PORT]/QUEUE or redis://[[USER]:PASSWORD@]HOST/S",
+            "a term is const:RATE, burst:COUNT@OFFSET or step:RATE@OFFSET,…",
+            "--shape const:10+burst:500@5s",
+        ] {
+            assert_eq!(url(s), s);
+        }
+        // …but a password beside them still is.
+        assert_eq!(
+            url("burst:COUNT@OFFSET amqp://u:pw@h/q"),
+            "burst:COUNT@OFFSET amqp://***@h/q"
+        );
     }
 }

@@ -59,6 +59,11 @@ pub enum ChannelError {
         "no records of run {run} in {dir}: nothing on the channel, and nothing saved by an earlier audit"
     )]
     NoRun { run: String, dir: PathBuf },
+    #[error(
+        "no telemetry channel {channel}: no producer or consumer of this queue ran with --telemetry on (check the URL; to re-audit what an earlier audit saved: audit --producer {dir}/RUN/producers.jsonl --ledger {dir}/RUN)",
+        dir = dir.display()
+    )]
+    NoChannel { channel: String, dir: PathBuf },
     #[error("no records in {dir}: nothing on the channel, and nothing saved by an earlier audit")]
     Empty { dir: PathBuf },
     #[error(transparent)]
@@ -90,10 +95,13 @@ pub async fn drain(queue: &QueueUrl, save: &Path) -> Result<Drained, ChannelErro
     let url = queue.sibling(telemetry::RECORDS_SUFFIX)?;
     let channel = match url.open_existing().await {
         Ok(q) => q,
-        // Nothing ever published: an empty channel, not an error (what was saved before is still audited).
+        // Nothing of this queue ever published: most likely a mistyped URL. Auditing what the save directory
+        // holds would report another queue's run as this one's, so say so instead.
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            tracing::warn!(channel = %url, "no telemetry channel: no producer or consumer of this queue ran with --telemetry on");
-            return Ok(Drained::default());
+            return Err(ChannelError::NoChannel {
+                channel: url.to_string(),
+                dir: save.to_path_buf(),
+            });
         }
         Err(e) => return Err(e.into()),
     };

@@ -95,7 +95,10 @@ async fn from_channel(queue: String, args: Args, started: Instant) -> anyhow::Re
         Ok(done) => done,
         // Nothing to audit, or saved files that are not what they should be: the arguments' fault.
         Err(
-            e @ (ChannelError::NoRun { .. } | ChannelError::Empty { .. } | ChannelError::Audit(_)),
+            e @ (ChannelError::NoChannel { .. }
+            | ChannelError::NoRun { .. }
+            | ChannelError::Empty { .. }
+            | ChannelError::Audit(_)),
         ) => {
             return Err(workload::cli::usage(e).into());
         }
