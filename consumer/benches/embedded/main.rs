@@ -315,7 +315,7 @@ fn main() {
 fn telemetry() -> bool {
     let n: u64 = bench::env_or("EMBEDDED_TELEMETRY_COUNT", 200_000);
     let what = format!(
-        "2 consumer processes, {n} × 200 B, batch 100, max-in-flight 200, ledgers on (file side: server = none)"
+        "2 consumer processes, {n} × 200 B, batch 100, max-in-flight 200, ledgers on (no server process: SQLite runs in the consumers)"
     );
     bench::telemetry(&what, bench::telemetry_rounds(), |_, on| {
         let dir = tempfile::tempdir().expect("tempdir");
