@@ -17,161 +17,82 @@
 //! Targets, checked on the medians: our producer and consumer at least as fast as pika's, each with less
 //! client CPU per message. Exits non-zero on a missed target.
 //!
+//! Then the telemetry comparison (issue #14), on one more fresh node: our consumer (`--max-in-flight 200
+//! --batch 100`) draining a backlog of `AMQP_TELEMETRY_COUNT` (default 20000) with `--telemetry on` (each
+//! ack batch's ledger records published to the quorum queue `QUEUE-telemetry`, and confirmed, before its
+//! acks; heartbeats every second) against `--telemetry off`, alternating, median of `TELEMETRY_BENCH_ROUNDS`
+//! (default 3); target ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
+//!
 //! Environment: `AMQP_BENCH_COUNT` (messages per run, default 20000), `AMQP_BENCH_ROUNDS` (default 3),
 //! `PIKA_PY_VENV` (default target/pika-py). The machine should be otherwise idle.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 use testkit::amqp::Rabbit;
+use testkit::bench::{self, Side, Verdicts};
 
 const SIZE: usize = 100;
 const BATCH: usize = 100;
 
-/// CPU seconds (user + system) a process has used so far, from /proc (0 once it is gone).
-fn proc_cpu(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (get(11) + get(12)) / ticks
-}
-
 /// The node's CPU seconds so far: every process of it.
 fn node_cpu(r: &Rabbit) -> f64 {
-    r.pids().into_iter().map(proc_cpu).sum()
+    r.pids()
+        .into_iter()
+        .map(|p| bench::proc_cpu(p as u32))
+        .sum()
 }
 
-/// Runs a command to its end; returns its stdout, wall time and CPU seconds (user + system, from wait4).
-fn run_measured(mut cmd: Command) -> (String, f64, f64) {
-    let out_file = tempfile::tempfile().expect("temp file");
-    cmd.stdout(out_file.try_clone().expect("dup temp file"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("start the measured command");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on the pid of a child we spawned and have not reaped.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let wall = started.elapsed().as_secs_f64();
-    // wait4 reaped it already (for its rusage); this only tells std so.
-    let _ = child.wait();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed (status {status})"
-    );
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
-    let mut out = String::new();
-    use std::io::{Read, Seek};
-    let mut f = out_file;
-    let _ = f.rewind();
-    let _ = f.read_to_string(&mut out);
-    (out, wall, cpu)
-}
-
-/// One client's figures in one run.
-#[derive(Clone, Copy, Default)]
-struct Side {
-    rate: f64,
-    client_us: f64,
-    server_us: f64,
-}
-
-/// Runs `cmd` against the node for `n` messages; `loop_seconds` reads the client's own timing (pika's).
-fn measure(r: &Rabbit, cmd: Command, n: u64, loop_seconds: bool) -> (String, Side) {
-    let s0 = node_cpu(r);
-    let (out, wall, cpu) = run_measured(cmd);
-    let server_cpu = node_cpu(r) - s0;
-    let wall = if loop_seconds {
-        let v: serde_json::Value = out
-            .lines()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .unwrap_or_else(|| panic!("no JSON from pika: {out}"));
+/// Runs `cmd` against the node for `n` messages; `own_timing` takes the rate from the client's own JSON
+/// line (pika's loop).
+fn measure(r: &Rabbit, mut cmd: Command, n: u64, own_timing: bool) -> (bench::Exited, Side) {
+    cmd.env_remove("AMQP_PASSWORD");
+    let (out, mut side) = bench::measure(cmd, n, || node_cpu(r));
+    if own_timing {
+        let v = out.first_json();
         assert_eq!(v["messages"], n, "pika: {v}");
-        v["seconds"].as_f64().expect("seconds")
-    } else {
-        wall
-    };
-    let n = n as f64;
-    (
-        out,
-        Side {
-            rate: n / wall,
-            client_us: cpu * 1e6 / n,
-            server_us: server_cpu * 1e6 / n,
-        },
-    )
+        side.rate = n as f64 / v["seconds"].as_f64().expect("seconds");
+    }
+    (out, side)
 }
 
-fn summary(out: &str) -> serde_json::Value {
-    out.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["kind"] == "summary")
-        .unwrap_or_else(|| panic!("no summary line in:\n{out}"))
+fn our_producer(r: &Rabbit, queue: &str, n: u64) -> Side {
+    let cmd = bench::producer(&r.url(queue, ""), n, SIZE, BATCH);
+    let (out, side) = measure(r, cmd, n, false);
+    out.expect_all("sent", n);
+    side
+}
+
+/// Drains `queue` with our consumer: as in the comparison with pika (`telemetry` None), or with telemetry on
+/// or off.
+fn our_consumer(r: &Rabbit, queue: &str, n: u64, telemetry: Option<bool>) -> Side {
+    let url = r.url(queue, "");
+    let cmd = match telemetry {
+        None => bench::consumer(&url, n, BATCH, 200),
+        Some(on) => bench::telemetry_consumer(&url, n, BATCH, 200, on),
+    };
+    let (out, side) = measure(r, cmd, n, false);
+    out.expect_all("acked", n);
+    assert_eq!(testkit::amqp::depth(&url).visible, 0, "drained");
+    if telemetry == Some(true) {
+        let records = testkit::amqp::depth(&r.url(&format!("{queue}-telemetry"), ""));
+        assert!(records.visible > 0, "telemetry on, yet no ledger records");
+    }
+    side
 }
 
 fn ours(r: &Rabbit, n: u64) -> (Side, Side) {
-    let url = r.url("ours", "");
-    let mut p = Command::new(testkit::bin("producer"));
-    p.args(["--queue", &url, "--rate", "0", "--count", &n.to_string()])
-        .args(["--size", &SIZE.to_string(), "--batch", &BATCH.to_string()])
-        .args(["--stats-interval", "1h"])
-        .env("RUST_LOG", "error")
-        .env_remove("AMQP_PASSWORD");
-    let (out, producer) = measure(r, p, n, false);
-    let s = summary(&out);
-    assert_eq!(
-        (s["sent"].as_u64(), s["errors"].as_u64()),
-        (Some(n), Some(0)),
-        "{s}"
-    );
-    let mut c = Command::new(testkit::bin("consumer"));
-    c.args(["--queue", &url, "--work", "none", "--count", &n.to_string()])
-        .args(["--batch", &BATCH.to_string(), "--max-in-flight", "200"])
-        .args(["--stats-interval", "1h"])
-        .env("RUST_LOG", "error")
-        .env_remove("AMQP_PASSWORD");
-    let (out, consumer) = measure(r, c, n, false);
-    let s = summary(&out);
-    assert_eq!(
-        (s["acked"].as_u64(), s["errors"].as_u64()),
-        (Some(n), Some(0)),
-        "{s}"
-    );
-    assert_eq!(testkit::amqp::depth(&url).visible, 0, "drained");
-    (producer, consumer)
-}
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("PIKA_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| testkit::azurite::repo_root().join("target/pika-py"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/test, which installs Python's pika there",
-        py.display()
-    );
-    py
+    let producer = our_producer(r, "ours", n);
+    (producer, our_consumer(r, "ours", n, None))
 }
 
 fn pika(r: &Rabbit, n: u64) -> (Side, Side) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/amqp_reference.py");
+    let python = testkit::venv_python("PIKA_PY_VENV", "pika-py", "Python's pika");
     let run = |mode: &str, last: usize| {
-        let mut cmd = Command::new(python());
-        cmd.arg(script).args([
-            mode,
-            &r.port().to_string(),
-            "pika",
-            &n.to_string(),
-            &last.to_string(),
-        ]);
+        let mut cmd = Command::new(&python);
+        cmd.arg(script)
+            .args([mode, &r.port().to_string(), "pika"])
+            .args([n.to_string(), last.to_string()]);
         measure(r, cmd, n, true).1
     };
     let producer = run("pub", SIZE);
@@ -184,33 +105,34 @@ fn pika(r: &Rabbit, n: u64) -> (Side, Side) {
     (producer, consumer)
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn main() {
-    let n: u64 = env_or("AMQP_BENCH_COUNT", 20_000);
-    let rounds: usize = env_or("AMQP_BENCH_ROUNDS", 3).max(1);
+    let mut v = Verdicts::default();
+    if !bench::telemetry_only() {
+        against_pika(&mut v);
+    }
+    let r = Rabbit::start();
+    let n = bench::env_or("AMQP_TELEMETRY_COUNT", 20_000);
+    let what = format!(
+        "RabbitMQ 3.10, quorum queues, {n} persistent messages × {SIZE} B, batch {BATCH}, max-in-flight 200"
+    );
+    let met = bench::telemetry(&what, bench::telemetry_rounds(), |round, on| {
+        let queue = format!("tel{round}-{on}");
+        our_producer(&r, &queue, n);
+        our_consumer(&r, &queue, n, Some(on))
+    });
+    v.check(met, "consumer with telemetry ≥ 0.9× without");
+    drop(r);
+    v.finish();
+}
+
+fn against_pika(v: &mut Verdicts) {
+    let n: u64 = bench::env_or("AMQP_BENCH_COUNT", 20_000);
+    let rounds: usize = bench::env_or("AMQP_BENCH_ROUNDS", 3).max(1);
     // [our producer, pika's producer, our consumer, pika's consumer]
     let mut sides: [Vec<Side>; 4] = Default::default();
     for round in 0..rounds {
         let r = Rabbit::start();
-        // Alternate the order, so that neither side always runs on a warmer node.
-        let (o, p) = if round % 2 == 0 {
-            let o = ours(&r, n);
-            (o, pika(&r, n))
-        } else {
-            let p = pika(&r, n);
-            (ours(&r, n), p)
-        };
+        let (o, p) = bench::in_turn(round, || ours(&r, n), || pika(&r, n));
         for (i, s) in [o.0, p.0, o.1, p.1].into_iter().enumerate() {
             sides[i].push(s);
         }
@@ -231,53 +153,26 @@ fn main() {
             p.1.server_us,
         );
     }
-    let m = |i: usize, f: fn(&Side) -> f64| median(sides[i].iter().map(f).collect());
-    let ratio = |a: usize, b: usize| {
-        median(
-            sides[a]
-                .iter()
-                .zip(&sides[b])
-                .map(|(x, y)| x.rate / y.rate)
-                .collect(),
-        )
-    };
-    let (p_ratio, c_ratio) = (ratio(0, 1), ratio(2, 3));
+    let m: Vec<Side> = sides.iter().map(|s| Side::medians(s)).collect();
+    let (p_ratio, c_ratio) = (
+        bench::rate_ratio(&sides[0], &sides[1]),
+        bench::rate_ratio(&sides[2], &sides[3]),
+    );
     println!(
         "RabbitMQ 3.10, quorum queue, {n} persistent messages × {SIZE} B, medians of {rounds} rounds:"
     );
-    for (what, a, b, r) in [("producer", 0, 1, p_ratio), ("consumer", 2, 3, c_ratio)] {
+    for (what, o, p, r) in [
+        ("producer", m[0], m[1], p_ratio),
+        ("consumer", m[2], m[3], c_ratio),
+    ] {
         println!(
             "  {what}: ours {:.0} msgs/s, {:.2} µs CPU/msg (node {:.2}); pika {:.0} msgs/s, {:.2} µs CPU/msg (node {:.2}); ratio {r:.2}",
-            m(a, |s| s.rate),
-            m(a, |s| s.client_us),
-            m(a, |s| s.server_us),
-            m(b, |s| s.rate),
-            m(b, |s| s.client_us),
-            m(b, |s| s.server_us),
+            o.rate, o.client_us, o.server_us, p.rate, p.client_us, p.server_us,
         );
-    }
-    let mut failed = false;
-    let mut check = |ok: bool, what: String| {
-        println!("  {} {what}", if ok { "ok  " } else { "MISS" });
-        failed |= !ok;
-    };
-    check(
-        p_ratio >= 1.0,
-        format!("producer at least pika's rate: {p_ratio:.2}"),
-    );
-    check(
-        m(0, |s| s.client_us) < m(1, |s| s.client_us),
-        "producer below pika's CPU/msg".into(),
-    );
-    check(
-        c_ratio >= 1.0,
-        format!("consumer at least pika's rate: {c_ratio:.2}"),
-    );
-    check(
-        m(2, |s| s.client_us) < m(3, |s| s.client_us),
-        "consumer below pika's CPU/msg".into(),
-    );
-    if failed {
-        std::process::exit(1);
+        v.check(r >= 1.0, format!("{what} at least pika's rate: {r:.2}"));
+        v.check(
+            o.client_us < p.client_us,
+            format!("{what} below pika's CPU/msg"),
+        );
     }
 }

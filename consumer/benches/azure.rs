@@ -14,6 +14,13 @@
 //! the limit). Exits non-zero on a missed target. When wrk cannot be found or fetched, the comparison is
 //! skipped with a message and only our figures are checked.
 //!
+//! Then the telemetry comparison (issue #14), on one more fresh, warmed Azurite: our consumer (`--batch 32
+//! --max-in-flight 64`: one receive of 32, the service's most) draining a backlog of
+//! `AZURE_TELEMETRY_COUNT` (default 3000) with `--telemetry on` (each ack batch's ledger records put to the
+//! queue `QUEUE-telemetry` before its deletes; heartbeats every second) against `--telemetry off`,
+//! alternating, median of `TELEMETRY_BENCH_ROUNDS` (default 3); target ≥ 0.9× the rate.
+//! `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
+//!
 //! Environment: `AZURE_BENCH_COUNT` (messages per run, default 8000), `AZURE_BENCH_ROUNDS` (default 3),
 //! `AZURE_BENCH_RATE` (the producer's `--rate`, default 0: as fast as Azurite takes them), `WRK` (path of a
 //! wrk binary). Without `WRK` or a `wrk` on the PATH, the bench fetches Debian's `wrk`
@@ -22,56 +29,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use queues::azure::{DEFAULT_API_VERSION, Secret, account_sas};
 use testkit::azurite::{self, ACCOUNT, Azurite, KEY};
+use testkit::bench::{self, Verdicts, median};
 
 /// Bytes of message text, for ours (`--size`) and wrk alike.
 const SIZE: usize = 100;
 const TARGET_US_PER_MSG: f64 = 50.0;
 const TARGET_RATIO: f64 = 0.9;
 const TARGET_AZURITE_BUSY: f64 = 0.8;
-
-/// CPU seconds (user + system) a process has used so far, from /proc.
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (get(11) + get(12)) / ticks
-}
-
-/// Runs a command to its end; returns its stdout, wall time and CPU seconds (user + system, from wait4).
-fn run_measured(mut cmd: Command) -> (String, f64, f64) {
-    let out_file = tempfile::tempfile().expect("temp file");
-    cmd.stdout(out_file.try_clone().expect("dup temp file"))
-        .stdin(Stdio::null());
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("start the measured command");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on the pid of a child we spawned and have not reaped.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let wall = started.elapsed().as_secs_f64();
-    // wait4 reaped it already (for its rusage); this only tells std so.
-    let _ = child.wait();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed (status {status})"
-    );
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
-    let mut out = String::new();
-    use std::io::{Read, Seek};
-    let mut f = out_file;
-    let _ = f.rewind();
-    let _ = f.read_to_string(&mut out);
-    (out, wall, cpu)
-}
 
 /// One side's figures in one round.
 #[derive(Clone, Copy, Default)]
@@ -93,26 +61,35 @@ fn producer(az: &Azurite, queue: &str, in_flight: usize, count: u64) -> Side {
         .args(["--concurrency", &in_flight.to_string(), "--batch", "1"])
         .args(["--stats-interval", "1h"])
         .env("RUST_LOG", "error")
-        .stderr(Stdio::inherit());
+        .env_remove("MW_TELEMETRY");
     azurite::with_key(&mut cmd);
     let pid = az.pid().expect("azurite pid");
-    let az0 = proc_cpu(pid);
-    let (out, wall, cpu) = run_measured(cmd);
-    let az_cpu = proc_cpu(pid) - az0;
-    let summary: serde_json::Value = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .find(|v: &serde_json::Value| v["kind"] == "summary")
-        .expect("the producer's summary line");
-    assert_eq!(summary["sent"], count, "producer summary: {summary}");
-    assert_eq!(summary["errors"], 0, "producer summary: {summary}");
-    let n = count as f64;
+    let (out, side) = bench::measure(cmd, count, || bench::proc_cpu(pid));
+    out.expect_all("sent", count);
     Side {
-        rate: n / wall,
-        client_us: cpu * 1e6 / n,
-        azurite_us: az_cpu * 1e6 / n,
-        azurite_busy: az_cpu / wall,
+        rate: side.rate,
+        client_us: side.client_us,
+        azurite_us: side.server_us,
+        // CPU seconds per message × messages per second.
+        azurite_busy: side.server_us * side.rate / 1e6,
     }
+}
+
+/// Our consumer draining a backlog of `count` (put by our producer, 32 in flight) with telemetry on or off.
+fn consumer(az: &Azurite, queue: &str, count: u64, telemetry: bool) -> bench::Side {
+    producer(az, queue, 32, count);
+    let url = az.url(queue, "");
+    let mut cmd = bench::telemetry_consumer(&url, count, 32, 64, telemetry);
+    azurite::with_key(&mut cmd);
+    let pid = az.pid().expect("azurite pid");
+    let (out, side) = bench::measure(cmd, count, || bench::proc_cpu(pid));
+    out.expect_all("acked", count);
+    assert_eq!(azurite::depth(&url).total(), 0, "drained");
+    if telemetry {
+        let records = azurite::depth(&az.url(&format!("{queue}-telemetry"), ""));
+        assert!(records.visible > 0, "telemetry on, yet no ledger records");
+    }
+    side
 }
 
 /// A Lua script that makes wrk POST one message of [`SIZE`] bytes of text, as the SDK serializes it.
@@ -144,9 +121,10 @@ fn wrk(wrk: &Wrk, az: &Azurite, queue: &str, in_flight: usize, seconds: u64) -> 
         .arg(&wrk.script)
         .arg(url);
     let pid = az.pid().expect("azurite pid");
-    let az0 = proc_cpu(pid);
-    let (out, _, cpu) = run_measured(cmd);
-    let az_cpu = proc_cpu(pid) - az0;
+    let az0 = bench::proc_cpu(pid);
+    let run = bench::run(cmd);
+    let az_cpu = bench::proc_cpu(pid) - az0;
+    let (out, cpu) = (run.stdout, run.cpu.as_secs_f64());
     assert!(
         !out.contains("Non-2xx"),
         "wrk got error answers from Azurite:\n{out}"
@@ -188,7 +166,6 @@ impl Wrk {
         if let Some(dir) = &self.lib_dir {
             cmd.env("LD_LIBRARY_PATH", dir);
         }
-        cmd.stderr(Stdio::inherit());
         cmd
     }
 
@@ -281,28 +258,26 @@ fn fetch_debian_wrk(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let count: u64 = env_or("AZURE_BENCH_COUNT", 8_000);
-    let rounds: usize = env_or("AZURE_BENCH_ROUNDS", 3).max(1);
+    let mut v = Verdicts::default();
+    if !bench::telemetry_only() {
+        against_wrk(&mut v);
+    }
+    let az = Azurite::start_in_memory();
+    producer(&az, "warmup", 8, 3_000);
+    let n = bench::env_or("AZURE_TELEMETRY_COUNT", 3_000);
+    let what = format!("in-memory Azurite, {n} messages × {SIZE} B, batch 32, max-in-flight 64");
+    let met = bench::telemetry(&what, bench::telemetry_rounds(), |round, on| {
+        consumer(&az, &format!("tel{round}-{on}"), n, on)
+    });
+    v.check(met, "consumer with telemetry ≥ 0.9× without");
+    drop(az);
+    v.finish();
+}
+
+fn against_wrk(v: &mut Verdicts) {
+    let count: u64 = bench::env_or("AZURE_BENCH_COUNT", 8_000);
+    let rounds: usize = bench::env_or("AZURE_BENCH_ROUNDS", 3).max(1);
     let scratch = tempfile::tempdir().expect("temp dir");
     let wrk_tool = match Wrk::find(scratch.path()) {
         Ok(w) => Some(w),
@@ -311,7 +286,6 @@ fn main() {
             None
         }
     };
-    let mut failed = false;
     let mut table = Vec::new();
     for in_flight in [1, 8, 32] {
         let mut ours = Vec::new();
@@ -379,29 +353,29 @@ fn main() {
         if in_flight < 8 {
             continue;
         }
-        if us >= TARGET_US_PER_MSG {
-            eprintln!(
-                "MISSED at {in_flight} in flight: {us:.1} µs of our CPU per message (target < {TARGET_US_PER_MSG})"
+        v.check(
+            us < TARGET_US_PER_MSG,
+            format!("{in_flight} in flight: {us:.1} µs of our CPU per message (target < {TARGET_US_PER_MSG})"),
+        );
+        if wrk_tool.is_some() {
+            v.check(
+                ratio >= TARGET_RATIO,
+                format!(
+                    "{in_flight} in flight: {:.0} % of wrk's put rate (target ≥ {:.0} %)",
+                    ratio * 100.0,
+                    TARGET_RATIO * 100.0
+                ),
             );
-            failed = true;
         }
-        if wrk_tool.is_some() && ratio < TARGET_RATIO {
-            eprintln!(
-                "MISSED at {in_flight} in flight: {:.0} % of wrk's put rate (target ≥ {:.0} %)",
-                ratio * 100.0,
-                TARGET_RATIO * 100.0
+        if in_flight == 32 {
+            v.check(
+                busy >= TARGET_AZURITE_BUSY,
+                format!(
+                    "32 in flight: Azurite {:.0} % busy (target ≥ {:.0} %: it, not we, is the limit)",
+                    busy * 100.0,
+                    TARGET_AZURITE_BUSY * 100.0
+                ),
             );
-            failed = true;
         }
-        if in_flight == 32 && busy < TARGET_AZURITE_BUSY {
-            eprintln!(
-                "MISSED at 32 in flight: Azurite only {:.0} % busy: the client is the limit (or the machine is busy)",
-                busy * 100.0
-            );
-            failed = true;
-        }
-    }
-    if failed {
-        std::process::exit(1);
     }
 }

@@ -18,141 +18,64 @@
 //! Targets, checked on the medians: our producer and consumer at least as fast as nats-py's, each with less
 //! client CPU per message. Exits non-zero on a missed target.
 //!
+//! Then the telemetry comparison (issue #14), on one more fresh server: our consumer (`--max-in-flight 200
+//! --batch 100`) draining a backlog of `NATS_TELEMETRY_COUNT` (default 50000) with `--telemetry on` (each
+//! ack batch's ledger records published to the stream `STREAM-telemetry`, and confirmed, before its acks;
+//! heartbeats every second) against `--telemetry off`, alternating, median of `TELEMETRY_BENCH_ROUNDS`
+//! (default 3); target ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
+//!
 //! Environment: `NATS_BENCH_COUNT` (messages per run, default 20000), `NATS_BENCH_ROUNDS` (default 3),
 //! `NATS_PY_VENV` (default target/nats-py). The machine should be otherwise idle.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
+use testkit::bench::{self, Side, Verdicts};
 use testkit::nats::NatsServer;
 
 const SIZE: usize = 100;
+const BATCH: usize = 100;
 
-/// CPU seconds (user + system) a process has used so far, from /proc.
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (get(11) + get(12)) / ticks
-}
-
-/// Runs a command to its end; returns its stdout, wall time and CPU seconds (user + system, from wait4).
-fn run_measured(mut cmd: Command) -> (String, f64, f64) {
-    let out_file = tempfile::tempfile().expect("temp file");
-    cmd.stdout(out_file.try_clone().expect("dup temp file"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("start the measured command");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on the pid of a child we spawned and have not reaped.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let wall = started.elapsed().as_secs_f64();
-    // wait4 reaped it already (for its rusage); this only tells std so.
-    let _ = child.wait();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed (status {status})"
-    );
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
-    let mut out = String::new();
-    use std::io::{Read, Seek};
-    let mut f = out_file;
-    let _ = f.rewind();
-    let _ = f.read_to_string(&mut out);
-    (out, wall, cpu)
-}
-
-/// One client's figures in one run.
-#[derive(Clone, Copy, Default)]
-struct Side {
-    rate: f64,
-    client_us: f64,
-    server_us: f64,
-}
-
-/// Runs `cmd` against `server`, for `n` messages; `loop_seconds` reads the client's own timing, if any.
-fn measure(server: &NatsServer, cmd: Command, n: u64, loop_seconds: bool) -> Side {
+/// Runs `cmd` against `server` for `n` messages; `own_timing` takes the rate from the client's own JSON line
+/// (nats-py's loop, without the interpreter's start-up).
+fn measure(server: &NatsServer, cmd: Command, n: u64, own_timing: bool) -> (bench::Exited, Side) {
     let pid = server.pid().expect("server pid");
-    let s0 = proc_cpu(pid);
-    let (out, wall, cpu) = run_measured(cmd);
-    let server_cpu = proc_cpu(pid) - s0;
-    let wall = if loop_seconds {
-        let v: serde_json::Value = out
-            .lines()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .unwrap_or_else(|| panic!("no JSON from nats-py: {out}"));
+    let (out, mut side) = bench::measure(cmd, n, || bench::proc_cpu(pid));
+    if own_timing {
+        let v = out.first_json();
         assert_eq!(v["messages"], n, "nats-py: {v}");
-        v["seconds"].as_f64().expect("seconds")
-    } else {
-        wall
-    };
-    let n = n as f64;
-    Side {
-        rate: n / wall,
-        client_us: cpu * 1e6 / n,
-        server_us: server_cpu * 1e6 / n,
+        side.rate = n as f64 / v["seconds"].as_f64().expect("seconds");
     }
+    (out, side)
 }
 
-fn summary(out: &str) -> serde_json::Value {
-    out.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["kind"] == "summary")
-        .expect("a summary line")
+fn our_producer(server: &NatsServer, stream: &str, n: u64) -> Side {
+    let cmd = bench::producer(&server.url(stream, ""), n, SIZE, BATCH);
+    let (out, side) = measure(server, cmd, n, false);
+    out.expect_all("sent", n);
+    side
+}
+
+/// Drains `stream` with our consumer: as in the comparison with nats-py (`telemetry` None), or with
+/// telemetry on or off.
+fn our_consumer(server: &NatsServer, stream: &str, n: u64, telemetry: Option<bool>) -> Side {
+    let url = server.url(stream, "");
+    let cmd = match telemetry {
+        None => bench::consumer(&url, n, BATCH, 200),
+        Some(on) => bench::telemetry_consumer(&url, n, BATCH, 200, on),
+    };
+    let (out, side) = measure(server, cmd, n, false);
+    out.expect_all("acked", n);
+    assert_eq!(server.jsz_consumer(stream, "workers"), Some((0, 0)));
+    if telemetry == Some(true) {
+        let records = bench::depth(&server.url(&format!("{stream}-telemetry"), ""));
+        assert!(records.visible > 0, "telemetry on, yet no ledger records");
+    }
+    side
 }
 
 fn ours(server: &NatsServer, n: u64) -> (Side, Side) {
-    let url = server.url("ours", "");
-    let mut p = Command::new(testkit::bin("producer"));
-    p.args(["--queue", &url, "--rate", "0", "--count", &n.to_string()])
-        .args(["--size", &SIZE.to_string(), "--batch", "100"])
-        .args(["--stats-interval", "1h"])
-        .env("RUST_LOG", "error");
-    let pid = server.pid().expect("server pid");
-    let s0 = proc_cpu(pid);
-    let (out, wall, cpu) = run_measured(p);
-    let server_cpu = proc_cpu(pid) - s0;
-    let s = summary(&out);
-    assert_eq!(
-        (s["sent"].as_u64(), s["errors"].as_u64()),
-        (Some(n), Some(0)),
-        "{s}"
-    );
-    let nf = n as f64;
-    let producer = Side {
-        rate: nf / wall,
-        client_us: cpu * 1e6 / nf,
-        server_us: server_cpu * 1e6 / nf,
-    };
-    let mut c = Command::new(testkit::bin("consumer"));
-    c.args(["--queue", &url, "--count", &n.to_string(), "--work", "none"])
-        .args(["--max-in-flight", "200", "--batch", "100"])
-        .args(["--stats-interval", "1h"])
-        .env("RUST_LOG", "error");
-    let consumer = measure(server, c, n, false);
-    assert_eq!(server.jsz_consumer("ours", "workers"), Some((0, 0)));
-    (producer, consumer)
-}
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("NATS_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| testkit::azurite::repo_root().join("target/nats-py"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/test, which installs nats-py there",
-        py.display()
-    );
-    py
+    let producer = our_producer(server, "ours", n);
+    (producer, our_consumer(server, "ours", n, None))
 }
 
 fn reference(server: &NatsServer, n: u64) -> (Side, Side) {
@@ -160,64 +83,49 @@ fn reference(server: &NatsServer, n: u64) -> (Side, Side) {
     // The stream and consumer, as our producer makes them.
     testkit::nats::depth(&server.url("py", ""));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nats_client.py");
-    let mut p = Command::new(python());
-    p.arg(script).args([
-        "bench-pub",
-        &address,
-        "py",
-        &n.to_string(),
-        &SIZE.to_string(),
-        "100",
-    ]);
-    let producer = measure(server, p, n, true);
-    let mut c = Command::new(python());
-    c.arg(script).args([
-        "bench-sub",
-        &address,
-        "py",
-        "workers",
-        &n.to_string(),
-        "100",
-    ]);
-    let consumer = measure(server, c, n, true);
+    let python = testkit::venv_python("NATS_PY_VENV", "nats-py", "Python's nats-py");
+    let (n_s, size, batch) = (n.to_string(), SIZE.to_string(), BATCH.to_string());
+    let mut p = Command::new(&python);
+    p.arg(script)
+        .args(["bench-pub", &address, "py", &n_s, &size, &batch]);
+    let producer = measure(server, p, n, true).1;
+    let mut c = Command::new(&python);
+    c.arg(script)
+        .args(["bench-sub", &address, "py", "workers", &n_s, &batch]);
+    let consumer = measure(server, c, n, true).1;
     (producer, consumer)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let n: u64 = env_or("NATS_BENCH_COUNT", 20_000);
-    let rounds: usize = env_or("NATS_BENCH_ROUNDS", 3).max(1);
-    let mut runs: Vec<[Side; 4]> = Vec::new();
+    let mut v = Verdicts::default();
+    if !bench::telemetry_only() {
+        against_nats_py(&mut v);
+    }
+    let server = NatsServer::start();
+    let n = bench::env_or("NATS_TELEMETRY_COUNT", 50_000);
+    let what = format!(
+        "{}, {n} messages × {SIZE} B, batch {BATCH}, max-in-flight 200",
+        server_version()
+    );
+    let met = bench::telemetry(&what, bench::telemetry_rounds(), |round, on| {
+        let stream = format!("tel{round}-{on}");
+        our_producer(&server, &stream, n);
+        our_consumer(&server, &stream, n, Some(on))
+    });
+    v.check(met, "consumer with telemetry ≥ 0.9× without");
+    drop(server);
+    v.finish();
+}
+
+fn against_nats_py(v: &mut Verdicts) {
+    let n: u64 = bench::env_or("NATS_BENCH_COUNT", 20_000);
+    let rounds: usize = bench::env_or("NATS_BENCH_ROUNDS", 3).max(1);
+    // [our producer, our consumer, nats-py's producer, nats-py's consumer]
+    let mut runs: [Vec<Side>; 4] = Default::default();
     for round in 0..rounds {
         let server = NatsServer::start();
-        // Alternate the order, so that neither side always meets a warmer server.
-        let (op, oc, rp, rc) = if round % 2 == 0 {
-            let (op, oc) = ours(&server, n);
-            let (rp, rc) = reference(&server, n);
-            (op, oc, rp, rc)
-        } else {
-            let (rp, rc) = reference(&server, n);
-            let (op, oc) = ours(&server, n);
-            (op, oc, rp, rc)
-        };
+        let ((op, oc), (rp, rc)) =
+            bench::in_turn(round, || ours(&server, n), || reference(&server, n));
         println!(
             "  round {round}: producer ours {:>6.0}/s {:>5.1} µs/msg, nats-py {:>6.0}/s {:>5.1} µs/msg; \
              consumer ours {:>6.0}/s {:>5.1} µs/msg, nats-py {:>6.0}/s {:>5.1} µs/msg",
@@ -230,39 +138,42 @@ fn main() {
             rc.rate,
             rc.client_us
         );
-        runs.push([op, oc, rp, rc]);
+        for (i, s) in [op, oc, rp, rc].into_iter().enumerate() {
+            runs[i].push(s);
+        }
     }
-    let m = |i: usize, f: fn(&Side) -> f64| median(runs.iter().map(|r| f(&r[i])).collect());
-    let mut failed = false;
+    let m: Vec<Side> = runs.iter().map(|r| Side::medians(r)).collect();
     println!(
         "\nmedians of {rounds} rounds, {n} messages of {SIZE} B, {}:\n\
          role      ours_msgs/s  nats-py_msgs/s  rate_ratio  ours_cpu_us/msg  nats-py_cpu_us/msg  cpu_ratio  server_us/msg(ours, nats-py)",
         server_version()
     );
-    for (role, o, r) in [("producer", 0, 2), ("consumer", 1, 3)] {
-        let (orate, rrate) = (m(o, |s| s.rate), m(r, |s| s.rate));
-        let (ocpu, rcpu) = (m(o, |s| s.client_us), m(r, |s| s.client_us));
-        let (osrv, rsrv) = (m(o, |s| s.server_us), m(r, |s| s.server_us));
+    for (role, o, r) in [("producer", m[0], m[2]), ("consumer", m[1], m[3])] {
         println!(
-            "{role:<8}  {orate:>11.0}  {rrate:>14.0}  {:>10.2}  {ocpu:>15.1}  {rcpu:>18.1}  {:>9.2}  {osrv:.1}, {rsrv:.1}",
-            orate / rrate,
-            ocpu / rcpu
+            "{role:<8}  {:>11.0}  {:>14.0}  {:>10.2}  {:>15.1}  {:>18.1}  {:>9.2}  {:.1}, {:.1}",
+            o.rate,
+            r.rate,
+            o.rate / r.rate,
+            o.client_us,
+            r.client_us,
+            o.client_us / r.client_us,
+            o.server_us,
+            r.server_us
         );
-        if orate < rrate {
-            eprintln!(
-                "MISSED: our {role} is slower than nats-py's ({orate:.0} < {rrate:.0} msgs/s)"
-            );
-            failed = true;
-        }
-        if ocpu > rcpu {
-            eprintln!(
-                "MISSED: our {role} uses more CPU per message than nats-py's ({ocpu:.1} > {rcpu:.1} µs)"
-            );
-            failed = true;
-        }
-    }
-    if failed {
-        std::process::exit(1);
+        v.check(
+            o.rate >= r.rate,
+            format!(
+                "our {role} at least as fast as nats-py's ({:.0} vs {:.0} msgs/s)",
+                o.rate, r.rate
+            ),
+        );
+        v.check(
+            o.client_us <= r.client_us,
+            format!(
+                "our {role} uses less CPU per message than nats-py's ({:.1} vs {:.1} µs)",
+                o.client_us, r.client_us
+            ),
+        );
     }
 }
 

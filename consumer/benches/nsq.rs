@@ -27,15 +27,21 @@
 //!   compare with there, so the targets are absolute: producer < 1 µs/msg, consumer < 2.5 µs/msg (the Go
 //!   tools' own figures against a real nsqd on this kind of machine were 0.59 and 1.49 µs/msg).
 //!
+//! Then, on whichever nsqd that is, the telemetry comparison (issue #14): our consumer (`--max-in-flight 200
+//! --batch 200`) draining a backlog of `NSQ_TELEMETRY_COUNT` (default 300000) × 200 B with `--telemetry on`
+//! (each ack batch's ledger records published to the topic `TOPIC-telemetry`, and confirmed, before its
+//! FINs; heartbeats every second) against `--telemetry off`, alternating, median of `TELEMETRY_BENCH_ROUNDS`
+//! (default 3); target ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
+//!
 //! Prints one figure per line and exits 1 when a target is missed.
 
-use std::fs::File;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testkit::bench::{self, Side, Verdicts};
 use testkit::fake_nsqd::FakeNsqd;
 
 const FAKE_MESSAGES: u64 = 300_000;
@@ -43,37 +49,16 @@ const FAKE_RUNS: usize = 3;
 const PRODUCER_TARGET_US: f64 = 1.0;
 const CONSUMER_TARGET_US: f64 = 2.5;
 
-/// Starts a program with stdout and stderr to files; returns its pid, reaped by [`finish`] (wait4 gives its
-/// CPU time, which std's `Child::wait` does not).
-#[allow(clippy::zombie_processes)]
-fn spawn(bin: &Path, args: &[&str], out: &Path) -> u32 {
-    Command::new(bin)
-        .args(args)
+/// Runs a program to its end (RUST_LOG=warn, no QUEUE_URL from the shell): its CPU time (from wait4) and its
+/// stdout + stderr (the Go tools print their figures on stderr).
+fn run(bin: &Path, args: &[&str]) -> (Duration, String) {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
         .env("RUST_LOG", "warn")
         .env_remove("QUEUE_URL")
-        .stdin(Stdio::null())
-        .stdout(File::create(out).expect("create stdout file"))
-        .stderr(File::create(out.with_extension("err")).expect("create stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
-        .id()
-}
-
-/// Waits for a child with wait4; returns its CPU time (user + system) and its stdout + stderr.
-fn finish(pid: u32, out: &Path) -> (Duration, String) {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid, and wait4 only writes into the locals we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid as i32, "wait4 failed");
-    let text = std::fs::read_to_string(out).unwrap_or_default()
-        + &std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "pid {pid} failed: status {status}: {text}"
-    );
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (tv(usage.ru_utime) + tv(usage.ru_stime), text)
+        .env_remove("MW_TELEMETRY");
+    let e = bench::run(cmd);
+    (e.cpu, e.stdout + &e.stderr)
 }
 
 /// The binary's JSON summary line.
@@ -82,37 +67,6 @@ fn summary(text: &str) -> Value {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["kind"] == "summary")
         .unwrap_or_else(|| panic!("no summary line in {text}"))
-}
-
-fn num(v: &Value, k: &str) -> u64 {
-    v[k].as_u64()
-        .unwrap_or_else(|| panic!("{k} missing in {v}"))
-}
-
-fn build_release() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        // The same set as the embedded bench builds: another set unifies features differently, and cargo
-        // rebuilds half the tree when switching from one bench to the other.
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "producer",
-            "-p",
-            "consumer",
-            "-p",
-            "remainder",
-        ])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --release failed");
-    testkit::bin_dir()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// One side's figures in one round.
@@ -130,11 +84,42 @@ fn fig(msgs: f64, secs: f64, cpu: Duration) -> Fig {
 }
 
 fn main() {
-    let bins = build_release();
+    let bins = bench::build_release();
+    let mut v = Verdicts::default();
+    let only = bench::telemetry_only();
     match std::env::var_os("NSQ_REAL_BIN").filter(|v| !v.is_empty()) {
-        Some(dir) => real(&bins, Path::new(&dir)),
-        None => fake(&bins),
+        Some(dir) => {
+            let go = Path::new(&dir);
+            let nsqd = Nsqd::start(go);
+            if !only {
+                real(&bins, go, &nsqd, &mut v);
+            }
+            let pid = nsqd.child.id();
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let met = telemetry(
+                "a real nsqd 1.3.0",
+                &|topic| nsqd.url(topic, cores),
+                &|| bench::proc_cpu(pid),
+            );
+            v.check(met, "consumer with telemetry ≥ 0.9× without");
+            // exit() skips destructors: stop nsqd first.
+            drop(nsqd);
+        }
+        None => {
+            if !only {
+                fake(&mut v);
+            }
+            let fake = FakeNsqd::start();
+            // The fake runs on this process's threads (its main one waits meanwhile).
+            let met = telemetry(
+                "the fake nsqd (server = this process)",
+                &|topic| fake.url(topic, "c"),
+                &bench::own_cpu,
+            );
+            v.check(met, "consumer with telemetry ≥ 0.9× without");
+        }
     }
+    v.finish();
 }
 
 /// A real nsqd on free loopback ports, killed on drop.
@@ -239,15 +224,13 @@ fn go_figures(text: &str) -> (f64, f64) {
 const REAL_PUBLISH: u64 = 1_000_000;
 const REAL_CONSUME: u64 = 600_000;
 
-fn real(bins: &Path, go: &Path) {
+fn real(bins: &Path, go: &Path, nsqd: &Nsqd, v: &mut Verdicts) {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rounds: usize = std::env::var("NSQ_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n >= 1)
         .unwrap_or(3);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let nsqd = Nsqd::start(go);
     println!(
         "== NSQ against a real nsqd ({}), {rounds} alternating rounds, {cores} connections a side (one per core, as NSQ's Go tools) ==",
         go.join("nsqd").display()
@@ -260,7 +243,6 @@ fn real(bins: &Path, go: &Path) {
     let p_count = REAL_PUBLISH.to_string();
     let c_count = REAL_CONSUME.to_string();
     let mif = (2500 * cores).to_string();
-    let out = |n: &str| dir.path().join(n);
     for round in 0..rounds {
         // Publish: the Go tool first in even rounds, ours first in odd ones.
         let mut pair = [None, None];
@@ -271,7 +253,7 @@ fn real(bins: &Path, go: &Path) {
                 // then copies every message into it: give bench_writer's topic the same channel, same work.
                 nsqd.http_call("POST", &format!("/topic/create?topic={topic}"));
                 nsqd.http_call("POST", &format!("/channel/create?topic={topic}&channel=ch"));
-                let pid = spawn(
+                let (cpu, text) = run(
                     &go.join("bench_writer"),
                     &[
                         "-nsqd-tcp-address",
@@ -285,14 +267,12 @@ fn real(bins: &Path, go: &Path) {
                         "-batch-size",
                         "100",
                     ],
-                    &out("bw"),
                 );
-                let (cpu, text) = finish(pid, &out("bw"));
                 let (msgs, secs) = go_figures(&text);
                 pair[0] = Some(fig(msgs, secs, cpu));
             } else {
                 let started = Instant::now();
-                let pid = spawn(
+                let (cpu, text) = run(
                     &bins.join("producer"),
                     &[
                         "--queue",
@@ -308,14 +288,13 @@ fn real(bins: &Path, go: &Path) {
                         "--concurrency",
                         &in_flight,
                     ],
-                    &out("p"),
                 );
-                let (cpu, text) = finish(pid, &out("p"));
                 let s = summary(&text);
-                assert_eq!(num(&s, "sent"), REAL_PUBLISH);
+                assert_eq!(testkit::u(&s, "sent"), REAL_PUBLISH);
                 // As bench_writer times it: once connected (from the first batch nsqd confirmed to the end;
                 // that first batch is left out). CPU stays the whole process's, start-up included.
-                let secs = (num(&s, "ts_us") - num(&s, "first_sent_at_us")) as f64 / 1e6;
+                let secs =
+                    (testkit::u(&s, "ts_us") - testkit::u(&s, "first_sent_at_us")) as f64 / 1e6;
                 assert!(secs <= started.elapsed().as_secs_f64());
                 let msgs = (REAL_PUBLISH - 100) as f64;
                 pair[1] = Some(Fig {
@@ -329,7 +308,7 @@ fn real(bins: &Path, go: &Path) {
         // Consume: fill both backlogs first (with our producer), then drain them in alternating order.
         let (gt, ot) = (format!("r{round}g"), format!("r{round}o"));
         for (topic, count) in [(&gt, "1500000"), (&ot, "700000")] {
-            let pid = spawn(
+            run(
                 &bins.join("producer"),
                 &[
                     "--queue",
@@ -345,14 +324,12 @@ fn real(bins: &Path, go: &Path) {
                     "--concurrency",
                     &c,
                 ],
-                &out("fill"),
             );
-            finish(pid, &out("fill"));
         }
         let mut pair = [None, None];
         for side in [round % 2, 1 - round % 2] {
             if side == 0 {
-                let pid = spawn(
+                let (cpu, text) = run(
                     &go.join("bench_reader"),
                     &[
                         "-nsqd-tcp-address",
@@ -366,13 +343,11 @@ fn real(bins: &Path, go: &Path) {
                         "-size",
                         "200",
                     ],
-                    &out("br"),
                 );
-                let (cpu, text) = finish(pid, &out("br"));
                 let (msgs, secs) = go_figures(&text);
                 pair[0] = Some(fig(msgs, secs, cpu));
             } else {
-                let pid = spawn(
+                let (cpu, text) = run(
                     &bins.join("consumer"),
                     &[
                         "--queue",
@@ -386,13 +361,12 @@ fn real(bins: &Path, go: &Path) {
                         "--batch",
                         "2500",
                     ],
-                    &out("c"),
                 );
-                let (cpu, text) = finish(pid, &out("c"));
                 let s = summary(&text);
-                assert_eq!(num(&s, "acked"), REAL_CONSUME, "{s}");
-                let secs =
-                    (num(&s, "last_acked_at_us") - num(&s, "first_received_at_us")) as f64 / 1e6;
+                assert_eq!(testkit::u(&s, "acked"), REAL_CONSUME, "{s}");
+                let secs = (testkit::u(&s, "last_acked_at_us")
+                    - testkit::u(&s, "first_received_at_us")) as f64
+                    / 1e6;
                 pair[1] = Some(fig(REAL_CONSUME as f64, secs, cpu));
             }
         }
@@ -408,115 +382,85 @@ fn real(bins: &Path, go: &Path) {
         }
     }
     let med = |i: usize| Fig {
-        rate: median(figs[i].iter().map(|f| f.rate).collect()),
-        cpu_us: median(figs[i].iter().map(|f| f.cpu_us).collect()),
+        rate: bench::median(figs[i].iter().map(|f| f.rate).collect()),
+        cpu_us: bench::median(figs[i].iter().map(|f| f.cpu_us).collect()),
     };
-    let mut missed = false;
     for (what, ours, theirs, tool) in [
         ("publish, MPUB 100 × 200 B", med(0), med(1), "bench_writer"),
         ("consume, zero work", med(2), med(3), "bench_reader"),
     ] {
         let (rr, cr) = (ours.rate / theirs.rate, ours.cpu_us / theirs.cpu_us);
-        let ok = rr >= 1.0 && cr <= 1.0;
-        missed |= !ok;
-        println!(
-            "{} {what} (medians): ours {:.0} msgs/s {:.2} µs/msg, {tool} {:.0} msgs/s {:.2} µs/msg: rate {rr:.2}× (target ≥ 1.0), CPU/msg {cr:.2}× (target ≤ 1.0)",
-            if ok { "  ok  " } else { " MISS " },
-            ours.rate,
-            ours.cpu_us,
-            theirs.rate,
-            theirs.cpu_us
+        v.check(
+            rr >= 1.0 && cr <= 1.0,
+            format!(
+                "{what} (medians): ours {:.0} msgs/s {:.2} µs/msg, {tool} {:.0} msgs/s {:.2} µs/msg: rate {rr:.2}× (target ≥ 1.0), CPU/msg {cr:.2}× (target ≤ 1.0)",
+                ours.rate, ours.cpu_us, theirs.rate, theirs.cpu_us
+            ),
         );
-    }
-    // exit() skips destructors: stop nsqd first.
-    drop(nsqd);
-    if missed {
-        std::process::exit(1);
     }
 }
 
-fn fake(bins: &Path) {
+fn fake(v: &mut Verdicts) {
     println!(
         "== NSQ against the FAKE nsqd (set NSQ_REAL_BIN=DIR holding nsqd, bench_writer and bench_reader to compare with NSQ's own tools on a real nsqd): CPU per message, absolute targets =="
     );
-    let dir = tempfile::tempdir().expect("temp dir");
     let fake = FakeNsqd::start();
-    let count = FAKE_MESSAGES.to_string();
-    let (mut p_us, mut p_rate, mut c_us, mut c_rate) = (vec![], vec![], vec![], vec![]);
-    for run in 0..FAKE_RUNS {
-        let topic = format!("bench{run}");
+    let n = FAKE_MESSAGES;
+    let (mut producer, mut consumer) = (Vec::new(), Vec::new());
+    for r in 0..FAKE_RUNS {
+        let topic = format!("bench{r}");
         let url = fake.url(&topic, "c");
-        let out = dir.path().join(format!("p{run}.jsonl"));
-        let started = Instant::now();
-        let pid = spawn(
-            &bins.join("producer"),
-            &[
-                "--queue", &url, "--count", &count, "--rate", "0", "--batch", "100", "--size",
-                "200",
-            ],
-            &out,
-        );
-        let (cpu, text) = finish(pid, &out);
-        let wall = started.elapsed();
-        assert_eq!(num(&summary(&text), "sent"), FAKE_MESSAGES);
-        assert_eq!(fake.channel_depth(&topic, "c").0, FAKE_MESSAGES);
-        let f = fig(FAKE_MESSAGES as f64, wall.as_secs_f64(), cpu);
-        p_us.push(f.cpu_us);
-        p_rate.push(f.rate);
-
-        let out = dir.path().join(format!("c{run}.jsonl"));
-        let started = Instant::now();
-        let pid = spawn(
-            &bins.join("consumer"),
-            &[
-                "--queue",
-                &url,
-                "--count",
-                &count,
-                "--work",
-                "none",
-                "--max-in-flight",
-                "200",
-                "--batch",
-                "200",
-            ],
-            &out,
-        );
-        let (cpu, text) = finish(pid, &out);
-        let wall = started.elapsed();
-        assert_eq!(num(&summary(&text), "acked"), FAKE_MESSAGES);
-        let f = fig(FAKE_MESSAGES as f64, wall.as_secs_f64(), cpu);
-        c_us.push(f.cpu_us);
-        c_rate.push(f.rate);
+        // The fake runs in this process: its CPU is not counted.
+        let (out, p) = bench::measure(bench::producer(&url, n, 200, 100), n, || 0.0);
+        out.expect_all("sent", n);
+        assert_eq!(fake.channel_depth(&topic, "c").0, n);
+        let (out, c) = bench::measure(bench::consumer(&url, n, 200, 200), n, || 0.0);
+        out.expect_all("acked", n);
         println!(
-            "run {run}: producer {:.2} µs/msg {:.0} msgs/s; consumer {:.2} µs/msg {:.0} msgs/s",
-            p_us[run], p_rate[run], c_us[run], c_rate[run]
+            "run {r}: producer {:.2} µs/msg {:.0} msgs/s; consumer {:.2} µs/msg {:.0} msgs/s",
+            p.client_us, p.rate, c.client_us, c.rate
         );
+        producer.push(p);
+        consumer.push(c);
     }
-    let (p, c) = (median(p_us), median(c_us));
-    let mut missed = false;
-    for (what, got, target, rate) in [
+    for (what, m, target) in [
         (
             "producer CPU per message (MPUB 100 × 200 B)",
-            p,
+            Side::medians(&producer),
             PRODUCER_TARGET_US,
-            median(p_rate),
         ),
         (
             "consumer CPU per message (max-in-flight 200, zero work)",
-            c,
+            Side::medians(&consumer),
             CONSUMER_TARGET_US,
-            median(c_rate),
         ),
     ] {
-        let ok = got < target;
-        missed |= !ok;
-        println!(
-            "{} {what}: {got:.2} µs (target < {target} µs), {rate:.0} msgs/s (the fake's rate, not nsqd's)",
-            if ok { "  ok  " } else { " MISS " }
+        v.check(
+            m.client_us < target,
+            format!(
+                "{what}: {:.2} µs (target < {target} µs), {:.0} msgs/s (the fake's rate, not nsqd's)",
+                m.client_us, m.rate
+            ),
         );
     }
-    if missed {
-        std::process::exit(1);
-    }
+}
+
+/// The telemetry comparison on the fake or the real nsqd: `url(topic)` names a topic on it (channel `c`
+/// or `ch`), `server_cpu` reads its CPU seconds.
+fn telemetry(what: &str, url: &dyn Fn(&str) -> String, server_cpu: &dyn Fn() -> f64) -> bool {
+    let n = bench::env_or("NSQ_TELEMETRY_COUNT", 300_000);
+    let what = format!("{what}, {n} messages × 200 B, batch 200, max-in-flight 200");
+    bench::telemetry(&what, bench::telemetry_rounds(), |round, on| {
+        let topic = format!("tel{round}-{on}");
+        let url_ = url(&topic);
+        bench::run(bench::producer(&url_, n, 200, 100)).expect_all("sent", n);
+        let cmd = bench::telemetry_consumer(&url_, n, 200, 200, on);
+        let (out, side) = bench::measure(cmd, n, server_cpu);
+        out.expect_all("acked", n);
+        if on {
+            let records = bench::depth(&url(&format!("{topic}-telemetry")));
+            assert!(records.visible > 0, "telemetry on, yet no ledger records");
+        }
+        side
+    })
 }

@@ -14,16 +14,7 @@ use testkit::{Proc, command, ledger_entries, tally, u};
 use workload::envelope::Envelope;
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("PIKA_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| testkit::azurite::repo_root().join("target/pika-py"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/test, which installs Python's pika there",
-        py.display()
-    );
-    py
+    testkit::venv_python("PIKA_PY_VENV", "pika-py", "Python's pika")
 }
 
 fn script(args: &[&str]) -> String {

@@ -11,16 +11,7 @@ use testkit::{Proc, command, u};
 use workload::envelope::Envelope;
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("NATS_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| testkit::azurite::repo_root().join("target/nats-py"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/test, which installs Python's nats-py there",
-        py.display()
-    );
-    py
+    testkit::venv_python("NATS_PY_VENV", "nats-py", "Python's nats-py")
 }
 
 fn script(args: &[&str]) -> String {

@@ -6,22 +6,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::azurite::repo_root;
 use testkit::redis::RedisServer;
 use testkit::{Proc, command, ledger_entries, tally, u};
 use workload::envelope::Envelope;
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("REDIS_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/redis-py"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/test, which installs Python's redis there",
-        py.display()
-    );
-    py
+    testkit::venv_python("REDIS_PY_VENV", "redis-py", "Python's redis")
 }
 
 fn script(args: &[&str]) -> String {

@@ -6,6 +6,7 @@
 
 pub mod amqp;
 pub mod azurite;
+pub mod bench;
 #[cfg(any(feature = "nats-tls", feature = "fake-marathon"))]
 pub mod certs;
 pub mod delivery;
@@ -388,4 +389,19 @@ pub fn stop_gracefully(procs: &mut [Proc]) {
             p.stderr()
         );
     }
+}
+
+/// The Python of a venv that scripts/test made: `$env` or `target/default_dir`, `bin/python`; `what` names
+/// the package it holds, for the message when it is missing.
+pub fn venv_python(env: &str, default_dir: &str, what: &str) -> PathBuf {
+    let venv = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| azurite::repo_root().join("target").join(default_dir));
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/test, which installs {what} there",
+        py.display()
+    );
+    py
 }
