@@ -133,14 +133,6 @@ impl Heartbeats {
         let now = Instant::now();
         Ok(state.consumers.values().filter(|s| s.alive(now)).count())
     }
-
-    /// Bodies on the heartbeat queue that were not heartbeats.
-    pub fn skipped(&self) -> u64 {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .skipped
-    }
 }
 
 impl Drop for Heartbeats {
