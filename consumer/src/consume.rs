@@ -162,42 +162,81 @@ impl Consumer {
                 return Ok(());
             }
             self.extend_if_due().await;
-            self.log_ready().await?;
+            self.record_ready()?;
             self.release_failed().await;
-            let working = self.held.len() - self.to_ack.len();
+            // Finished messages waiting for their records' confirmation hold no work slot, as those waiting
+            // for their ack do not.
+            let confirming = self.telemetry.as_ref().map_or(0, |t| t.confirming());
+            let working = self
+                .held
+                .len()
+                .saturating_sub(self.to_ack.len() + confirming);
             let max = self
                 .config
                 .max_in_flight
                 .saturating_sub(working)
                 .min(self.config.batch)
                 .min(self.count_room());
-            if max == 0 && self.to_ack.is_empty() {
-                self.wait_for_done(None).await;
+            // With telemetry, the records of finished work are published beside the round trip that acks the
+            // previous batch (whose records were confirmed) and receives the next: one round trip's time per
+            // turn, not two. Their own acks go in the next turn.
+            let publish = self.telemetry.as_ref().and_then(|t| t.publish());
+            if max == 0 && self.to_ack.is_empty() && publish.is_none() {
+                let retry = self.telemetry.as_ref().and_then(|t| t.retry_in());
+                self.wait_for_done(retry).await;
                 continue;
             }
-            let wait = if working > 0 {
+            let sent = self.to_ack.len();
+            // A receive returns at once while work is running or records are being confirmed (their acks
+            // should not wait out a long poll); while a failed publish waits to be retried, it waits at most
+            // until the retry (a receive returning at once would spin against the broker meanwhile).
+            let wait = if working > 0 || publish.is_some() {
                 Duration::ZERO
             } else {
-                RECEIVE_WAIT
+                let retry = self.telemetry.as_ref().and_then(|t| t.retry_in());
+                retry.map_or(RECEIVE_WAIT, |r| r.min(RECEIVE_WAIT))
             };
-            let acks = self
-                .to_ack
-                .iter()
-                .map(|k| self.held[k].receipt.clone())
-                .collect();
-            match self
-                .queue
-                .ack_and_receive(acks, max, self.config.lease, wait)
-                .await
-            {
+            let receive = (max > 0 || sent > 0).then(|| {
+                let acks: Vec<Receipt> = self
+                    .to_ack
+                    .iter()
+                    .map(|k| self.held[k].receipt.clone())
+                    .collect();
+                let queue = self.queue.clone();
+                let lease = self.config.lease;
+                async move { queue.ack_and_receive(acks, max, lease, wait).await }
+            });
+            let (published, received) = tokio::join!(
+                async move {
+                    match publish {
+                        Some(p) => Some(p.run().await),
+                        None => None,
+                    }
+                },
+                async move {
+                    match receive {
+                        Some(r) => Some(r.await),
+                        None => None,
+                    }
+                }
+            );
+            // The publish is settled first and whatever happens below: a confirmed batch must not be
+            // published again. Its messages join `to_ack` behind the `sent` ones just acked.
+            let flushed = published.map_or(Ok(()), |r| self.published(r));
+            let Some(received) = received else {
+                flushed?;
+                continue;
+            };
+            match received {
                 Ok((outcome, deliveries)) => {
                     failures = 0;
                     self.failures.confirmed();
-                    self.acked(outcome);
+                    self.acked(outcome, sent);
                     let got = deliveries.len();
                     for d in deliveries {
                         self.accept(d);
                     }
+                    flushed?;
                     if got == 0 && working > 0 {
                         self.wait_for_done(Some(idle)).await;
                         idle = (idle * 2).min(IDLE_MAX);
@@ -206,6 +245,7 @@ impl Consumer {
                     }
                 }
                 Err(e) => {
+                    flushed?;
                     self.counts.errors.inc();
                     self.counts.throttled.inc_by(u64::from(e.is_throttled()));
                     // Logged by the streak, not here: one line per attempt flooded the log of a consumer
@@ -345,14 +385,16 @@ impl Consumer {
         while self.tasks.try_join_next().is_some() {}
     }
 
-    pub(crate) fn acked(&mut self, outcome: AckOutcome) {
-        if self.to_ack.is_empty() {
+    /// Counts the outcome of an ack of the first `sent` messages of `to_ack` (later ones joined after it
+    /// was sent).
+    pub(crate) fn acked(&mut self, outcome: AckOutcome, sent: usize) {
+        if sent == 0 {
             return;
         }
         // End to end = from the producer's send to the confirmed ack: queueing, delivery, work and ack, the
         // whole time a message costs. (A message whose ack was refused was still processed; it counts too.)
         let now_us = unix_micros();
-        for key in self.to_ack.drain(..) {
+        for key in self.to_ack.drain(..sent) {
             if let Some(sent_us) = self.held.remove(&key).and_then(|h| h.sent_us) {
                 let e2e = now_us.saturating_sub(sent_us);
                 self.e2e.record(e2e);

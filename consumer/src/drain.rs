@@ -32,8 +32,9 @@ impl Consumer {
                     .iter()
                     .map(|k| self.held[k].receipt.clone())
                     .collect();
+                let sent = self.to_ack.len();
                 match self.queue.ack(acks).await {
-                    Ok(outcome) => self.acked(outcome),
+                    Ok(outcome) => self.acked(outcome, sent),
                     Err(e) => {
                         self.counts.errors.inc();
                         tracing::warn!(error = %e, "ack failed while draining");

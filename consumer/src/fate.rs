@@ -13,13 +13,16 @@ use crate::error::Error;
 const POISON_LOG_LIMIT: u64 = 20;
 
 impl Consumer {
-    /// Writes the ledger entries of finished work, then queues them for the ack. An error here is fatal: acking
-    /// without a ledger entry would make the audit report a processed message as lost.
+    /// Decides the fate of finished work and records it: without telemetry the ledger entries are written
+    /// and the messages queued for the ack; with telemetry their records join the channel's pending batch
+    /// (published beside the next ack/receive round trip, see [`Consumer::consume`]) and the file ledger is
+    /// written once that publish is settled. An error here is fatal: acking without a ledger entry would make
+    /// the audit report a processed message as lost.
     ///
     /// The failure model decides each message's fate first: failed ones wait in `to_release` (no ledger entry);
     /// poison ones are recorded as poison and acked like consumed ones.
-    pub(crate) async fn log_ready(&mut self) -> Result<(), Error> {
-        if self.ready.is_empty() && !self.records_pending() {
+    pub(crate) fn record_ready(&mut self) -> Result<(), Error> {
+        if self.ready.is_empty() {
             return Ok(());
         }
         let mut acks = Vec::with_capacity(self.ready.len());
@@ -40,18 +43,35 @@ impl Consumer {
                 None => self.to_release.push(key),
             }
         }
-        // With telemetry, only the messages whose records the channel confirmed go on to the ack. The channel
-        // first, the file right after: a SIGKILL between the two then falls in a write of microseconds rather
-        // than a broker's round trip, so a file ledger kept beside the channel (as the tests do) almost never
-        // holds an entry the channel lacks. Both are written before any ack, whichever order.
-        let mut acks = self.publish_records(records, acks).await;
+        match self.telemetry.as_mut() {
+            Some(t) => t.hold(records, acks),
+            None => {
+                self.flush_ledger()?;
+                self.to_ack.append(&mut acks);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the file ledger's buffered entries (a no-op without one).
+    pub(crate) fn flush_ledger(&mut self) -> Result<(), Error> {
         if let Some(ledger) = self.ledger.as_mut()
             && let Err(e) = ledger.flush()
         {
             self.ledger_failed = true;
             return Err(Error::LedgerWrite(e));
         }
-        self.to_ack.append(&mut acks);
+        Ok(())
+    }
+
+    /// [`Consumer::record_ready`], then, with telemetry, the channel's publish waited for on its own: for the
+    /// drain, which has no receive to overlap it with.
+    pub(crate) async fn log_ready(&mut self) -> Result<(), Error> {
+        self.record_ready()?;
+        if let Some(publish) = self.telemetry.as_mut().and_then(|t| t.publish()) {
+            let result = publish.run().await;
+            self.published(result)?;
+        }
         Ok(())
     }
 

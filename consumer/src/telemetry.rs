@@ -10,6 +10,7 @@ use workload::ledger::{Entry, Outcome};
 use workload::telemetry::{self, Heartbeat, Record};
 
 use crate::consume::Consumer;
+use crate::error::Error;
 
 /// A failed publish of ledger records is retried after this long (the batch waits, unacked, meanwhile).
 const RETRY_AFTER: Duration = Duration::from_millis(200);
@@ -42,47 +43,77 @@ impl Telemetry {
             retry_at: None,
         })
     }
+
+    /// Adds the records of finished messages (and the held messages `keys` they cover) to the pending batch.
+    pub(crate) fn hold(&mut self, records: Vec<(Entry, Outcome)>, mut keys: Vec<u64>) {
+        self.pending.extend(records);
+        self.pending_keys.append(&mut keys);
+    }
+
+    /// The publish of the pending batch, unless there is none or a failed one waits out [`RETRY_AFTER`].
+    pub(crate) fn publish(&self) -> Option<Publish> {
+        if self.pending_keys.is_empty() || self.retry_in().is_some() {
+            return None;
+        }
+        Some(Publish {
+            queue: self.records.clone(),
+            bodies: telemetry::ledger_bodies(&self.id, &self.pending),
+        })
+    }
+
+    /// How many held messages wait for their records' confirmation.
+    pub(crate) fn confirming(&self) -> usize {
+        self.pending_keys.len()
+    }
+
+    /// How long a failed publish still waits before the next attempt, if one does.
+    pub(crate) fn retry_in(&self) -> Option<Duration> {
+        self.retry_at
+            .and_then(|at| at.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+}
+
+/// One publish of ledger records, owning what it needs so that it can run beside the ack/receive round trip.
+pub(crate) struct Publish {
+    queue: Arc<dyn Queue>,
+    bodies: Vec<Vec<u8>>,
+}
+
+impl Publish {
+    pub(crate) async fn run(self) -> Result<(), QueueError> {
+        if self.bodies.is_empty() {
+            // Only foreign bodies: nothing to record, their acks need no confirmation.
+            return Ok(());
+        }
+        self.queue.publish(self.bodies).await
+    }
 }
 
 impl Consumer {
-    /// Publishes the ledger records of `entries` (for the held messages `keys`), and returns the keys whose
-    /// records the channel confirmed: those may be acked now. Without telemetry every key may.
-    ///
-    /// One publish per ack batch; a failed one keeps its batch pending (retried after [`RETRY_AFTER`], the
-    /// messages unacked meanwhile): a message is never acked before its record is durable in the channel.
-    pub(crate) async fn publish_records(
-        &mut self,
-        entries: Vec<(Entry, Outcome)>,
-        mut keys: Vec<u64>,
-    ) -> Vec<u64> {
-        let Some(t) = self.telemetry.as_mut() else {
-            return keys;
-        };
-        t.pending.extend(entries);
-        t.pending_keys.append(&mut keys);
-        if t.pending_keys.is_empty() || t.retry_at.is_some_and(|at| Instant::now() < at) {
-            return Vec::new();
-        }
-        if !t.pending.is_empty() {
-            let bodies = telemetry::ledger_bodies(&t.id, &t.pending);
-            if let Err(e) = t.records.publish(bodies).await {
-                self.counts.errors.inc();
-                self.counts.throttled.inc_by(u64::from(e.is_throttled()));
-                tracing::warn!(error = %e, held = t.pending_keys.len(), "could not publish ledger records; their acks wait");
-                t.retry_at = Some(Instant::now() + RETRY_AFTER);
-                return Vec::new();
+    /// Settles a publish of the pending batch: confirmed, its messages go on to the ack; failed, they stay
+    /// pending (retried after [`RETRY_AFTER`], unacked meanwhile): a message is never acked before its record
+    /// is durable in the channel. Either way the file ledger is written now, channel first and file right
+    /// after, so that a SIGKILL between the two falls in a write of microseconds rather than a broker's round
+    /// trip, and a file ledger kept beside the channel (as the tests do) almost never holds an entry the
+    /// channel lacks. The error is the file ledger's, fatal.
+    pub(crate) fn published(&mut self, result: Result<(), QueueError>) -> Result<(), Error> {
+        if let Some(t) = self.telemetry.as_mut() {
+            match result {
+                Ok(()) => {
+                    t.retry_at = None;
+                    t.pending.clear();
+                    self.to_ack.append(&mut t.pending_keys);
+                }
+                Err(e) => {
+                    self.counts.errors.inc();
+                    self.counts.throttled.inc_by(u64::from(e.is_throttled()));
+                    tracing::warn!(error = %e, held = t.pending_keys.len(), "could not publish ledger records; their acks wait");
+                    t.retry_at = Some(Instant::now() + RETRY_AFTER);
+                }
             }
         }
-        t.retry_at = None;
-        t.pending.clear();
-        std::mem::take(&mut t.pending_keys)
-    }
-
-    /// Held messages whose records wait for the channel (they count as held, not as ready to ack).
-    pub(crate) fn records_pending(&self) -> bool {
-        self.telemetry
-            .as_ref()
-            .is_some_and(|t| !t.pending_keys.is_empty())
+        self.flush_ledger()
     }
 
     fn heartbeat(&self, goodbye: bool) -> Option<(Arc<dyn Queue>, Vec<u8>)> {
