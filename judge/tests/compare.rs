@@ -187,8 +187,9 @@ fn compare_tabulates_every_figure_and_overlays_every_run() {
                 .get(figure)
                 .unwrap_or_else(|| panic!("no row {figure:?}: {rows:?}"))[i]
                 .unwrap_or_else(|| panic!("{figure} of run {i} missing"));
+            // compare.json writes figures to 6 decimal places.
             assert!(
-                (got - value).abs() < 1e-9,
+                (got - value).abs() <= 5e-7,
                 "{figure} of run {i}: {got} ≠ {value}"
             );
         }
@@ -268,4 +269,76 @@ fn compare_tabulates_every_figure_and_overlays_every_run() {
     let err = p.stderr();
     assert!(err.contains("junk.json is not a series file"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// The longest run of digits after a decimal point in `text` (a JSON document).
+fn most_decimals(text: &str) -> usize {
+    let mut most = 0;
+    let mut after_point: Option<usize> = None;
+    for c in text.chars() {
+        after_point = match (c, after_point) {
+            ('.', _) => Some(0),
+            (d, Some(n)) if d.is_ascii_digit() => Some(n + 1),
+            _ => None,
+        };
+        most = most.max(after_point.unwrap_or(0));
+    }
+    most
+}
+
+#[test]
+fn figures_are_written_to_six_decimals_without_float_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sample times a tenth of a second apart (0.1 × 3 is 0.30000000000000004 in binary) and rates with
+    // noise in their last digit, as sums of rounded rates have.
+    let mut series = run(1.0, 0, "noisy");
+    for (i, s) in series.samples.iter_mut().enumerate() {
+        s.t = 0.1 * i as f64;
+        s.produce_rate = 0.1 + 0.2;
+        s.busy_s = Some(0.1 * i as f64 / 3.0);
+    }
+    series.changes_s = vec![1.0, 2.0];
+    let raw = serde_json::to_string(&series).unwrap();
+    assert!(raw.contains("0.30000000000000004"), "a noisy input: {raw}");
+    std::fs::write(dir.path().join("series.json"), raw).unwrap();
+    let mut cmd = testkit::command("scorecard");
+    cmd.current_dir(dir.path())
+        .args(["grade", "series.json", "--out", "out"]);
+    let mut p = Proc::spawn("scorecard", cmd);
+    let status = p.wait(Duration::from_secs(20));
+    assert!(status.success(), "{status}: {}", p.stderr());
+    for name in ["series.json", "scorecard.json"] {
+        let text = std::fs::read_to_string(dir.path().join("out").join(name)).unwrap();
+        assert!(most_decimals(&text) <= 6, "{name}: {text}");
+        assert!(!text.contains("0.30000000000000004"), "{name}: {text}");
+    }
+    let written: Series =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/series.json")).unwrap())
+            .unwrap();
+    assert_eq!(written.samples[3].t, 0.3);
+    assert_eq!(written.samples[3].produce_rate, 0.3);
+    // The figures are the full-precision ones, rounded where written: the same to 6 places.
+    let card: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/scorecard.json")).unwrap(),
+    )
+    .unwrap();
+    let full = judge::scorecard::score(&series);
+    let got = card["consumer_seconds"].as_f64().unwrap();
+    assert!(
+        (got - full.consumer_seconds).abs() <= 5e-7,
+        "{got} vs {}",
+        full.consumer_seconds
+    );
+    let stdout = p.lines().join("\n");
+    assert!(most_decimals(&stdout) <= 6, "{stdout}");
+
+    // compare.json likewise.
+    let mut cmd = testkit::command("scorecard");
+    cmd.current_dir(dir.path())
+        .args(["compare", "series.json", "out", "--out", "cmp"]);
+    let mut p = Proc::spawn("scorecard", cmd);
+    let status = p.wait(Duration::from_secs(20));
+    assert!(status.success(), "{status}: {}", p.stderr());
+    let text = std::fs::read_to_string(dir.path().join("cmp/compare.json")).unwrap();
+    assert!(most_decimals(&text) <= 6, "compare.json: {text}");
 }

@@ -121,14 +121,14 @@ fn compare(paths: &[PathBuf], out: &std::path::Path) -> anyhow::Result<ExitCode>
     let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
     let svg = compare_chart::svg(&runs, &format!("compared: {}", labels.join(" vs ")))?;
     let (json_path, svg_path) = (out.join("compare.json"), out.join("compare.svg"));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&comparison)?)
+    std::fs::write(&json_path, scorecard::json::to_string_pretty(&comparison)?)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     std::fs::write(&svg_path, svg)
         .with_context(|| format!("cannot write {}", svg_path.display()))?;
     let mut err = std::io::stderr().lock();
     compare::write_table(&mut err, &comparison).context("cannot write the table")?;
     workload::note!("  files  {}, {}", json_path.display(), svg_path.display());
-    workload::outln!("{}", serde_json::to_string(&comparison)?);
+    workload::outln!("{}", scorecard::json::to_string(&comparison)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -281,7 +281,7 @@ fn main() -> ExitCode {
             files.scorecard.display(),
             files.chart.display()
         );
-        workload::outln!("{}", serde_json::to_string(&card)?);
+        workload::outln!("{}", scorecard::json::to_string(&card)?);
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
