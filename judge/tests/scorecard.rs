@@ -359,6 +359,20 @@ fn scorecard_watch_with_nothing_to_read_fails_instead_of_grading() {
     assert!(err.contains("could not read the consumer count"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
     assert!(out.is_empty(), "{out}");
+
+    // A Prometheus that is not there: the warning says why (the cause under reqwest's "error sending
+    // request"), on one line, without the password.
+    let (status, err, _) = watch(
+        &nsqd.url("jobs", "workers"),
+        "prometheus:http://ops:hunter2@127.0.0.1:9?query=up",
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("cannot read the consumer count"))
+        .unwrap_or_else(|| panic!("a warning: {err}"));
+    assert!(warning.contains("onnection refused"), "{warning}");
+    assert!(!err.contains("hunter2"), "{err}");
 }
 
 /// `scorecard watch --queue` lists every backend of this build, from the queue registry (Azure was missing
