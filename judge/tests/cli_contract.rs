@@ -362,3 +362,40 @@ fn errors_say_each_thing_once_and_a_missing_directory_is_named() {
         );
     }
 }
+
+/// The demo's outputs are checked before anything starts: a --scorecard-dir or --json that cannot be
+/// written is bad usage at once, and no temporary directory is left behind.
+#[test]
+fn demo_outputs_that_cannot_be_written_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), "not a directory").unwrap();
+    for (args, says) in [
+        (
+            ["--scorecard-dir", "a-file/scorecard"],
+            "--scorecard-dir a-file/scorecard",
+        ),
+        (
+            ["--json", "/nonexistent/x.json"],
+            "--json /nonexistent/x.json",
+        ),
+    ] {
+        let mut cmd = command("demo");
+        cmd.current_dir(dir.path())
+            .env("TMPDIR", tmp.path())
+            .args(args)
+            .args(["--duration", "30s"]);
+        let mut p = Proc::spawn("demo", cmd);
+        // At once: not after a 30 s run.
+        let status = p.wait(Duration::from_secs(20));
+        let err = p.stderr();
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{args:?}: left behind {left:?}");
+    }
+}

@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     // must live as long as the demo.
     workload::cli::run_async(async {
         let config = Config::from_args(args).map_err(workload::cli::usage)?;
+        // Before any directory, queue or child exists: nothing to clean up when it fails.
+        config.check_outputs().map_err(workload::cli::usage)?;
         let summary = demo::run(config).await?;
         anyhow::Ok(if summary.succeeded() {
             ExitCode::SUCCESS

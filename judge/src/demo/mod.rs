@@ -349,6 +349,39 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Makes sure the run's outputs can be written before anything starts: `--scorecard-dir` is created and
+    /// a file written in it (then removed), the `--json` file is created. Found only at the end, a run's
+    /// minutes would be lost.
+    ///
+    /// # Errors
+    /// A message for the user naming the flag, the path and the cause.
+    pub fn check_outputs(&self) -> Result<(), String> {
+        if let Some(dir) = &self.scorecard_dir {
+            let failed = |e: std::io::Error| {
+                format!("--scorecard-dir {}: cannot create it: {e}", dir.display())
+            };
+            std::fs::create_dir_all(dir).map_err(failed)?;
+            // Created and dropped, so removed: what counts is that the directory takes a new file.
+            tempfile::Builder::new()
+                .prefix(".demo-probe-")
+                .tempfile_in(dir)
+                .map_err(|e| {
+                    format!("--scorecard-dir {}: cannot write in it: {e}", dir.display())
+                })?;
+        }
+        if let Some(path) = &self.json {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(|e| format!("--json {}: cannot create it: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
