@@ -363,6 +363,50 @@ fn errors_say_each_thing_once_and_a_missing_directory_is_named() {
     }
 }
 
+/// Clap's own errors (a bad value, an unknown flag, a missing argument) and values out of range are one line
+/// naming the flag, as every other error is: no usage block, no blank lines.
+#[test]
+fn bad_flag_values_are_one_line_naming_the_flag_and_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("producer", &["--rate", "abc"], &["--rate", "abc"]),
+        ("producer", &["--rat", "5"], &["--rat", "--rate"]),
+        ("consumer", &["--max-in-flight", "x"], &["--max-in-flight"]),
+        ("remainder", &["--threads", "x"], &["--threads"]),
+        (
+            "demo",
+            &["--engine", "bogus"],
+            &["--engine", "process, docker"],
+        ),
+        ("scorecard", &["compare", "one"], &["<RUN>"]),
+        ("marathon-install", &["--bogus"], &["--bogus"]),
+        (
+            "marathon-uninstall",
+            &["--timeout", "soon"],
+            &["--timeout", "soon"],
+        ),
+    ];
+    for (bin, args, says) in cases {
+        let (code, out, err) = run_in(dir.path(), bin, args);
+        assert_eq!(code, Some(2), "{bin} {args:?}: {err}");
+        assert!(out.is_empty(), "{bin} {args:?}: {out}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{bin} {args:?}: one line: {err}"
+        );
+        assert!(err.starts_with("error: "), "{bin} {args:?}: {err}");
+        assert!(!err.contains("Usage:"), "{bin} {args:?}: {err}");
+        for s in *says {
+            assert!(err.contains(s), "{bin} {args:?}: {s:?} in {err}");
+        }
+    }
+    // Help is still clap's, on stdout, exit 0.
+    let (code, out, _) = run_in(dir.path(), "producer", &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Usage:"), "{out}");
+}
+
 /// The demo's outputs are checked before anything starts: a --scorecard-dir or --json that cannot be
 /// written is bad usage at once, and no temporary directory is left behind.
 #[test]

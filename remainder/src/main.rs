@@ -56,7 +56,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = workload::cli::parse_args::<Args>();
     workload::cli::init_logging(&[]);
     let config = run::Config {
         threads: args.threads.unwrap_or_else(default_threads),

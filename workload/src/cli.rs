@@ -63,6 +63,84 @@ pub fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
+/// Parses the command line into `P`; bad usage (an unknown flag, a bad value, a missing argument) is one line
+/// on stderr, `error: …` as every other error, and exit status 2. `--help` and `--version` are clap's own.
+pub fn parse_args<P: clap::Parser>() -> P {
+    P::try_parse().unwrap_or_else(|e| exit_on_clap_error(e))
+}
+
+/// Prints a clap error as one line and exits 2 (help and version: clap's own output and status).
+pub fn exit_on_clap_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    note(format_args!("error: {} (see --help)", clap_error_line(&e)));
+    std::process::exit(2)
+}
+
+/// A clap error as one line without `error: `: `--rate: invalid value "abc": invalid float literal` for a
+/// bad value, else clap's own message with its list and tips on the same line and its usage left out
+/// (`--help` has it).
+pub fn clap_error_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    // "--rate <MSGS_PER_S>" names the flag "--rate".
+    let flag = text(ContextKind::InvalidArg).map(|a| match a.split_once(' ') {
+        Some((flag, _)) if flag.starts_with('-') => flag.to_string(),
+        _ => a,
+    });
+    let value = text(ContextKind::InvalidValue).unwrap_or_default();
+    match (e.kind(), flag) {
+        (ErrorKind::ValueValidation, Some(flag)) if !value.is_empty() => {
+            let cause = std::error::Error::source(e).map_or_else(String::new, one_line);
+            if cause.contains(&value) {
+                format!("{flag}: {cause}")
+            } else {
+                format!("{flag}: invalid value {value:?}: {cause}")
+            }
+        }
+        (ErrorKind::InvalidValue, Some(flag)) if !value.is_empty() => {
+            let valid = match e.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(v)) => format!("; expected one of: {}", v.join(", ")),
+                _ => String::new(),
+            };
+            format!("{flag}: invalid value {value:?}{valid}")
+        }
+        _ => flatten_rendered(&e.render().to_string()),
+    }
+}
+
+/// Clap's rendered message on one line: indented list items follow their heading, tips follow a `;`, the
+/// usage and the "For more information" line are left out.
+fn flatten_rendered(rendered: &str) -> String {
+    let mut line = String::new();
+    for l in rendered.lines().map(str::trim) {
+        if l.is_empty() || l.starts_with("Usage:") || l.starts_with("For more information") {
+            continue;
+        }
+        let l = l.strip_prefix("error: ").unwrap_or(l);
+        if line.is_empty() {
+            line.push_str(l);
+        } else if l.starts_with("tip:") || line.ends_with(':') {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+            line.push_str(l);
+        } else {
+            line.push_str(", ");
+            line.push_str(l);
+        }
+    }
+    line
+}
+
 /// Bad usage found after clap parsed the flags: a value that does not make sense, a queue URL that cannot be
 /// parsed, a file named on the command line that is missing or unreadable or is not what the flag wants. Exit
 /// status 2; see [`exit`].

@@ -3,11 +3,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use judge::demo::{self, Args, Config};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = workload::cli::parse_args::<Args>();
     // One thread (run_async's runtime is current-thread): children are started from it, and Linux's
     // parent-death signal (which makes them die with the demo) follows the thread that started them, so it
     // must live as long as the demo.

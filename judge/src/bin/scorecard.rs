@@ -134,7 +134,7 @@ fn compare(paths: &[PathBuf], out: &std::path::Path) -> anyhow::Result<ExitCode>
 
 fn main() -> ExitCode {
     workload::cli::init_logging(&queues::registry::quiet_log_targets());
-    let args = Args::parse();
+    let args = workload::cli::parse_args::<Args>();
     workload::cli::run_async(async move {
         let (series, out, title) = match args.command {
             Command::Compare { runs, out } => return compare(&runs, &out),
