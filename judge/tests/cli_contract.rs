@@ -385,6 +385,40 @@ fn bad_flag_values_are_one_line_naming_the_flag_and_the_bound() {
             &["--timeout", "soon"],
             &["--timeout", "soon"],
         ),
+        // Negative durations, spaced or not, and absurd ones.
+        (
+            "demo",
+            &["--duration", "-5s"],
+            &["--duration", "not negative", "unit"],
+        ),
+        ("demo", &["--duration=-5s"], &["--duration", "not negative"]),
+        (
+            "consumer",
+            &["--lease", "-1s"],
+            &["--lease", "not negative"],
+        ),
+        (
+            "demo",
+            &["--duration", "400d"],
+            &["--duration", "more than a year"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--duration", "9999h"],
+            &["--duration", "more than a year"],
+        ),
+        // Rates above 10M/s, as a flag or in a shape.
+        ("demo", &["--rate", "2e7"], &["--rate", "10000000"]),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--rate", "20000000"],
+            &["--rate", "10000000"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--shape", "step:1,20000000@1s"],
+            &["--shape", "10000000"],
+        ),
     ];
     for (bin, args, says) in cases {
         let (code, out, err) = run_in(dir.path(), bin, args);

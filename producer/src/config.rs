@@ -65,7 +65,7 @@ pub struct Args {
 
     /// Stop after this long: the messages scheduled inside it are sent (default: the --shape's end when it
     /// has one, else no limit).
-    #[arg(long, env = "PRODUCER_DURATION", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "PRODUCER_DURATION", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
     /// Size of each message body in bytes, padded with '.'; bodies never shrink below the envelope (~70 B).
@@ -101,7 +101,7 @@ pub struct Args {
     ///
     /// A queue that cannot be reached would otherwise keep a run that should end running for ever. A run
     /// without an end keeps retrying whatever this says: it waits for its queue to come (back).
-    #[arg(long, env = "PRODUCER_GIVE_UP_AFTER", default_value = "60s", value_parser = parse_interval, value_name = "DURATION")]
+    #[arg(long, env = "PRODUCER_GIVE_UP_AFTER", default_value = "60s", value_parser = parse_interval, allow_hyphen_values = true, value_name = "DURATION")]
     pub give_up_after: Duration,
 
     /// Run id shared by the producers of one run, 1-16 hex digits (default: random).
@@ -169,9 +169,7 @@ impl Config {
                         }
                     }
                 };
-                if !rate.is_finite() || rate < 0.0 {
-                    bail!("--rate must be a number of messages per second, 0 or more (got {rate})");
-                }
+                let rate = workload::cli::check_rate("--rate", rate).map_err(anyhow::Error::msg)?;
                 (rate > 0.0).then(|| Shape::constant(rate))
             }
         };

@@ -48,7 +48,7 @@ struct Args {
     ///
     /// Counted from when the workers start, after calibration. Stopping this way exits 0 and writes the summary
     /// line, as a signal does.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     duration: Option<Duration>,
 
     #[command(flatten)]

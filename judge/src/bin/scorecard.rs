@@ -98,10 +98,10 @@ enum Command {
         #[arg(long, value_name = "DEPTH")]
         target: Option<u64>,
         /// How long to watch [default: the scenario's duration plus 60 s for the drain].
-        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
         duration: Option<Duration>,
         /// How often to read the depth and the count.
-        #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+        #[arg(long, default_value = "1s", value_parser = parse_interval, allow_hyphen_values = true, value_name = "DURATION")]
         interval: Duration,
         /// Directory for series.json, scorecard.json and chart.svg.
         #[arg(long, default_value = "scorecard", value_name = "DIR")]

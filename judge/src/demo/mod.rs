@@ -70,7 +70,7 @@ pub struct Args {
     pub size: usize,
 
     /// How long the producer runs; then the demo drains the queue and stops [default: 20s, or the scenario's].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
     /// Consumers to run: a count, or a schedule such as 3,0@10s,6@20s.
@@ -140,7 +140,7 @@ pub struct Args {
     /// After the producer stops, how long consumers may take to empty the queue before they are stopped anyway.
     ///
     /// Messages still in the queue then are reported as left in the queue, and the demo fails (exit 1).
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub drain_timeout: Duration,
 
     /// Keep the temporary directory (queue, ledgers, logs) and print its path.
@@ -259,12 +259,7 @@ impl Config {
             }),
             None => None,
         };
-        let rate = args.rate.unwrap_or(100.0);
-        if !rate.is_finite() || rate < 0.0 {
-            return Err(format!(
-                "--rate must be a number of messages per second, 0 or more (got {rate})"
-            ));
-        }
+        let rate = workload::cli::check_rate("--rate", args.rate.unwrap_or(100.0))?;
         let scenario = args
             .scenario
             .as_deref()
