@@ -419,6 +419,8 @@ fn bad_flag_values_are_one_line_naming_the_flag_and_the_bound() {
             &["--queue", "sqlite:q.db", "--shape", "step:1,20000000@1s"],
             &["--shape", "10000000"],
         ),
+        // The audit's usage names both of its forms.
+        ("audit", &[], &["--producer", "--ledger", "--queue"]),
     ];
     for (bin, args, says) in cases {
         let (code, out, err) = run_in(dir.path(), bin, args);

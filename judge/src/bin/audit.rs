@@ -67,7 +67,17 @@ fn parse_run(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    let args = Args::parse();
+    let args = Args::try_parse().unwrap_or_else(|e| {
+        // Clap would list only the file flags: the audit's other form, the telemetry channel, is as good.
+        if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+            workload::note!(
+                "error: the audit reads the run's files, --producer FILE… and --ledger FILE|DIR…, or its \
+                 telemetry channel, --queue URL (see --help)"
+            );
+            std::process::exit(2);
+        }
+        workload::cli::exit_on_clap_error(e)
+    });
     if let Some(queue) = args.queue.clone() {
         workload::cli::init_logging(&queues::registry::quiet_log_targets());
         return workload::cli::run_async(from_channel(queue, args, started));
