@@ -421,6 +421,16 @@ fn bad_flag_values_are_one_line_naming_the_flag_and_the_bound() {
         ),
         // The audit's usage names both of its forms.
         ("audit", &[], &["--producer", "--ledger", "--queue"]),
+        (
+            "audit",
+            &["--run", "zz", "--queue", "sqlite:q.db"],
+            &["--run", "1 to 16 hex digits"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--run-id", "xyz"],
+            &["--run-id", "1 to 16 hex digits"],
+        ),
     ];
     for (bin, args, says) in cases {
         let (code, out, err) = run_in(dir.path(), bin, args);
@@ -477,5 +487,22 @@ fn demo_outputs_that_cannot_be_written_are_refused_up_front() {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert!(left.is_empty(), "{args:?}: left behind {left:?}");
+    }
+}
+
+/// `audit --run` takes a run id in the form the producer's --run-id does (1 to 16 hex digits).
+#[test]
+fn audit_run_takes_the_producers_run_id_form() {
+    let dir = tempfile::tempdir().unwrap();
+    for run in ["1f", "00000000000000ab", "ABC"] {
+        let (code, _, err) = run_in(
+            dir.path(),
+            "audit",
+            &["--queue", "sqlite:q.db", "--run", run],
+        );
+        // The id is accepted: what fails is the channel, which no producer made here.
+        assert!(!err.contains("--run"), "--run {run}: {err}");
+        assert!(err.contains("telemetry"), "--run {run}: {err}");
+        assert_eq!(code, Some(2), "--run {run}: {err}");
     }
 }

@@ -197,7 +197,8 @@ impl Config {
             bail!("--stats-interval must be more than 0");
         }
         let run_id = match args.run_id {
-            Some(hex) => parse_hex_id(&hex).with_context(|| format!("invalid --run-id {hex:?}"))?,
+            Some(hex) => workload::envelope::parse_run_id_arg(&hex)
+                .map_err(|e| anyhow::anyhow!("--run-id: {e}"))?,
             None => rand::random(),
         };
         let seed = mix(args.seed.unwrap_or(run_id), args.producer_index);
@@ -246,11 +247,4 @@ fn mix(seed: u64, index: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-fn parse_hex_id(s: &str) -> anyhow::Result<u64> {
-    if s.is_empty() || s.len() > 16 {
-        bail!("expected 1 to 16 hex digits");
-    }
-    u64::from_str_radix(s, 16).map_err(|_| anyhow::anyhow!("expected 1 to 16 hex digits"))
 }
