@@ -62,7 +62,7 @@ pub(super) fn parse_term(term: &str) -> Result<Term, ShapeError> {
 fn rate(s: &str) -> Result<f64, String> {
     let s = s.trim();
     match s.parse::<f64>() {
-        Ok(r) if r > crate::cli::MAX_RATE => Err(format!(
+        Ok(r) if r.is_finite() && r > crate::cli::MAX_RATE => Err(format!(
             "rate {s:?} is above {} msgs/s, the most a rate may be",
             crate::cli::MAX_RATE
         )),
