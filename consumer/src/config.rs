@@ -47,13 +47,13 @@ pub struct Args {
     pub seed: Option<u64>,
 
     /// How long a received message stays invisible to other consumers; kept alive during longer work.
-    #[arg(long, env = "CONSUMER_LEASE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "CONSUMER_LEASE", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub lease: Duration,
 
     /// On SIGTERM, how long to keep working on held messages before releasing the rest.
     ///
     /// Keep it under the platform's grace period (10 s in Docker and Marathon) so the summary is written.
-    #[arg(long, env = "CONSUMER_DRAIN_TIMEOUT", default_value = "8s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "CONSUMER_DRAIN_TIMEOUT", default_value = "8s", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub drain_timeout: Duration,
 
     /// Append (run, producer, seq) of every acked message to FILE, for the audit.
@@ -70,7 +70,7 @@ pub struct Args {
     /// A queue that cannot be reached would otherwise keep a run that should end running for ever. A run
     /// without --count keeps retrying whatever this says: it waits for its queue to come (back), as a
     /// scaled consumer must across a broker restart.
-    #[arg(long, env = "CONSUMER_GIVE_UP_AFTER", default_value = "60s", value_parser = parse_interval, value_name = "DURATION")]
+    #[arg(long, env = "CONSUMER_GIVE_UP_AFTER", default_value = "60s", value_parser = parse_interval, allow_hyphen_values = true, value_name = "DURATION")]
     pub give_up_after: Duration,
 
     // --- Failure model (see crate::consume's docs for what happens to a failed or poison message) ---
@@ -83,7 +83,7 @@ pub struct Args {
     /// How long a failed message stays invisible before it is delivered again.
     ///
     /// Azure rounds it up to whole seconds; nsqd refuses delays over its --max-req-timeout (default 1h).
-    #[arg(long, env = "CONSUMER_FAIL_DELAY", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "CONSUMER_FAIL_DELAY", default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub fail_delay: Duration,
 
     /// Most deliveries a message gets; after that it is poison: recorded in the ledger as such, acked, logged.

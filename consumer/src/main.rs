@@ -7,13 +7,12 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use consumer::{Args, Config, Reporting};
 use workload::metrics::Exporter;
 use workload::shutdown::Shutdown;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = workload::cli::parse_args::<Args>();
     workload::cli::init_logging(&queues::registry::quiet_log_targets());
     workload::cli::run_async(async {
         let config = Config::from_args(args).map_err(workload::cli::usage)?;

@@ -362,3 +362,147 @@ fn errors_say_each_thing_once_and_a_missing_directory_is_named() {
         );
     }
 }
+
+/// Clap's own errors (a bad value, an unknown flag, a missing argument) and values out of range are one line
+/// naming the flag, as every other error is: no usage block, no blank lines.
+#[test]
+fn bad_flag_values_are_one_line_naming_the_flag_and_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("producer", &["--rate", "abc"], &["--rate", "abc"]),
+        ("producer", &["--rat", "5"], &["--rat", "--rate"]),
+        ("consumer", &["--max-in-flight", "x"], &["--max-in-flight"]),
+        ("remainder", &["--threads", "x"], &["--threads"]),
+        (
+            "demo",
+            &["--engine", "bogus"],
+            &["--engine", "process, docker"],
+        ),
+        ("scorecard", &["compare", "one"], &["<RUN>"]),
+        ("marathon-install", &["--bogus"], &["--bogus"]),
+        (
+            "marathon-uninstall",
+            &["--timeout", "soon"],
+            &["--timeout", "soon"],
+        ),
+        // Negative durations, spaced or not, and absurd ones.
+        (
+            "demo",
+            &["--duration", "-5s"],
+            &["--duration", "not negative", "unit"],
+        ),
+        ("demo", &["--duration=-5s"], &["--duration", "not negative"]),
+        (
+            "consumer",
+            &["--lease", "-1s"],
+            &["--lease", "not negative"],
+        ),
+        (
+            "demo",
+            &["--duration", "400d"],
+            &["--duration", "more than a year"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--duration", "9999h"],
+            &["--duration", "more than a year"],
+        ),
+        // Rates above 10M/s, as a flag or in a shape.
+        ("demo", &["--rate", "2e7"], &["--rate", "10000000"]),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--rate", "20000000"],
+            &["--rate", "10000000"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--shape", "step:1,20000000@1s"],
+            &["--shape", "10000000"],
+        ),
+        // The audit's usage names both of its forms.
+        ("audit", &[], &["--producer", "--ledger", "--queue"]),
+        (
+            "audit",
+            &["--run", "zz", "--queue", "sqlite:q.db"],
+            &["--run", "1 to 16 hex digits"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--run-id", "xyz"],
+            &["--run-id", "1 to 16 hex digits"],
+        ),
+    ];
+    for (bin, args, says) in cases {
+        let (code, out, err) = run_in(dir.path(), bin, args);
+        assert_eq!(code, Some(2), "{bin} {args:?}: {err}");
+        assert!(out.is_empty(), "{bin} {args:?}: {out}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{bin} {args:?}: one line: {err}"
+        );
+        assert!(err.starts_with("error: "), "{bin} {args:?}: {err}");
+        assert!(!err.contains("Usage:"), "{bin} {args:?}: {err}");
+        for s in *says {
+            assert!(err.contains(s), "{bin} {args:?}: {s:?} in {err}");
+        }
+    }
+    // Help is still clap's, on stdout, exit 0.
+    let (code, out, _) = run_in(dir.path(), "producer", &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Usage:"), "{out}");
+}
+
+/// The demo's outputs are checked before anything starts: a --scorecard-dir or --json that cannot be
+/// written is bad usage at once, and no temporary directory is left behind.
+#[test]
+fn demo_outputs_that_cannot_be_written_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), "not a directory").unwrap();
+    for (args, says) in [
+        (
+            ["--scorecard-dir", "a-file/scorecard"],
+            "--scorecard-dir a-file/scorecard",
+        ),
+        (
+            ["--json", "/nonexistent/x.json"],
+            "--json /nonexistent/x.json",
+        ),
+    ] {
+        let mut cmd = command("demo");
+        cmd.current_dir(dir.path())
+            .env("TMPDIR", tmp.path())
+            .args(args)
+            .args(["--duration", "30s"]);
+        let mut p = Proc::spawn("demo", cmd);
+        // At once: not after a 30 s run.
+        let status = p.wait(Duration::from_secs(20));
+        let err = p.stderr();
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{args:?}: left behind {left:?}");
+    }
+}
+
+/// `audit --run` takes a run id in the form the producer's --run-id does (1 to 16 hex digits).
+#[test]
+fn audit_run_takes_the_producers_run_id_form() {
+    let dir = tempfile::tempdir().unwrap();
+    for run in ["1f", "00000000000000ab", "ABC"] {
+        let (code, _, err) = run_in(
+            dir.path(),
+            "audit",
+            &["--queue", "sqlite:q.db", "--run", run],
+        );
+        // The id is accepted: what fails is the channel, which no producer made here.
+        assert!(!err.contains("--run"), "--run {run}: {err}");
+        assert!(err.contains("telemetry"), "--run {run}: {err}");
+        assert_eq!(code, Some(2), "--run {run}: {err}");
+    }
+}

@@ -555,6 +555,7 @@ fn the_autoscaler_runs_on_a_nats_jetstream_queue() {
         "--no-remainder",
         "--drain-timeout",
         "20s",
+        "--keep",
     ]);
     let out = tempfile::tempdir().unwrap();
     cmd.arg("--scorecard-dir").arg(out.path());
@@ -580,4 +581,19 @@ fn the_autoscaler_runs_on_a_nats_jetstream_queue() {
         "the header names the queue:\n{stderr}"
     );
     assert_eq!(server.jsz_consumer("demo", "workers"), Some((0, 0)));
+    // The kept directory's listing names what is there: no queue.db on a broker's queue.
+    let files = stderr
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("files "))
+        .unwrap_or_else(|| panic!("a files line:\n{stderr}"))
+        .trim();
+    let (dir, listed) = files.split_once(" (").unwrap_or_else(|| panic!("{files}"));
+    let dir = std::path::Path::new(dir);
+    assert!(!dir.join("queue.db").exists(), "{}", dir.display());
+    assert!(!listed.contains("queue.db"), "{files}");
+    for name in ["producer.jsonl", "ledgers/", "logs/"] {
+        assert!(listed.contains(name), "{name} in {files}");
+        assert!(dir.join(name).exists(), "{name} in {}", dir.display());
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -52,11 +52,11 @@ pub struct ConnectionArgs {
     pub ca_cert: Option<PathBuf>,
 
     /// How long to wait for a TCP (and TLS) connection to Marathon.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub connect_timeout: Duration,
 
     /// How long to wait for any one answer from Marathon.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub request_timeout: Duration,
 }
 

@@ -42,11 +42,11 @@ pub struct UninstallArgs {
     pub dry_run: bool,
 
     /// The longest to wait for locks and for the removal to finish.
-    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5m", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub timeout: Duration,
 
     /// How often to poll /v2/deployments.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DURATION", hide = true)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION", hide = true)]
     pub poll_interval: Duration,
 }
 

@@ -65,7 +65,7 @@ pub struct Args {
 
     /// Stop after this long: the messages scheduled inside it are sent (default: the --shape's end when it
     /// has one, else no limit).
-    #[arg(long, env = "PRODUCER_DURATION", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "PRODUCER_DURATION", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
     /// Size of each message body in bytes, padded with '.'; bodies never shrink below the envelope (~70 B).
@@ -101,7 +101,7 @@ pub struct Args {
     ///
     /// A queue that cannot be reached would otherwise keep a run that should end running for ever. A run
     /// without an end keeps retrying whatever this says: it waits for its queue to come (back).
-    #[arg(long, env = "PRODUCER_GIVE_UP_AFTER", default_value = "60s", value_parser = parse_interval, value_name = "DURATION")]
+    #[arg(long, env = "PRODUCER_GIVE_UP_AFTER", default_value = "60s", value_parser = parse_interval, allow_hyphen_values = true, value_name = "DURATION")]
     pub give_up_after: Duration,
 
     /// Run id shared by the producers of one run, 1-16 hex digits (default: random).
@@ -169,9 +169,7 @@ impl Config {
                         }
                     }
                 };
-                if !rate.is_finite() || rate < 0.0 {
-                    bail!("--rate must be a number of messages per second, 0 or more (got {rate})");
-                }
+                let rate = workload::cli::check_rate("--rate", rate).map_err(anyhow::Error::msg)?;
                 (rate > 0.0).then(|| Shape::constant(rate))
             }
         };
@@ -199,7 +197,8 @@ impl Config {
             bail!("--stats-interval must be more than 0");
         }
         let run_id = match args.run_id {
-            Some(hex) => parse_hex_id(&hex).with_context(|| format!("invalid --run-id {hex:?}"))?,
+            Some(hex) => workload::envelope::parse_run_id_arg(&hex)
+                .map_err(|e| anyhow::anyhow!("--run-id: {e}"))?,
             None => rand::random(),
         };
         let seed = mix(args.seed.unwrap_or(run_id), args.producer_index);
@@ -248,11 +247,4 @@ fn mix(seed: u64, index: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-fn parse_hex_id(s: &str) -> anyhow::Result<u64> {
-    if s.is_empty() || s.len() > 16 {
-        bail!("expected 1 to 16 hex digits");
-    }
-    u64::from_str_radix(s, 16).map_err(|_| anyhow::anyhow!("expected 1 to 16 hex digits"))
 }

@@ -162,7 +162,7 @@ fn bad_input_is_a_clear_usage_error() {
         ),
         (
             &["--queue", "sqlite:q.db", "--run-id", "xyz"],
-            "invalid --run-id",
+            "--run-id: \"xyz\" is not a run id",
         ),
         (&["--queue", "mq://x"], "unknown scheme \"mq\""),
         (&["--rate", "5"], "no queue given"),

@@ -48,7 +48,7 @@ struct Args {
     ///
     /// Counted from when the workers start, after calibration. Stopping this way exits 0 and writes the summary
     /// line, as a signal does.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     duration: Option<Duration>,
 
     #[command(flatten)]
@@ -56,7 +56,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = workload::cli::parse_args::<Args>();
     workload::cli::init_logging(&[]);
     let config = run::Config {
         threads: args.threads.unwrap_or_else(default_threads),

@@ -7,13 +7,51 @@ use std::time::Duration;
 
 use clap::Args;
 
-/// Parses a human duration such as `300ms`, `10s`, `2m` or `1h30m`.
+/// The longest duration any flag takes: beyond it, a value is almost certainly a typo (`300d` for `300s`).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+/// The highest rate any flag takes, in messages per second: far beyond what one process sends, so a value
+/// above it is almost certainly a typo.
+pub const MAX_RATE: f64 = 10_000_000.0;
+
+/// Parses a human duration such as `300ms`, `10s`, `2m` or `1h30m`: not negative, at most [`MAX_DURATION`].
 ///
-/// The error states the expected syntax, because clap shows it to the user as is.
+/// The error states the expected syntax, because clap shows it to the user as is (after the flag's name).
+/// Flags that take it set `allow_hyphen_values`, so that `--duration -5s` gets here and is told durations
+/// are not negative, instead of clap's "unexpected argument '-5' found".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!(
+            "invalid duration {s:?}: durations are not negative; expected a number with a unit, e.g. 300ms, 10s, 2m"
+        ));
+    }
+    let d = humantime::parse_duration(t).map_err(|e| {
         format!("invalid duration {s:?} ({e}): expected a number with a unit, e.g. 300ms, 10s, 2m")
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {s:?} is more than a year (365d), the most any duration may be"
+        ));
+    }
+    Ok(d)
+}
+
+/// Checks a rate given with `flag`: a finite number of messages per second, 0 or more, at most [`MAX_RATE`].
+///
+/// # Errors
+/// One line naming the flag and the bound broken.
+pub fn check_rate(flag: &str, rate: f64) -> Result<f64, String> {
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!(
+            "{flag} must be a number of messages per second, 0 or more (got {rate})"
+        ));
+    }
+    if rate > MAX_RATE {
+        return Err(format!(
+            "{flag} {rate} is above {MAX_RATE} messages per second, the most a rate may be"
+        ));
+    }
+    Ok(rate)
 }
 
 /// Parses a duration that must be more than zero (an interval: zero would mean a busy loop).
@@ -28,7 +66,7 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 #[derive(Args, Clone, Debug)]
 pub struct StatsArgs {
     /// Interval between JSON stats lines on stdout; a summary line is always written at exit.
-    #[arg(long, env = "STATS_INTERVAL", default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+    #[arg(long, env = "STATS_INTERVAL", default_value = "1s", value_parser = parse_interval, allow_hyphen_values = true, value_name = "DURATION")]
     pub stats_interval: Duration,
 
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off by default); :PORT listens on every interface.
@@ -61,6 +99,84 @@ pub fn parse_on_off(s: &str) -> Result<bool, String> {
         "off" | "false" | "0" | "no" | "" => Ok(false),
         _ => Err(format!("{s:?}: expected on or off")),
     }
+}
+
+/// Parses the command line into `P`; bad usage (an unknown flag, a bad value, a missing argument) is one line
+/// on stderr, `error: …` as every other error, and exit status 2. `--help` and `--version` are clap's own.
+pub fn parse_args<P: clap::Parser>() -> P {
+    P::try_parse().unwrap_or_else(|e| exit_on_clap_error(e))
+}
+
+/// Prints a clap error as one line and exits 2 (help and version: clap's own output and status).
+pub fn exit_on_clap_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    note(format_args!("error: {} (see --help)", clap_error_line(&e)));
+    std::process::exit(2)
+}
+
+/// A clap error as one line without `error: `: `--rate: invalid value "abc": invalid float literal` for a
+/// bad value, else clap's own message with its list and tips on the same line and its usage left out
+/// (`--help` has it).
+pub fn clap_error_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    // "--rate <MSGS_PER_S>" names the flag "--rate".
+    let flag = text(ContextKind::InvalidArg).map(|a| match a.split_once(' ') {
+        Some((flag, _)) if flag.starts_with('-') => flag.to_string(),
+        _ => a,
+    });
+    let value = text(ContextKind::InvalidValue).unwrap_or_default();
+    match (e.kind(), flag) {
+        (ErrorKind::ValueValidation, Some(flag)) if !value.is_empty() => {
+            let cause = std::error::Error::source(e).map_or_else(String::new, one_line);
+            if cause.contains(&value) {
+                format!("{flag}: {cause}")
+            } else {
+                format!("{flag}: invalid value {value:?}: {cause}")
+            }
+        }
+        (ErrorKind::InvalidValue, Some(flag)) if !value.is_empty() => {
+            let valid = match e.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(v)) => format!("; expected one of: {}", v.join(", ")),
+                _ => String::new(),
+            };
+            format!("{flag}: invalid value {value:?}{valid}")
+        }
+        _ => flatten_rendered(&e.render().to_string()),
+    }
+}
+
+/// Clap's rendered message on one line: indented list items follow their heading, tips follow a `;`, the
+/// usage and the "For more information" line are left out.
+fn flatten_rendered(rendered: &str) -> String {
+    let mut line = String::new();
+    for l in rendered.lines().map(str::trim) {
+        if l.is_empty() || l.starts_with("Usage:") || l.starts_with("For more information") {
+            continue;
+        }
+        let l = l.strip_prefix("error: ").unwrap_or(l);
+        if line.is_empty() {
+            line.push_str(l);
+        } else if l.starts_with("tip:") || line.ends_with(':') {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+            line.push_str(l);
+        } else {
+            line.push_str(", ");
+            line.push_str(l);
+        }
+    }
+    line
 }
 
 /// Bad usage found after clap parsed the flags: a value that does not make sense, a queue URL that cannot be
@@ -292,6 +408,21 @@ mod tests {
         assert!(e.contains("expected a number with a unit"), "{e}");
         assert!(parse_duration("10").is_err(), "a bare number has no unit");
         assert!(parse_interval("0s").unwrap_err().contains("more than 0"));
+        let e = parse_duration("-5s").unwrap_err();
+        assert!(e.contains("not negative") && e.contains("unit"), "{e}");
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+        assert!(
+            parse_duration("366d")
+                .unwrap_err()
+                .contains("more than a year")
+        );
+        assert_eq!(check_rate("--rate", 1e7), Ok(1e7));
+        assert!(check_rate("--rate", 2e7).unwrap_err().contains("--rate"));
+        assert!(
+            check_rate("--rate", -1.0)
+                .unwrap_err()
+                .contains("0 or more")
+        );
         assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
     }
 }

@@ -223,6 +223,23 @@ pub fn parse_run_id(s: &str) -> Option<u64> {
     parse_hex(s.as_bytes())
 }
 
+/// Parses a run id given on a command line (the producer's `--run-id`, `audit --run`): 1 to 16 hex digits,
+/// either case, so that `--run-id 1f` and `--run 1f` name the same run, which lines write as
+/// `000000000000001f`.
+///
+/// # Errors
+/// A message saying the form expected.
+pub fn parse_run_id_arg(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if t.is_empty() || t.len() > 16 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{s:?} is not a run id: expected 1 to 16 hex digits"
+        ));
+    }
+    u64::from_str_radix(t, 16)
+        .map_err(|_| format!("{s:?} is not a run id: expected 1 to 16 hex digits"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

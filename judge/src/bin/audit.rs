@@ -44,8 +44,8 @@ struct Args {
     #[arg(long, value_name = "URL", env = "QUEUE_URL", hide_env_values = true, conflicts_with_all = ["producers", "ledgers"])]
     queue: Option<String>,
 
-    /// With --queue: audit only this run (16 hex digits; the run_id of the producers' lines). Records of
-    /// other runs are saved too, never dropped.
+    /// With --queue: audit only this run: 1 to 16 hex digits, as the producers' --run-id takes it (their lines'
+    /// run_id has all 16). Records of other runs are saved too, never dropped.
     #[arg(long, value_name = "ID", requires = "queue", value_parser = parse_run)]
     run: Option<u64>,
 
@@ -60,14 +60,24 @@ struct Args {
     save: PathBuf,
 }
 
+/// The producer's --run-id form (1 to 16 hex digits), which is also how its lines write it (16 digits).
 fn parse_run(s: &str) -> Result<u64, String> {
-    workload::envelope::parse_run_id(s.trim())
-        .ok_or_else(|| format!("{s:?} is not a run id (16 hex digits)"))
+    workload::envelope::parse_run_id_arg(s)
 }
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    let args = Args::parse();
+    let args = Args::try_parse().unwrap_or_else(|e| {
+        // Clap would list only the file flags: the audit's other form, the telemetry channel, is as good.
+        if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+            workload::note!(
+                "error: the audit reads the run's files, --producer FILE… and --ledger FILE|DIR…, or its \
+                 telemetry channel, --queue URL (see --help)"
+            );
+            std::process::exit(2);
+        }
+        workload::cli::exit_on_clap_error(e)
+    });
     if let Some(queue) = args.queue.clone() {
         workload::cli::init_logging(&queues::registry::quiet_log_targets());
         return workload::cli::run_async(from_channel(queue, args, started));

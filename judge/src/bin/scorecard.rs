@@ -98,10 +98,10 @@ enum Command {
         #[arg(long, value_name = "DEPTH")]
         target: Option<u64>,
         /// How long to watch [default: the scenario's duration plus 60 s for the drain].
-        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
         duration: Option<Duration>,
         /// How often to read the depth and the count.
-        #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+        #[arg(long, default_value = "1s", value_parser = parse_interval, allow_hyphen_values = true, value_name = "DURATION")]
         interval: Duration,
         /// Directory for series.json, scorecard.json and chart.svg.
         #[arg(long, default_value = "scorecard", value_name = "DIR")]
@@ -121,20 +121,20 @@ fn compare(paths: &[PathBuf], out: &std::path::Path) -> anyhow::Result<ExitCode>
     let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
     let svg = compare_chart::svg(&runs, &format!("compared: {}", labels.join(" vs ")))?;
     let (json_path, svg_path) = (out.join("compare.json"), out.join("compare.svg"));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&comparison)?)
+    std::fs::write(&json_path, scorecard::json::to_string_pretty(&comparison)?)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     std::fs::write(&svg_path, svg)
         .with_context(|| format!("cannot write {}", svg_path.display()))?;
     let mut err = std::io::stderr().lock();
     compare::write_table(&mut err, &comparison).context("cannot write the table")?;
     workload::note!("  files  {}, {}", json_path.display(), svg_path.display());
-    workload::outln!("{}", serde_json::to_string(&comparison)?);
+    workload::outln!("{}", scorecard::json::to_string(&comparison)?);
     Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     workload::cli::init_logging(&queues::registry::quiet_log_targets());
-    let args = Args::parse();
+    let args = workload::cli::parse_args::<Args>();
     workload::cli::run_async(async move {
         let (series, out, title) = match args.command {
             Command::Compare { runs, out } => return compare(&runs, &out),
@@ -281,7 +281,7 @@ fn main() -> ExitCode {
             files.scorecard.display(),
             files.chart.display()
         );
-        workload::outln!("{}", serde_json::to_string(&card)?);
+        workload::outln!("{}", scorecard::json::to_string(&card)?);
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

@@ -151,9 +151,16 @@ impl Figures {
             consumers: self.consumers as u64,
             // 0 before anything was consumed, as before: the stats contract's field is a number.
             e2e_p99_us: self.e2e_p99_us.unwrap_or(0),
-            remainder_units_per_s: self.remainder_units_per_s,
+            // A sum of the remainders' rates, each to 0.1: rounded again, or float noise shows
+            // (0.30000000000000004).
+            remainder_units_per_s: self.remainder_units_per_s.map(round1),
         }
     }
+}
+
+/// A rate to 0.1, the precision of every rate in the stats lines (`workload::stats::rate`).
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0 + 0.0
 }
 
 /// A count or rate in at most 5 characters: `980`, `9999`, `12.3k`, `456k`, `4.5M`, `10.0G`.
@@ -439,5 +446,15 @@ mod tests {
         stats::write_to(&f.line(Instant::now()), &mut json).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v["e2e_p99_us"], 0, "the stats contract keeps a number");
+        // Three remainders at 0.1 units/s each sum to 0.30000000000000004; the line says 0.3.
+        let three = Figures {
+            remainder_units_per_s: Some(0.1 + 0.1 + 0.1),
+            ..f.clone()
+        };
+        let mut json = Vec::new();
+        stats::write_to(&three.line(Instant::now()), &mut json).unwrap();
+        let text = String::from_utf8(json).unwrap();
+        assert!(text.contains("\"remainder_units_per_s\":0.3"), "{text}");
+        assert!(!text.contains("0.30000"), "{text}");
     }
 }

@@ -70,7 +70,7 @@ pub struct Args {
     pub size: usize,
 
     /// How long the producer runs; then the demo drains the queue and stops [default: 20s, or the scenario's].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
     /// Consumers to run: a count, or a schedule such as 3,0@10s,6@20s.
@@ -140,7 +140,7 @@ pub struct Args {
     /// After the producer stops, how long consumers may take to empty the queue before they are stopped anyway.
     ///
     /// Messages still in the queue then are reported as left in the queue, and the demo fails (exit 1).
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub drain_timeout: Duration,
 
     /// Keep the temporary directory (queue, ledgers, logs) and print its path.
@@ -259,12 +259,7 @@ impl Config {
             }),
             None => None,
         };
-        let rate = args.rate.unwrap_or(100.0);
-        if !rate.is_finite() || rate < 0.0 {
-            return Err(format!(
-                "--rate must be a number of messages per second, 0 or more (got {rate})"
-            ));
-        }
+        let rate = workload::cli::check_rate("--rate", args.rate.unwrap_or(100.0))?;
         let scenario = args
             .scenario
             .as_deref()
@@ -346,6 +341,39 @@ impl Config {
             bin_dir: args.bin_dir,
             queue,
         })
+    }
+}
+
+impl Config {
+    /// Makes sure the run's outputs can be written before anything starts: `--scorecard-dir` is created and
+    /// a file written in it (then removed), the `--json` file is created. Found only at the end, a run's
+    /// minutes would be lost.
+    ///
+    /// # Errors
+    /// A message for the user naming the flag, the path and the cause.
+    pub fn check_outputs(&self) -> Result<(), String> {
+        if let Some(dir) = &self.scorecard_dir {
+            let failed = |e: std::io::Error| {
+                format!("--scorecard-dir {}: cannot create it: {e}", dir.display())
+            };
+            std::fs::create_dir_all(dir).map_err(failed)?;
+            // Created and dropped, so removed: what counts is that the directory takes a new file.
+            tempfile::Builder::new()
+                .prefix(".demo-probe-")
+                .tempfile_in(dir)
+                .map_err(|e| {
+                    format!("--scorecard-dir {}: cannot write in it: {e}", dir.display())
+                })?;
+        }
+        if let Some(path) = &self.json {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(|e| format!("--json {}: cannot create it: {e}", path.display()))?;
+        }
+        Ok(())
     }
 }
 

@@ -140,6 +140,24 @@ impl E2e {
     }
 }
 
+/// The embedded queue's file in the demo's directory (there is none when the demo runs on a broker).
+pub const QUEUE_FILE: &str = "queue.db";
+
+/// What a kept directory holds, of the files the demo writes: `queue.db, producer.jsonl, ledgers/, logs/`,
+/// less any that is not there (no queue.db on a broker's queue).
+fn contents(dir: &Path) -> String {
+    let names = [QUEUE_FILE, PRODUCER_OUT, "ledgers/", "logs/"];
+    let present: Vec<&str> = names
+        .into_iter()
+        .filter(|n| dir.join(n.trim_end_matches('/')).exists())
+        .collect();
+    if present.is_empty() {
+        "empty".into()
+    } else {
+        present.join(", ")
+    }
+}
+
 /// Where the demo's files went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Files {
@@ -175,7 +193,7 @@ pub struct Summary {
 
 impl Summary {
     /// Messages really lost: the audit's unconsumed messages, less those still in the queue (they are not
-    /// lost: they wait in queue.db). Without a depth reading, every unconsumed message counts as lost.
+    /// lost: they wait in the queue). Without a depth reading, every unconsumed message counts as lost.
     pub fn lost(&self) -> u64 {
         self.audit
             .totals
@@ -285,11 +303,7 @@ impl Summary {
         )?;
         match &self.files {
             Files::Kept(dir) => {
-                writeln!(
-                    out,
-                    "  files      {} (queue.db, {PRODUCER_OUT}, ledgers/, logs/)",
-                    dir.display()
-                )?;
+                writeln!(out, "  files      {} ({})", dir.display(), contents(dir))?;
                 writeln!(
                     out,
                     "  re-audit   audit --producer {} --ledger {}",
@@ -297,13 +311,18 @@ impl Summary {
                     dir.join("ledgers").display()
                 )?;
                 // The audit sees only what was sent and what was consumed: it cannot tell a message waiting in
-                // queue.db from a lost one, so its `lost` includes them. Say so before a user reads it as loss.
+                // the queue from a lost one, so its `lost` includes them. Say so before a user reads it as loss.
                 if self.left() > 0 {
+                    let queue = dir.join(QUEUE_FILE);
+                    let queue = if queue.exists() {
+                        queue.display().to_string()
+                    } else {
+                        "the queue".to_string()
+                    };
                     writeln!(
                         out,
-                        "             (its lost count includes the {} message(s) still in {}/queue.db: never consumed, not lost)",
+                        "             (its lost count includes the {} message(s) still in {queue}: never consumed, not lost)",
                         self.left(),
-                        dir.display()
                     )?;
                 }
             }

@@ -100,6 +100,12 @@ pub struct Comparison {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunCard {
     pub run: String,
+    /// What scaled the consumers, as the run's series says ([`engine_of`]): the column's second heading,
+    /// since paths alone (`scorecard`, `scorecard-2`) rarely tell runs apart.
+    pub engine: String,
+    /// The engine's every setting, when the series records them (`demo --autoscale` runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
     /// Against the first run; `None` when either lacks the elasticity figures (no demand known).
     pub elastic_speedup: Option<f64>,
     pub scorecard: Scorecard,
@@ -210,6 +216,24 @@ pub fn speedups(runs: &[Run]) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// What scaled a run's consumers, from its series: the demo's autoscaler policy when it names one
+/// (`local autoscaler: keda`),
+/// else its title without the scenario's name (`consumers from nsqd:http://…`, `consumers by hand (3)`,
+/// `target depth 50`), else `unknown`.
+pub fn engine_of(series: &Series) -> String {
+    if let Some(policy) = &series.policy {
+        return format!("local autoscaler: {policy}");
+    }
+    match &series.title {
+        // "burst: consumers from …": the scenario is the same in every column; the rest is the engine.
+        Some(title) => title
+            .split_once(": ")
+            .map_or(title.as_str(), |(_, rest)| rest)
+            .to_string(),
+        None => "unknown".into(),
+    }
+}
+
 /// The comparison of `runs`, in their order.
 pub fn compare(runs: &[Run]) -> Comparison {
     let row = |(figure, pick, fmt): &(&'static str, Pick, Format), cards: &[Option<&Scorecard>]| {
@@ -239,6 +263,8 @@ pub fn compare(runs: &[Run]) -> Comparison {
             .zip(speedup)
             .map(|(r, s)| RunCard {
                 run: r.label.clone(),
+                engine: engine_of(&r.series),
+                settings: r.series.settings.clone(),
                 elastic_speedup: s,
                 scorecard: r.card.clone(),
             })
@@ -255,6 +281,17 @@ pub fn write_table(out: &mut impl Write, c: &Comparison) -> io::Result<()> {
     let heads: Vec<&str> = c.runs.iter().map(|r| r.run.as_str()).collect();
     writeln!(out, "| figure | {} |", heads.join(" | "))?;
     writeln!(out, "|---|{}", "---|".repeat(heads.len()))?;
+    let cells = |pick: fn(&RunCard) -> Option<&str>| {
+        c.runs
+            .iter()
+            .map(|r| pick(r).unwrap_or("—").replace('|', "\\|"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    writeln!(out, "| engine | {} |", cells(|r| Some(r.engine.as_str())))?;
+    if c.runs.iter().any(|r| r.settings.is_some()) {
+        writeln!(out, "| settings | {} |", cells(|r| r.settings.as_deref()))?;
+    }
     for r in &c.rows {
         // A `|` in a figure's name (∫|depth − target| dt) would end its cell.
         writeln!(

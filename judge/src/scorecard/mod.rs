@@ -7,6 +7,7 @@
 //!   a Prometheus query: [`prometheus`]), or the consumers' own heartbeats on the telemetry channel
 //!   ([`heartbeats`]).
 //! - [`watch`]: recording a series from outside a run (`scorecard watch`).
+//! - [`json`]: the JSON written, figures rounded to a documented precision.
 
 pub mod chart;
 pub mod compare;
@@ -14,6 +15,7 @@ pub mod compare_chart;
 pub mod demand;
 pub mod elasticity;
 pub mod heartbeats;
+pub mod json;
 pub mod prometheus;
 pub mod score;
 pub mod series;
@@ -46,7 +48,8 @@ impl Outputs {
     }
 }
 
-/// Grades `series` and writes `series.json`, `scorecard.json` and `chart.svg` into `dir` (created if need be).
+/// Grades `series` and writes `series.json`, `scorecard.json` and `chart.svg` into `dir` (created if need be);
+/// figures are written to [`json::DECIMALS`] places.
 ///
 /// # Errors
 /// When the directory or a file cannot be written.
@@ -57,8 +60,8 @@ pub fn write_all(dir: &Path, series: &Series, title: &str) -> anyhow::Result<(Sc
     let write = |path: &Path, text: String| {
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
     };
-    write(&out.series, serde_json::to_string_pretty(series)?)?;
-    write(&out.scorecard, serde_json::to_string_pretty(&card)?)?;
+    write(&out.series, json::to_string_pretty(series)?)?;
+    write(&out.scorecard, json::to_string_pretty(&card)?)?;
     write(&out.chart, chart::svg(series, title)?)?;
     Ok((card, out))
 }

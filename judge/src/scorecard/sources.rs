@@ -36,7 +36,10 @@ pub use docker::socket as docker_socket;
 /// A failure to read the consumer count.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot reach {url}: {source}")]
+    // The whole chain: reqwest's own text is only "error sending request"; the cause (connection refused,
+    // no such host, a timeout) is in its sources. The URL was taken out of the error (`without_url`), so
+    // the chain holds no credentials.
+    #[error("cannot reach {url}: {}", workload::cli::one_line(source))]
     Http {
         url: String,
         #[source]

@@ -2,9 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use marathon::{errors, install, plan::InstallArgs};
 
 fn main() -> ExitCode {
-    errors::exit_with(install::run(InstallArgs::parse()))
+    errors::exit_with(install::run(workload::cli::parse_args::<InstallArgs>()))
 }

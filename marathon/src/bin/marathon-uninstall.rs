@@ -2,9 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use marathon::{errors, uninstall, uninstall::UninstallArgs};
 
 fn main() -> ExitCode {
-    errors::exit_with(uninstall::run(UninstallArgs::parse()))
+    errors::exit_with(uninstall::run(workload::cli::parse_args::<UninstallArgs>()))
 }

@@ -155,7 +155,7 @@ pub struct InstallArgs {
 
     /// How long a consumer drains on SIGTERM (CONSUMER_DRAIN_TIMEOUT); Marathon's kill grace period is set
     /// 7 s longer so the drain ends before SIGKILL.
-    #[arg(long, default_value = "8s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "8s", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub consumer_drain_timeout: Duration,
 
     /// Whether the producers and consumers publish their records to the telemetry channel (MW_TELEMETRY).
@@ -211,11 +211,11 @@ pub struct InstallArgs {
     pub force: bool,
 
     /// The longest to wait for locks and for the deployment to finish.
-    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5m", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub timeout: Duration,
 
     /// How often to poll /v2/deployments.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DURATION", hide = true)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION", hide = true)]
     pub poll_interval: Duration,
 }
 

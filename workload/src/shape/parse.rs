@@ -58,10 +58,14 @@ pub(super) fn parse_term(term: &str) -> Result<Term, ShapeError> {
     }
 }
 
-/// A rate: a finite decimal, 0 or more.
+/// A rate: a finite decimal, 0 or more, at most [`crate::cli::MAX_RATE`].
 fn rate(s: &str) -> Result<f64, String> {
     let s = s.trim();
     match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > crate::cli::MAX_RATE => Err(format!(
+            "rate {s:?} is above {} msgs/s, the most a rate may be",
+            crate::cli::MAX_RATE
+        )),
         Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
         Ok(_) => Err(format!(
             "rate {s:?} must be a finite number of msgs/s, 0 or more"

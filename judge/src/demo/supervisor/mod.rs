@@ -39,7 +39,7 @@ use super::child::{Binaries, ChildProc, Event, Launcher, Role};
 use super::console::{Console, Phase};
 use super::keys::{self, Keys};
 use super::record::{Recorder, write_scorecard};
-use super::report::{Files, Summary, header};
+use super::report::{Files, QUEUE_FILE, Summary, header};
 use super::{Config, Engine};
 
 /// How often the loop reaps children, applies the schedule and checks phase conditions.
@@ -85,18 +85,6 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         std::fs::create_dir(dir.join(sub))
             .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
     }
-    let (launcher, engine) = processes::launcher(&config, bins, &dir).await?;
-    let url = match &config.queue {
-        Some(q) => q.url.clone(),
-        None => format!("sqlite:{}", dir.join("queue.db").display()),
-    };
-    // Opening it here creates the file (or the broker's queue) before any child starts, and proves it works.
-    let queue = queues::open(&url).await.with_context(|| {
-        format!(
-            "cannot create the demo's queue {:?}",
-            workload::redact::url(&url)
-        )
-    })?;
     let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
     hang_up_stops(&shutdown).context("cannot install the SIGHUP handler")?;
     let json = match &config.json {
@@ -112,6 +100,21 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     let producer_out = std::fs::File::create(dir.join(PRODUCER_OUT))
         .with_context(|| format!("cannot create {}", dir.join(PRODUCER_OUT).display()))?;
     let keys = Keys::start().context("cannot read keys from the terminal")?;
+    // Last of the set-up, after everything else that can fail: an embedded queue's background thread opens
+    // the file a moment after the queue opens, and a failure just after that raced the removal of the
+    // temporary directory, leaving it behind with the queue's -wal and -shm files in it.
+    let (launcher, engine) = processes::launcher(&config, bins, &dir).await?;
+    let url = match &config.queue {
+        Some(q) => q.url.clone(),
+        None => format!("sqlite:{}", dir.join(QUEUE_FILE).display()),
+    };
+    // Opening it here creates the file (or the broker's queue) before any child starts, and proves it works.
+    let queue = queues::open(&url).await.with_context(|| {
+        format!(
+            "cannot create the demo's queue {:?}",
+            workload::redact::url(&url)
+        )
+    })?;
     let mut console = Console::new(json);
     console.note(&header(&config, &dir));
     if keys.is_some() {
