@@ -15,6 +15,7 @@ pub mod docker;
 pub mod fake_marathon;
 #[cfg(feature = "fake-nsqd")]
 pub mod fake_nsqd;
+pub mod interop;
 pub mod nats;
 pub mod prometheus;
 pub mod redis;
