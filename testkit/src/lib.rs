@@ -10,6 +10,7 @@ pub mod bench;
 #[cfg(any(feature = "nats-tls", feature = "fake-marathon"))]
 pub mod certs;
 pub mod delivery;
+pub mod demo;
 pub mod docker;
 #[cfg(feature = "fake-marathon")]
 pub mod fake_marathon;
