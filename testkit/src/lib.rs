@@ -16,6 +16,7 @@ pub mod docker;
 pub mod fake_marathon;
 #[cfg(feature = "fake-nsqd")]
 pub mod fake_nsqd;
+pub mod inproc;
 pub mod interop;
 pub mod nats;
 pub mod prometheus;
