@@ -27,16 +27,7 @@ use workload::shutdown::Shutdown;
 /// Checks the slot identity on every line a run wrote and returns the summary.
 fn checked_summary(lines: &Captured) -> Value {
     for l in &lines.lines() {
-        let ends = [
-            "acked",
-            "lease_lost",
-            "failed",
-            "released",
-            "unreleased",
-            "in_flight",
-        ];
-        let sum: u64 = ends.iter().map(|f| u(l, f)).sum();
-        assert_eq!(u(l, "received"), sum, "slot identity broken: {l}");
+        testkit::delivery::assert_slot_identity(l, "consumer");
     }
     lines.summary()
 }
@@ -99,6 +90,23 @@ async fn all_leased(queue: &dyn Queue) {
     })
     .await
     .expect("the consumer leased every message");
+}
+
+/// Runs a consumer on `t`'s queue and stops it (as SIGTERM would) once it has leased every message.
+async fn consume_until_all_leased(
+    t: &Temp,
+    flags: &[&str],
+) -> (Result<(), consumer::Error>, Captured) {
+    let shutdown = Shutdown::new();
+    let stop = async {
+        all_leased(t.queue.as_ref()).await;
+        shutdown.trigger();
+    };
+    let (ran, ()) = tokio::join!(
+        consume(t.config(flags), t.queue.clone(), shutdown.clone()),
+        stop
+    );
+    ran
 }
 
 /// A temp SQLite queue holding messages `0..n`, and a ledger path beside it.
@@ -220,15 +228,7 @@ async fn a_stop_within_the_drain_timeout_finishes_and_acks_everything_held() {
         "--drain-timeout",
         "20s",
     ];
-    let shutdown = Shutdown::new();
-    let stop = async {
-        all_leased(queue.as_ref()).await;
-        shutdown.trigger();
-    };
-    let ((outcome, lines), ()) = tokio::join!(
-        consume(t.config(&flags), queue.clone(), shutdown.clone()),
-        stop
-    );
+    let (outcome, lines) = consume_until_all_leased(&t, &flags).await;
     outcome.unwrap();
     let s = checked_summary(&lines);
     assert_eq!(u(&s, "received"), N, "{s}");
@@ -251,16 +251,8 @@ async fn a_stop_past_the_drain_timeout_releases_what_is_held_and_loses_nothing()
         "--drain-timeout",
         "200ms",
     ];
-    let shutdown = Shutdown::new();
-    let stop = async {
-        all_leased(queue.as_ref()).await;
-        shutdown.trigger();
-    };
     let started = std::time::Instant::now();
-    let ((outcome, lines), ()) = tokio::join!(
-        consume(t.config(&flags), queue.clone(), shutdown.clone()),
-        stop
-    );
+    let (outcome, lines) = consume_until_all_leased(&t, &flags).await;
     outcome.unwrap();
     // The drain gave up at its timeout, not after the work.
     assert!(

@@ -19,7 +19,8 @@ mod poison;
 pub use backends::{AMQP, AZURE, NATS, REDIS};
 pub use outage::{Outage, OutageLoad, OutageOutcome};
 pub use poison::{
-    assert_counts_add_up, audit, every_message_ends_as_poison, ledger_outcomes, save_stats,
+    assert_counts_add_up, assert_slot_identity, audit, every_message_ends_as_poison,
+    ledger_outcomes, save_stats,
 };
 
 /// How the delivery tests start one backend's producer and consumer: the flags they all share (a 200-byte

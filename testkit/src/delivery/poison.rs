@@ -15,23 +15,33 @@ use crate::{Proc, command, u};
 pub fn assert_counts_add_up(consumers: &[Proc]) {
     for c in consumers {
         let s = c.summary().expect("consumer summary");
-        let settled = [
-            "acked",
-            "lease_lost",
-            "failed",
-            "released",
-            "unreleased",
-            "in_flight",
-        ]
-        .iter()
-        .map(|f| u(&s, f))
-        .sum::<u64>();
-        assert_eq!(u(&s, "received"), settled, "{}: {s}", c.name);
+        assert_slot_identity(&s, &c.name);
         assert!(
             u(&s, "poison") + u(&s, "foreign") <= u(&s, "acked") + u(&s, "lease_lost"),
             "{s}"
         );
     }
+}
+
+/// The slot identity one consumer stats line keeps, interval or summary:
+/// `received = acked + lease_lost + failed + released + unreleased + in_flight`.
+pub fn assert_slot_identity(line: &serde_json::Value, who: &str) {
+    let settled = [
+        "acked",
+        "lease_lost",
+        "failed",
+        "released",
+        "unreleased",
+        "in_flight",
+    ]
+    .iter()
+    .map(|f| u(line, f))
+    .sum::<u64>();
+    assert_eq!(
+        u(line, "received"),
+        settled,
+        "{who}: slot identity broken: {line}"
+    );
 }
 
 /// Every ledger line in `dir` with its outcome; no line may be malformed.
