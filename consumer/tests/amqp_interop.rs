@@ -5,33 +5,17 @@
 //!
 //! One RabbitMQ node for the file (it takes seconds to start), each direction on its own queue.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
-
-use testkit::amqp::Rabbit;
-use testkit::{Proc, command, ledger_entries, tally, u};
-use workload::envelope::Envelope;
-
-fn python() -> PathBuf {
-    testkit::venv_python("PIKA_PY_VENV", "pika-py", "Python's pika")
-}
+use testkit::amqp::{self, Rabbit};
+use testkit::{delivery, interop, ledger_entries, tally, u};
 
 fn script(args: &[&str]) -> String {
-    let out = Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/amqp_interop.py"
-        ))
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "python {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    interop::Python::new(
+        "PIKA_PY_VENV",
+        "pika-py",
+        "Python's pika",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/amqp_interop.py"),
+    )
+    .run(args)
 }
 
 #[test]
@@ -41,30 +25,18 @@ fn pika_and_ours_understand_each_other() {
 
     // Ours → pika: every message our producer counted as sent, pika consumes once and decodes.
     let url = r.url("to-python", "");
-    let mut p = command("producer");
-    p.args([
-        "--queue", &url, "--count", "50", "--rate", "0", "--run-id", "abc", "--size", "300",
-    ])
-    .env_remove("AMQP_PASSWORD");
-    let mut p = Proc::spawn("producer", p);
-    assert!(p.wait(Duration::from_secs(30)).success(), "{}", p.stderr());
-    assert_eq!(u(&p.summary().unwrap(), "sent"), 50);
+    interop::send_ours(&url, 50, amqp::clear_credentials);
     let got: Vec<(Option<u64>, bool, String)> =
         serde_json::from_str(&script(&["read", &port, "to-python", "50"])).expect("json");
-    assert_eq!(got.len(), 50);
-    let mut seqs: Vec<u64> = got
+    let bodies: Vec<&str> = got
         .iter()
         .map(|(count, redelivered, body)| {
             // A first delivery: no x-delivery-count header yet, not flagged redelivered.
             assert_eq!((*count, *redelivered), (None, false), "{body:?}");
-            let e = Envelope::decode(body.as_bytes()).unwrap_or_else(|e| panic!("{e}: {body:?}"));
-            assert_eq!(e.run_id, 0xabc);
-            assert!(body.len() >= 300, "padding survived");
-            e.seq
+            body.as_str()
         })
         .collect();
-    seqs.sort();
-    assert_eq!(seqs, (0..50).collect::<Vec<_>>());
+    interop::assert_ours(&bodies, 50);
     assert_eq!(
         testkit::amqp::depth(&url).visible,
         0,
@@ -80,25 +52,17 @@ fn pika_and_ours_understand_each_other() {
     let from = r.url("from-python", "");
     let ledgers = dir.path().join("ledgers");
     std::fs::create_dir(&ledgers).unwrap();
-    let mut c = command("consumer");
-    c.args(["--queue", &from, "--count", "207", "--work", "none"])
-        .args(["--max-in-flight", "32", "--ledger"])
-        .arg(ledgers.join("c.ledger"))
-        .env_remove("AMQP_PASSWORD");
-    let mut c = Proc::spawn("consumer", c);
-    assert!(c.wait(Duration::from_secs(30)).success(), "{}", c.stderr());
-    let s = c.summary().unwrap();
+    let s = interop::consume(
+        &from,
+        207,
+        amqp::clear_credentials,
+        &ledgers.join("c.ledger"),
+        &["--work", "none", "--max-in-flight", "32"],
+    );
     assert_eq!((u(&s, "acked"), u(&s, "foreign")), (207, 7), "{s}");
     assert_eq!(tally(&ledger_entries(&ledgers), 200), (200, 0, 0, 0));
-    let mut audit = command("audit");
-    audit
-        .arg("--producer")
-        .arg(dir.path().join("pika.out"))
-        .arg("--ledger")
-        .arg(&ledgers);
-    let mut a = Proc::spawn("audit", audit);
-    assert!(a.wait(Duration::from_secs(20)).success(), "{}", a.stderr());
-    let verdict = a.summary().expect("the audit's line");
+    let (code, verdict) = delivery::audit(&dir.path().join("pika.out"), &ledgers);
+    assert_eq!(code, 0, "{verdict}");
     assert_eq!(
         (
             u(&verdict, "produced"),

@@ -11,37 +11,11 @@ use std::time::Duration;
 use testkit::azurite::{self, Azurite};
 use testkit::{Proc, command, delivery, eventually, ledger_entries, tally, u};
 
-fn producer(url: &str, count: u64, rate: u64) -> Command {
-    let mut cmd = command("producer");
-    cmd.args([
-        "--queue",
-        url,
-        "--count",
-        &count.to_string(),
-        "--rate",
-        &rate.to_string(),
-    ]);
-    cmd.args([
-        "--batch",
-        "50",
-        "--size",
-        "200",
-        "--stats-interval",
-        "200ms",
-    ]);
-    azurite::with_key(&mut cmd);
-    cmd
-}
-
-fn consumer(url: &str, ledger: &std::path::Path, extra: &[&str]) -> Command {
-    let mut cmd = command("consumer");
-    cmd.args(["--queue", url, "--ledger"])
-        .arg(ledger)
-        .args(["--stats-interval", "100ms", "--batch", "32"])
-        .args(extra);
-    azurite::with_key(&mut cmd);
-    cmd
-}
+const ROLES: delivery::Roles = delivery::Roles {
+    producer_batch: "50",
+    consumer_flags: &["--batch", "32"],
+    ..delivery::AZURE
+};
 
 /// Waits for the queue to empty (leased messages included), then SIGTERMs the consumers and checks they exit 0.
 fn drain_and_stop(url: &str, consumers: &mut [Proc], limit: Duration) {
@@ -53,22 +27,18 @@ fn drain_and_stop(url: &str, consumers: &mut [Proc], limit: Duration) {
     testkit::stop_gracefully(consumers);
 }
 
-fn spawn_consumers(url: &str, dir: &std::path::Path, n: usize, extra: &[&str]) -> Vec<Proc> {
-    testkit::spawn_with_ledgers(n, dir, |ledger| consumer(url, ledger, extra))
-}
-
 #[test]
 fn one_producer_three_consumers_lose_nothing() {
     let az = Azurite::start();
     let dir = tempfile::tempdir().unwrap();
     let url = az.url("three", "");
-    let mut consumers = spawn_consumers(
+    let mut consumers = ROLES.consumers(
         &url,
         dir.path(),
         3,
         &["--work", "none", "--max-in-flight", "32"],
     );
-    let mut p = Proc::spawn("producer", producer(&url, 5_000, 500));
+    let mut p = Proc::spawn("producer", ROLES.producer(&url, 5_000, 500));
     let mut max_backlog = 0;
     while p.running() {
         max_backlog = max_backlog.max(azurite::depth(&url).total());
@@ -103,26 +73,12 @@ fn one_producer_three_consumers_lose_nothing() {
     );
 }
 
-/// An Azurite queue, as the shared scenarios drive it. The state is Azure's: visible from a peek, in flight =
-/// the approximate count (which includes invisible messages) minus that.
-fn with_backend(
-    az: &Azurite,
-    queue: &str,
-    release_within: Duration,
-    run: impl FnOnce(&delivery::Backend),
-) {
-    let url = az.url(queue, "");
-    let visible = az.url(queue, "depth=visible");
-    let state = || {
-        let seen = azurite::depth(&visible).visible;
-        (seen, azurite::depth(&url).total().saturating_sub(seen))
-    };
-    run(&delivery::Backend {
-        producer: &|count, rate| producer(&url, count, rate),
-        consumer: &|ledger, extra| consumer(&url, ledger, extra),
-        state: &state,
-        release_within,
-    });
+/// An Azurite queue, as the shared scenarios drive it, with this file's batches.
+fn backend<'a>(az: &Azurite, queue: &str) -> delivery::Backend<'a> {
+    delivery::Backend {
+        roles: ROLES,
+        ..delivery::Backend::azure(az, queue)
+    }
 }
 
 #[test]
@@ -146,58 +102,35 @@ fn a_consumer_killed_midway_loses_nothing_and_its_messages_return_after_the_leas
         acked_before_kill: 200,
         duplicates_at_most: None,
     };
-    with_backend(&az, "killed", Duration::from_secs(3), |b| {
-        delivery::a_consumer_killed_midway_loses_nothing(b, &load);
-    });
+    delivery::a_consumer_killed_midway_loses_nothing(&backend(&az, "killed"), &load);
 }
 
 /// Setting the visibility to 0 makes released messages visible at once, not after the 60 s lease.
 #[test]
 fn sigterm_releases_held_messages_at_once() {
     let az = Azurite::start();
-    with_backend(
-        &az,
-        "drain",
-        Duration::from_secs(3),
-        delivery::sigterm_releases_what_it_cannot_finish,
-    );
+    delivery::sigterm_releases_what_it_cannot_finish(&backend(&az, "drain"));
 }
 
 #[test]
 fn azurite_stopped_and_restarted_mid_run_costs_errors_not_messages() {
     let mut az = Azurite::start();
-    let dir = tempfile::tempdir().unwrap();
-    let url = az.url("crash", "");
-    let mut consumers = spawn_consumers(
-        &url,
-        dir.path(),
-        2,
-        &["--work", "none", "--max-in-flight", "32", "--lease", "3s"],
-    );
-    let mut p = Proc::spawn("producer", producer(&url, 2_000, 250));
-    p.wait_for_line(Duration::from_secs(30), |v| {
-        v["sent"].as_u64().unwrap_or(0) > 300
-    });
+    let load = delivery::OutageLoad {
+        consumers: 2,
+        consumer_args: &["--work", "none", "--max-in-flight", "32", "--lease", "3s"],
+        count: 2_000,
+        rate: 250,
+        outage_after: 300,
+    };
+    let mut run = delivery::Outage::start(&backend(&az, "crash"), &load);
     az.stop();
     std::thread::sleep(Duration::from_secs(2));
     az.restart();
-    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
-    let ps = p.summary().unwrap();
-    let sent = u(&ps, "sent");
-    assert_eq!(sent, 2_000);
+    run.finish(&backend(&az, "crash"));
     assert!(
-        u(&ps, "errors") > 0,
-        "the producer counted the outage: {ps}"
+        delivery::sum(&run.consumers, "errors") > 0,
+        "the consumers counted the outage"
     );
-    drain_and_stop(&url, &mut consumers, Duration::from_secs(60));
-    let consumer_errors: u64 = consumers
-        .iter()
-        .map(|c| u(&c.summary().unwrap(), "errors"))
-        .sum();
-    assert!(consumer_errors > 0, "the consumers counted the outage");
-    // A message whose 201 was lost in the outage may be sent twice (a duplicate); none may be lost.
-    let (consumed, lost, _dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
-    assert_eq!((consumed, lost, unexpected), (sent, 0, 0));
 }
 
 #[test]

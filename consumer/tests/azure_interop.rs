@@ -2,42 +2,17 @@
 //! scripts/test into target/azure-py): what our producer sends, Python reads and decodes; what Python
 //! sends, our consumer consumes; in both body encodings.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
-
 use testkit::azurite::{self, Azurite};
-use testkit::{Proc, command, ledger_entries, tally, u};
-use workload::envelope::Envelope;
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("AZURE_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| azurite::repo_root().join("target/azure-py"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/test, which installs Python's azure-storage-queue there",
-        py.display()
-    );
-    py
-}
+use testkit::{interop, ledger_entries, tally, u};
 
 fn script(args: &[&str]) -> String {
-    let out = Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/azure_interop.py"
-        ))
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "python {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    interop::Python::new(
+        "AZURE_PY_VENV",
+        "azure-py",
+        "Python's azure-storage-queue",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/azure_interop.py"),
+    )
+    .run(args)
 }
 
 fn both_ways(encoding: &str) {
@@ -52,39 +27,22 @@ fn both_ways(encoding: &str) {
     // Ours → Python.
     let queue = format!("to-python-{encoding}");
     let url = az.url(&queue, opt);
-    let mut p = command("producer");
-    p.args([
-        "--queue", &url, "--count", "10", "--rate", "0", "--run-id", "abc", "--size", "300",
-    ]);
-    azurite::with_key(&mut p);
-    let mut p = Proc::spawn("producer", p);
-    assert!(p.wait(Duration::from_secs(20)).success(), "{}", p.stderr());
-    assert_eq!(u(&p.summary().unwrap(), "sent"), 10);
+    interop::send_ours(&url, 10, azurite::with_key);
     let bodies: Vec<String> =
         serde_json::from_str(&script(&["read", &conn, &queue, encoding, "10"])).expect("json");
-    let mut seqs: Vec<u64> = bodies
-        .iter()
-        .map(|b| {
-            let e = Envelope::decode(b.as_bytes()).unwrap_or_else(|e| panic!("{e}: {b:?}"));
-            assert_eq!(e.run_id, 0xabc);
-            assert!(b.len() >= 300, "padding survived");
-            e.seq
-        })
-        .collect();
-    seqs.sort();
-    assert_eq!(seqs, (0..10).collect::<Vec<_>>());
+    interop::assert_ours(&bodies, 10);
 
     // Python → ours.
     let queue = format!("from-python-{encoding}");
     script(&["send", &conn, &queue, encoding, "def", "10"]);
     let dir = tempfile::tempdir().unwrap();
-    let mut c = command("consumer");
-    c.args(["--queue", &az.url(&queue, opt), "--count", "10", "--ledger"])
-        .arg(dir.path().join("c.ledger"));
-    azurite::with_key(&mut c);
-    let mut c = Proc::spawn("consumer", c);
-    assert!(c.wait(Duration::from_secs(30)).success(), "{}", c.stderr());
-    let s = c.summary().unwrap();
+    let s = interop::consume(
+        &az.url(&queue, opt),
+        10,
+        azurite::with_key,
+        &dir.path().join("c.ledger"),
+        &[],
+    );
     assert_eq!((u(&s, "acked"), u(&s, "foreign")), (10, 0));
     assert_eq!(tally(&ledger_entries(dir.path()), 10), (10, 0, 0, 0));
 }

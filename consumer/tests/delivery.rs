@@ -2,35 +2,11 @@
 //!
 //! Every test checks the ledgers with its own tally (testkit::tally), independent of the audit command.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::{Proc, command, delivery, depth, eventually, ledger_entries, sqlite_url, tally, u};
 
-fn producer(url: &str, count: u64, rate: u64) -> Command {
-    let mut cmd = command("producer");
-    cmd.args([
-        "--queue",
-        url,
-        "--count",
-        &count.to_string(),
-        "--rate",
-        &rate.to_string(),
-        "--batch",
-        "100",
-    ]);
-    cmd.args(["--size", "200", "--stats-interval", "200ms"]);
-    cmd
-}
-
-fn consumer(url: &str, ledger: &std::path::Path, extra: &[&str]) -> Command {
-    let mut cmd = command("consumer");
-    cmd.args(["--queue", url, "--ledger"])
-        .arg(ledger)
-        .args(["--stats-interval", "100ms"])
-        .args(extra);
-    cmd
-}
+const ROLES: delivery::Roles = delivery::PLAIN;
 
 /// Waits until every message is acked, then stops the consumers with SIGTERM and checks they exit 0.
 fn drain_and_stop(url: &str, consumers: &mut [Proc], limit: Duration) {
@@ -47,9 +23,9 @@ fn one_producer_three_consumers_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
     let mut consumers = testkit::spawn_with_ledgers(3, dir.path(), |ledger| {
-        consumer(&url, ledger, &["--work", "none", "--max-in-flight", "100"])
+        ROLES.consumer(&url, ledger, &["--work", "none", "--max-in-flight", "100"])
     });
-    let mut p = Proc::spawn("producer", producer(&url, 100_000, 0));
+    let mut p = Proc::spawn("producer", ROLES.producer(&url, 100_000, 0));
     assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
     let sent = u(&p.summary().expect("producer summary"), "sent");
     assert_eq!(sent, 100_000);
@@ -91,43 +67,22 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
         acked_before_kill: 1000,
         duplicates_at_most: Some(50),
     };
-    scenario(&sqlite_url(dir.path()), Duration::from_secs(2), |b| {
-        delivery::a_consumer_killed_midway_loses_nothing(b, &load);
-    });
-}
-
-/// The SQLite queue, as the shared scenarios drive it.
-fn scenario(url: &str, release_within: Duration, run: impl FnOnce(&delivery::Backend)) {
-    let state = || {
-        let d = depth(url);
-        (d.visible, d.in_flight.unwrap_or(0))
-    };
-    run(&delivery::Backend {
-        producer: &|count, rate| producer(url, count, rate),
-        consumer: &|ledger, extra| consumer(url, ledger, extra),
-        state: &state,
-        release_within,
-    });
+    let url = sqlite_url(dir.path());
+    delivery::a_consumer_killed_midway_loses_nothing(&delivery::Backend::sqlite(&url), &load);
 }
 
 #[test]
 fn sigterm_finishes_held_messages_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    scenario(
-        &sqlite_url(dir.path()),
-        Duration::from_secs(2),
-        delivery::sigterm_finishes_held_messages,
-    );
+    let url = sqlite_url(dir.path());
+    delivery::sigterm_finishes_held_messages(&delivery::Backend::sqlite(&url));
 }
 
 #[test]
 fn sigterm_releases_what_it_cannot_finish_in_time() {
     let dir = tempfile::tempdir().unwrap();
-    scenario(
-        &sqlite_url(dir.path()),
-        Duration::from_secs(2),
-        delivery::sigterm_releases_what_it_cannot_finish,
-    );
+    let url = sqlite_url(dir.path());
+    delivery::sigterm_releases_what_it_cannot_finish(&delivery::Backend::sqlite(&url));
 }
 
 #[test]
@@ -142,11 +97,11 @@ fn foreign_bodies_are_counted_and_acked_never_a_crash() {
         b"mw1 0123456789abcdef not-a-number".to_vec(),
     ];
     testkit::publish_raw(&url, foreign);
-    let mut p = Proc::spawn("producer", producer(&url, 10, 0));
+    let mut p = Proc::spawn("producer", ROLES.producer(&url, 10, 0));
     assert!(p.wait(Duration::from_secs(20)).success());
     let mut c = Proc::spawn(
         "consumer",
-        consumer(
+        ROLES.consumer(
             &url,
             &dir.path().join("c.ledger"),
             &["--work", "none", "--count", "15"],
@@ -251,9 +206,9 @@ fn every_role_lists_every_scheme_of_this_build() {
 fn legacy_sleep_variable_sets_the_work() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
-    let mut p = Proc::spawn("producer", producer(&url, 4, 0));
+    let mut p = Proc::spawn("producer", ROLES.producer(&url, 4, 0));
     assert!(p.wait(Duration::from_secs(20)).success());
-    let mut cmd = consumer(
+    let mut cmd = ROLES.consumer(
         &url,
         &dir.path().join("c.ledger"),
         &["--count", "4", "--max-in-flight", "1"],

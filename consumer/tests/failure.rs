@@ -12,253 +12,38 @@
 //!
 //! Every test checks the ledgers itself (read with their outcomes) and runs the real `audit` binary on them.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use testkit::azurite::{self, Azurite};
+use testkit::azurite::Azurite;
+use testkit::delivery::{self, Backend, assert_counts_add_up, audit, ledger_outcomes, sum};
 use testkit::fake_nsqd::FakeNsqd;
 use testkit::redis::RedisServer;
-use testkit::{Proc, command, eventually, sqlite_url, u};
-use workload::ledger::{Entry, Outcome};
+use testkit::{Proc, command, sqlite_url, u};
+use workload::ledger::Outcome;
 
-/// A queue under test: its URL, how to tell it is empty, and what its processes need in their environment.
-struct Backend<'a> {
-    url: String,
-    /// True once nothing is left on the queue: not visible, leased, nor waiting out a delay.
-    drained: Box<dyn Fn() -> bool + 'a>,
-    azure: bool,
-}
-
-impl Backend<'_> {
-    fn sqlite(dir: &Path) -> Backend<'static> {
-        let url = sqlite_url(dir);
-        let u2 = url.clone();
-        Backend {
-            url,
-            drained: Box::new(move || testkit::depth(&u2).total() == 0),
-            azure: false,
-        }
-    }
-
-    fn nsq(fake: &FakeNsqd) -> Backend<'_> {
-        Backend {
-            url: fake.url("t", "c"),
-            drained: Box::new(move || fake.channel_depth("t", "c") == (0, 0, 0)),
-            azure: false,
-        }
-    }
-
-    fn azure(az: &Azurite, queue: &str) -> Backend<'static> {
-        let url = az.url(queue, "");
-        let u2 = url.clone();
-        Backend {
-            url,
-            drained: Box::new(move || azurite::depth(&u2).total() == 0),
-            azure: true,
-        }
-    }
-
-    fn redis<'a>(server: &'a RedisServer, stream: &'a str) -> Backend<'a> {
-        Backend {
-            url: server.url(stream, ""),
-            drained: Box::new(move || {
-                let (len, pending, lag) = server.figures(stream, stream);
-                (len, pending, lag) == (0, 0, Some(0))
-            }),
-            azure: false,
-        }
-    }
-
-    fn command(&self, name: &str) -> Command {
-        let mut cmd = command(name);
-        if self.azure {
-            azurite::with_key(&mut cmd);
-        }
-        cmd.args(["--queue", &self.url]);
-        cmd
-    }
-
-    /// Publishes `count` messages with the real producer; returns its stats file (for the audit) and `sent`.
-    fn produce(&self, dir: &Path, count: u64) -> (std::path::PathBuf, u64) {
-        let mut cmd = self.command("producer");
-        cmd.args(["--count", &count.to_string(), "--rate", "0"])
-            .args(["--batch", "50", "--size", "100", "--stats-interval", "1s"]);
-        let mut p = Proc::spawn("producer", cmd);
-        assert!(p.wait(Duration::from_secs(30)).success(), "{}", p.stderr());
-        let sent = u(&p.summary().expect("producer summary"), "sent");
-        assert_eq!(sent, count);
-        let path = dir.join("producer.jsonl");
-        std::fs::write(&path, p.lines().join("\n") + "\n").unwrap();
-        (path, sent)
-    }
-
-    /// Starts `n` consumers, each with its own ledger in `dir`.
-    fn consumers(&self, dir: &Path, n: usize, extra: &[&str]) -> Vec<Proc> {
-        testkit::spawn_with_ledgers(n, dir, |ledger| {
-            let mut cmd = self.command("consumer");
-            cmd.arg("--ledger")
-                .arg(ledger)
-                .args(["--stats-interval", "100ms"])
-                .args(extra);
-            cmd
-        })
-    }
-
-    /// Waits (bounded) until the queue is empty, then stops the consumers gracefully.
-    fn drain_and_stop(&self, consumers: &mut [Proc], limit: Duration) {
-        let started = Instant::now();
-        assert!(
-            eventually(limit, || (self.drained)()),
-            "the queue did not drain within {limit:?}"
-        );
-        eprintln!("drained in {:?}", started.elapsed());
-        testkit::stop_gracefully(consumers);
-    }
-}
-
-/// Summaries' counters summed over consumers.
-fn sum(consumers: &[Proc], field: &str) -> u64 {
-    consumers
-        .iter()
-        .map(|c| u(&c.summary().expect("consumer summary"), field))
-        .sum()
-}
-
-/// The identity every stats line keeps (see consumer/src/consume.rs), checked on each consumer's summary.
-fn assert_counts_add_up(consumers: &[Proc]) {
-    for c in consumers {
-        let s = c.summary().expect("consumer summary");
-        let settled = [
-            "acked",
-            "lease_lost",
-            "failed",
-            "released",
-            "unreleased",
-            "in_flight",
-        ]
-        .iter()
-        .map(|f| u(&s, f))
-        .sum::<u64>();
-        assert_eq!(u(&s, "received"), settled, "{}: {s}", c.name);
-        assert!(
-            u(&s, "poison") + u(&s, "foreign") <= u(&s, "acked") + u(&s, "lease_lost"),
-            "{s}"
-        );
-    }
-}
-
-/// Every ledger line in `dir` with its outcome.
-fn ledger_outcomes(dir: &Path) -> Vec<(Entry, Outcome)> {
-    let mut all = Vec::new();
-    for file in std::fs::read_dir(dir).unwrap() {
-        let path = file.unwrap().path();
-        if path.extension().is_some_and(|e| e == "ledger") {
-            let report = workload::ledger::read_outcomes(&path, |e, o| all.push((e, o))).unwrap();
-            assert_eq!(report.malformed, 0, "{}", path.display());
-        }
-    }
-    all
-}
-
-/// Runs the real `audit` on the producer's stats and the ledgers; returns its exit code and JSON line.
-fn audit(producer: &Path, ledgers: &Path) -> (i32, Value) {
-    let mut cmd = command("audit");
-    cmd.arg("--producer")
-        .arg(producer)
-        .arg("--ledger")
-        .arg(ledgers);
-    let mut a = Proc::spawn("audit", cmd);
-    let status = a.wait(Duration::from_secs(20));
-    let line = a
-        .summary()
-        .unwrap_or_else(|| panic!("no audit line: {}", a.stderr()));
-    (status.code().unwrap_or(-1), line)
-}
-
-/// `--fail-rate 1 --max-deliveries 3` on two consumers: every message delivered exactly three times, every one
-/// poison, nothing lost, and the run ends. `foreign` bodies published first are acked at their first delivery:
-/// the failure model applies to work, and they get none.
-fn every_message_ends_as_poison(b: &Backend, dir: &Path, n: u64, fail_delay: &str, foreign: u64) {
-    if foreign > 0 {
-        testkit::publish_raw(
-            &b.url,
-            (0..foreign)
-                .map(|i| format!("not ours {i}").into_bytes())
-                .collect(),
-        );
-    }
-    let (producer, sent) = b.produce(dir, n);
-    let args = [
-        "--fail-rate",
-        "1",
-        "--max-deliveries",
-        "3",
-        "--fail-delay",
-        fail_delay,
-        "--work",
-        "none",
-        "--max-in-flight",
-        "20",
-        "--batch",
-        "20",
-    ];
-    let mut cs = b.consumers(dir, 2, &args);
-    b.drain_and_stop(&mut cs, Duration::from_secs(60));
-
-    assert_eq!(
-        sum(&cs, "received"),
-        3 * sent + foreign,
-        "three deliveries each"
-    );
-    assert_eq!(sum(&cs, "failed"), 2 * sent, "given back twice each");
-    assert_eq!(sum(&cs, "redelivered"), 2 * sent);
-    assert_eq!(sum(&cs, "poison"), sent);
-    assert_eq!(sum(&cs, "foreign"), foreign);
-    assert_eq!(sum(&cs, "acked"), sent + foreign, "poison is acked");
-    assert_eq!(sum(&cs, "lease_lost"), 0);
-    assert_counts_add_up(&cs);
-
-    // The ledgers: one poison line per message, each after exactly three deliveries; nothing consumed.
-    let lines = ledger_outcomes(dir);
-    assert_eq!(lines.len() as u64, sent);
-    let mut seqs: Vec<u64> = lines.iter().map(|(e, _)| e.seq).collect();
-    seqs.sort_unstable();
-    seqs.dedup();
-    assert_eq!(seqs, (0..sent).collect::<Vec<_>>());
-    assert!(
-        lines
-            .iter()
-            .all(|(_, o)| *o == Outcome::Poison { deliveries: 3 }),
-        "every line is poison after 3 deliveries"
-    );
-
-    let (code, a) = audit(&producer, dir);
-    assert_eq!(code, 0, "{a}");
-    assert_eq!(
-        (u(&a, "produced"), u(&a, "consumed"), u(&a, "poison")),
-        (sent, 0, sent),
-        "{a}"
-    );
-    assert_eq!((u(&a, "lost"), u(&a, "duplicates")), (0, 0), "{a}");
+/// Publishes `count` messages with the real producer; returns its stats file (for the audit) and `sent`.
+fn produce(b: &Backend, dir: &Path, count: u64) -> (PathBuf, u64) {
+    let mut p = Proc::spawn("producer", b.producer(count, 0));
+    assert!(p.wait(Duration::from_secs(30)).success(), "{}", p.stderr());
+    let sent = u(&p.summary().expect("producer summary"), "sent");
+    assert_eq!(sent, count);
+    (delivery::save_stats(&p, &dir.join("producer.jsonl")), sent)
 }
 
 #[test]
 fn fail_rate_1_poisons_every_message_after_three_deliveries_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Backend::sqlite(dir.path());
-    let ledgers = dir.path().join("ledgers");
-    std::fs::create_dir(&ledgers).unwrap();
-    every_message_ends_as_poison(&b, &ledgers, 300, "100ms", 3);
+    let b = Backend::sqlite(&sqlite_url(dir.path()));
+    testkit::publish_raw(&b.url, foreign_bodies(3));
+    delivery::every_message_ends_as_poison(&b, 300, "100ms", 3);
 }
 
 #[test]
 fn fail_rate_1_poisons_every_message_after_three_deliveries_on_nsq() {
     let fake = FakeNsqd::start();
-    let dir = tempfile::tempdir().unwrap();
-    let b = Backend::nsq(&fake);
-    every_message_ends_as_poison(&b, dir.path(), 300, "100ms", 0);
+    let url = fake.url("t", "c");
+    delivery::every_message_ends_as_poison(&Backend::nsq(&fake, &url), 300, "100ms", 0);
     // nsqd's own counters agree: two REQs per message, no timeouts.
     assert_eq!(fake.channel_counts("t", "c"), (0, 600));
 }
@@ -268,9 +53,9 @@ fn fail_rate_1_poisons_every_message_after_three_deliveries_on_nsq() {
 #[test]
 fn fail_rate_1_poisons_every_message_after_three_deliveries_on_redis() {
     let server = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
     let b = Backend::redis(&server, "poison");
-    every_message_ends_as_poison(&b, dir.path(), 300, "100ms", 3);
+    testkit::publish_raw(&b.url, foreign_bodies(3));
+    delivery::every_message_ends_as_poison(&b, 300, "100ms", 3);
     // The server's own pending list agrees: nothing left, everything trimmed.
     assert_eq!(server.figures("poison", "poison"), (0, 0, Some(0)));
 }
@@ -278,16 +63,14 @@ fn fail_rate_1_poisons_every_message_after_three_deliveries_on_redis() {
 #[test]
 fn fail_rate_1_poisons_every_message_after_three_deliveries_on_azurite() {
     let az = Azurite::start();
-    let dir = tempfile::tempdir().unwrap();
-    let b = Backend::azure(&az, "poison");
     // Azure visibility timeouts are whole seconds: a 1 s delay each time.
-    every_message_ends_as_poison(&b, dir.path(), 60, "1s", 0);
+    delivery::every_message_ends_as_poison(&Backend::azure(&az, "poison"), 60, "1s", 0);
 }
 
 /// `--fail-rate 0.2` on two consumers: everything is consumed exactly once, some deliveries failed on the way,
 /// and the counters add up.
 fn a_fifth_fail_and_everything_is_consumed_once(b: &Backend, dir: &Path, n: u64) {
-    let (producer, sent) = b.produce(dir, n);
+    let (producer, sent) = produce(b, dir, n);
     let args = [
         "--fail-rate",
         "0.2",
@@ -352,7 +135,7 @@ fn a_fifth_fail_and_everything_is_consumed_once(b: &Backend, dir: &Path, n: u64)
 #[test]
 fn fail_rate_0_2_two_consumers_consume_everything_once_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Backend::sqlite(dir.path());
+    let b = Backend::sqlite(&sqlite_url(dir.path()));
     let ledgers = dir.path().join("ledgers");
     std::fs::create_dir(&ledgers).unwrap();
     a_fifth_fail_and_everything_is_consumed_once(&b, &ledgers, 2_000);
@@ -362,7 +145,15 @@ fn fail_rate_0_2_two_consumers_consume_everything_once_on_sqlite() {
 fn fail_rate_0_2_two_consumers_consume_everything_once_on_nsq() {
     let fake = FakeNsqd::start();
     let dir = tempfile::tempdir().unwrap();
-    a_fifth_fail_and_everything_is_consumed_once(&Backend::nsq(&fake), dir.path(), 2_000);
+    let url = fake.url("t", "c");
+    a_fifth_fail_and_everything_is_consumed_once(&Backend::nsq(&fake, &url), dir.path(), 2_000);
+}
+
+/// Bodies that are not our envelopes, published before a run.
+fn foreign_bodies(n: u64) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("not ours {i}").into_bytes())
+        .collect()
 }
 
 /// Receives and gives back one message `times` times without working on it, as consumers that died would.
@@ -389,10 +180,10 @@ fn bump_deliveries(url: &str, times: usize) {
 #[test]
 fn a_message_already_past_its_limit_is_set_aside_without_work() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Backend::sqlite(dir.path());
+    let b = Backend::sqlite(&sqlite_url(dir.path()));
     let ledgers = dir.path().join("ledgers");
     std::fs::create_dir(&ledgers).unwrap();
-    let (producer, _) = b.produce(&ledgers, 1);
+    let (producer, _) = produce(&b, &ledgers, 1);
     bump_deliveries(&b.url, 2);
     // Its third delivery is over --max-deliveries 2: poison at once, not ten minutes of work.
     let started = Instant::now();
@@ -440,8 +231,8 @@ fn a_message_already_past_its_limit_is_set_aside_without_work() {
 #[test]
 fn busy_time_is_work_time_over_the_slots_running_work_included() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Backend::sqlite(dir.path());
-    b.produce(dir.path(), 10);
+    let b = Backend::sqlite(&sqlite_url(dir.path()));
+    produce(&b, dir.path(), 10);
     let mut cs = b.consumers(
         dir.path(),
         1,

@@ -7,74 +7,29 @@
 //! `received = acked + lease_lost + failed + released + unreleased + in_flight`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Parser;
 use consumer::{Args, Config, Reporting};
-use queues::{AckOutcome, Delivery, Depth, ErrorKind, Queue, QueueError, Receipt};
+use queues::{AckOutcome, ErrorKind, Queue, QueueError, Receipt};
 use serde_json::Value;
+use testkit::inproc::{BOUND, Captured, Double, Hooks};
 use testkit::u;
 use workload::clock::unix_micros;
 use workload::envelope::Envelope;
 use workload::ledger::Outcome;
 use workload::shutdown::Shutdown;
 
-/// Every test's bound: a loop that hangs fails instead of blocking the suite.
-const BOUND: Duration = Duration::from_secs(60);
-
-/// Collects the stats lines a run writes.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
+/// Checks the slot identity on every line a run wrote and returns the summary.
+fn checked_summary(lines: &Captured) -> Value {
+    for l in &lines.lines() {
+        testkit::delivery::assert_slot_identity(l, "consumer");
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn parsed(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// Checks the slot identity on every line and returns the summary.
-    fn summary(&self) -> Value {
-        let lines = self.parsed();
-        for l in &lines {
-            let ends = [
-                "acked",
-                "lease_lost",
-                "failed",
-                "released",
-                "unreleased",
-                "in_flight",
-            ];
-            let sum: u64 = ends.iter().map(|f| u(l, f)).sum();
-            assert_eq!(u(l, "received"), sum, "slot identity broken: {l}");
-        }
-        let summary = lines.last().expect("a summary line").clone();
-        assert_eq!(summary["kind"], "summary");
-        summary
-    }
-
-    fn intervals(&self) -> usize {
-        self.parsed()
-            .iter()
-            .filter(|l| l["kind"] == "interval")
-            .count()
-    }
+    lines.summary()
 }
 
 fn config(queue: &str, flags: &[&str]) -> Config {
@@ -106,8 +61,8 @@ async fn consume(
     config: Config,
     queue: Arc<dyn Queue>,
     shutdown: Shutdown,
-) -> (Result<(), consumer::Error>, Lines) {
-    let lines = Lines::default();
+) -> (Result<(), consumer::Error>, Captured) {
+    let lines = Captured::default();
     let reporting = Reporting {
         stats: Box::new(lines.clone()),
         exporter: None,
@@ -137,28 +92,65 @@ async fn all_leased(queue: &dyn Queue) {
     .expect("the consumer leased every message");
 }
 
+/// Runs a consumer on `t`'s queue and stops it (as SIGTERM would) once it has leased every message.
+async fn consume_until_all_leased(
+    t: &Temp,
+    flags: &[&str],
+) -> (Result<(), consumer::Error>, Captured) {
+    let shutdown = Shutdown::new();
+    let stop = async {
+        all_leased(t.queue.as_ref()).await;
+        shutdown.trigger();
+    };
+    let (ran, ()) = tokio::join!(
+        consume(t.config(flags), t.queue.clone(), shutdown.clone()),
+        stop
+    );
+    ran
+}
+
+/// A temp SQLite queue holding messages `0..n`, and a ledger path beside it.
 struct Temp {
     _dir: tempfile::TempDir,
     url: String,
     ledger: std::path::PathBuf,
+    queue: Arc<dyn Queue>,
 }
 
-fn temp() -> Temp {
+async fn filled(n: u64) -> Temp {
     let dir = tempfile::tempdir().unwrap();
+    let url = testkit::sqlite_url(dir.path());
+    let queue = queues::open(&url).await.unwrap();
+    fill(queue.as_ref(), n).await;
     Temp {
-        url: testkit::sqlite_url(dir.path()),
+        url,
         ledger: dir.path().join("ledger"),
         _dir: dir,
+        queue,
     }
+}
+
+impl Temp {
+    /// A consumer's config on this queue, writing this ledger.
+    fn config(&self, flags: &[&str]) -> Config {
+        let ledger = self.ledger.to_str().unwrap();
+        config(&self.url, &[flags, &["--ledger", ledger]].concat())
+    }
+}
+
+/// Checks that the ledger holds every message `0..n`, and nothing else.
+fn assert_every_seq(by_seq: &BTreeMap<u64, Vec<Outcome>>, n: u64) {
+    assert_eq!(
+        by_seq.keys().copied().collect::<Vec<_>>(),
+        (0..n).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
 async fn fail_rate_1_makes_every_message_poison_after_exactly_max_deliveries() {
     const N: u64 = 20;
-    let t = temp();
-    let queue = queues::open(&t.url).await.unwrap();
-    fill(queue.as_ref(), N).await;
-    let ledger_path = t.ledger.to_str().unwrap();
+    let t = filled(N).await;
+    let queue = t.queue.clone();
     let flags = [
         "--work",
         "none",
@@ -172,12 +164,10 @@ async fn fail_rate_1_makes_every_message_poison_after_exactly_max_deliveries() {
         "5",
         "--count",
         "20",
-        "--ledger",
-        ledger_path,
     ];
-    let (outcome, lines) = consume(config(&t.url, &flags), queue.clone(), Shutdown::new()).await;
+    let (outcome, lines) = consume(t.config(&flags), queue.clone(), Shutdown::new()).await;
     outcome.unwrap();
-    let s = lines.summary();
+    let s = checked_summary(&lines);
     assert_eq!(u(&s, "received"), 3 * N, "{s}");
     assert_eq!(u(&s, "redelivered"), 2 * N, "{s}");
     assert_eq!(u(&s, "failed"), 2 * N, "{s}");
@@ -185,10 +175,7 @@ async fn fail_rate_1_makes_every_message_poison_after_exactly_max_deliveries() {
     assert_eq!(u(&s, "acked"), N, "{s}");
     // Each message once in the ledger, as poison after its third delivery; none left in the queue.
     let by_seq = ledger(&t.ledger);
-    assert_eq!(
-        by_seq.keys().copied().collect::<Vec<_>>(),
-        (0..N).collect::<Vec<_>>()
-    );
+    assert_every_seq(&by_seq, N);
     for (seq, outcomes) in by_seq {
         assert_eq!(outcomes, [Outcome::Poison { deliveries: 3 }], "seq {seq}");
     }
@@ -198,10 +185,8 @@ async fn fail_rate_1_makes_every_message_poison_after_exactly_max_deliveries() {
 #[tokio::test]
 async fn a_fail_rate_below_1_consumes_every_message_once_whatever_it_fails() {
     const N: u64 = 200;
-    let t = temp();
-    let queue = queues::open(&t.url).await.unwrap();
-    fill(queue.as_ref(), N).await;
-    let ledger_path = t.ledger.to_str().unwrap();
+    let t = filled(N).await;
+    let queue = t.queue.clone();
     let flags = [
         "--work",
         "none",
@@ -215,12 +200,10 @@ async fn a_fail_rate_below_1_consumes_every_message_once_whatever_it_fails() {
         "10",
         "--count",
         "200",
-        "--ledger",
-        ledger_path,
     ];
-    let (outcome, lines) = consume(config(&t.url, &flags), queue.clone(), Shutdown::new()).await;
+    let (outcome, lines) = consume(t.config(&flags), queue.clone(), Shutdown::new()).await;
     outcome.unwrap();
-    let s = lines.summary();
+    let s = checked_summary(&lines);
     assert_eq!(u(&s, "acked"), N, "{s}");
     assert_eq!(u(&s, "poison"), 0, "{s}");
     assert_eq!(u(&s, "received"), N + u(&s, "failed"), "{s}");
@@ -235,10 +218,8 @@ async fn a_fail_rate_below_1_consumes_every_message_once_whatever_it_fails() {
 #[tokio::test]
 async fn a_stop_within_the_drain_timeout_finishes_and_acks_everything_held() {
     const N: u64 = 10;
-    let t = temp();
-    let queue = queues::open(&t.url).await.unwrap();
-    fill(queue.as_ref(), N).await;
-    let ledger_path = t.ledger.to_str().unwrap();
+    let t = filled(N).await;
+    let queue = t.queue.clone();
     let flags = [
         "--work",
         "sleep:400ms",
@@ -246,20 +227,10 @@ async fn a_stop_within_the_drain_timeout_finishes_and_acks_everything_held() {
         "10",
         "--drain-timeout",
         "20s",
-        "--ledger",
-        ledger_path,
     ];
-    let shutdown = Shutdown::new();
-    let stop = async {
-        all_leased(queue.as_ref()).await;
-        shutdown.trigger();
-    };
-    let ((outcome, lines), ()) = tokio::join!(
-        consume(config(&t.url, &flags), queue.clone(), shutdown.clone()),
-        stop
-    );
+    let (outcome, lines) = consume_until_all_leased(&t, &flags).await;
     outcome.unwrap();
-    let s = lines.summary();
+    let s = checked_summary(&lines);
     assert_eq!(u(&s, "received"), N, "{s}");
     assert_eq!(u(&s, "acked"), N, "{s}");
     assert_eq!(u(&s, "released") + u(&s, "unreleased"), 0, "{s}");
@@ -270,10 +241,8 @@ async fn a_stop_within_the_drain_timeout_finishes_and_acks_everything_held() {
 #[tokio::test]
 async fn a_stop_past_the_drain_timeout_releases_what_is_held_and_loses_nothing() {
     const N: u64 = 10;
-    let t = temp();
-    let queue = queues::open(&t.url).await.unwrap();
-    fill(queue.as_ref(), N).await;
-    let ledger_path = t.ledger.to_str().unwrap();
+    let t = filled(N).await;
+    let queue = t.queue.clone();
     let flags = [
         "--work",
         "sleep:30s",
@@ -281,19 +250,9 @@ async fn a_stop_past_the_drain_timeout_releases_what_is_held_and_loses_nothing()
         "10",
         "--drain-timeout",
         "200ms",
-        "--ledger",
-        ledger_path,
     ];
-    let shutdown = Shutdown::new();
-    let stop = async {
-        all_leased(queue.as_ref()).await;
-        shutdown.trigger();
-    };
     let started = std::time::Instant::now();
-    let ((outcome, lines), ()) = tokio::join!(
-        consume(config(&t.url, &flags), queue.clone(), shutdown.clone()),
-        stop
-    );
+    let (outcome, lines) = consume_until_all_leased(&t, &flags).await;
     outcome.unwrap();
     // The drain gave up at its timeout, not after the work.
     assert!(
@@ -301,7 +260,7 @@ async fn a_stop_past_the_drain_timeout_releases_what_is_held_and_loses_nothing()
         "{:?}",
         started.elapsed()
     );
-    let s = lines.summary();
+    let s = checked_summary(&lines);
     assert_eq!(u(&s, "received"), N, "{s}");
     assert_eq!(u(&s, "acked"), 0, "{s}");
     assert_eq!(u(&s, "released"), N, "{s}");
@@ -309,17 +268,14 @@ async fn a_stop_past_the_drain_timeout_releases_what_is_held_and_loses_nothing()
     assert!(!t.ledger.exists() || ledger(&t.ledger).is_empty());
     // Given back at once (not after the 30 s lease): a second consumer takes and acks every one of them.
     assert_eq!(queue.depth().await.unwrap().visible, N);
-    let flags = ["--work", "none", "--count", "10", "--ledger", ledger_path];
-    let (outcome, lines) = consume(config(&t.url, &flags), queue.clone(), Shutdown::new()).await;
+    let flags = ["--work", "none", "--count", "10"];
+    let (outcome, lines) = consume(t.config(&flags), queue.clone(), Shutdown::new()).await;
     outcome.unwrap();
-    let s = lines.summary();
+    let s = checked_summary(&lines);
     assert_eq!(u(&s, "acked"), N, "{s}");
     assert_eq!(u(&s, "redelivered"), N, "{s}");
     let by_seq = ledger(&t.ledger);
-    assert_eq!(
-        by_seq.keys().copied().collect::<Vec<_>>(),
-        (0..N).collect::<Vec<_>>()
-    );
+    assert_every_seq(&by_seq, N);
     assert!(by_seq.values().all(|o| o.len() == 1));
     assert_eq!(queue.depth().await.unwrap().total(), 0);
 }
@@ -327,9 +283,8 @@ async fn a_stop_past_the_drain_timeout_releases_what_is_held_and_loses_nothing()
 #[tokio::test]
 async fn work_longer_than_the_lease_keeps_its_lease() {
     const N: u64 = 3;
-    let t = temp();
-    let queue = queues::open(&t.url).await.unwrap();
-    fill(queue.as_ref(), N).await;
+    let t = filled(N).await;
+    let queue = t.queue.clone();
     // Work four leases long: without extension a second consumer, polling all along, would get every message.
     let slow = [
         "--work",
@@ -363,10 +318,10 @@ async fn work_longer_than_the_lease_keeps_its_lease() {
     let ((slow_outcome, slow_lines), (idle_outcome, idle_lines)) = tokio::join!(slow_run, idle_run);
     slow_outcome.unwrap();
     idle_outcome.unwrap();
-    let s = slow_lines.summary();
+    let s = checked_summary(&slow_lines);
     assert_eq!(u(&s, "acked"), N, "{s}");
     assert_eq!(u(&s, "lease_lost") + u(&s, "redelivered"), 0, "{s}");
-    let i = idle_lines.summary();
+    let i = checked_summary(&idle_lines);
     assert_eq!(
         u(&i, "received"),
         0,
@@ -395,17 +350,9 @@ fn take_one(n: &AtomicU64) -> bool {
 }
 
 #[async_trait]
-impl Queue for Faulty {
-    async fn publish(&self, bodies: Vec<Vec<u8>>) -> Result<(), QueueError> {
-        self.inner.publish(bodies).await
-    }
-    async fn receive(
-        &self,
-        max: usize,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, QueueError> {
-        self.inner.receive(max, lease, wait).await
+impl Hooks for Faulty {
+    fn inner(&self) -> &dyn Queue {
+        self.inner.as_ref()
     }
     async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
         if take_one(&self.failing_acks) {
@@ -422,36 +369,18 @@ impl Queue for Faulty {
         }
         self.inner.ack(receipts).await
     }
-    async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError> {
-        self.inner.release(receipts, delay).await
-    }
-    async fn extend(
-        &self,
-        receipts: &mut [Receipt],
-        lease: Duration,
-    ) -> Result<Vec<bool>, QueueError> {
-        self.inner.extend(receipts, lease).await
-    }
-    async fn depth(&self) -> Result<Depth, QueueError> {
-        self.inner.depth().await
-    }
-    fn describe(&self) -> String {
-        format!("faulty {}", self.inner.describe())
-    }
 }
 
 #[tokio::test]
 async fn failed_acks_are_retried_and_lost_leases_come_back_counted() {
     const N: u64 = 30;
-    let t = temp();
-    let inner = queues::open(&t.url).await.unwrap();
-    fill(inner.as_ref(), N).await;
-    let faulty = Arc::new(Faulty {
+    let t = filled(N).await;
+    let inner = t.queue.clone();
+    let faulty = Arc::new(Double(Faulty {
         inner: inner.clone(),
         failing_acks: AtomicU64::new(2),
         lost_acks: AtomicU64::new(1),
-    });
-    let ledger_path = t.ledger.to_str().unwrap();
+    }));
     let flags = [
         "--work",
         "none",
@@ -463,12 +392,10 @@ async fn failed_acks_are_retried_and_lost_leases_come_back_counted() {
         "5",
         "--count",
         "30",
-        "--ledger",
-        ledger_path,
     ];
-    let (outcome, lines) = consume(config(&t.url, &flags), faulty, Shutdown::new()).await;
+    let (outcome, lines) = consume(t.config(&flags), faulty, Shutdown::new()).await;
     outcome.unwrap();
-    let s = lines.summary();
+    let s = checked_summary(&lines);
     let lost = u(&s, "lease_lost");
     assert!(lost > 0, "{s}");
     assert_eq!(u(&s, "errors"), 2, "{s}");
@@ -480,10 +407,7 @@ async fn failed_acks_are_retried_and_lost_leases_come_back_counted() {
     // The ledger holds every message, the lease-lost ones twice (written before each ack): the audit counts
     // them as duplicates, never as lost.
     let by_seq = ledger(&t.ledger);
-    assert_eq!(
-        by_seq.keys().copied().collect::<Vec<_>>(),
-        (0..N).collect::<Vec<_>>()
-    );
+    assert_every_seq(&by_seq, N);
     let twice = by_seq.values().filter(|o| o.len() == 2).count() as u64;
     assert_eq!(twice, lost);
     assert!(by_seq.values().all(|o| (1..=2).contains(&o.len())));

@@ -6,65 +6,16 @@
 //! The queue's state is the server's own: `num_pending` and `num_ack_pending` of the durable consumer, read
 //! from the monitor port's `/jsz?consumers=true`.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::nats::{self, NatsServer};
-use testkit::{Proc, command, delivery, eventually, ledger_entries, tally, u};
-use workload::ledger::Outcome;
+use testkit::{Proc, command, delivery, ledger_entries, tally, u};
 
-fn producer(url: &str, count: u64, rate: u64) -> Command {
-    let mut cmd = command("producer");
-    cmd.args([
-        "--queue",
-        url,
-        "--count",
-        &count.to_string(),
-        "--rate",
-        &rate.to_string(),
-    ]);
-    cmd.args([
-        "--batch",
-        "100",
-        "--size",
-        "200",
-        "--stats-interval",
-        "200ms",
-    ]);
-    nats::clear_credentials(&mut cmd);
-    cmd
-}
-
-fn consumer(url: &str, ledger: &Path, extra: &[&str]) -> Command {
-    let mut cmd = command("consumer");
-    cmd.args(["--queue", url, "--ledger"])
-        .arg(ledger)
-        .args(["--stats-interval", "100ms"])
-        .args(extra);
-    nats::clear_credentials(&mut cmd);
-    cmd
-}
+const ROLES: delivery::Roles = delivery::NATS;
 
 /// The consumer's figures from the server's monitor; (0, 0) before the consumer exists.
 fn state(server: &NatsServer, stream: &str) -> (u64, u64) {
     server.jsz_consumer(stream, "workers").unwrap_or((0, 0))
-}
-
-fn with_backend(
-    server: &NatsServer,
-    stream: &str,
-    release_within: Duration,
-    run: impl FnOnce(&delivery::Backend),
-) {
-    let url = server.url(stream, "");
-    let state = || state(server, stream);
-    run(&delivery::Backend {
-        producer: &|count, rate| producer(&url, count, rate),
-        consumer: &|ledger, extra| consumer(&url, ledger, extra),
-        state: &state,
-        release_within,
-    });
 }
 
 #[test]
@@ -89,23 +40,19 @@ fn twenty_thousand_messages_three_consumers_one_killed_midway_loses_nothing() {
         // write and its ack, so at most what it held.
         duplicates_at_most: Some(64),
     };
-    with_backend(&server, "killed", Duration::from_secs(3), |b| {
-        let out = delivery::a_consumer_killed_midway_loses_nothing(b, &load);
-        assert_eq!(out.sent, 20_000);
-        // The victim held up to 64 under 20 ms of work: they came back after its 2 s lease.
-        assert!(out.redelivered >= 10, "redelivered {}", out.redelivered);
-    });
+    let out = delivery::a_consumer_killed_midway_loses_nothing(
+        &delivery::Backend::nats(&server, "killed"),
+        &load,
+    );
+    assert_eq!(out.sent, 20_000);
+    // The victim held up to 64 under 20 ms of work: they came back after its 2 s lease.
+    assert!(out.redelivered >= 10, "redelivered {}", out.redelivered);
 }
 
 #[test]
 fn sigterm_finishes_held_messages() {
     let server = NatsServer::start();
-    with_backend(
-        &server,
-        "finish",
-        Duration::from_secs(3),
-        delivery::sigterm_finishes_held_messages,
-    );
+    delivery::sigterm_finishes_held_messages(&delivery::Backend::nats(&server, "finish"));
 }
 
 /// The shared scenario `sigterm_releases_what_it_cannot_finish`, but for its last check: JetStream counts a
@@ -118,11 +65,11 @@ fn sigterm_releases_held_messages_at_once() {
     let server = NatsServer::start();
     let url = server.url("drain", "");
     let dir = tempfile::tempdir().unwrap();
-    let mut p = Proc::spawn("producer", producer(&url, 5, 0));
+    let mut p = Proc::spawn("producer", ROLES.producer(&url, 5, 0));
     assert!(p.wait(Duration::from_secs(20)).success(), "{}", p.stderr());
     let mut c = Proc::spawn(
         "consumer",
-        consumer(
+        ROLES.consumer(
             &url,
             &dir.path().join("c.ledger"),
             &[
@@ -160,7 +107,7 @@ fn sigterm_releases_held_messages_at_once() {
     let started = std::time::Instant::now();
     let mut second = Proc::spawn(
         "consumer2",
-        consumer(
+        ROLES.consumer(
             &url,
             &dir.path().join("c2.ledger"),
             &["--work", "none", "--count", "5"],
@@ -185,51 +132,30 @@ fn sigterm_releases_held_messages_at_once() {
 #[test]
 fn the_server_stopped_and_restarted_mid_run_costs_errors_not_messages() {
     let mut server = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let url = server.url("crash", "");
-    let mut consumers = testkit::spawn_with_ledgers(3, dir.path(), |ledger| {
-        consumer(
-            &url,
-            ledger,
-            &["--work", "none", "--max-in-flight", "32", "--lease", "3s"],
-        )
-    });
-    let mut p = Proc::spawn("producer", producer(&url, 20_000, 4_000));
-    p.wait_for_line(Duration::from_secs(30), |v| {
-        v["sent"].as_u64().unwrap_or(0) > 4_000
-    });
+    let load = delivery::OutageLoad {
+        consumers: 3,
+        consumer_args: &["--work", "none", "--max-in-flight", "32", "--lease", "3s"],
+        count: 20_000,
+        rate: 4_000,
+        outage_after: 4_000,
+    };
+    let mut run = delivery::Outage::start(&delivery::Backend::nats(&server, "crash"), &load);
     server.stop();
     // Longer than the backend's 5 s request timeout: async-nats holds publishes while it reconnects, so a
     // shorter outage costs only latency (their acks arrive after the restart), not errors.
     std::thread::sleep(Duration::from_secs(6));
-    let acked_before: Vec<u64> = consumers
+    let acked_before: Vec<u64> = run
+        .consumers
         .iter()
         .map(|c| c.stats().last().map_or(0, |v| u(v, "acked")))
         .collect();
     server.restart();
-    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
-    let ps = p.summary().unwrap();
-    let sent = u(&ps, "sent");
-    assert_eq!(sent, 20_000);
-    assert!(
-        u(&ps, "errors") > 0,
-        "the producer counted the outage: {ps}"
-    );
-    assert!(
-        eventually(Duration::from_secs(60), || state(&server, "crash")
-            == (0, 0)),
-        "queue did not drain: {:?}",
-        state(&server, "crash")
-    );
-    testkit::stop_gracefully(&mut consumers);
+    run.finish(&delivery::Backend::nats(&server, "crash"));
     // The consumers need not count an error: async-nats keeps a pull request that was waiting when the server
     // went away and re-subscribes on reconnect, so a consumer that was idle in a pull sees only a pause (seen
-    // in a full test run: 0 errors on all three). What must hold for them: nothing lost, and each one acked
-    // more after the restart (below). The producer's publishes fail for real and are counted (above).
-    // A message whose publish ack was lost in the outage may be sent twice (a duplicate); none may be lost.
-    let (consumed, lost, dups, unexpected) = tally(&ledger_entries(dir.path()), sent);
-    assert_eq!((consumed, lost, unexpected), (sent, 0, 0), "dups {dups}");
-    for (c, before) in consumers.iter().zip(acked_before) {
+    // in a full test run: 0 errors on all three). What must hold for them: nothing lost (checked by `finish`),
+    // and each one acked more after the restart. The producer's publishes fail for real and are counted.
+    for (c, before) in run.consumers.iter().zip(acked_before) {
         let after = u(&c.summary().unwrap(), "acked");
         assert!(
             after > before,
@@ -245,89 +171,15 @@ fn the_server_stopped_and_restarted_mid_run_costs_errors_not_messages() {
 #[test]
 fn fail_rate_1_poisons_every_message_after_exactly_three_deliveries() {
     let server = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let url = server.url("poison", "");
+    let b = delivery::Backend::nats(&server, "poison");
     let foreign = 5u64;
     nats::publish(
-        &url,
+        &b.url,
         (0..foreign)
             .map(|i| format!("not ours {i}").into_bytes())
             .collect(),
     );
-    let mut p = Proc::spawn("producer", producer(&url, 200, 0));
-    assert!(p.wait(Duration::from_secs(30)).success(), "{}", p.stderr());
-    let sent = u(&p.summary().unwrap(), "sent");
-    assert_eq!(sent, 200);
-    let producer_stats = dir.path().join("producer.jsonl");
-    std::fs::write(&producer_stats, p.lines().join("\n") + "\n").unwrap();
-    let ledgers = dir.path().join("ledgers");
-    std::fs::create_dir(&ledgers).unwrap();
-    let args = [
-        "--fail-rate",
-        "1",
-        "--max-deliveries",
-        "3",
-        "--fail-delay",
-        "200ms",
-        "--work",
-        "none",
-        "--max-in-flight",
-        "20",
-        "--batch",
-        "20",
-    ];
-    let mut cs = testkit::spawn_with_ledgers(2, &ledgers, |l| consumer(&url, l, &args));
-    assert!(
-        eventually(Duration::from_secs(60), || state(&server, "poison")
-            == (0, 0)),
-        "queue did not drain: {:?}",
-        state(&server, "poison")
-    );
-    testkit::stop_gracefully(&mut cs);
-    let sum = |field: &str| -> u64 {
-        cs.iter()
-            .map(|c| u(&c.summary().expect("consumer summary"), field))
-            .sum()
-    };
-    assert_eq!(sum("received"), 3 * sent + foreign, "three deliveries each");
-    assert_eq!(sum("failed"), 2 * sent, "given back twice each");
-    assert_eq!(sum("redelivered"), 2 * sent);
-    assert_eq!(sum("poison"), sent);
-    assert_eq!(sum("foreign"), foreign);
-    assert_eq!(sum("acked"), sent + foreign, "poison is acked");
-    assert_eq!(sum("lease_lost"), 0);
-
-    let mut lines = Vec::new();
-    for f in std::fs::read_dir(&ledgers).unwrap() {
-        let path = f.unwrap().path();
-        workload::ledger::read_outcomes(&path, |e, o| lines.push((e, o))).unwrap();
-    }
-    assert_eq!(lines.len() as u64, sent);
-    assert!(
-        lines
-            .iter()
-            .all(|(_, o)| *o == Outcome::Poison { deliveries: 3 }),
-        "every line is poison after 3 deliveries"
-    );
-    let mut audit = command("audit");
-    audit
-        .arg("--producer")
-        .arg(&producer_stats)
-        .arg("--ledger")
-        .arg(&ledgers);
-    let mut a = Proc::spawn("audit", audit);
-    assert!(a.wait(Duration::from_secs(20)).success(), "{}", a.stderr());
-    let a = a.summary().unwrap();
-    assert_eq!(
-        (
-            u(&a, "produced"),
-            u(&a, "poison"),
-            u(&a, "lost"),
-            u(&a, "duplicates")
-        ),
-        (sent, sent, 0, 0),
-        "{a}"
-    );
+    delivery::every_message_ends_as_poison(&b, 200, "200ms", foreign);
 }
 
 #[test]

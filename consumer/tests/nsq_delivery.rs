@@ -1,46 +1,12 @@
 //! Loss and duplicate accounting across the real producer and consumer binaries on the NSQ backend, against
 //! the fake nsqd (testkit::fake_nsqd). Every test checks the ledgers with its own tally (testkit::tally).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::fake_nsqd::FakeNsqd;
 use testkit::{Proc, command, delivery, depth, eventually, ledger_entries, tally, u};
 
-fn producer(url: &str, count: u64, rate: u64) -> Command {
-    let mut cmd = command("producer");
-    cmd.args([
-        "--queue",
-        url,
-        "--count",
-        &count.to_string(),
-        "--rate",
-        &rate.to_string(),
-    ]);
-    cmd.args([
-        "--batch",
-        "100",
-        "--size",
-        "200",
-        "--stats-interval",
-        "200ms",
-    ]);
-    cmd
-}
-
-fn consumer(url: &str, ledger: &Path, extra: &[&str]) -> Command {
-    let mut cmd = command("consumer");
-    cmd.args(["--queue", url, "--ledger"])
-        .arg(ledger)
-        .args(["--stats-interval", "100ms"])
-        .args(extra);
-    cmd
-}
-
-fn consumers(url: &str, dir: &Path, n: usize, extra: &[&str]) -> Vec<Proc> {
-    testkit::spawn_with_ledgers(n, dir, |ledger| consumer(url, ledger, extra))
-}
+const ROLES: delivery::Roles = delivery::PLAIN;
 
 /// Waits until every message is acked (the suite's depth and the fake's agree on it), then stops the
 /// consumers with SIGTERM and checks they exit 0.
@@ -74,7 +40,7 @@ fn one_producer_three_consumers_100k_lose_nothing_and_depth_matches_the_stats() 
     let url = fake.url("t", "c");
     let dir = tempfile::tempdir().unwrap();
     // The producer first, at a rate the consumers outrun only once they start: a backlog builds.
-    let mut p = Proc::spawn("producer", producer(&url, 100_000, 25_000));
+    let mut p = Proc::spawn("producer", ROLES.producer(&url, 100_000, 25_000));
     assert!(eventually(Duration::from_secs(10), || fake
         .channel_depth("t", "c")
         .0
@@ -83,7 +49,7 @@ fn one_producer_three_consumers_100k_lose_nothing_and_depth_matches_the_stats() 
     assert_depth_agrees(&fake, &url);
     assert!(eventually(Duration::from_secs(20), || fake.published("t") == 100_000));
     assert_eq!(depth(&url).visible, 100_000);
-    let mut cs = consumers(
+    let mut cs = ROLES.consumers(
         &url,
         dir.path(),
         3,
@@ -129,9 +95,7 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
         acked_before_kill: 500,
         duplicates_at_most: Some(50),
     };
-    with_backend(&fake, &url, |b| {
-        delivery::a_consumer_killed_midway_loses_nothing(b, &load);
-    });
+    delivery::a_consumer_killed_midway_loses_nothing(&delivery::Backend::nsq(&fake, &url), &load);
     assert_eq!(
         depth(&url).total(),
         0,
@@ -143,25 +107,10 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
     );
 }
 
-/// The fake nsqd's channel `t/c`, as the shared scenarios drive it; the state is the fake's own count, so a
-/// message left in flight to a stopped consumer (nsqd would only time it out) shows.
-fn with_backend(fake: &FakeNsqd, url: &str, run: impl FnOnce(&delivery::Backend)) {
-    let state = || {
-        let (visible, in_flight, deferred) = fake.channel_depth("t", "c");
-        (visible, in_flight + deferred)
-    };
-    run(&delivery::Backend {
-        producer: &|count, rate| producer(url, count, rate),
-        consumer: &|ledger, extra| consumer(url, ledger, extra),
-        state: &state,
-        release_within: Duration::from_secs(2),
-    });
-}
-
 /// A SIGTERM scenario on a fresh fake nsqd: nothing may be left to time out.
 fn sigterm_scenario(run: impl FnOnce(&delivery::Backend)) {
     let fake = FakeNsqd::start();
-    with_backend(&fake, &fake.url("t", "c"), run);
+    run(&delivery::Backend::nsq(&fake, &fake.url("t", "c")));
     assert_eq!(fake.channel_counts("t", "c").0, 0, "nothing timed out");
 }
 
@@ -186,20 +135,20 @@ fn consumer_first_or_producer_first_both_lose_nothing() {
         let mut p;
         let mut cs;
         if consumer_first {
-            cs = consumers(
+            cs = ROLES.consumers(
                 &url,
                 dir.path(),
                 1,
                 &["--work", "none", "--max-in-flight", "20"],
             );
             std::thread::sleep(Duration::from_millis(300));
-            p = Proc::spawn("producer", producer(&url, 2_000, 0));
+            p = Proc::spawn("producer", ROLES.producer(&url, 2_000, 0));
         } else {
-            p = Proc::spawn("producer", producer(&url, 2_000, 0));
+            p = Proc::spawn("producer", ROLES.producer(&url, 2_000, 0));
             assert!(p.wait(Duration::from_secs(20)).success());
             // No consumer yet: the producer made the channel, so the backlog is visible and kept for it.
             assert_eq!(depth(&url).visible, 2_000);
-            cs = consumers(
+            cs = ROLES.consumers(
                 &url,
                 dir.path(),
                 1,
@@ -223,8 +172,8 @@ fn nsqd_down_at_start_and_restarted_mid_run_loses_nothing() {
     let url = fake.url("t", "c");
     let dir = tempfile::tempdir().unwrap();
     fake.stop();
-    let mut p = Proc::spawn("producer", producer(&url, 3_000, 1_500));
-    let mut cs = consumers(
+    let mut p = Proc::spawn("producer", ROLES.producer(&url, 3_000, 1_500));
+    let mut cs = ROLES.consumers(
         &url,
         dir.path(),
         2,
@@ -341,11 +290,11 @@ fn auth_secret_comes_from_the_environment_and_never_shows() {
     });
     let url = fake.url("t", "c");
     let dir = tempfile::tempdir().unwrap();
-    let mut p = producer(&url, 5, 0);
+    let mut p = ROLES.producer(&url, 5, 0);
     p.env("NSQ_AUTH_SECRET", "s3cret-value");
     let mut p = Proc::spawn("producer", p);
     assert!(p.wait(Duration::from_secs(20)).success(), "{}", p.stderr());
-    let mut c = consumer(
+    let mut c = ROLES.consumer(
         &url,
         &dir.path().join("c.ledger"),
         &["--work", "none", "--count", "5"],
@@ -356,7 +305,7 @@ fn auth_secret_comes_from_the_environment_and_never_shows() {
     assert_eq!(tally(&ledger_entries(dir.path()), 5), (5, 0, 0, 0));
 
     // A wrong secret: nsqd refuses, the producer says so and keeps retrying; the secret is never printed.
-    let mut p = producer(&url, 5, 0);
+    let mut p = ROLES.producer(&url, 5, 0);
     p.env("NSQ_AUTH_SECRET", "wrong-value")
         .env("RUST_LOG", "warn");
     let mut p = Proc::spawn("producer", p);
@@ -409,7 +358,7 @@ fn three_connections_per_process_split_rdy_and_lose_nothing() {
     let fake = FakeNsqd::start();
     let url = format!("{}&connections=3", fake.url("t", "c"));
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = producer(&url, 30_000, 10_000);
+    let mut cmd = ROLES.producer(&url, 30_000, 10_000);
     cmd.args(["--concurrency", "3"]);
     let mut p = Proc::spawn("producer", cmd);
     assert!(
@@ -420,7 +369,7 @@ fn three_connections_per_process_split_rdy_and_lose_nothing() {
     assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.stderr());
     let sent = u(&p.summary().expect("producer summary"), "sent");
     assert_eq!((sent, fake.published("t")), (30_000, 30_000));
-    let mut cs = consumers(
+    let mut cs = ROLES.consumers(
         &url,
         dir.path(),
         2,
@@ -484,8 +433,6 @@ fn three_connections_a_consumer_killed_midway_loses_nothing() {
         acked_before_kill: 500,
         duplicates_at_most: Some(50),
     };
-    with_backend(&fake, &url, |b| {
-        delivery::a_consumer_killed_midway_loses_nothing(b, &load);
-    });
+    delivery::a_consumer_killed_midway_loses_nothing(&delivery::Backend::nsq(&fake, &url), &load);
     assert_eq!(depth(&url).total(), 0);
 }

@@ -5,7 +5,6 @@
 //! reported unconfirmed range, and `sent + unconfirmed = seq_end`.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,38 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clap::Parser;
 use producer::{Args, Config, Reporting};
-use queues::{AckOutcome, Delivery, Depth, ErrorKind, Queue, QueueError, Receipt};
+use queues::{ErrorKind, Queue, QueueError};
 use serde_json::Value;
+use testkit::inproc::{BOUND, Captured, Double, Hooks};
 use testkit::u;
 use workload::envelope::Envelope;
 use workload::shutdown::Shutdown;
-
-/// Every test's bound: a loop that hangs fails instead of blocking the suite.
-const BOUND: Duration = Duration::from_secs(60);
-
-/// Collects the stats lines a run writes.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn summary(&self) -> Value {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        let last = text.lines().last().expect("a summary line");
-        let summary: Value = serde_json::from_str(last).unwrap();
-        assert_eq!(summary["kind"], "summary");
-        summary
-    }
-}
 
 /// The real queue, recording every batch it confirms, and failing (as unavailable) every batch whose first
 /// message is at or past `fail_from`.
@@ -56,18 +29,21 @@ struct Gate {
 }
 
 impl Gate {
-    fn new(inner: Arc<dyn Queue>, fail_from: u64) -> Arc<Gate> {
-        Arc::new(Gate {
+    fn new(inner: Arc<dyn Queue>, fail_from: u64) -> Arc<Double<Gate>> {
+        Arc::new(Double(Gate {
             inner,
             fail_from,
             confirmed: Mutex::default(),
             failed_attempts: AtomicU64::new(0),
-        })
+        }))
     }
 }
 
 #[async_trait]
-impl Queue for Gate {
+impl Hooks for Gate {
+    fn inner(&self) -> &dyn Queue {
+        self.inner.as_ref()
+    }
     async fn publish(&self, bodies: Vec<Vec<u8>>) -> Result<(), QueueError> {
         let seqs: Vec<u64> = bodies
             .iter()
@@ -83,33 +59,6 @@ impl Queue for Gate {
         self.inner.publish(bodies).await?;
         self.confirmed.lock().unwrap().push(seqs);
         Ok(())
-    }
-    async fn receive(
-        &self,
-        max: usize,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, QueueError> {
-        self.inner.receive(max, lease, wait).await
-    }
-    async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
-        self.inner.ack(receipts).await
-    }
-    async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError> {
-        self.inner.release(receipts, delay).await
-    }
-    async fn extend(
-        &self,
-        receipts: &mut [Receipt],
-        lease: Duration,
-    ) -> Result<Vec<bool>, QueueError> {
-        self.inner.extend(receipts, lease).await
-    }
-    async fn depth(&self) -> Result<Depth, QueueError> {
-        self.inner.depth().await
-    }
-    fn describe(&self) -> String {
-        format!("gate {}", self.inner.describe())
     }
 }
 
@@ -131,8 +80,8 @@ async fn produce(
     config: Config,
     queue: Arc<dyn Queue>,
     shutdown: Shutdown,
-) -> (Result<(), producer::Error>, Lines) {
-    let lines = Lines::default();
+) -> (Result<(), producer::Error>, Captured) {
+    let lines = Captured::default();
     let reporting = Reporting {
         stats: Box::new(lines.clone()),
         exporter: None,

@@ -217,3 +217,8 @@ impl Drop for Rabbit {
 pub use crate::depth;
 /// Publishes bodies straight onto an `amqp://` queue.
 pub use crate::publish_raw as publish;
+
+/// Removes the AMQP password variable, which could leak in from the developer's shell.
+pub fn clear_credentials(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("AMQP_PASSWORD")
+}

@@ -10,11 +10,14 @@ pub mod bench;
 #[cfg(any(feature = "nats-tls", feature = "fake-marathon"))]
 pub mod certs;
 pub mod delivery;
+pub mod demo;
 pub mod docker;
 #[cfg(feature = "fake-marathon")]
 pub mod fake_marathon;
 #[cfg(feature = "fake-nsqd")]
 pub mod fake_nsqd;
+pub mod inproc;
+pub mod interop;
 pub mod nats;
 pub mod prometheus;
 pub mod redis;

@@ -1,5 +1,5 @@
-//! Delivery scenarios every backend must pass, written once: each backend's test file supplies how to start
-//! its producer and consumer and how to read its queue, and calls the scenario.
+//! Delivery scenarios every backend must pass, written once: each backend's test file says how its producer
+//! and consumer are started ([`Roles`]) and how to read its queue ([`Backend`]), and calls the scenario.
 //!
 //! Keeping one copy matters beyond tidiness: the SIGTERM contract (finish what fits in the drain, give the rest
 //! back at once) is the same promise on SQLite, NSQ and Azure, so the same assertions must hold on each.
@@ -8,26 +8,125 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{Proc, eventually, ledger_entries, spawn_with_ledgers, stop_gracefully, tally};
+use crate::{
+    Proc, command, eventually, ledger_entries, spawn_with_ledgers, stop_gracefully, tally, u,
+};
 
-/// How a scenario drives one backend.
-pub struct Backend<'a> {
+mod backends;
+mod outage;
+mod poison;
+
+pub use backends::{AMQP, AZURE, NATS, REDIS};
+pub use outage::{Outage, OutageLoad, OutageOutcome};
+pub use poison::{
+    assert_counts_add_up, assert_slot_identity, audit, every_message_ends_as_poison,
+    ledger_outcomes, save_stats,
+};
+
+/// How the delivery tests start one backend's producer and consumer: the flags they all share (a 200-byte
+/// body, stats every 200 ms from the producer and every 100 ms from the consumer), plus what the backend adds.
+#[derive(Clone, Copy)]
+pub struct Roles {
+    /// Sets or clears the backend's credentials in each process's environment (so that none leaks in from the
+    /// developer's shell).
+    pub env: fn(&mut Command) -> &mut Command,
+    /// The producer's `--batch`.
+    pub producer_batch: &'static str,
+    /// Flags every consumer gets before the test's own (a test's flags may not repeat them: clap refuses a
+    /// flag given twice).
+    pub consumer_flags: &'static [&'static str],
+}
+
+/// A backend that needs nothing in the environment and no flags of its own.
+pub const PLAIN: Roles = Roles {
+    env: |cmd| cmd,
+    producer_batch: "100",
+    consumer_flags: &[],
+};
+
+impl Roles {
     /// A producer that sends `count` messages at `rate` msgs/s (0: as fast as the queue takes them).
-    pub producer: &'a dyn Fn(u64, u64) -> Command,
-    /// A consumer writing its ledger to the given file, with extra flags.
-    pub consumer: &'a dyn Fn(&Path, &[&str]) -> Command,
-    /// The queue as the backend itself reports it: (visible, in flight).
-    pub state: &'a dyn Fn() -> (u64, u64),
+    pub fn producer(&self, url: &str, count: u64, rate: u64) -> Command {
+        let mut cmd = command("producer");
+        cmd.args(["--queue", url, "--count", &count.to_string()])
+            .args(["--rate", &rate.to_string(), "--batch", self.producer_batch])
+            .args(["--size", "200", "--stats-interval", "200ms"]);
+        (self.env)(&mut cmd);
+        cmd
+    }
+
+    /// A consumer writing its ledger to `ledger`, with the test's `extra` flags.
+    pub fn consumer(&self, url: &str, ledger: &Path, extra: &[&str]) -> Command {
+        let mut cmd = command("consumer");
+        cmd.args(["--queue", url, "--ledger"])
+            .arg(ledger)
+            .args(["--stats-interval", "100ms"])
+            .args(self.consumer_flags)
+            .args(extra);
+        (self.env)(&mut cmd);
+        cmd
+    }
+
+    /// `n` consumers, each with its own ledger in `dir` (see [`spawn_with_ledgers`]).
+    pub fn consumers(&self, url: &str, dir: &Path, n: usize, extra: &[&str]) -> Vec<Proc> {
+        spawn_with_ledgers(n, dir, |ledger| self.consumer(url, ledger, extra))
+    }
+}
+
+/// How a scenario drives one backend: one queue, its processes, and its state as the backend itself reports it.
+pub struct Backend<'a> {
+    pub roles: Roles,
+    pub url: String,
+    /// The queue as the backend itself reports it: (visible, in flight); (0, 0) is empty, with nothing leased
+    /// or waiting out a delay.
+    pub state: Box<dyn Fn() -> (u64, u64) + 'a>,
     /// How soon a SIGTERMed consumer holding unfinished work must have exited (its releases are remote calls
     /// on some backends).
     pub release_within: Duration,
 }
 
 impl Backend<'_> {
-    fn produce(&self, count: u64) {
-        let mut p = Proc::spawn("producer", (self.producer)(count, 0));
-        assert!(p.wait(Duration::from_secs(20)).success(), "{}", p.stderr());
+    /// See [`Roles::producer`].
+    pub fn producer(&self, count: u64, rate: u64) -> Command {
+        self.roles.producer(&self.url, count, rate)
     }
+
+    /// See [`Roles::consumer`].
+    pub fn consumer(&self, ledger: &Path, extra: &[&str]) -> Command {
+        self.roles.consumer(&self.url, ledger, extra)
+    }
+
+    /// See [`Roles::consumers`].
+    pub fn consumers(&self, dir: &Path, n: usize, extra: &[&str]) -> Vec<Proc> {
+        self.roles.consumers(&self.url, dir, n, extra)
+    }
+
+    fn produce(&self, count: u64) -> Proc {
+        let mut p = Proc::spawn("producer", self.producer(count, 0));
+        assert!(p.wait(Duration::from_secs(30)).success(), "{}", p.stderr());
+        p
+    }
+
+    /// Waits (bounded) until the queue is empty by the backend's own count, then stops the consumers with
+    /// SIGTERM and checks they exit 0.
+    pub fn drain_and_stop(&self, consumers: &mut [Proc], limit: Duration) {
+        let started = Instant::now();
+        assert!(
+            eventually(limit, || (self.state)() == (0, 0)),
+            "the queue did not drain within {limit:?}: {:?}",
+            (self.state)()
+        );
+        eprintln!("drained in {:?}", started.elapsed());
+        stop_gracefully(consumers);
+    }
+}
+
+/// A counter of the processes' summaries, summed.
+pub fn sum(procs: &[Proc], field: &str) -> u64 {
+    procs
+        .iter()
+        .map(|c| u(&c.summary().expect("summary line"), field))
+        .sum()
 }
 
 /// SIGTERM with ten messages held under 500 ms of work and a 5 s drain: the consumer finishes them, releases
@@ -39,7 +138,7 @@ pub fn sigterm_finishes_held_messages(b: &Backend) {
     let ledger = dir.path().join("c0.ledger");
     let mut c = Proc::spawn(
         "consumer",
-        (b.consumer)(
+        b.consumer(
             &ledger,
             &[
                 "--work",
@@ -75,7 +174,7 @@ pub fn sigterm_finishes_held_messages(b: &Backend) {
     // A second consumer takes the rest: together they consumed all 30 exactly once.
     let mut second = Proc::spawn(
         "consumer2",
-        (b.consumer)(&dir.path().join("c1.ledger"), &["--work", "none"]),
+        b.consumer(&dir.path().join("c1.ledger"), &["--work", "none"]),
     );
     assert!(
         eventually(Duration::from_secs(20), || (b.state)() == (0, 0)),
@@ -94,7 +193,7 @@ pub fn sigterm_releases_what_it_cannot_finish(b: &Backend) {
     b.produce(5);
     let mut c = Proc::spawn(
         "consumer",
-        (b.consumer)(
+        b.consumer(
             &dir.path().join("c.ledger"),
             &[
                 "--work",
@@ -154,10 +253,8 @@ pub struct KillOutcome {
 /// the survivors stop cleanly once the queue is empty.
 pub fn a_consumer_killed_midway_loses_nothing(b: &Backend, load: &KillLoad) -> KillOutcome {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut consumers = spawn_with_ledgers(3, dir.path(), |ledger| {
-        (b.consumer)(ledger, load.consumer_args)
-    });
-    let mut p = Proc::spawn("producer", (b.producer)(load.count, load.rate));
+    let mut consumers = b.consumers(dir.path(), 3, load.consumer_args);
+    let mut p = Proc::spawn("producer", b.producer(load.count, load.rate));
     let victim = consumers.remove(0);
     victim.wait_for_consumer_line(Duration::from_secs(30), |l| {
         l.acked > load.acked_before_kill && l.in_flight > 0
