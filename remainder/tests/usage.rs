@@ -47,7 +47,7 @@ fn a_bad_thread_count_in_the_environment_is_a_usage_error() {
 fn an_unknown_mode_lists_the_modes() {
     let e = refused(&["--mode", "foo"], &[]);
     assert!(
-        e.contains("'foo'") && e.contains("cpu") && e.contains("sleep"),
+        e.contains("\"foo\"") && e.contains("cpu") && e.contains("sleep"),
         "{e}"
     );
 }
