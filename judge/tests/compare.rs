@@ -325,7 +325,7 @@ fn figures_are_written_to_six_decimals_without_float_noise() {
     let full = judge::scorecard::score(&series);
     let got = card["consumer_seconds"].as_f64().unwrap();
     assert!(
-        (got - full.consumer_seconds).abs() <= 5e-7,
+        (got - full.consumer_seconds).abs() <= testkit::ROUNDING_SLACK,
         "{got} vs {}",
         full.consumer_seconds
     );

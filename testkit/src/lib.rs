@@ -307,6 +307,12 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// How far a figure recomputed from a written `series.json` may stray from the one the scorecard computed in
+/// memory: the files hold 6 decimals, so the figure itself is off by up to 5e-7, and every sample time by up to
+/// 5e-7, which a sum over intervals carries once per change of level (a few dozen here, over runs of seconds).
+/// A real error (one interval miscounted) is at least a sampling interval over the run, thousands of times more.
+pub const ROUNDING_SLACK: f64 = 1e-5;
+
 /// A `sqlite:` queue URL for a file in `dir`.
 pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("queue.db").display())
