@@ -196,6 +196,48 @@ async fn stop_receiving_gives_back_what_was_not_handed_out(r: &Rabbit) {
     assert_eq!((out.acked, out.lease_lost), (3, 0));
 }
 
+/// Acks of a batch go out as one `multiple` frame only where that settles nothing else: a message held
+/// (still in work) or released with a delay below or between the acked ones stays unacked at the broker.
+async fn one_ack_frame_never_settles_a_message_still_held(r: &Rabbit) {
+    let name = "contract-multiple";
+    let q = open(&r.url(name, "")).await;
+    q.publish(bodies(8, "m")).await.expect("publish");
+    let d = take(&*q, 8).await;
+    let names: Vec<String> = d
+        .iter()
+        .map(|x| String::from_utf8_lossy(&x.body).into_owned())
+        .collect();
+    assert_eq!(names, (0..8).map(|i| format!("m-{i}")).collect::<Vec<_>>());
+    let mut held: Vec<Option<queues::Receipt>> = d.into_iter().map(|x| Some(x.receipt)).collect();
+    let mut receipt = |i: usize| held[i].take().expect("each receipt used once");
+    let ack = async |receipts: Vec<queues::Receipt>| q.ack(receipts).await.expect("ack");
+    // The two lowest: one frame settles both.
+    let out = ack(vec![receipt(0), receipt(1)]).await;
+    assert_eq!((out.acked, out.lease_lost), (2, 0));
+    // m-2 released with a delay, m-3 still in work: acking m-4 and m-5 must not settle either.
+    assert_eq!(
+        q.release(vec![receipt(2)], Duration::from_millis(1500))
+            .await
+            .expect("release"),
+        1
+    );
+    let out = ack(vec![receipt(5), receipt(4)]).await;
+    assert_eq!((out.acked, out.lease_lost), (2, 0));
+    assert_eq!(management_settles(r, name, (0, 4)).await, (0, 4));
+    let out = ack(vec![receipt(6), receipt(7)]).await;
+    assert_eq!((out.acked, out.lease_lost), (2, 0));
+    assert_eq!(management_settles(r, name, (0, 2)).await, (0, 2));
+    // m-2 comes back after its delay, m-3 was never given up: both acked, nothing left, nothing lost.
+    let back = take(&*q, 1).await;
+    assert_eq!(back[0].body, b"m-2");
+    assert_eq!(back[0].deliveries, 2);
+    let mut last: Vec<_> = back.into_iter().map(|x| x.receipt).collect();
+    last.push(receipt(3));
+    let out = ack(last).await;
+    assert_eq!((out.acked, out.lease_lost), (2, 0));
+    assert_eq!(management_settles(r, name, (0, 0)).await, (0, 0));
+}
+
 async fn errors_a_user_meets(r: &Rabbit) {
     // Over the URL's max_msg_size: refused before anything is sent.
     let q = open(&r.url("contract-errors", "max_msg_size=100")).await;
@@ -322,6 +364,12 @@ async fn the_contract_on_rabbitmq() {
     stop_receiving_gives_back_what_was_not_handed_out(&r).await;
     eprintln!(
         "stop_receiving_gives_back_what_was_not_handed_out: {:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    one_ack_frame_never_settles_a_message_still_held(&r).await;
+    eprintln!(
+        "one_ack_frame_never_settles_a_message_still_held: {:?}",
         t.elapsed()
     );
     let t = Instant::now();

@@ -115,6 +115,41 @@ fn lease_cycle_extend_then_delete_release_and_depth() {
     });
 }
 
+/// A delete that reached the service but whose answer was lost is retried and finds no message: counted as
+/// acked while the lease holds (no one else could have had it), as lease_lost after it. Simulated by
+/// deleting with the same receipt twice. Counted as lease_lost, `consumer --count` waited for ever.
+#[test]
+fn a_retried_delete_counts_as_acked_only_while_the_lease_holds() {
+    let az = Azurite::start();
+    rt().block_on(async {
+        let q = open(&az.url("retried", ""), &[KEY_ENV]).await.unwrap();
+        q.publish((0..2).map(envelope).collect()).await.unwrap();
+        let held = q
+            .receive(1, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
+        let first = q.ack(vec![held[0].receipt.clone()]).await.unwrap();
+        assert_eq!((first.acked, first.lease_lost), (1, 0));
+        let retried = q.ack(vec![held[0].receipt.clone()]).await.unwrap();
+        assert_eq!((retried.acked, retried.lease_lost), (1, 0));
+
+        let short = q
+            .receive(1, Duration::from_secs(1), Duration::ZERO)
+            .await
+            .unwrap();
+        let first = q.ack(vec![short[0].receipt.clone()]).await.unwrap();
+        assert_eq!((first.acked, first.lease_lost), (1, 0));
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let late = q.ack(vec![short[0].receipt.clone()]).await.unwrap();
+        assert_eq!(
+            (late.acked, late.lease_lost),
+            (0, 1),
+            "after the lease, someone else may have had it"
+        );
+        assert_eq!(q.depth().await.unwrap().total(), 0);
+    });
+}
+
 #[test]
 fn account_key_sas_and_connection_string_each_work() {
     let az = Azurite::start();

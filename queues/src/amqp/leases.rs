@@ -11,8 +11,15 @@
 //! Release with a delay works the same way: the message stays unacked here until its delay is over, then
 //! it is nacked (AMQP's nack has no delay). A consumer that exits before then closes its channel, and the
 //! broker requeues the message at that moment instead.
+//!
+//! Acks go out as one `multiple` ack where that is safe: RabbitMQ spends less than half the CPU on a message
+//! when a batch is acked with one frame (21.5 against 9 µs a message measured with pika's multiple acks), but
+//! a multiple ack at tag `t` settles *every* unsettled delivery up to `t` on the channel, including ones the
+//! consumer is still working on or is about to nack. So the table keeps the tags not yet settled (`unsettled`:
+//! from delivery until the ack or nack frame has been handed to the connection), and one frame covers only
+//! the batch's tags that are the lowest unsettled ones, with nothing else below or between them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -39,8 +46,12 @@ pub struct Leases {
     pub channel: Option<lapin::Channel>,
     /// Delivery tag → lease.
     pub held: HashMap<u64, Lease>,
-    /// Released with a delay: nacked when due.
-    pub releasing: Vec<(Instant, Acker)>,
+    /// Released with a delay: nacked when due (the time, the tag).
+    pub releasing: Vec<(Instant, u64, Acker)>,
+    /// Delivery tags of this channel with no ack or nack handed to the connection yet: what a `multiple` ack
+    /// must not cover. A tag leaves only once its frame is out, so while in doubt a tag stays here, and an
+    /// ack merely falls back to one frame per message.
+    pub unsettled: BTreeSet<u64>,
     /// Leases that ran out (nacked by the sweeper), for logs and tests.
     pub expired: u64,
 }
@@ -52,6 +63,7 @@ impl Leases {
         self.channel = Some(channel);
         self.held.clear();
         self.releasing.clear();
+        self.unsettled.clear();
         self.generation
     }
 
@@ -62,8 +74,29 @@ impl Leases {
             .is_some_and(|c| c.status().connected())
     }
 
+    /// How many of `sorted` (ascending tags, all unsettled) one `multiple` ack at the last of them may
+    /// settle: the longest run of them that are also the lowest unsettled tags, in order, so that the ack
+    /// covers nothing else.
+    pub fn covered_by_one_ack(&self, sorted: &[u64]) -> usize {
+        self.unsettled
+            .iter()
+            .zip(sorted)
+            .take_while(|(u, t)| u == t)
+            .count()
+    }
+
+    /// Marks `tags` of channel `generation` settled, their frames handed to the connection (a later
+    /// channel's tags start again at 1, so an older generation's are ignored).
+    pub fn settled(&mut self, generation: u64, tags: impl IntoIterator<Item = u64>) {
+        if generation == self.generation {
+            for t in tags {
+                self.unsettled.remove(&t);
+            }
+        }
+    }
+
     /// Takes out what is due at `now`: leases past their deadline and releases whose delay is over.
-    fn due(&mut self, now: Instant) -> Vec<Acker> {
+    fn due(&mut self, now: Instant) -> Vec<(u64, Acker)> {
         let mut due = Vec::new();
         let expired: Vec<u64> = self
             .held
@@ -74,13 +107,13 @@ impl Leases {
         for tag in expired {
             if let Some(l) = self.held.remove(&tag) {
                 self.expired += 1;
-                due.push(l.acker);
+                due.push((tag, l.acker));
             }
         }
         let (now_due, later): (Vec<_>, Vec<_>) =
-            self.releasing.drain(..).partition(|(at, _)| *at <= now);
+            self.releasing.drain(..).partition(|(at, _, _)| *at <= now);
         self.releasing = later;
-        due.extend(now_due.into_iter().map(|(_, a)| a));
+        due.extend(now_due.into_iter().map(|(_, tag, a)| (tag, a)));
         if !self.channel_open() {
             // The broker requeued them with the channel: nothing to send.
             due.clear();
@@ -117,10 +150,15 @@ pub fn spawn_sweeper(leases: Weak<Mutex<Leases>>) {
             let Some(leases) = leases.upgrade() else {
                 return;
             };
-            let due = lock(&leases).due(Instant::now());
-            drop(leases);
+            let (generation, due) = {
+                let mut table = lock(&leases);
+                (table.generation, table.due(Instant::now()))
+            };
             if !due.is_empty() {
-                let n = nack_all(due).await;
+                let tags: Vec<u64> = due.iter().map(|(t, _)| *t).collect();
+                let n = nack_all(due.into_iter().map(|(_, a)| a).collect()).await;
+                lock(&leases).settled(generation, tags);
+                drop(leases);
                 tracing::debug!(
                     nacked = n,
                     "leases ran out or delayed releases came due: given back to the broker"
@@ -128,4 +166,29 @@ pub fn spawn_sweeper(leases: Weak<Mutex<Leases>>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_ack_covers_only_the_lowest_unsettled_tags() {
+        let mut l = Leases {
+            generation: 1,
+            ..Leases::default()
+        };
+        l.unsettled.extend([3, 4, 5, 7, 9]);
+        assert_eq!(l.covered_by_one_ack(&[3, 4, 5]), 3);
+        // 6 was settled earlier, so 7 follows 5 among the unsettled.
+        assert_eq!(l.covered_by_one_ack(&[3, 4, 5, 7]), 4);
+        assert_eq!(l.covered_by_one_ack(&[3, 5]), 1, "4 lies between");
+        assert_eq!(l.covered_by_one_ack(&[4, 5]), 0, "3 lies below");
+        assert_eq!(l.covered_by_one_ack(&[]), 0);
+        l.settled(1, [3, 4]);
+        assert_eq!(l.covered_by_one_ack(&[5, 7]), 2);
+        // An older channel's tags name other deliveries: they settle nothing here.
+        l.settled(0, [5]);
+        assert_eq!(l.covered_by_one_ack(&[7]), 0);
+    }
 }

@@ -45,7 +45,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
@@ -283,6 +283,7 @@ impl Queue for AmqpQueue {
             .into_iter()
             .map(|d| {
                 let deliveries = deliveries(&d);
+                leases.unsettled.insert(d.delivery_tag);
                 leases.held.insert(
                     d.delivery_tag,
                     Lease {
@@ -310,10 +311,10 @@ impl Queue for AmqpQueue {
 
     async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
         let now = Instant::now();
-        let mut ackers = Vec::with_capacity(receipts.len());
+        let mut acking: Vec<(u64, lapin::Acker)> = Vec::with_capacity(receipts.len());
         let mut expired = Vec::new();
         let mut lost = 0u64;
-        {
+        let (generation, covered) = {
             let mut leases = lock(&self.leases);
             let open = leases.channel_open();
             for r in &receipts {
@@ -322,35 +323,62 @@ impl Queue for AmqpQueue {
                     .then(|| leases.held.remove(&r.tag))
                     .flatten();
                 match lease {
-                    Some(l) if l.deadline > now => ackers.push(l.acker),
+                    Some(l) if l.deadline > now => acking.push((r.tag, l.acker)),
                     Some(l) => {
                         // Past its lease but not swept yet: it goes back, as it would have.
                         leases.expired += 1;
-                        expired.push(l.acker);
+                        expired.push((r.tag, l.acker));
                         lost += 1;
                     }
                     None => lost += 1,
                 }
             }
-        }
-        leases::nack_all(expired).await;
-        let results = futures_util::future::join_all(
-            ackers
-                .iter()
-                .map(|a| a.ack(lapin::options::BasicAckOptions { multiple: false })),
-        )
-        .await;
-        let acked = results.iter().filter(|r| matches!(r, Ok(true))).count() as u64;
+            acking.sort_unstable_by_key(|(tag, _)| *tag);
+            let tags: Vec<u64> = acking.iter().map(|(tag, _)| *tag).collect();
+            (leases.generation, leases.covered_by_one_ack(&tags))
+        };
+        let expired_tags: Vec<u64> = expired.iter().map(|(tag, _)| *tag).collect();
+        leases::nack_all(expired.into_iter().map(|(_, a)| a).collect()).await;
+        // The lowest `covered` tags go in one frame (when that saves any), the rest one frame each.
+        let (one, each) = if covered >= 2 {
+            acking.split_at(covered)
+        } else {
+            acking.split_at(0)
+        };
+        let multiple = async {
+            match one.last() {
+                Some((_, a)) => {
+                    let sent = a.ack(BasicAckOptions { multiple: true }).await;
+                    if matches!(sent, Ok(true)) {
+                        one.len() as u64
+                    } else {
+                        0
+                    }
+                }
+                None => 0,
+            }
+        };
+        let singles = futures_util::future::join_all(
+            each.iter()
+                .map(|(_, a)| a.ack(BasicAckOptions { multiple: false })),
+        );
+        let (acked_together, results) = futures_util::join!(multiple, singles);
+        let acked =
+            acked_together + results.iter().filter(|r| matches!(r, Ok(true))).count() as u64;
+        lock(&self.leases).settled(
+            generation,
+            acking.iter().map(|(tag, _)| *tag).chain(expired_tags),
+        );
         Ok(AckOutcome {
             acked,
-            lease_lost: lost + (results.len() as u64 - acked),
+            lease_lost: lost + (acking.len() as u64 - acked),
         })
     }
 
     async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError> {
         let mut now_back = Vec::new();
         let mut held = 0u64;
-        {
+        let generation = {
             let mut leases = lock(&self.leases);
             let open = leases.channel_open();
             let due = Instant::now() + delay;
@@ -362,18 +390,21 @@ impl Queue for AmqpQueue {
                 if let Some(l) = leases.held.remove(&r.tag) {
                     held += 1;
                     if delay.is_zero() {
-                        now_back.push(l.acker);
+                        now_back.push((r.tag, l.acker));
                     } else {
-                        leases.releasing.push((due, l.acker));
+                        leases.releasing.push((due, r.tag, l.acker));
                     }
                 }
             }
-        }
+            leases.generation
+        };
         if now_back.is_empty() {
             return Ok(held);
         }
         let n = now_back.len() as u64;
-        let sent = leases::nack_all(now_back).await;
+        let tags: Vec<u64> = now_back.iter().map(|(tag, _)| *tag).collect();
+        let sent = leases::nack_all(now_back.into_iter().map(|(_, a)| a).collect()).await;
+        lock(&self.leases).settled(generation, tags);
         Ok(held - (n - sent))
     }
 

@@ -24,7 +24,7 @@ mod sas;
 mod shared_key;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use azure_core::http::headers::HeaderName;
@@ -53,6 +53,9 @@ use super::{AckOutcome, Delivery, Depth, Queue, QueueError, Receipt};
 struct AzureReceipt {
     id: String,
     pop: String,
+    /// Until when no one else can receive the message: the lease counted from *before* the request that
+    /// set it, so never later than the service's own `TimeNextVisible`.
+    ours_until: Instant,
 }
 
 /// Most PUTs of one publish batch in flight at once. The producer's own `--concurrency` multiplies this.
@@ -250,6 +253,7 @@ impl AzureQueue {
     }
 
     async fn receive_once(&self, max: usize, lease_s: i32) -> Result<Vec<Delivery>, QueueError> {
+        let sent_at = Instant::now();
         let options = QueueClientReceiveMessagesOptions {
             number_of_messages: Some(max.clamp(1, RECEIVE_MAX) as i32),
             visibility_timeout: Some(lease_s),
@@ -269,7 +273,11 @@ impl AzureQueue {
             };
             out.push(Delivery {
                 body: self.decode(m.message_text.unwrap_or_default()),
-                receipt: Receipt::new(AzureReceipt { id, pop }),
+                receipt: Receipt::new(AzureReceipt {
+                    id,
+                    pop,
+                    ours_until: sent_at + Duration::from_secs(lease_s.max(0) as u64),
+                }),
                 deliveries: m.dequeue_count.unwrap_or(1).clamp(1, u32::MAX as i64) as u32,
             });
         }
@@ -295,10 +303,25 @@ impl AzureQueue {
 }
 
 impl AzureQueue {
-    async fn delete_one(&self, id: String, pop: String) -> Result<bool, QueueError> {
+    /// Deletes one message: `true` when it is gone by this consumer's hand, `false` when the lease was lost.
+    ///
+    /// A delete can reach the service and its answer be lost (a reset connection, a 503 from an overloaded
+    /// server); the retry then finds no message (404). While the lease still holds, no one else can have
+    /// received the message, and only a pop receipt's holder can delete it, so it was this consumer's earlier
+    /// delete: acked, not lease_lost. Counted as lost, it made `--count` wait for ever for an ack that had
+    /// already happened. After the lease, someone else may have taken and deleted it: lost, as before. A
+    /// pop receipt that no longer matches (400: a visibility update we did not see the answer of) is lost too.
+    async fn delete_one(
+        &self,
+        id: String,
+        pop: String,
+        ours_until: Instant,
+    ) -> Result<bool, QueueError> {
         match self.client.delete_message(&id, &pop, None).await {
             Ok(_) => Ok(true),
-            Err(e) if lease_lost(&e) => Ok(false),
+            Err(e) if lease_lost(&e) => {
+                Ok(e.http_status() == Some(StatusCode::NotFound) && Instant::now() < ours_until)
+            }
             Err(e) => Err(self.err("delete a message", e)),
         }
     }
@@ -387,15 +410,41 @@ fn visibility_seconds(d: Duration, min: u64) -> i32 {
     s.clamp(min, MAX_VISIBILITY_S) as i32
 }
 
-/// The ids and pop receipts of Azure receipts, owned (so the concurrent calls borrow nothing but `self`).
-fn owned_receipts(receipts: &[Receipt]) -> Result<Vec<(String, String)>, QueueError> {
+/// Azure receipts, owned (so the concurrent calls borrow nothing but `self`).
+fn owned_receipts(receipts: &[Receipt]) -> Result<Vec<AzureReceipt>, QueueError> {
     receipts
         .iter()
-        .map(|r| {
-            r.get::<AzureReceipt>()
-                .map(|r| (r.id.clone(), r.pop.clone()))
-        })
+        .map(|r| r.get::<AzureReceipt>().cloned())
         .collect()
+}
+
+/// One ack's outcome from its deletes' results. A delete that failed without an answer counts as
+/// lease_lost when others in the batch got one (the message comes back after its lease, as a lost one
+/// does), so every receipt is counted once; when none got an answer, the error is returned and the caller
+/// retries the whole batch, which [`AzureQueue::delete_one`] then counts right.
+fn ack_outcome(results: Vec<Result<bool, QueueError>>) -> Result<AckOutcome, QueueError> {
+    let mut outcome = AckOutcome::default();
+    let mut failed = 0;
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(true) => outcome.acked += 1,
+            Ok(false) => outcome.lease_lost += 1,
+            Err(e) => {
+                failed += 1;
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) if outcome.acked == 0 && outcome.lease_lost == 0 => Err(e),
+        Some(e) => {
+            tracing::warn!(error = %e, failed, acked = outcome.acked, "some deletes failed; those messages return after their lease");
+            outcome.lease_lost += failed;
+            Ok(outcome)
+        }
+        None => Ok(outcome),
+    }
 }
 
 #[async_trait]
@@ -435,40 +484,19 @@ impl Queue for AzureQueue {
     }
 
     async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
-        let owned = owned_receipts(&receipts)?;
-        let results: Vec<Result<bool, QueueError>> = stream::iter(owned)
-            .map(|(id, pop)| self.delete_one(id, pop))
+        let results: Vec<Result<bool, QueueError>> = stream::iter(owned_receipts(&receipts)?)
+            .map(|r| self.delete_one(r.id, r.pop, r.ours_until))
             .buffer_unordered(SETTLE_FANOUT)
             .collect()
             .await;
-        let mut outcome = AckOutcome::default();
-        let mut first_err = None;
-        for r in results {
-            match r {
-                Ok(true) => outcome.acked += 1,
-                Ok(false) => outcome.lease_lost += 1,
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        // A partial failure is reported as the error: the caller retries, and the deletes that did succeed
-        // come back as lease_lost (404), which is honest: they are gone.
-        match first_err {
-            Some(e) if outcome.acked == 0 && outcome.lease_lost == 0 => Err(e),
-            Some(e) => {
-                tracing::warn!(error = %e, acked = outcome.acked, "some deletes failed; those messages return after their lease");
-                Ok(outcome)
-            }
-            None => Ok(outcome),
-        }
+        ack_outcome(results)
     }
 
     async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError> {
         let seconds = visibility_seconds(delay, 0);
         let owned = owned_receipts(&receipts)?;
         let results: Vec<Result<bool, QueueError>> = stream::iter(owned)
-            .map(|(id, pop)| self.release_one(id, pop, seconds))
+            .map(|r| self.release_one(r.id, r.pop, seconds))
             .buffer_unordered(SETTLE_FANOUT)
             .collect()
             .await;
@@ -487,9 +515,10 @@ impl Queue for AzureQueue {
         lease: Duration,
     ) -> Result<Vec<bool>, QueueError> {
         let seconds = visibility_seconds(lease, 1);
+        let sent_at = Instant::now();
         let results: Vec<(usize, Result<Option<String>, QueueError>)> =
             stream::iter(owned_receipts(receipts)?.into_iter().enumerate())
-                .map(|(i, (id, pop))| self.extend_one(i, id, pop, seconds))
+                .map(|(i, r)| self.extend_one(i, r.id, r.pop, seconds))
                 .buffer_unordered(SETTLE_FANOUT)
                 .collect()
                 .await;
@@ -501,6 +530,7 @@ impl Queue for AzureQueue {
                     // Every receipt passed owned_receipts above, so this is ours.
                     if let Ok(r) = receipts[i].get_mut::<AzureReceipt>() {
                         r.pop = new_pop;
+                        r.ours_until = sent_at + Duration::from_secs(seconds.max(0) as u64);
                     }
                     kept[i] = true;
                 }
@@ -577,6 +607,23 @@ impl Queue for AzureQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_receipt_of_an_ack_is_counted_once() {
+        let err = || Err(QueueError::invalid_url("azure://a/q", "test"));
+        let out = ack_outcome(vec![Ok(true), err(), Ok(false), err()]).unwrap();
+        assert_eq!(
+            (out.acked, out.lease_lost),
+            (1, 3),
+            "unanswered deletes come back as lost ones"
+        );
+        assert!(
+            ack_outcome(vec![err(), err()]).is_err(),
+            "nothing answered: the caller retries all"
+        );
+        let out = ack_outcome(vec![Ok(true), Ok(true)]).unwrap();
+        assert_eq!((out.acked, out.lease_lost), (2, 0));
+    }
 
     #[test]
     fn visibility_rounds_up_and_stays_in_range() {
