@@ -80,6 +80,10 @@ fn consumer(az: &Azurite, queue: &str, count: u64, telemetry: bool) -> bench::Si
     producer(az, queue, 32, count);
     let url = az.url(queue, "");
     let mut cmd = bench::telemetry_consumer(&url, count, 32, 64, telemetry);
+    // A lease longer than Azurite's worst stall: a delete that hung past a 30 s lease on a loaded machine
+    // (seen: 31 s) cannot be told from one that lost its lease, so it counted as lease_lost and `--count`
+    // never came (the message had gone). Within the lease, a retried delete counts as acked.
+    cmd.args(["--lease", "5m"]);
     azurite::with_key(&mut cmd);
     let pid = az.pid().expect("azurite pid");
     let (out, side) = bench::measure(cmd, count, || bench::proc_cpu(pid));

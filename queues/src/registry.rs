@@ -32,6 +32,12 @@ pub trait Backend: Sync {
         None
     }
 
+    /// The URL of a queue kept in `dir`, with no server, where the backend can do that (the embedded queue):
+    /// what the demo runs on when no `--queue` is given.
+    fn local_url(&self, _dir: &std::path::Path) -> Option<String> {
+        None
+    }
+
     /// Parses what follows `SCHEME:`. The error is the reason, phrased for a person; the caller adds the URL
     /// (masked).
     fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String>;
@@ -149,6 +155,11 @@ pub fn example() -> &'static str {
         .find_map(|b| b.example())
         .or_else(|| backends().next().map(|b| b.form()))
         .unwrap_or("SCHEME:…")
+}
+
+/// The URL of a queue in `dir` that needs no server: the first backend of this build that offers one.
+pub fn local_url(dir: &std::path::Path) -> Option<String> {
+    backends().find_map(|b| b.local_url(dir))
 }
 
 /// The `--queue` help of every role, short (`-h`): every form this build knows.
@@ -314,6 +325,15 @@ fn parse_in(registry: &[Registration], url: &str) -> Result<QueueUrl, QueueError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn the_local_queue_is_the_embedded_one_and_parses_back() {
+        let dir = std::path::Path::new("/tmp/demo-x");
+        let url = local_url(dir).expect("the embedded backend offers one");
+        assert_eq!(url, "sqlite:/tmp/demo-x/queue.db");
+        assert_eq!(QueueUrl::parse(&url).expect("parses").backend(), "sqlite");
+    }
 
     #[test]
     fn every_backend_is_registered_under_its_own_scheme() {

@@ -31,6 +31,10 @@ impl Backend for SqliteBackend {
         Some("sqlite:./queue.db")
     }
 
+    fn local_url(&self, dir: &std::path::Path) -> Option<String> {
+        Some(format!("sqlite:{}", dir.join("queue.db").display()))
+    }
+
     fn parse(&self, rest: &str) -> Result<Box<dyn Target>, String> {
         let path = rest.strip_prefix("//").unwrap_or(rest);
         if path.is_empty() {

@@ -39,7 +39,7 @@ use super::child::{Binaries, ChildProc, Event, Launcher, Role};
 use super::console::{Console, Phase};
 use super::keys::{self, Keys};
 use super::record::{Recorder, write_scorecard};
-use super::report::{Files, QUEUE_FILE, Summary, header};
+use super::report::{Files, Summary, header};
 use super::{Config, Engine};
 
 /// How often the loop reaps children, applies the schedule and checks phase conditions.
@@ -106,7 +106,9 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     let (launcher, engine) = processes::launcher(&config, bins, &dir).await?;
     let url = match &config.queue {
         Some(q) => q.url.clone(),
-        None => format!("sqlite:{}", dir.join(QUEUE_FILE).display()),
+        None => queues::registry::local_url(&dir).context(
+            "this build has no queue that runs without a server: give --queue URL, or rebuild with --features sqlite",
+        )?,
     };
     // Opening it here creates the file (or the broker's queue) before any child starts, and proves it works.
     let queue = queues::open(&url).await.with_context(|| {
