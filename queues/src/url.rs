@@ -195,8 +195,20 @@ pub(crate) fn legacy_var(get: &dyn Fn(&str) -> Option<String>, key: &str) -> Opt
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A `get` for the functions that read variables: `pairs` instead of the environment.
+    pub(crate) fn vars(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
 
     #[test]
     fn split_finds_authority_path_and_query() {

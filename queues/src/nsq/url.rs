@@ -280,6 +280,7 @@ impl NsqUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::url::tests::vars;
 
     #[test]
     fn full_and_short_forms() {
@@ -333,14 +334,6 @@ mod tests {
 
     #[test]
     fn the_original_nsq_variables_make_an_nsq_url() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
         assert_eq!(url_from_legacy_env(&vars(&[])), None);
         assert_eq!(
             url_from_legacy_env(&vars(&[("MSS_TOPIC_NAME", "demo")])).as_deref(),
