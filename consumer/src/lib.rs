@@ -20,4 +20,5 @@ mod telemetry;
 
 pub use config::{Args, Config, FailureModel};
 pub use error::Error;
-pub use run::{Reporting, run};
+pub use run::run;
+pub use workload::reporting::Reporting;

@@ -1,33 +1,20 @@
 //! `consumer`: takes messages off a queue, does simulated work on each, acks it, and reports latency.
 //!
-//! A thin binary over the `consumer` library: it parses the flags, installs the signal handlers, binds the
-//! metrics endpoint, opens the queue and hands them to [`consumer::run`]; `workload::cli` turns the outcome
-//! into the exit status.
+//! A thin binary over the `consumer` library: it parses the flags, sets up the signal handlers, the metrics
+//! endpoint and the queue ([`queues::cli::start`]) and hands them to [`consumer::run`]; `workload::cli` turns
+//! the outcome into the exit status.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use consumer::{Args, Config, Reporting};
-use workload::metrics::Exporter;
-use workload::shutdown::Shutdown;
+use consumer::{Args, Config};
 
 fn main() -> ExitCode {
     let args = workload::cli::parse_args::<Args>();
     workload::cli::init_logging(&queues::registry::quiet_log_targets());
     workload::cli::run_async(async {
         let config = Config::from_args(args).map_err(workload::cli::usage)?;
-        let shutdown = Shutdown::from_signals().context("cannot install signal handlers")?;
-        // Bound before anything else, so that a port in use stops the run before it takes a message.
-        let exporter = match config.metrics_addr {
-            Some(addr) => Some(Exporter::bind(addr).await?),
-            None => None,
-        };
-        let queue = config
-            .queue
-            .open()
-            .await
-            .with_context(|| format!("cannot open queue {:?}", config.queue.to_string()))?;
-        consumer::run(config, queue, shutdown, Reporting::stdout(exporter)).await?;
+        let start = queues::cli::start(&config.queue, config.metrics_addr).await?;
+        consumer::run(config, start.queue, start.shutdown, start.reporting).await?;
         anyhow::Ok(())
     })
 }

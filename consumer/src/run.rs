@@ -1,11 +1,10 @@
 //! [`run()`]: a consumer run from an opened queue to its summary line.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use queues::Queue;
 use workload::ledger::LedgerWriter;
-use workload::metrics::Exporter;
+use workload::reporting::Reporting;
 use workload::shutdown::Shutdown;
 use workload::stats::Kind;
 
@@ -13,25 +12,6 @@ use crate::config::Config;
 use crate::consume::Consumer;
 use crate::error::Error;
 use crate::metrics::Metrics;
-
-/// Where a run reports, besides its logs: the stats lines (stdout in the binary, a buffer in tests) and,
-/// when asked, the `/metrics` endpoint (bound by the caller before the queue is opened, so that a port in use
-/// stops the run before it takes a message).
-pub struct Reporting {
-    /// Receives one JSON line per stats interval and the summary; flushed after each line.
-    pub stats: Box<dyn Write + Send>,
-    pub exporter: Option<Exporter>,
-}
-
-impl Reporting {
-    /// Stats lines on stdout, as the binary writes them.
-    pub fn stdout(exporter: Option<Exporter>) -> Reporting {
-        Reporting {
-            stats: Box::new(std::io::stdout()),
-            exporter,
-        }
-    }
-}
 
 /// Consumes from `queue` until `shutdown` is asked for (or `--count` is reached), then drains and writes the
 /// summary line. The caller opens the queue and installs the signals; this owns everything else.
@@ -65,15 +45,10 @@ pub async fn run(
     let mut registry = workload::metrics::registry("consumer", Some(backend));
     let metrics = Metrics::register(&mut registry, config.max_in_flight);
     let Reporting { stats, exporter } = reporting;
-    if exporter.is_some() {
-        let every = config.stats_interval;
-        metrics
-            .depth
-            .spawn_poller(queue.clone(), every, shutdown.clone());
-    }
+    let (depth, every) = (metrics.depth.clone(), config.stats_interval);
     let mut consumer = Consumer::new(
         config,
-        queue,
+        queue.clone(),
         shutdown.clone(),
         ledger,
         telemetry,
@@ -81,9 +56,7 @@ pub async fn run(
         stats,
     );
     consumer.counts.register(&mut registry);
-    if let Some(exporter) = exporter {
-        exporter.serve(registry, shutdown);
-    }
+    queues::metrics::serve(exporter, registry, &depth, queue, every, shutdown);
     // A first beat at once: a watcher counts this consumer from its start, not one stats interval later.
     consumer.send_heartbeat();
     let result = consumer.consume().await;

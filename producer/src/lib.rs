@@ -18,4 +18,5 @@ mod timer;
 
 pub use config::{Args, Config};
 pub use error::Error;
-pub use run::{Reporting, run};
+pub use run::run;
+pub use workload::reporting::Reporting;

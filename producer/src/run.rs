@@ -1,12 +1,11 @@
 //! [`run()`]: a producer run from an opened queue to its summary line.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use queues::Queue;
 use workload::envelope::{Envelope, format_run_id};
-use workload::metrics::Exporter;
+use workload::reporting::Reporting;
 use workload::shutdown::Shutdown;
 use workload::stats::Kind;
 use workload::work::WorkSpec;
@@ -15,25 +14,6 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::send::Producer;
-
-/// Where a run reports, besides its logs: the stats lines (stdout in the binary, a buffer in tests) and,
-/// when asked, the `/metrics` endpoint (bound by the caller before the queue is opened, so that a port in use
-/// stops the run before it sends a message).
-pub struct Reporting {
-    /// Receives one JSON line per stats interval and the summary; flushed after each line.
-    pub stats: Box<dyn Write + Send>,
-    pub exporter: Option<Exporter>,
-}
-
-impl Reporting {
-    /// Stats lines on stdout, as the binary writes them.
-    pub fn stdout(exporter: Option<Exporter>) -> Reporting {
-        Reporting {
-            stats: Box::new(std::io::stdout()),
-            exporter,
-        }
-    }
-}
 
 /// Sends to `queue` what the schedule makes due until `--count`, `--duration` or `shutdown`, then writes the
 /// summary line (with the unconfirmed ranges). The caller opens the queue and installs the signals.
@@ -51,12 +31,14 @@ pub async fn run(
     let backend = config.queue.backend();
     let (metrics, registry) = Metrics::new(backend);
     let Reporting { stats, exporter } = reporting;
-    if let Some(exporter) = exporter {
-        metrics
-            .depth
-            .spawn_poller(queue.clone(), config.stats_interval, shutdown.clone());
-        exporter.serve(registry, shutdown.clone());
-    }
+    queues::metrics::serve(
+        exporter,
+        registry,
+        &metrics.depth,
+        queue.clone(),
+        config.stats_interval,
+        shutdown.clone(),
+    );
     let pace = config
         .shape
         .as_ref()

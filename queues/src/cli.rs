@@ -1,9 +1,17 @@
 //! The `--queue` flag every role that uses a queue takes: its help, and the 2016 variables, come from the
-//! registry, so they list exactly the backends of this build.
+//! registry, so they list exactly the backends of this build. And [`start`], what such a role's binary sets
+//! up between its flags and its run.
 
 use std::fmt::Display;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use clap::Args;
+use workload::metrics::{Exporter, MetricsError};
+use workload::reporting::Reporting;
+use workload::shutdown::Shutdown;
+
+use crate::{Queue, QueueError, QueueUrl};
 
 /// The queue every role talks to.
 #[derive(Args, Clone, Debug)]
@@ -53,6 +61,56 @@ impl Display for MissingQueue {
 }
 
 impl std::error::Error for MissingQueue {}
+
+/// What [`start`] set up, for the role's `run(config, queue, shutdown, reporting)`.
+pub struct Start {
+    pub queue: Arc<dyn Queue>,
+    pub shutdown: Shutdown,
+    /// Stats lines on stdout, and the `/metrics` endpoint when asked for.
+    pub reporting: Reporting,
+}
+
+/// Sets up a role's run, in this order: the signal handlers, the `/metrics` endpoint on `metrics_addr` (bound
+/// before the queue is opened, so that a port in use stops the run before it touches a message), the queue.
+///
+/// # Errors
+/// [`StartError`]: the signal handlers cannot be installed, the address cannot be bound, or the queue cannot
+/// be opened.
+pub async fn start(
+    queue: &QueueUrl,
+    metrics_addr: Option<SocketAddr>,
+) -> Result<Start, StartError> {
+    let shutdown = Shutdown::from_signals().map_err(StartError::Signals)?;
+    let exporter = match metrics_addr {
+        Some(addr) => Some(Exporter::bind(addr).await?),
+        None => None,
+    };
+    let opened = queue.open().await.map_err(|source| StartError::Open {
+        url: queue.to_string(),
+        source,
+    })?;
+    Ok(Start {
+        queue: opened,
+        shutdown,
+        reporting: Reporting::stdout(exporter),
+    })
+}
+
+/// Why a role's run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// `url` is the queue's `Display`, which masks its secrets.
+    #[error("cannot open queue {url:?}")]
+    Open {
+        url: String,
+        #[source]
+        source: QueueError,
+    },
+}
 
 #[cfg(test)]
 mod tests {

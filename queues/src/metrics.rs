@@ -13,8 +13,25 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::{Depth, Queue};
-use workload::metrics::{Counter, Registry};
+use workload::metrics::{Counter, Exporter, Registry};
 use workload::shutdown::Shutdown;
+
+/// Serves a role's `/metrics` when `exporter` is given, and does nothing otherwise: starts the poller that fills
+/// `depth` (registered in `registry`) from `queue` every `every`, then serves `registry` until a stop is asked
+/// for.
+pub fn serve(
+    exporter: Option<Exporter>,
+    registry: Registry,
+    depth: &DepthGauges,
+    queue: Arc<dyn Queue>,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    if let Some(exporter) = exporter {
+        depth.spawn_poller(queue, every, shutdown.clone());
+        exporter.serve(registry, shutdown);
+    }
+}
 
 /// The last depth read, shared by the poller and the exporter. Cheap to clone.
 #[derive(Clone, Debug, Default)]

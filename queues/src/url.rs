@@ -1,5 +1,6 @@
-//! The pieces of URL parsing the backends share: splitting `//AUTHORITY/PATH?QUERY`, `HOST[:PORT]`, query
-//! pairs, the `tls=` flag, percent escapes and the legacy variables' reading.
+//! The pieces of URL parsing the backends share: splitting `//AUTHORITY/PATH?QUERY`, `[USER@]HOST[:PORT]`,
+//! query pairs and their common errors, the `tls=` flag, refusing credentials, percent escapes and the legacy
+//! variables' reading.
 //!
 //! Each backend's `url.rs` still owns its URL form, its defaults and its error messages: these helpers only
 //! cut and check, and those that can fail are told what to call the thing they check, so every message stays
@@ -16,6 +17,8 @@
     )),
     allow(dead_code)
 )]
+
+use std::str::FromStr;
 
 /// The parts of what follows `SCHEME:` in `SCHEME://AUTHORITY/PATH?QUERY`. `path` is everything after the
 /// first `/` (itself excluded), `query` everything after the first `?`; either may be empty.
@@ -39,6 +42,32 @@ pub(crate) fn split<'a>(rest: &'a str, form: &str) -> Result<Parts<'a>, String> 
     })
 }
 
+/// Splits `[USER@]HOST…` at its last `@`: the user as written (possibly empty) when there is an `@`, and what
+/// follows it. A password there (`USER:PASSWORD@`) is refused with `no_password`, the backend's words for
+/// where it goes instead: a URL ends up in logs and process lists.
+pub(crate) fn split_user<'a>(
+    authority: &'a str,
+    no_password: &str,
+) -> Result<(Option<&'a str>, &'a str), String> {
+    match authority.rsplit_once('@') {
+        Some((user, _)) if user.contains(':') => Err(no_password.to_string()),
+        Some((user, rest)) => Ok((Some(user), rest)),
+        None => Ok((None, authority)),
+    }
+}
+
+/// Refuses an address with credentials in it (`USER:PASSWORD@HOST`), for a backend whose URL takes none: the
+/// error begins with `"{what} address {s:?}: "` and ends with `where_they_go`. (The quoted address is masked
+/// by the registry's redaction, like every echoed URL.)
+pub(crate) fn no_credentials(s: &str, what: &str, where_they_go: &str) -> Result<(), String> {
+    if s.contains('@') {
+        return Err(format!(
+            "{what} address {s:?}: a queue URL carries no credentials; {where_they_go}"
+        ));
+    }
+    Ok(())
+}
+
 /// `(before '?', after '?')`, the query empty when there is no `?`.
 pub(crate) fn split_query(s: &str) -> (&str, &str) {
     s.split_once('?').unwrap_or((s, ""))
@@ -51,6 +80,19 @@ pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// The error for a query parameter the backend does not take; `known` lists those it does.
+pub(crate) fn unknown_parameter(key: &str, known: &str) -> String {
+    format!("unknown parameter {key:?}: the parameters are {known}")
+}
+
+/// `max_msg_size=BYTES`, a number of bytes above 0 that fits the backend's type.
+pub(crate) fn max_msg_size<T: FromStr + Default + PartialOrd>(v: &str) -> Result<T, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n > T::default())
+        .ok_or_else(|| format!("max_msg_size={v:?} is not a positive number of bytes"))
 }
 
 /// A boolean parameter such as `tls=true`: `true`, `1` or nothing is on, `false` or `0` off.
@@ -72,8 +114,11 @@ pub(crate) fn split_host_port(s: &str) -> (&str, Option<&str>) {
 }
 
 /// A port a client can connect to: 1-65535.
-pub(crate) fn parse_port(p: &str) -> Option<u16> {
-    p.parse().ok().filter(|p| *p != 0)
+pub(crate) fn port(p: &str) -> Result<u16, String> {
+    p.parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("port {p:?} is not a number 1-65535"))
 }
 
 /// A host name or an IP address, IPv6 in brackets or not: letters, digits, `.`, `-`, `_`, `[`, `]` and `:`.
@@ -93,12 +138,10 @@ pub(crate) fn host_port<'a>(
     what: &str,
 ) -> Result<(&'a str, u16), String> {
     let (host, port) = match split_host_port(s) {
-        (h, Some(p)) => {
-            let port = parse_port(p).ok_or_else(|| {
-                format!("{what} address {s:?}: port {p:?} is not a number 1-65535")
-            })?;
-            (h, port)
-        }
+        (h, Some(p)) => (
+            h,
+            port(p).map_err(|e| format!("{what} address {s:?}: {e}"))?,
+        ),
         (h, None) => (h, default_port),
     };
     if !is_host(host) {
@@ -152,8 +195,20 @@ pub(crate) fn legacy_var(get: &dyn Fn(&str) -> Option<String>, key: &str) -> Opt
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A `get` for the functions that read variables: `pairs` instead of the environment.
+    pub(crate) fn vars(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
 
     #[test]
     fn split_finds_authority_path_and_query() {
@@ -178,6 +233,35 @@ mod tests {
         let e = host_port("h!:1", 7, "x").unwrap_err();
         assert!(e.ends_with("not a host name or IP address"), "{e}");
         assert!(!is_host("u@h") && !is_host(""));
+    }
+
+    #[test]
+    fn users_passwords_and_credentials_are_told_apart() {
+        assert_eq!(split_user("u@h:1", "no"), Ok((Some("u"), "h:1")));
+        assert_eq!(split_user("@h", "no"), Ok((Some(""), "h")));
+        assert_eq!(split_user("h", "no"), Ok((None, "h")));
+        assert_eq!(split_user("u:secret@h", "no").unwrap_err(), "no");
+        assert_eq!(no_credentials("h:1", "server", "elsewhere"), Ok(()));
+        let e = no_credentials("u:p@h", "server", "give them elsewhere").unwrap_err();
+        assert!(
+            e.starts_with("server address ") && e.ends_with("; give them elsewhere"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn common_parameters_and_their_errors() {
+        assert_eq!(max_msg_size::<u32>("10"), Ok(10));
+        for bad in ["0", "-1", "big", "99999999999"] {
+            let e = max_msg_size::<u32>(bad).unwrap_err();
+            assert!(e.contains("is not a positive number of bytes"), "{e}");
+        }
+        assert_eq!(port("1"), Ok(1));
+        assert_eq!(port("0").unwrap_err(), "port \"0\" is not a number 1-65535");
+        assert_eq!(
+            unknown_parameter("x", "a and b"),
+            "unknown parameter \"x\": the parameters are a and b"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`metrics`]: the Prometheus registry, names and the `/metrics` endpoint (`--metrics-addr`).
 //! - [`contract`]: the stdout stats lines of every role, typed (written by the binaries, read back by the judges).
 //! - [`stats`]: latency histograms and the JSON-lines stats writer (the suite's stdout contract).
+//! - [`reporting`]: where a role's run reports: its stats lines' writer and its `/metrics` endpoint.
 //! - [`shutdown`]: SIGTERM/SIGINT turned into one token every task watches.
 //! - [`cli`]: flag parsers and logging set-up that every binary uses.
 //! - [`redact`]: secrets (passwords, SAS signatures, keys) masked out of URLs before they are printed.
@@ -24,6 +25,7 @@ pub mod failures;
 pub mod ledger;
 pub mod metrics;
 pub mod redact;
+pub mod reporting;
 pub mod shape;
 pub mod shutdown;
 pub mod stats;

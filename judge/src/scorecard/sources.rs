@@ -188,6 +188,18 @@ fn redact(base: &str) -> String {
     workload::redact::url(base)
 }
 
+/// How long one reading of a source may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A failed request's error, naming the URL as `shown` (without its credentials): reqwest's own message would
+/// quote the URL whole.
+fn http_err(shown: &str) -> impl Fn(reqwest::Error) -> SourceError + '_ {
+    move |source| SourceError::Http {
+        url: shown.to_string(),
+        source: source.without_url(),
+    }
+}
+
 impl ConsumerSource {
     /// Reads the consumer count now.
     ///
@@ -222,25 +234,20 @@ impl ConsumerSource {
                     });
             }
         };
-        // Errors name the URL without its credentials.
         let shown = redact(&url);
-        let http_err = |source: reqwest::Error| SourceError::Http {
-            url: shown.clone(),
-            source: source.without_url(),
-        };
         let resp = http
             .get(&url)
-            .timeout(Duration::from_secs(5))
+            .timeout(TIMEOUT)
             .send()
             .await
-            .map_err(http_err)?;
+            .map_err(http_err(&shown))?;
         if !resp.status().is_success() {
             return Err(SourceError::Status {
                 url: shown,
                 status: resp.status().as_u16(),
             });
         }
-        let doc: Value = resp.json().await.map_err(http_err)?;
+        let doc: Value = resp.json().await.map_err(http_err(&shown))?;
         let counted = match self {
             ConsumerSource::Nsqd { topic, channel, .. } => nsqd_clients(&doc, topic, channel),
             _ => marathon_tasks_running(&doc),
@@ -257,21 +264,17 @@ async fn prometheus_count(
 ) -> Result<usize, SourceError> {
     let url = format!("{base}/api/v1/query");
     let shown = redact(&url);
-    let http_err = |source: reqwest::Error| SourceError::Http {
-        url: shown.clone(),
-        source: source.without_url(),
-    };
     let resp = http
         .get(&url)
         .query(&[("query", query)])
-        .timeout(Duration::from_secs(5))
+        .timeout(TIMEOUT)
         .send()
         .await
-        .map_err(http_err)?;
+        .map_err(http_err(&shown))?;
     let status = resp.status();
     // Prometheus sends its errors (bad PromQL 400, timeout 503, …) as a JSON document naming them; any other
     // body with a failing status (a proxy's HTML page) is shown as the status alone.
-    let body = resp.bytes().await.map_err(http_err)?;
+    let body = resp.bytes().await.map_err(http_err(&shown))?;
     let doc: Value = match serde_json::from_slice(&body) {
         Ok(doc) => doc,
         Err(_) if !status.is_success() => {

@@ -147,15 +147,14 @@ impl AmqpUrl {
             path,
             query,
         } = url::split(rest, FORM)?;
-        let (user, hostport) = match authority.rsplit_once('@') {
-            Some((u, _)) if u.contains(':') || u.to_ascii_lowercase().contains("%3a") => {
-                return Err(
-                    "a queue URL carries no password (URLs are logged): give it in AMQP_PASSWORD"
-                        .into(),
-                );
-            }
-            Some((u, h)) => (percent_decode(u, "user")?, h),
-            None => ("guest".to_string(), authority),
+        const NO_PASSWORD: &str =
+            "a queue URL carries no password (URLs are logged): give it in AMQP_PASSWORD";
+        let (user, hostport) = url::split_user(authority, NO_PASSWORD)?;
+        let user = match user {
+            // The user is percent-decoded, so an escaped ':' starts a password too.
+            Some(u) if u.to_ascii_lowercase().contains("%3a") => return Err(NO_PASSWORD.into()),
+            Some(u) => percent_decode(u, "user")?,
+            None => "guest".to_string(),
         };
         if user.is_empty() {
             return Err(format!("empty user name before '@': {FORM}"));
@@ -247,8 +246,9 @@ impl AmqpUrl {
                 "tls" => tls = url::flag(k, v)?,
                 "ca" if !v.is_empty() => url.ca = Some(PathBuf::from(percent_decode(v, "ca")?)),
                 other => {
-                    return Err(format!(
-                        "unknown parameter {other:?}: the parameters are type, management, max_msg_size, tls and ca"
+                    return Err(url::unknown_parameter(
+                        other,
+                        "type, management, max_msg_size, tls and ca",
                     ));
                 }
             }

@@ -48,15 +48,7 @@ impl Auth {
 mod tests {
     use super::*;
     use crate::QueueError;
-
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::url::tests::vars as env;
 
     #[test]
     fn credentials_come_from_the_environment_one_way_at_a_time() {

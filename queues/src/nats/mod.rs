@@ -491,15 +491,7 @@ impl Queue for NatsQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::url::tests::vars as env;
 
     #[test]
     fn a_missing_ca_file_is_a_clear_configuration_error() {

@@ -130,11 +130,11 @@ fn is_valid_subject(s: &str) -> bool {
 }
 
 fn host_port(s: &str) -> Result<String, String> {
-    if s.contains('@') {
-        return Err(format!(
-            "server address {s:?}: a queue URL carries no credentials; give them in NATS_USER and NATS_PASSWORD, or NATS_TOKEN"
-        ));
-    }
+    url::no_credentials(
+        s,
+        "server",
+        "give them in NATS_USER and NATS_PASSWORD, or NATS_TOKEN",
+    )?;
     let (host, port) = url::host_port(s, DEFAULT_PORT, "server")?;
     Ok(format!("{host}:{port}"))
 }
@@ -191,16 +191,13 @@ impl NatsUrl {
                     }
                     url.consumer = v.to_string();
                 }
-                "max_msg_size" => {
-                    url.max_msg_size = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        format!("max_msg_size={v:?} is not a positive number of bytes")
-                    })?;
-                }
+                "max_msg_size" => url.max_msg_size = url::max_msg_size(v)?,
                 "tls" => url.tls = url::flag(k, v)?,
                 "ca" if !v.is_empty() => url.ca = Some(PathBuf::from(v)),
                 other => {
-                    return Err(format!(
-                        "unknown parameter {other:?}: the parameters are subject, consumer, max_msg_size, tls and ca"
+                    return Err(url::unknown_parameter(
+                        other,
+                        "subject, consumer, max_msg_size, tls and ca",
                     ));
                 }
             }

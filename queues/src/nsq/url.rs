@@ -159,13 +159,8 @@ fn host_port(s: &str, default_port: u16, what: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err(format!("empty {what} address"));
     }
-    // `user:password@host`: nsqd has no URL credentials, and a secret in a URL is logged. Say where it goes.
-    // (The address quoted is masked by the caller's redaction, like every echoed URL.)
-    if s.contains('@') {
-        return Err(format!(
-            "{what} address {s:?}: a queue URL carries no credentials; give nsqd's AUTH secret in NSQ_AUTH_SECRET"
-        ));
-    }
+    // nsqd has no URL credentials: say where its secret goes.
+    url::no_credentials(s, what, "give nsqd's AUTH secret in NSQ_AUTH_SECRET")?;
     // Port 0 is refused after the host is checked, in words of its own.
     let (host, port) = match url::split_host_port(s) {
         (h, Some(p)) => {
@@ -235,11 +230,7 @@ impl NsqUrl {
                         url.lookupd.push(host_port(a, 4161, "nsqlookupd")?);
                     }
                 }
-                "max_msg_size" => {
-                    url.max_msg_size = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        format!("max_msg_size={v:?} is not a positive number of bytes")
-                    })?;
-                }
+                "max_msg_size" => url.max_msg_size = url::max_msg_size(v)?,
                 "tls" => url.tls = url::flag(k, v)?,
                 "ca" if !v.is_empty() => url.ca = Some(PathBuf::from(v)),
                 "connections" => {
@@ -252,8 +243,9 @@ impl NsqUrl {
                         })?;
                 }
                 other => {
-                    return Err(format!(
-                        "unknown parameter {other:?}: the parameters are http, lookupd, max_msg_size, tls, ca and connections"
+                    return Err(url::unknown_parameter(
+                        other,
+                        "http, lookupd, max_msg_size, tls, ca and connections",
                     ));
                 }
             }
@@ -288,6 +280,7 @@ impl NsqUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::url::tests::vars;
 
     #[test]
     fn full_and_short_forms() {
@@ -341,14 +334,6 @@ mod tests {
 
     #[test]
     fn the_original_nsq_variables_make_an_nsq_url() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
         assert_eq!(url_from_legacy_env(&vars(&[])), None);
         assert_eq!(
             url_from_legacy_env(&vars(&[("MSS_TOPIC_NAME", "demo")])).as_deref(),

@@ -135,23 +135,13 @@ impl RedisUrl {
                 "invalid stream name {stream:?}: 1-200 printable characters without spaces, '/', '?', '&', '#' or '%'"
             ));
         }
-        let (user, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, _)) if userinfo.contains(':') => {
-                return Err(
-                    "a queue URL carries no password: give it in REDIS_PASSWORD (and the user as USER@HOST or in REDIS_USERNAME)"
-                        .into(),
-                );
-            }
-            Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
-            Some((_, h)) => (None, h),
-            None => (None, authority),
-        };
+        let (user, hostport) = url::split_user(
+            authority,
+            "a queue URL carries no password: give it in REDIS_PASSWORD (and the user as USER@HOST or in REDIS_USERNAME)",
+        )?;
+        let user = user.filter(|u| !u.is_empty()).map(str::to_string);
         let (host, port) = match url::split_host_port(hostport) {
-            (h, Some(p)) => {
-                let port = url::parse_port(p)
-                    .ok_or_else(|| format!("port {p:?} is not a number 1-65535"))?;
-                (h, port)
-            }
+            (h, Some(p)) => (h, url::port(p)?),
             (h, None) => (h, DEFAULT_PORT),
         };
         // Kept without its brackets: the client library takes an IPv6 host bare.
@@ -192,11 +182,7 @@ impl RedisUrl {
                 "password" | "pass" => {
                     return Err("a queue URL carries no password: give it in REDIS_PASSWORD".into());
                 }
-                other => {
-                    return Err(format!(
-                        "unknown parameter {other:?}: the parameters are group, db, tls and ca"
-                    ));
-                }
+                other => return Err(url::unknown_parameter(other, "group, db, tls and ca")),
             }
         }
         if url.ca.is_some() && !url.tls {
