@@ -424,6 +424,9 @@ fn demo_runs_the_keda_policy_from_a_scenario_and_says_so() {
     let series: Series = read_json(&out.path().join("series.json"));
     let card: Scorecard = read_json(&out.path().join("scorecard.json"));
     assert_eq!(series.policy.as_deref(), Some("keda"));
+    // The scenario's work, stamped by the producer, is what the demand is worked out from (the demo's own
+    // default, 25 ms, was recorded before).
+    assert_eq!(series.work.as_deref(), Some("sleep:10ms"));
     let settings = series.settings.clone().unwrap_or_default();
     for s in [
         "policy=keda",

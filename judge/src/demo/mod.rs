@@ -154,13 +154,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
 
-    /// Run on this queue instead of an embedded SQLite queue in the temporary directory: any URL the roles'
-    /// --queue takes (nats://…, nsq://…, azure://…).
-    ///
-    /// The children get it as their --queue, with the demo's environment (credentials included). Start
-    /// from an empty queue: its depth is read as the demo's backlog, and messages of other runs in it would
-    /// be consumed too.
-    #[arg(long, value_name = "URL")]
+    // The help names only the forms this build has (a build with the embedded backend alone has no broker).
+    #[arg(long, value_name = "URL", help = queue_help(false), long_help = queue_help(true))]
     pub queue: Option<String>,
 
     /// What runs the children: `process` (processes of this machine) or `docker` (containers of --image on
@@ -404,5 +399,22 @@ mod tests {
         assert_eq!(c.remainder_threads, None);
         let e = Config::from_args(Args::parse_from(["demo", "--rate=-1"])).unwrap_err();
         assert!(e.contains("--rate"), "{e}");
+    }
+}
+
+/// The demo's `--queue` help: the forms of this build's backends, as the roles' own help lists them.
+fn queue_help(long: bool) -> String {
+    let short = format!(
+        "Run on this queue instead of the embedded one in the temporary directory: {}",
+        queues::registry::forms()
+    );
+    if long {
+        format!(
+            "{short}.\n\nThe children get it as their --queue, with the demo's environment (credentials \
+included). Start from an empty queue: its depth is read as the demo's backlog, and messages of other runs in it \
+would be consumed too."
+        )
+    } else {
+        short
     }
 }

@@ -82,7 +82,14 @@ pub fn write_scorecard(
         manual: recorder.manual,
         consumed: s.audit.totals.consumed,
         lost: Some(s.lost()),
-        work: Some(config.work.to_string()),
+        // The work the messages carried: a scenario's, stamped by the producer, wins over the consumers' own
+        // (the demand the run is graded against follows from it).
+        work: Some(
+            config
+                .stamp_work
+                .clone()
+                .unwrap_or_else(|| config.work.to_string()),
+        ),
         consumer_slots: Some(config.max_in_flight.get()),
         started_us: None,
         samples: recorder.samples,

@@ -58,7 +58,8 @@ impl Scaler {
                 format!(
                     "scaler={scheme:?}: expected the scheme of a backend KEDA has a scaler for: {}",
                     if known.is_empty() {
-                        "none in this build".to_string()
+                        "none in this build (build with every backend: `cargo build --release`)"
+                            .to_string()
                     } else {
                         known.join(", ")
                     }

@@ -335,7 +335,9 @@ impl Autoscale {
         }
         if policy == PolicyKind::Keda {
             let Some(scaler) = keda.scaler.as_mut() else {
-                return Err("--autoscale policy=keda: this build has no queue backend KEDA has a scaler for".into());
+                return Err("--autoscale policy=keda: this build has no queue backend KEDA has a scaler for \
+(SQLite has none): build with every backend, `cargo build --release`"
+                    .into());
             };
             if let Some(c) = counts {
                 if !scaler.keda.can_count(c) {
