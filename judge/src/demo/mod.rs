@@ -372,6 +372,23 @@ impl Config {
     }
 }
 
+/// The demo's `--queue` help: the forms of this build's backends, as the roles' own help lists them.
+fn queue_help(long: bool) -> String {
+    let short = format!(
+        "Run on this queue instead of the embedded one in the temporary directory: {}",
+        queues::registry::forms()
+    );
+    if long {
+        format!(
+            "{short}.\n\nThe children get it as their --queue, with the demo's environment (credentials \
+included). Start from an empty queue: its depth is read as the demo's backlog, and messages of other runs in it \
+would be consumed too."
+        )
+    } else {
+        short
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,22 +416,5 @@ mod tests {
         assert_eq!(c.remainder_threads, None);
         let e = Config::from_args(Args::parse_from(["demo", "--rate=-1"])).unwrap_err();
         assert!(e.contains("--rate"), "{e}");
-    }
-}
-
-/// The demo's `--queue` help: the forms of this build's backends, as the roles' own help lists them.
-fn queue_help(long: bool) -> String {
-    let short = format!(
-        "Run on this queue instead of the embedded one in the temporary directory: {}",
-        queues::registry::forms()
-    );
-    if long {
-        format!(
-            "{short}.\n\nThe children get it as their --queue, with the demo's environment (credentials \
-included). Start from an empty queue: its depth is read as the demo's backlog, and messages of other runs in it \
-would be consumed too."
-        )
-    } else {
-        short
     }
 }
