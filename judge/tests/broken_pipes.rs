@@ -160,3 +160,26 @@ fn demo_stops_on_sigterm_with_closed_pipes() {
     // Stopping the producer, draining and the audit take a few seconds beyond the drain time.
     Closed::start(d).terminate("demo", Duration::from_secs(5 + 10));
 }
+
+/// A report that cannot be written is not a reader that went away: `--json` on a full disk (`/dev/full`)
+/// says so at once, still runs and audits the demo (nothing lost), and exits 1, since the JSON lines it
+/// promised are missing.
+#[test]
+fn demo_json_lines_that_cannot_be_written_fail_the_demo_and_say_why() {
+    let out = command("demo")
+        .args(["--duration", "2s", "--rate", "50", "--consumers", "1"])
+        .args(["--json", "/dev/full"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("demo runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("warning: cannot write the JSON lines") && stderr.contains("No space left"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("FAILED: nothing lost, but the report is incomplete"),
+        "{stderr}"
+    );
+}

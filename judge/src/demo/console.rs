@@ -202,6 +202,9 @@ pub struct Console {
     status: Option<String>,
     /// A legend drawn under the status line (the keys), when keys are read.
     legend: Option<&'static str>,
+    /// Why the JSON lines stopped being written, when the sink failed for another reason than its reader
+    /// going away.
+    json_failed: Option<String>,
 }
 
 impl Console {
@@ -211,17 +214,32 @@ impl Console {
             json,
             status: None,
             legend: None,
+            json_failed: None,
         }
     }
 
-    /// Writes a JSON line to the sink. A sink that fails (a closed pipe, a full disk) is dropped: the lines
-    /// are a report, not the work.
+    /// Writes a JSON line to the sink. A sink that fails is dropped: the lines are a report, not the work, so
+    /// the run goes on. A closed pipe is a reader that went away (`demo | head`) and is not news; any other
+    /// failure (a full disk, a file that cannot take writes) loses the report, so it is shown at once and
+    /// fails the demo at the end ([`Console::json_failed`]).
     pub fn emit(&mut self, line: &impl serde::Serialize) {
-        if let Some(out) = self.json.as_mut()
-            && stats::write_to(line, out).is_err()
-        {
+        let Some(out) = self.json.as_mut() else {
+            return;
+        };
+        if let Err(e) = stats::write_to(line, out) {
             self.json = None;
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                let why =
+                    format!("cannot write the JSON lines ({e}): the rest of them are not written");
+                self.note(&format!("warning: {why}"));
+                self.json_failed = Some(why);
+            }
         }
+    }
+
+    /// Why the JSON lines could not all be written, when they could not.
+    pub fn json_failed(&self) -> Option<&str> {
+        self.json_failed.as_deref()
     }
 
     /// Shows `legend` under the status line from now on.

@@ -189,6 +189,8 @@ pub struct Summary {
     /// What went wrong along the way without failing the demo (a child that had to be killed, ...), already
     /// shown live when it happened.
     pub warnings: Vec<String>,
+    /// Why the JSON lines (stdout or `--json`) could not all be written, when they could not.
+    pub json_failed: Option<String>,
 }
 
 impl Summary {
@@ -209,7 +211,9 @@ impl Summary {
     /// Whether the demo did what it promised: nothing lost, and the queue drained unless the user stopped it
     /// early.
     pub fn succeeded(&self) -> bool {
-        self.lost() == 0 && (self.stopped_early || (self.left() == 0 && !self.drain_unknown()))
+        self.lost() == 0
+            && self.json_failed.is_none()
+            && (self.stopped_early || (self.left() == 0 && !self.drain_unknown()))
     }
 
     /// The drain ran out of time and the queue could not be read at the end: whether anything is left is
@@ -342,6 +346,11 @@ impl Summary {
         if self.lost() > 0 {
             writeln!(out, "LOST {} message(s); the audit:", self.lost())?;
             self.audit.write_table(out)?;
+        } else if let Some(why) = &self.json_failed {
+            writeln!(
+                out,
+                "FAILED: nothing lost, but the report is incomplete: {why}"
+            )?;
         } else if self.drain_unknown() {
             writeln!(
                 out,

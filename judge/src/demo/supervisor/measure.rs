@@ -156,6 +156,7 @@ impl Demo<'_> {
             remainder,
             files: Files::Removed,
             warnings: std::mem::take(&mut self.warnings),
+            json_failed: None,
         })
     }
 

@@ -196,6 +196,7 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
         Ok(mut s) => {
             s.files = files;
             demo.console.emit(&s.line(launched));
+            s.json_failed = demo.console.json_failed().map(String::from);
             // Through the console, which wraps long lines between words on a terminal.
             let mut report = Vec::new();
             let _ = s.write_report(&mut report);
