@@ -36,21 +36,32 @@ impl QueueArgs {
     /// # Errors
     /// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid): no queue given, or a URL that does not parse.
     pub fn url(&self) -> Result<crate::QueueUrl, crate::QueueError> {
+        let get = |k: &str| std::env::var(k).ok();
         let url = match &self.queue {
             Some(u) => u.clone(),
-            None => crate::registry::url_from_legacy_env(&|k| std::env::var(k).ok())
-                .ok_or_else(|| crate::QueueError::new(crate::ErrorKind::Invalid, MissingQueue))?,
+            None => crate::registry::url_from_legacy_env(&get).ok_or_else(|| {
+                let missing = crate::registry::legacy_env_of_missing(&get);
+                crate::QueueError::new(crate::ErrorKind::Invalid, MissingQueue(missing))
+            })?,
         };
         crate::QueueUrl::parse(&url)
     }
 }
 
-/// No queue URL was given. The text lists the forms this build knows.
+/// No queue URL was given. The text lists the forms this build knows, or, when a 2016 variable of a backend
+/// this build left out is set (the variable, the scheme), says that is why it was ignored.
 #[derive(Debug)]
-pub struct MissingQueue;
+pub struct MissingQueue(Option<(&'static str, &'static str)>);
 
 impl Display for MissingQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some((var, scheme)) = self.0 {
+            return write!(
+                f,
+                "{var} is set, which asks for the {scheme} backend, but {scheme} is not in this build: \
+rebuild with `--features {scheme}` (or `cargo build --release` for every backend), or pass --queue URL"
+            );
+        }
         write!(
             f,
             "no queue given: pass --queue URL or set QUEUE_URL, one of {} (for example --queue {})",
@@ -127,7 +138,7 @@ mod tests {
         let mut cmd = Role::command();
         let short = cmd.render_help().to_string();
         let long = cmd.render_long_help().to_string();
-        let missing = MissingQueue.to_string();
+        let missing = MissingQueue(None).to_string();
         let mut n = 0;
         for b in crate::registry::backends() {
             n += 1;

@@ -55,8 +55,15 @@ pub use registry::{Backend, OpenMode, QueueUrl, Target};
 /// cargo feature is off keeps its line, so that asking for it says how to build it in.
 static REGISTRY: &[registry::Registration] = &[
     registry::register!("sqlite", sqlite),
-    registry::register!("nsq", nsq),
-    registry::register!("azure", azure),
+    registry::register!("nsq", nsq, ["MSS_QUEUE_ENDPOINT", "MSS_TOPIC_NAME"]),
+    registry::register!(
+        "azure",
+        azure,
+        [
+            "AZURE_STORAGE_ACCOUNT_NAME",
+            "AZURE_STORAGE_CONNECTION_STRING"
+        ]
+    ),
     registry::register!("redis", redis),
     registry::register!("nats", nats),
     registry::register!("amqp", amqp),

@@ -102,18 +102,25 @@ pub struct Registration {
     pub scheme: &'static str,
     /// `None` when the backend's feature is off in this build.
     pub backend: Option<&'static dyn Backend>,
+    /// The 2016 demo's variables that select this backend (any one set), kept on the registration line so
+    /// that a build without the backend can still say why they are ignored.
+    pub legacy_vars: &'static [&'static str],
 }
 
 /// A registry line: `register!("nsq", nsq)` names the scheme (= cargo feature) and the module whose
 /// `BACKEND` implements it; without the feature the line stays, with no backend.
 macro_rules! register {
     ($scheme:tt, $module:ident) => {
+        $crate::registry::register!($scheme, $module, [])
+    };
+    ($scheme:tt, $module:ident, [$($var:literal),*]) => {
         $crate::registry::Registration {
             scheme: $scheme,
             #[cfg(feature = $scheme)]
             backend: Some(&$module::BACKEND),
             #[cfg(not(feature = $scheme))]
             backend: None,
+            legacy_vars: &[$($var),*],
         }
     };
 }
@@ -199,6 +206,37 @@ pub fn quiet_log_targets() -> Vec<&'static str> {
 
 pub fn url_from_legacy_env(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     backends().find_map(|b| b.url_from_legacy_env(get))
+}
+
+/// A legacy variable's value, trimmed; `None` when unset or blank (the 2016 demo's scripts exported empty
+/// variables for what they did not use). `get` reads a variable (the environment, or a test's map).
+pub(crate) fn legacy_var(get: &dyn Fn(&str) -> Option<String>, key: &str) -> Option<String> {
+    get(key)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// When no backend of this build took the 2016 variables: the first set variable of a backend this build
+/// left out, with its scheme, so that the error says why the variables were ignored.
+pub fn legacy_env_of_missing(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Option<(&'static str, &'static str)> {
+    missing_legacy_in(super::REGISTRY, get)
+}
+
+fn missing_legacy_in(
+    registry: &[Registration],
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Option<(&'static str, &'static str)> {
+    registry
+        .iter()
+        .filter(|r| r.backend.is_none())
+        .find_map(|r| {
+            r.legacy_vars
+                .iter()
+                .find(|v| legacy_var(get, v).is_some())
+                .map(|v| (*v, r.scheme))
+        })
 }
 
 /// A parsed queue URL: its backend's scheme and typed settings. Parsed once (by the config), then opened.
@@ -360,6 +398,7 @@ mod tests {
         let registry = [Registration {
             scheme: "nsq",
             backend: None,
+            legacy_vars: &["MSS_QUEUE_ENDPOINT", "MSS_TOPIC_NAME"],
         }];
         let e = parse_in(&registry, "nsq://127.0.0.1:4150/t/c").expect_err("refused");
         assert_eq!(e.kind(), ErrorKind::Invalid);
@@ -367,6 +406,23 @@ mod tests {
             e.to_string(),
             "nsq:// is not available in this build: rebuild with `--features nsq`"
         );
+        // Its 2016 variables are named, so that ignoring them can be explained; empty ones do not count.
+        let vars = |set: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                set.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            missing_legacy_in(&registry, &vars(&[("MSS_TOPIC_NAME", "jobs")])),
+            Some(("MSS_TOPIC_NAME", "nsq"))
+        );
+        assert_eq!(
+            missing_legacy_in(&registry, &vars(&[("MSS_QUEUE_ENDPOINT", " ")])),
+            None
+        );
+        assert_eq!(missing_legacy_in(&registry, &vars(&[])), None);
     }
 
     #[test]

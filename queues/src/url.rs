@@ -186,13 +186,8 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// A legacy variable's value, trimmed; `None` when unset or blank (the 2016 demo's scripts exported empty
-/// variables for what they did not use). `get` reads a variable (the environment, or a test's map).
-pub(crate) fn legacy_var(get: &dyn Fn(&str) -> Option<String>, key: &str) -> Option<String> {
-    get(key)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
+/// Kept in the registry, which a build without any network backend still has (it names their variables).
+pub(crate) use crate::registry::legacy_var;
 
 #[cfg(test)]
 pub(crate) mod tests {
