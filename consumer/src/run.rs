@@ -33,7 +33,7 @@ pub async fn run(
         .map_err(Error::LedgerOpen)?;
     let telemetry = if config.telemetry {
         Some(
-            crate::telemetry::Telemetry::open(&config.queue)
+            crate::telemetry::Telemetry::open(&config.queue, config.stats_interval)
                 .await
                 .map_err(Error::Telemetry)?,
         )

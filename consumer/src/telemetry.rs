@@ -29,10 +29,17 @@ pub(crate) struct Telemetry {
 }
 
 impl Telemetry {
-    /// Opens `QUEUE-telemetry` and `QUEUE-heartbeat` beside `queue`.
-    pub(crate) async fn open(queue: &QueueUrl) -> Result<Telemetry, QueueError> {
+    /// Opens `QUEUE-telemetry` and `QUEUE-heartbeat` beside `queue`; heartbeats expire where the backend can
+    /// expire messages ([`telemetry::heartbeat_expiry`]), ledger records never do.
+    pub(crate) async fn open(
+        queue: &QueueUrl,
+        stats_interval: Duration,
+    ) -> Result<Telemetry, QueueError> {
         let records = queue.sibling(telemetry::RECORDS_SUFFIX)?;
         let beats = queue.sibling(telemetry::HEARTBEAT_SUFFIX)?;
+        let beats = beats
+            .expiring(telemetry::heartbeat_expiry(stats_interval))
+            .unwrap_or(beats);
         tracing::info!(records = %records, heartbeats = %beats, "telemetry on");
         Ok(Telemetry {
             id: telemetry::consumer_id(),

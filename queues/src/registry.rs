@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -83,6 +84,14 @@ pub trait Target: AsAny + fmt::Debug + Send + Sync {
     /// counted in this queue's depth: that is what a scaling engine reads (each backend has a test of it).
     /// The error is the reason, phrased for a person (a name that would break the backend's rules).
     fn sibling(&self, suffix: &str) -> Result<(Box<dyn Target>, String), String>;
+
+    /// This queue with messages that expire `after` they were published, where the backend can expire them;
+    /// `None` where it cannot (the default). Heartbeats use it: a beat is useless a few intervals later, and
+    /// where nothing reads them (no `scorecard watch`) they would otherwise pile up for as long as the
+    /// consumers run.
+    fn with_expiry(&self, _after: Duration) -> Option<Box<dyn Target>> {
+        None
+    }
 }
 
 /// `&dyn Target` as `&dyn Any`, for [`QueueUrl::settings`] (trait upcasting needs a newer Rust than ours).
@@ -293,6 +302,17 @@ impl QueueUrl {
         Ok(QueueUrl {
             scheme: self.scheme,
             shown: format!("{} ({suffix}: {name})", self.shown),
+            target: Arc::from(target),
+        })
+    }
+
+    /// This queue with messages that expire `after` they were published ([`Target::with_expiry`]); `None`
+    /// where the backend cannot expire messages.
+    pub fn expiring(&self, after: Duration) -> Option<QueueUrl> {
+        let target = self.target.with_expiry(after)?;
+        Some(QueueUrl {
+            scheme: self.scheme,
+            shown: self.shown.clone(),
             target: Arc::from(target),
         })
     }

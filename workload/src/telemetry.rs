@@ -16,6 +16,8 @@
 //! Records are small and batched (one message per ack batch, split at [`LEDGER_ENTRIES_PER_MESSAGE`] so that a
 //! message stays under every backend's size limit, Azure's 48 KiB of base64 being the smallest).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::contract;
@@ -26,6 +28,13 @@ use crate::ledger::{Entry, Outcome};
 pub const RECORDS_SUFFIX: &str = "telemetry";
 /// The suffix of the sibling queue that carries heartbeats.
 pub const HEARTBEAT_SUFFIX: &str = "heartbeat";
+
+/// How long a heartbeat lives on a backend that can expire messages: a watcher counts a consumer from beats at
+/// most 2.5 intervals old, so anything past ten intervals (and a minute, for slow watchers and clock skew) only
+/// piles up where no watcher runs: 8,640 beats a day per consumer at the default 10 s.
+pub fn heartbeat_expiry(stats_interval: Duration) -> Duration {
+    (stats_interval * 10).max(Duration::from_secs(60))
+}
 
 /// Ledger entries per message: about 60 bytes each as JSON, so under 30 KiB a message.
 pub const LEDGER_ENTRIES_PER_MESSAGE: usize = 400;
@@ -180,6 +189,15 @@ pub fn file_safe(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeats_live_ten_intervals_and_at_least_a_minute() {
+        let s = Duration::from_secs;
+        assert_eq!(heartbeat_expiry(s(10)), s(100));
+        assert_eq!(heartbeat_expiry(s(1)), s(60));
+        assert_eq!(heartbeat_expiry(Duration::ZERO), s(60));
+        assert_eq!(heartbeat_expiry(s(30)), s(300));
+    }
 
     #[test]
     fn ledger_records_round_trip_and_split_under_the_size_limit() {

@@ -108,6 +108,11 @@ impl Heartbeats {
     /// When the sibling cannot be named or opened.
     pub async fn start(work: &QueueUrl) -> Result<Heartbeats, QueueError> {
         let url = work.sibling(telemetry::HEARTBEAT_SUFFIX)?;
+        // Expiring as the consumers' is, for a backend that sets expiry when the queue is made (NATS): the
+        // watcher may make it first. Its beats are read as they come, so the shortest expiry will do.
+        let url = url
+            .expiring(telemetry::heartbeat_expiry(Duration::ZERO))
+            .unwrap_or(url);
         let queue = url.open().await?;
         let state = Arc::new(Mutex::new(State::default()));
         let reader = tokio::spawn(read(queue, state.clone()));

@@ -226,7 +226,13 @@ impl AmqpQueue {
             mandatory: true,
             immediate: false,
         };
-        let props = BasicProperties::default().with_delivery_mode(2);
+        let mut props = BasicProperties::default().with_delivery_mode(2);
+        // An expiring queue (heartbeats): per-message TTL (`expiration`, milliseconds as text), which quorum
+        // queues honour from RabbitMQ 3.10 on. Per message rather than the queue's `x-message-ttl`, so that a
+        // queue declared earlier without it is not refused with PRECONDITION_FAILED.
+        if let Some(after) = self.url.expiry {
+            props = props.with_expiration(after.as_millis().to_string().into());
+        }
         // All the batch's frames go out in one go (join_all polls in order, so the confirm sequence numbers
         // follow the bodies); then every confirm is awaited.
         let sent = futures_util::future::join_all(bodies.iter().map(|b| {

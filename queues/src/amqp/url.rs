@@ -17,6 +17,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -90,6 +91,14 @@ impl Target for AmqpUrl {
             shown,
         ))
     }
+
+    /// Each message is published with a TTL (`expiration`, see the backend's publish).
+    fn with_expiry(&self, after: Duration) -> Option<Box<dyn Target>> {
+        Some(Box::new(AmqpUrl {
+            expiry: Some(after),
+            ..self.clone()
+        }))
+    }
 }
 
 /// RabbitMQ's default ports: AMQP, AMQP over TLS, management HTTP, management HTTPS.
@@ -123,6 +132,8 @@ pub struct AmqpUrl {
     pub max_msg_size: usize,
     pub tls: bool,
     pub ca: Option<PathBuf>,
+    /// Set by [`Target::with_expiry`] (never by the URL): messages published expire this long after.
+    pub expiry: Option<Duration>,
 }
 
 /// Splits `host[:port]` (IPv6 in brackets) and checks it.
@@ -205,6 +216,7 @@ impl AmqpUrl {
             max_msg_size: DEFAULT_MAX_MSG_SIZE,
             tls: false,
             ca: None,
+            expiry: None,
         };
         for (k, v) in url::query_pairs(query) {
             match k {

@@ -2,6 +2,7 @@
 //! the 2016 demo's `AZURE_*` variables.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -84,6 +85,14 @@ impl Target for AzureUrl {
             }),
             shown,
         ))
+    }
+
+    /// Each message is sent with a time to live (see the backend's send).
+    fn with_expiry(&self, after: Duration) -> Option<Box<dyn Target>> {
+        Some(Box::new(AzureUrl {
+            expiry: Some(after),
+            ..self.clone()
+        }))
     }
 }
 

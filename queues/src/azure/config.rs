@@ -67,6 +67,9 @@ pub struct AzureUrl {
     pub depth: DepthMode,
     pub auth: AuthMode,
     pub api_version: String,
+    /// Set by [`Target::with_expiry`](crate::Target::with_expiry) (never by the URL): messages sent live this
+    /// long.
+    pub expiry: Option<std::time::Duration>,
 }
 
 impl AzureUrl {
@@ -90,6 +93,7 @@ impl AzureUrl {
             depth: DepthMode::Approximate,
             auth: AuthMode::Auto,
             api_version: DEFAULT_API_VERSION.to_string(),
+            expiry: None,
         };
         for (k, v) in crate::url::query_pairs(query) {
             match k {

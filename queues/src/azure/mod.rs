@@ -31,7 +31,7 @@ use azure_core::http::headers::HeaderName;
 use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport, Url};
 use azure_storage_queue::models::{
     QueueClientGetPropertiesResultHeaders, QueueClientPeekMessagesOptions,
-    QueueClientReceiveMessagesOptions, QueueMessage,
+    QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage,
 };
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -245,8 +245,14 @@ impl AzureQueue {
         let content = message
             .try_into()
             .map_err(|e: azure_core::Error| self.err("serialize a message", e))?;
+        // An expiring queue (heartbeats): the message's time to live, in whole seconds (at least 1, Azure's
+        // least); without it Azure keeps a message 7 days.
+        let options = self.url.expiry.map(|after| QueueClientSendMessageOptions {
+            message_time_to_live: Some(visibility_seconds(after, 1)),
+            ..Default::default()
+        });
         self.client
-            .send_message(content, None)
+            .send_message(content, options)
             .await
             .map_err(|e| self.err("send a message", e))?;
         Ok(())

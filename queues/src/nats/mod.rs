@@ -56,6 +56,8 @@ use super::{AckOutcome, Delivery, Depth, OpenMode, Queue, QueueError, Receipt};
 /// The consumer's `AckWait` when it is made by a producer or a watcher, before any consumer said its lease:
 /// the consumer's default `--lease`.
 const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+/// JetStream's default duplicate window: an expiring stream's may not be longer than its max age.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long a request (JetStream API, publish ack, ack) waits for the server.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection attempt waits.
@@ -174,6 +176,13 @@ impl NatsQueue {
                 subjects: vec![self.url.subject.clone()],
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
+                // An expiring stream (heartbeats): JetStream drops what is older than `max_age`; its duplicate
+                // window may not be longer. A stream made earlier without it keeps its own limits.
+                max_age: self.url.expiry.unwrap_or_default(),
+                duplicate_window: self
+                    .url
+                    .expiry
+                    .map_or(Duration::ZERO, |after| after.min(DUPLICATE_WINDOW)),
                 ..Default::default()
             };
             js.get_or_create_stream(config)

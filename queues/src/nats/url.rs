@@ -13,6 +13,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -89,6 +90,14 @@ impl Target for NatsUrl {
             shown,
         ))
     }
+
+    /// The stream is created with `max_age` (see the backend's open).
+    fn with_expiry(&self, after: Duration) -> Option<Box<dyn Target>> {
+        Some(Box::new(NatsUrl {
+            expiry: Some(after),
+            ..self.clone()
+        }))
+    }
 }
 
 /// The NATS client port.
@@ -109,6 +118,9 @@ pub struct NatsUrl {
     pub max_msg_size: usize,
     pub tls: bool,
     pub ca: Option<PathBuf>,
+    /// Set by [`Target::with_expiry`] (never by the URL): the stream, when this opening creates it, drops
+    /// messages older than this.
+    pub expiry: Option<Duration>,
 }
 
 /// Stream and consumer names: JetStream refuses `.`, `*`, `>`, whitespace and path separators; we take the
@@ -172,6 +184,7 @@ impl NatsUrl {
             max_msg_size: DEFAULT_MAX_MSG_SIZE,
             tls: false,
             ca: None,
+            expiry: None,
         };
         for (k, v) in url::query_pairs(query) {
             match k {

@@ -437,12 +437,20 @@ impl Queue for RedisQueue {
         // The group first, so that the backlog shows as lag (what KEDA's lagCount reads) before any consumer.
         self.ensure_group().await?;
         let mut pipe = ::redis::pipe();
+        // An expiring stream (heartbeats) drops what is older than its expiry on each XADD. Entry ids are the
+        // server's milliseconds, the bound is ours: a clock skew shorter than the expiry (a minute and more)
+        // trims a little early or late, never a fresh entry. Exact (no `~`, which trims whole nodes of 100
+        // entries only): a heartbeat stream is short, and `~` would keep a quiet stack's beats for hours.
+        let min_id = self.url.expiry.map(|after| {
+            let now_ms = workload::clock::unix_micros() / 1000;
+            now_ms.saturating_sub(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+        });
         for b in &bodies {
-            pipe.cmd("XADD")
-                .arg(&self.url.stream)
-                .arg("*")
-                .arg(BODY_FIELD)
-                .arg(b.as_slice());
+            let cmd = pipe.cmd("XADD").arg(&self.url.stream);
+            if let Some(min_id) = min_id {
+                cmd.arg("MINID").arg(min_id);
+            }
+            cmd.arg("*").arg(BODY_FIELD).arg(b.as_slice());
         }
         let mut conn = self.conn.clone();
         let ids: Vec<Value> = pipe

@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -89,6 +90,14 @@ impl Target for RedisUrl {
             shown,
         ))
     }
+
+    /// Entries older than `after` are trimmed by each `XADD` (`MINID ~`, see [`RedisQueue`]'s publish).
+    fn with_expiry(&self, after: Duration) -> Option<Box<dyn Target>> {
+        Some(Box::new(RedisUrl {
+            expiry: Some(after),
+            ..self.clone()
+        }))
+    }
 }
 
 /// Redis's default port.
@@ -106,6 +115,8 @@ pub struct RedisUrl {
     pub db: i64,
     pub tls: bool,
     pub ca: Option<PathBuf>,
+    /// Set by [`Target::with_expiry`] (never by the URL): entries older than this are trimmed on publish.
+    pub expiry: Option<Duration>,
 }
 
 /// A key or group name this backend accepts: printable ASCII without spaces, `/`, `?`, `&`, `#` or `%`, so
@@ -160,6 +171,7 @@ impl RedisUrl {
             db: 0,
             tls: false,
             ca: None,
+            expiry: None,
         };
         for (k, v) in url::query_pairs(query) {
             match k {

@@ -83,6 +83,8 @@ pub struct SqliteQueue {
     conn: Arc<Mutex<Connection>>,
     /// Tells this process's checkpointer thread to stop when the queue is dropped.
     checkpointer_stop: Arc<AtomicBool>,
+    /// Messages published through this handle expire this long after (see [`SqliteQueue::expiring`]).
+    expiry: Option<Duration>,
 }
 
 /// How often the checkpointer copies the WAL back into the database.
@@ -123,6 +125,41 @@ fn spawn_checkpointer(path: PathBuf, stop: Arc<AtomicBool>) {
 }
 
 impl SqliteQueue {
+    /// This queue with messages that expire `after` they were published: heartbeats, which nobody may read
+    /// for days. Work queues never use it.
+    pub fn expiring(mut self, after: Duration) -> SqliteQueue {
+        self.expiry = Some(after);
+        self
+    }
+
+    /// A publish to an expiring queue: each row is stamped with its publish time in `visible_at` (claimable
+    /// at once, as `0` is), and the same transaction deletes the unleased rows stamped more than `after` ago.
+    /// A row a reader holds (leased) is left to its ack. Rows from before expiry existed (stamped 0) go first.
+    async fn publish_expiring(
+        &self,
+        bodies: Vec<Vec<u8>>,
+        after: Duration,
+    ) -> Result<(), QueueError> {
+        let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        self.with_conn(move |c| {
+            let now = unix_millis();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let expired = tx
+                .prepare_cached("DELETE FROM mw_messages WHERE lease = 0 AND visible_at < ?1")?
+                .execute([now.saturating_sub(after_ms)])?;
+            {
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO mw_messages (body, visible_at) VALUES (?1, ?2)")?;
+                for body in &bodies {
+                    insert.execute(rusqlite::params![body, now])?;
+                }
+            }
+            add_counter(&tx, "messages", bodies.len() as i64 - expired as i64)?;
+            tx.commit()
+        })
+        .await
+    }
+
     /// Opens the queue at `path`, creating the file and schema when missing.
     ///
     /// # Errors
@@ -155,6 +192,7 @@ impl SqliteQueue {
             path,
             conn: Arc::new(Mutex::new(conn)),
             checkpointer_stop,
+            expiry: None,
         })
     }
 
@@ -374,6 +412,9 @@ impl Queue for SqliteQueue {
     async fn publish(&self, bodies: Vec<Vec<u8>>) -> Result<(), QueueError> {
         if bodies.is_empty() {
             return Ok(());
+        }
+        if let Some(after) = self.expiry {
+            return self.publish_expiring(bodies, after).await;
         }
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -44,6 +45,7 @@ impl Backend for SqliteBackend {
         }
         Ok(Box::new(SqliteUrl {
             path: PathBuf::from(path),
+            expiry: None,
         }))
     }
 }
@@ -52,6 +54,8 @@ impl Backend for SqliteBackend {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SqliteUrl {
     pub path: PathBuf,
+    /// Set by [`Target::with_expiry`] (never by the URL): messages published expire this long after.
+    pub expiry: Option<Duration>,
 }
 
 #[async_trait]
@@ -63,7 +67,11 @@ impl Target for SqliteUrl {
             }
             .into());
         }
-        Ok(Arc::new(SqliteQueue::open(self.path.clone()).await?))
+        let queue = SqliteQueue::open(self.path.clone()).await?;
+        Ok(Arc::new(match self.expiry {
+            Some(after) => queue.expiring(after),
+            None => queue,
+        }))
     }
 
     /// A sibling file beside the queue's: `queue.db` → `queue-telemetry.db`. One file is one queue here, so a
@@ -81,6 +89,14 @@ impl Target for SqliteUrl {
         }
         let path = self.path.with_file_name(name);
         let shown = path.display().to_string();
-        Ok((Box::new(SqliteUrl { path }), shown))
+        Ok((Box::new(SqliteUrl { path, expiry: None }), shown))
+    }
+
+    /// Each publish stamps its rows and deletes the unread ones older than `after` (see the backend).
+    fn with_expiry(&self, after: Duration) -> Option<Box<dyn Target>> {
+        Some(Box::new(SqliteUrl {
+            path: self.path.clone(),
+            expiry: Some(after),
+        }))
     }
 }
