@@ -140,17 +140,23 @@ impl E2e {
     }
 }
 
-/// The embedded queue's file in the demo's directory (there is none when the demo runs on a broker).
-pub const QUEUE_FILE: &str = "queue.db";
-
-/// What a kept directory holds, of the files the demo writes: `queue.db, producer.jsonl, ledgers/, logs/`,
-/// less any that is not there (no queue.db on a broker's queue).
+/// What a kept directory holds, as found there: e.g. `ledgers/, logs/, producer.jsonl, queue.db` (the queue's
+/// own files appear when the queue is local; the demo does not name them, its backend does).
 fn contents(dir: &Path) -> String {
-    let names = [QUEUE_FILE, PRODUCER_OUT, "ledgers/", "logs/"];
-    let present: Vec<&str> = names
+    let mut present: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
-        .filter(|n| dir.join(n.trim_end_matches('/')).exists())
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                format!("{name}/")
+            } else {
+                name
+            }
+        })
         .collect();
+    present.sort();
     if present.is_empty() {
         "empty".into()
     } else {
@@ -317,15 +323,9 @@ impl Summary {
                 // The audit sees only what was sent and what was consumed: it cannot tell a message waiting in
                 // the queue from a lost one, so its `lost` includes them. Say so before a user reads it as loss.
                 if self.left() > 0 {
-                    let queue = dir.join(QUEUE_FILE);
-                    let queue = if queue.exists() {
-                        queue.display().to_string()
-                    } else {
-                        "the queue".to_string()
-                    };
                     writeln!(
                         out,
-                        "             (its lost count includes the {} message(s) still in {queue}: never consumed, not lost)",
+                        "             (its lost count includes the {} message(s) still in the queue: never consumed, not lost)",
                         self.left(),
                     )?;
                 }
