@@ -40,6 +40,12 @@ pub async fn run(
     } else {
         None
     };
+    // What this loop holds at most: the messages being worked on, plus those finished and waiting for their
+    // ack (sent with the next turn's receive) and, with telemetry, for their records' confirmation; a turn
+    // receives at most a batch.
+    let per_turn = config.batch.min(config.max_in_flight);
+    let waiting = if config.telemetry { 2 } else { 1 };
+    queue.hold_at_most(config.max_in_flight + per_turn * waiting);
     tracing::info!(queue = %queue.describe(), work = %config.work, max_in_flight = config.max_in_flight, "consuming");
     let backend = config.queue.backend();
     let mut registry = workload::metrics::registry("consumer", Some(backend));

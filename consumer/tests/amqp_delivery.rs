@@ -1,7 +1,7 @@
 //! Loss and duplicate accounting across real producer and consumer processes on a real RabbitMQ (Debian's
 //! 3.10, started by `testkit::amqp`): the shared delivery scenarios unchanged (three consumers with one
-//! SIGKILLed midway on 20,000 messages, the two SIGTERM drains), `--fail-rate 1 --max-deliveries 3`, and the
-//! broker itself killed and restarted mid-run.
+//! SIGKILLed midway on 20,000 messages, the two SIGTERM drains), more in flight than a batch,
+//! `--fail-rate 1 --max-deliveries 3`, and the broker itself killed and restarted mid-run.
 //!
 //! A node takes seconds to start and nextest runs every test in its own process, so this file is one test
 //! that starts one node and runs each scenario on its own queue, the broker restart last.
@@ -75,6 +75,9 @@ fn delivery_scenarios_on_rabbitmq() {
             &r,
             "drain-release",
         ))
+    });
+    timed("more in flight than a batch", || {
+        delivery::more_in_flight_than_a_batch(&delivery::Backend::amqp(&r, "window"))
     });
     timed("fail-rate 1 max-deliveries 3", || {
         // The quorum queue's `x-delivery-count` counts the deliveries.

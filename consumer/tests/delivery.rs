@@ -72,6 +72,13 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
 }
 
 #[test]
+fn more_in_flight_than_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = testkit::sqlite_url(dir.path());
+    delivery::more_in_flight_than_a_batch(&delivery::Backend::sqlite(&url));
+}
+
+#[test]
 fn sigterm_finishes_held_messages_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());

@@ -162,6 +162,13 @@ pub trait Queue: Send + Sync {
         Ok(())
     }
 
+    /// Says, before the first receive, the most messages the caller will hold at once: received and not yet
+    /// acked or released (worked on, or finished and waiting for their ack). A broker that pushes messages up
+    /// to a window of unacked ones (AMQP's prefetch, which RabbitMQ fixes when the consumer is made) sizes the
+    /// window from it; without it the window is the first receive's `max`, and a consumer that holds finished
+    /// messages while it works on others would wait for its acks to receive more. Others ignore it.
+    fn hold_at_most(&self, _messages: usize) {}
+
     /// The largest body [`Queue::publish`] accepts, before the backend's own encoding, where the backend has
     /// a limit (Azure: 64 KiB, or 48 KiB with base64). Producers check `--size` against it before sending.
     fn max_message_size(&self) -> Option<usize> {

@@ -162,7 +162,9 @@ impl AmqpQueue {
         side.link = None;
         side.consumer = None;
         if side.prefetch == 0 {
-            side.prefetch = max.clamp(1, usize::from(u16::MAX)) as u16;
+            let said = self.window.load(std::sync::atomic::Ordering::Relaxed);
+            let window = if said > 0 { said } else { max };
+            side.prefetch = window.clamp(1, usize::from(u16::MAX)) as u16;
         }
         let link = self.connect("consumer").await?;
         link.channel

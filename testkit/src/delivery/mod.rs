@@ -186,6 +186,37 @@ pub fn sigterm_finishes_held_messages(b: &Backend) {
     assert_eq!(tally(&ledger_entries(dir.path()), 30), (30, 0, 0, 0));
 }
 
+/// A consumer whose `--max-in-flight` is above its `--batch` works on `--max-in-flight` messages at once (a
+/// push backend sizes its window from what the consumer may hold, not from one receive: AMQP's prefetch was
+/// a batch, which capped the work at it); SIGTERM then finishes them all.
+pub fn more_in_flight_than_a_batch(b: &Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    b.produce(120);
+    let ledger = dir.path().join("c0.ledger");
+    let mut c = Proc::spawn(
+        "consumer",
+        b.consumer(
+            &ledger,
+            &[
+                "--work",
+                "sleep:2s",
+                "--max-in-flight",
+                "60",
+                "--batch",
+                "20",
+                "--drain-timeout",
+                "10s",
+            ],
+        ),
+    );
+    c.wait_for_consumer_line(Duration::from_secs(15), |l| l.in_flight == 60);
+    c.signal(libc::SIGTERM);
+    assert!(c.wait(Duration::from_secs(15)).success(), "{}", c.stderr());
+    let s = c.consumer_summary().expect("summary written on SIGTERM");
+    assert_eq!((s.acked, s.released), (s.received, 0), "{s:?}");
+    assert!(s.received >= 60, "{s:?}");
+}
+
 /// SIGTERM with five messages held under 60 s of work (and a 60 s lease) and a 300 ms drain: the consumer
 /// exits 0 promptly, releases all five and acks none, and they are visible again at once, not after the lease.
 pub fn sigterm_releases_what_it_cannot_finish(b: &Backend) {
