@@ -1,6 +1,6 @@
 """nats-py (the NATS project's Python client) on the same JetStream stream as our binaries.
 
-Used by consumer/tests/nats_interop.rs and, as the reference client, by consumer/benches/nats.rs.
+Used by consumer/tests/it/nats_interop.rs and, as the reference client, by consumer/benches/nats.rs.
 
     nats_client.py read      SERVER STREAM CONSUMER N         prints one JSON list of the N bodies it pulled and acked
     nats_client.py send      SERVER SUBJECT N                 publishes N plain (non-envelope) bodies, each acked

@@ -1,5 +1,5 @@
-//! What the in-process tests of the producer and consumer loops share (producer/tests/loops.rs,
-//! consumer/tests/loops.rs): a bound on every run, a writer that captures the stats lines a run writes, and
+//! What the in-process tests of the producer and consumer loops share (producer/tests/it/loops.rs,
+//! consumer/tests/it/loops.rs): a bound on every run, a writer that captures the stats lines a run writes, and
 //! a test double around a real queue whose publishes or acks a test takes over.
 
 use std::io::Write;

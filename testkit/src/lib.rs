@@ -43,8 +43,8 @@ pub fn bin_dir() -> PathBuf {
     deps.parent().expect("deps has a parent").to_path_buf()
 }
 
-/// The path of a workspace binary, built beforehand (`cargo build --workspace --bins`, which the test command
-/// does first).
+/// The path of a workspace binary, built beforehand: a workspace test build builds them all (the test command's
+/// does); a test run for one crate may need `cargo build --workspace --bins` first.
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(

@@ -113,7 +113,7 @@ mod tests {
         )));
         assert_eq!(e.kind(), ErrorKind::Invalid);
         // The server's own codes (WRONGPASS, OOM, WRONGTYPE…) are checked against a real server in
-        // common/tests/redis.rs: the client builds those errors from replies only.
+        // testkit/tests/it/redis_backend.rs: the client builds those errors from replies only.
         assert_eq!(
             QueueError::from(RedisError::Missing {
                 target: "redis://h:6379/q".into(),

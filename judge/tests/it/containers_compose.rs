@@ -1,9 +1,7 @@
-//! Offline checks of docker-compose.yml (no Docker engine needed; judge/tests/engine.rs runs it in one): it
+//! Offline checks of docker-compose.yml (no Docker engine needed; judge/tests/it/engine.rs runs it in one): it
 //! validates against the Compose Specification schema (check-jsonschema from the test venv), each profile
 //! names the services its stack needs, and every workload runs a binary the image ships with flags and
 //! variables that binary reads.
-
-mod containers_common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -18,7 +16,7 @@ use queues::nsq::url::NsqUrl;
 use queues::redis::RedisUrl;
 use serde_json::Value;
 
-use containers_common::*;
+use crate::containers_common::*;
 
 // ---------------------------------------------------------------------------------------- compose
 

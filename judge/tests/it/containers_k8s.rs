@@ -2,8 +2,6 @@
 //! every manifest, every container runs a binary the image ships with variables it reads, resources and
 //! non-root are set, graces cover the drain, and each KEDA scaler reads the queue its consumers use.
 
-mod containers_common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -15,7 +13,7 @@ use queues::nsq::url::NsqUrl;
 use queues::redis::RedisUrl;
 use serde_json::Value;
 
-use containers_common::*;
+use crate::containers_common::*;
 
 // ------------------------------------------------------------------------------------- Kubernetes
 

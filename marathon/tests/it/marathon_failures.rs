@@ -3,14 +3,12 @@
 //! failures, a locked group, a stuck deployment, bad usage, an unknown CA), each with its exit status and a
 //! message that says what to do. Build every binary first: `cargo build --workspace --bins`.
 
-mod marathon_common;
-
 use std::time::Duration;
 
 use serde_json::json;
 use testkit::fake_marathon::{FakeMarathon, Fault};
 
-use marathon_common::{group_puts, install, run, uninstall};
+use crate::marathon_common::{group_puts, install, run, uninstall};
 
 #[test]
 fn token_and_basic_auth_are_sent_and_refusals_name_the_fix_without_the_secret() {

@@ -1,14 +1,12 @@
-//! Offline checks of the Dockerfile and the image recipe (judge/tests/engine.rs builds and runs the image in a
+//! Offline checks of the Dockerfile and the image recipe (judge/tests/it/engine.rs builds and runs the image in a
 //! real engine): hadolint, a static non-root image shipping the binaries the services run, labels of both
 //! namespaces filled by `make image`; and the workload checker itself, shared with the compose and
 //! Kubernetes checks.
 
-mod containers_common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use containers_common::*;
+use crate::containers_common::*;
 
 // ------------------------------------------------------------------------------------- Dockerfile
 

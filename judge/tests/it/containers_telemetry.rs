@@ -3,9 +3,7 @@
 //! audited with `audit --queue` and its consumers counted from heartbeats where pods take their files with
 //! them), and each KEDA ScaledObject names the work queue, never its QUEUE-telemetry or QUEUE-heartbeat
 //! sibling (a scaler reading the suite's own records would scale on them). marathon-install's apps are
-//! checked in marathon/tests/marathon.rs, the compose stacks in a real engine in tests/engine.rs.
-
-mod containers_common;
+//! checked in marathon/tests/it/marathon.rs, the compose stacks in a real engine in tests/it/engine.rs.
 
 use queues::QueueUrl;
 use queues::amqp::AmqpUrl;
@@ -17,7 +15,7 @@ use serde_json::Value;
 use workload::cli::parse_on_off;
 use workload::telemetry::{HEARTBEAT_SUFFIX, RECORDS_SUFFIX};
 
-use containers_common::*;
+use crate::containers_common::*;
 
 /// The roles that publish to the channel (the remainder has no queue).
 const ROLES: [&str; 2] = ["producer", "consumer"];

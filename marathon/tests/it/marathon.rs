@@ -3,14 +3,12 @@
 //! apps they must leave alone. The failures the issue lists are in marathon_failures.rs. Build every binary
 //! first: `cargo build --workspace --bins`.
 
-mod marathon_common;
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use testkit::fake_marathon::FakeMarathon;
 
-use marathon_common::{group_puts, install, run, uninstall};
+use crate::marathon_common::{group_puts, install, run, uninstall};
 
 #[test]
 fn install_is_idempotent_and_uninstall_removes_everything_twice() {

@@ -2,7 +2,6 @@
 //! marathon_failures.rs): running a binary with a clean environment and a bounded wait, and counting the
 //! writes the fake saw.
 // Each test file uses a part of it.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

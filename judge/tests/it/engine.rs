@@ -3,7 +3,7 @@
 //! made on a base made here (no registry is reachable), and runs it.
 //!
 //! The nsq profile is not run: no nsqd package exists to make the `nsqio/nsq` image from, so it stays
-//! checked offline (tests/containers_compose.rs).
+//! checked offline (tests/it/containers_compose.rs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

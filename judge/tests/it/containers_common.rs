@@ -2,7 +2,6 @@
 //! tools of the test venv, and what each binary of the image accepts (flags and variables), to check every
 //! workload a compose service or a Kubernetes container runs against.
 // Each test file uses a part of it.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
