@@ -460,6 +460,130 @@ fn bad_flag_values_are_one_line_naming_the_flag_and_the_bound() {
             &["--queue", "sqlite:q.db", "--shape", "step:1,20000000@1s"],
             &["--shape", "10000000"],
         ),
+        // Negative numbers reach the flag's own check (not clap's "unexpected argument '-1'"), and zero where
+        // a count must be 1 or more: each says the range.
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--count", "-1"],
+            &["--count", "1 or more (got -1)"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--batch", "0"],
+            &["--batch", "from 1 to 1000000 (got 0)"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--concurrency", "-2"],
+            &["--concurrency", "from 1 to"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--producers", "0"],
+            &["--producers", "from 1 to"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--size", "-1"],
+            &["--size", "from 0 to 67108864 (got -1)"],
+        ),
+        (
+            "producer",
+            &["--queue", "sqlite:q.db", "--seed", "-1"],
+            &["--seed", "0 or more"],
+        ),
+        (
+            "consumer",
+            &["--queue", "sqlite:q.db", "--max-in-flight", "0"],
+            &["--max-in-flight", "from 1 to 1000000 (got 0)"],
+        ),
+        (
+            "consumer",
+            &["--queue", "sqlite:q.db", "--max-in-flight", "-3"],
+            &["--max-in-flight", "from 1 to 1000000 (got -3)"],
+        ),
+        (
+            "consumer",
+            &["--queue", "sqlite:q.db", "--batch", "0"],
+            &["--batch", "from 1 to"],
+        ),
+        (
+            "consumer",
+            &["--queue", "sqlite:q.db", "--count", "0"],
+            &["--count", "1 or more (got 0)"],
+        ),
+        (
+            "consumer",
+            &["--queue", "sqlite:q.db", "--max-deliveries", "-1"],
+            &["--max-deliveries", "from 1 to 65535"],
+        ),
+        ("demo", &["--rate", "-1"], &["--rate", "0 or more"]),
+        (
+            "demo",
+            &["--max-in-flight", "0"],
+            &["--max-in-flight", "from 1 to"],
+        ),
+        (
+            "demo",
+            &["--remainder-threads", "-1"],
+            &["--remainder-threads", "from 1 to 4096"],
+        ),
+        (
+            "demo",
+            &["--consumers", "-1"],
+            &["--consumers", "from 0 to 64"],
+        ),
+        (
+            "remainder",
+            &["--threads", "0"],
+            &["--threads", "from 1 to 4096"],
+        ),
+        (
+            "scorecard",
+            &[
+                "watch",
+                "--queue",
+                "sqlite:q.db",
+                "--consumers",
+                "telemetry",
+                "--consumer-slots",
+                "0",
+            ],
+            &["--consumer-slots", "from 1 to"],
+        ),
+        (
+            "scorecard",
+            &[
+                "watch",
+                "--queue",
+                "sqlite:q.db",
+                "--consumers",
+                "telemetry",
+                "--target",
+                "-4",
+            ],
+            &["--target", "1 or more (got -4)"],
+        ),
+        (
+            "marathon-install",
+            &["--dry-run", "--consumer-instances", "-1"],
+            &["--consumer-instances", "from 0 to"],
+        ),
+        (
+            "marathon-install",
+            &["--dry-run", "--consumer-cpus", "-1"],
+            &["--consumer-cpus", "more than 0 (got -1)"],
+        ),
+        (
+            "marathon-install",
+            &["--dry-run", "--engine", "--target-queue-length", "0"],
+            &["--target-queue-length", "from 1 to"],
+        ),
+        (
+            "audit",
+            &["--queue", "sqlite:q.db", "--run", "-1"],
+            &["--run", "1 to 16 hex digits"],
+        ),
         // The audit's usage names both of its forms.
         ("audit", &[], &["--producer", "--ledger", "--queue"]),
         (

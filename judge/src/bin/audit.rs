@@ -46,7 +46,7 @@ struct Args {
 
     /// With --queue: audit only this run: 1 to 16 hex digits, as the producers' --run-id takes it (their lines'
     /// run_id has all 16). Records of other runs are saved too, never dropped.
-    #[arg(long, value_name = "ID", requires = "queue", value_parser = parse_run)]
+    #[arg(long, value_name = "ID", requires = "queue", value_parser = parse_run, allow_hyphen_values = true)]
     run: Option<u64>,
 
     /// With --queue: where the records taken off the channel are kept (DIR/RUN/CONSUMER.ledger and

@@ -13,7 +13,7 @@ use judge::scenario::Scenario;
 use judge::scorecard::{
     self, compare, compare_chart, heartbeats::CountFrom, sources::ConsumerSource, table, watch,
 };
-use workload::cli::{parse_duration, parse_interval, usage};
+use workload::cli::{MAX_COUNT, parse_duration, parse_interval, usage, whole};
 use workload::shape::Shape;
 
 /// Grade a scaling engine: reaction time, overshoot, time in band, flaps, cost, utilisation, loss.
@@ -86,7 +86,7 @@ enum Command {
         #[arg(long, value_name = "SPEC")]
         work: Option<String>,
         /// Messages one consumer works on at once (its --max-in-flight), for the demand.
-        #[arg(long, default_value_t = 1, value_name = "N")]
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = whole::<usize>(1, MAX_COUNT), allow_negative_numbers = true)]
         consumer_slots: usize,
         /// The scenario being run: its shape gives the load changes, its target and duration the defaults.
         #[arg(long, value_name = "FILE")]
@@ -95,7 +95,7 @@ enum Command {
         #[arg(long, value_name = "SPEC")]
         shape: Option<String>,
         /// The queue depth the engine aims at [default: the scenario's].
-        #[arg(long, value_name = "DEPTH")]
+        #[arg(long, value_name = "DEPTH", value_parser = whole::<u64>(1, u64::MAX), allow_negative_numbers = true)]
         target: Option<u64>,
         /// How long to watch [default: the scenario's duration plus 60 s for the drain].
         #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
@@ -209,9 +209,6 @@ fn main() -> ExitCode {
                 if let Some(w) = &work {
                     w.parse::<workload::work::WorkSpec>()
                         .map_err(|e| usage(format!("invalid --work {w:?}: {e}")))?;
-                }
-                if consumer_slots == 0 {
-                    return Err(usage("--consumer-slots must be at least 1").into());
                 }
                 check_out_dir(&out).map_err(usage)?;
                 let url = queues::QueueUrl::parse(&queue).map_err(usage)?;

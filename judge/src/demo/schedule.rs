@@ -41,10 +41,11 @@ impl FromStr for ConsumerSchedule {
             )
         };
         let count = |text: &str| -> Result<usize, String> {
-            let n: usize = text
-                .trim()
-                .parse()
-                .map_err(|_| err(format!("{text:?} is not a whole number of consumers")))?;
+            let n: usize = text.trim().parse().map_err(|_| {
+                err(format!(
+                    "{text:?} is not a number of consumers from 0 to {MAX_CONSUMERS}"
+                ))
+            })?;
             if n > MAX_CONSUMERS {
                 return Err(err(format!("{n} is more than {MAX_CONSUMERS} consumers")));
             }
