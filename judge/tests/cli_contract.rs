@@ -375,6 +375,13 @@ fn errors_say_each_thing_once_and_a_missing_directory_is_named() {
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     let (_, _, err) = run_in(dir.path(), "demo", &["--scenario", "missing.toml"]);
     assert!(err.matches("os error 2").count() <= 1, "{err}");
+    // One hint, one naming of the flag: --autoscale's message points to the README, so not to --help too.
+    for bad in ["x", "bogus=1", "target=x"] {
+        let (code, _, err) = run_in(dir.path(), "demo", &["--autoscale", bad]);
+        assert_eq!(code, Some(2), "{err}");
+        assert_eq!(err.matches("(see ").count(), 1, "{err}");
+        assert_eq!(err.matches("--autoscale").count(), 1, "{err}");
+    }
 
     for bin in ["producer", "consumer"] {
         let (_, _, err) = run_in(

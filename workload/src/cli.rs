@@ -171,7 +171,14 @@ pub fn exit_on_clap_error(e: clap::Error) -> ! {
     ) {
         e.exit()
     }
-    note(format_args!("error: {} (see --help)", clap_error_line(&e)));
+    let line = clap_error_line(&e);
+    // One hint: a message that already says where to look (the README for --autoscale's keys) gets no second.
+    let hint = if line.contains("(see ") {
+        ""
+    } else {
+        " (see --help)"
+    };
+    note(format_args!("error: {line}{hint}"));
     std::process::exit(2)
 }
 
