@@ -330,6 +330,20 @@ fn bad_usage_exits_2_and_runtime_failures_exit_1_in_every_binary() {
             code: 1,
             says: "cannot connect",
         },
+        // A broker that is down: the error says what to check, on every backend (Redis as NATS and RabbitMQ).
+        Case {
+            bin: "consumer",
+            args: &[
+                "--queue",
+                "redis://127.0.0.1:1/q",
+                "--count",
+                "1",
+                "--give-up-after",
+                "1s",
+            ],
+            code: 1,
+            says: "(is redis-server running there?)",
+        },
     ];
     for c in cases {
         let (code, out, err) = run_in(dir.path(), c.bin, c.args);
