@@ -707,3 +707,27 @@ fn a_redis_server_that_is_down_is_named_with_what_to_check() {
         );
     }
 }
+
+/// A --ledger that cannot be written stops the consumer before it opens the queue: bad usage, and no queue
+/// file is left behind.
+#[test]
+fn a_consumer_ledger_that_cannot_be_written_leaves_no_queue_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_in(
+        dir.path(),
+        "consumer",
+        &["--queue", "sqlite:q.db", "--ledger", "no/such/dir/c.ledger"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("cannot open ledger no/such/dir/c.ledger"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
