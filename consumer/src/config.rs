@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Parser;
 use queues::cli::QueueArgs;
-use workload::cli::{StatsArgs, TelemetryArgs, legacy_millis, parse_duration, parse_interval};
+use workload::cli::{
+    MAX_COUNT, StatsArgs, TelemetryArgs, legacy_millis, parse_duration, parse_interval, whole,
+};
 use workload::work::{Work, WorkSampler, WorkSpec};
 
 /// Takes messages off a queue, does simulated work on each, acks it after the work, and reports, as JSON
@@ -25,12 +27,14 @@ pub struct Args {
         long,
         env = "CONSUMER_MAX_IN_FLIGHT",
         default_value_t = 1,
-        value_name = "N"
+        value_name = "N",
+        value_parser = whole::<usize>(1, MAX_COUNT),
+        allow_negative_numbers = true
     )]
     pub max_in_flight: usize,
 
     /// Most messages taken in one receive call.
-    #[arg(long, env = "CONSUMER_BATCH", default_value_t = 100, value_name = "N")]
+    #[arg(long, env = "CONSUMER_BATCH", default_value_t = 100, value_name = "N", value_parser = whole::<usize>(1, MAX_COUNT), allow_negative_numbers = true)]
     pub batch: usize,
 
     /// Work per message: none, sleep:DURATION (wait, no CPU), cpu:DURATION (CPU time on one core), or a
@@ -43,7 +47,7 @@ pub struct Args {
     pub work: Option<WorkSpec>,
 
     /// Seed for drawing --work from a distribution (default: random), so a run can be repeated.
-    #[arg(long, env = "CONSUMER_SEED", value_name = "N")]
+    #[arg(long, env = "CONSUMER_SEED", value_name = "N", value_parser = whole::<u64>(0, u64::MAX), allow_negative_numbers = true)]
     pub seed: Option<u64>,
 
     /// How long a received message stays invisible to other consumers; kept alive during longer work.
@@ -61,7 +65,7 @@ pub struct Args {
     pub ledger: Option<PathBuf>,
 
     /// Stop (gracefully, as on SIGTERM) after acking this many messages (default: no limit).
-    #[arg(long, env = "CONSUMER_COUNT", value_name = "N")]
+    #[arg(long, env = "CONSUMER_COUNT", value_name = "N", value_parser = whole::<u64>(1, u64::MAX), allow_negative_numbers = true)]
     pub count: Option<u64>,
 
     /// With --count: stop with an error (exit 1) when the queue has answered nothing for this long, retrying
@@ -92,7 +96,7 @@ pub struct Args {
     /// deliveries died with their consumer or lost their lease): either way it is set aside instead of being
     /// given back again, so no message loops for ever. 1 to 65535 (NSQ counts attempts in 16 bits); there is
     /// no "unlimited", because a message that kills every consumer that takes it would loop for ever.
-    #[arg(long, env = "CONSUMER_MAX_DELIVERIES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=65535), value_name = "N")]
+    #[arg(long, env = "CONSUMER_MAX_DELIVERIES", default_value_t = 5, value_parser = whole::<u32>(1, 65_535), allow_negative_numbers = true, value_name = "N")]
     pub max_deliveries: u32,
 
     #[command(flatten)]
@@ -171,12 +175,6 @@ impl Config {
             },
         };
         let work = WorkSampler::new(work, args.seed.unwrap_or_else(rand::random));
-        if args.max_in_flight == 0 {
-            bail!("--max-in-flight must be at least 1");
-        }
-        if args.batch == 0 {
-            bail!("--batch must be at least 1");
-        }
         if args.lease < Duration::from_millis(100) {
             bail!("--lease must be at least 100ms (got {:?})", args.lease);
         }

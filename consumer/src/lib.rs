@@ -20,5 +20,5 @@ mod telemetry;
 
 pub use config::{Args, Config, FailureModel};
 pub use error::Error;
-pub use run::run;
+pub use run::{open_ledger, run, run_with_ledger};
 pub use workload::reporting::Reporting;

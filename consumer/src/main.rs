@@ -13,8 +13,12 @@ fn main() -> ExitCode {
     workload::cli::init_logging(&queues::registry::quiet_log_targets());
     workload::cli::run_async(async {
         let config = Config::from_args(args).map_err(workload::cli::usage)?;
+        // The ledger first: one that cannot be written leaves nothing made (an embedded queue's file). A file
+        // named on the command line that cannot be written is bad usage, as the demo's --json is.
+        let ledger = consumer::open_ledger(&config).map_err(workload::cli::usage)?;
         let start = queues::cli::start(&config.queue, config.metrics_addr).await?;
-        consumer::run(config, start.queue, start.shutdown, start.reporting).await?;
+        consumer::run_with_ledger(config, ledger, start.queue, start.shutdown, start.reporting)
+            .await?;
         anyhow::Ok(())
     })
 }

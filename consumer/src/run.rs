@@ -25,12 +25,35 @@ pub async fn run(
     shutdown: Shutdown,
     reporting: Reporting,
 ) -> Result<(), Error> {
-    let ledger = config
+    let ledger = open_ledger(&config)?;
+    run_with_ledger(config, ledger, queue, shutdown, reporting).await
+}
+
+/// Opens (creating) the `--ledger` file, if one is given. The binary calls it before it opens the queue, so
+/// that a ledger that cannot be written stops the run before anything else is made (an embedded queue's file).
+///
+/// # Errors
+/// [`Error::LedgerOpen`] when the file cannot be opened for appending.
+pub fn open_ledger(config: &Config) -> Result<Option<LedgerWriter>, Error> {
+    config
         .ledger
         .as_deref()
         .map(LedgerWriter::open)
         .transpose()
-        .map_err(Error::LedgerOpen)?;
+        .map_err(Error::LedgerOpen)
+}
+
+/// [`run`] with the ledger already opened ([`open_ledger`]).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_ledger(
+    config: Config,
+    ledger: Option<LedgerWriter>,
+    queue: Arc<dyn Queue>,
+    shutdown: Shutdown,
+    reporting: Reporting,
+) -> Result<(), Error> {
     let telemetry = if config.telemetry {
         Some(
             crate::telemetry::Telemetry::open(&config.queue, config.stats_interval)

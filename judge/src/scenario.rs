@@ -35,6 +35,8 @@ pub enum ScenarioError {
     },
     #[error("scenario {path} is not valid: {message}")]
     Invalid { path: String, message: String },
+    #[error("scenario {path} is a directory: give a scenario file{files}")]
+    Directory { path: String, files: String },
 }
 
 /// The file as written.
@@ -68,6 +70,31 @@ pub struct Scenario {
     pub autoscale: AutoscaleArgs,
 }
 
+/// The scenario files a directory given as `--scenario` holds, for the error: `, such as DIR/a.toml or DIR/b.toml`.
+fn toml_files_in(dir: &Path) -> String {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    match files.as_slice() {
+        [] => " (it holds no .toml file)".to_string(),
+        [one] => format!(", such as {one}"),
+        more => format!(
+            ", such as {}",
+            more.iter()
+                .take(4)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    }
+}
+
 impl Scenario {
     /// Reads and checks a scenario file.
     ///
@@ -75,6 +102,12 @@ impl Scenario {
     /// When it cannot be read, is not TOML of the documented form, or a value does not parse.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let shown = path.display().to_string();
+        if path.is_dir() {
+            return Err(ScenarioError::Directory {
+                files: toml_files_in(path),
+                path: shown,
+            });
+        }
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
             path: shown.clone(),
             source,

@@ -5,7 +5,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use queues::cli::QueueArgs;
-use workload::cli::{StatsArgs, TelemetryArgs, legacy_millis, parse_duration, parse_interval};
+use workload::cli::{
+    MAX_COUNT, MAX_SIZE, StatsArgs, TelemetryArgs, legacy_millis, parse_duration, parse_interval,
+    whole,
+};
 use workload::shape::Shape;
 use workload::work::WorkSpec;
 
@@ -46,21 +49,21 @@ pub struct Args {
     pub shape: Option<String>,
 
     /// How many producer processes share the --shape (or --rate): together they send what it says.
-    #[arg(long, env = "PRODUCERS", default_value_t = 1, value_name = "N")]
+    #[arg(long, env = "PRODUCERS", default_value_t = 1, value_name = "N", value_parser = whole::<u64>(1, MAX_COUNT), allow_negative_numbers = true)]
     pub producers: u64,
 
     /// Which of the --producers this one is, from 0 to N-1: it sends the shape's messages k with
     /// k mod N = I (and a Poisson process of rate/N for poisson: terms).
-    #[arg(long, env = "PRODUCER_INDEX", default_value_t = 0, value_name = "I")]
+    #[arg(long, env = "PRODUCER_INDEX", default_value_t = 0, value_name = "I", value_parser = whole::<u64>(0, MAX_COUNT - 1), allow_negative_numbers = true)]
     pub producer_index: u64,
 
     /// Seed for the random parts of the load (poisson: arrivals, drawn --work); default: from the run id,
     /// so producers given one --run-id repeat their run. Each --producer-index draws its own stream.
-    #[arg(long, env = "PRODUCER_SEED", value_name = "N")]
+    #[arg(long, env = "PRODUCER_SEED", value_name = "N", value_parser = whole::<u64>(0, u64::MAX), allow_negative_numbers = true)]
     pub seed: Option<u64>,
 
     /// Stop after this many messages have been confirmed (default: no limit).
-    #[arg(long, env = "PRODUCER_COUNT", value_name = "N")]
+    #[arg(long, env = "PRODUCER_COUNT", value_name = "N", value_parser = whole::<u64>(1, u64::MAX), allow_negative_numbers = true)]
     pub count: Option<u64>,
 
     /// Stop after this long: the messages scheduled inside it are sent (default: the --shape's end when it
@@ -69,11 +72,11 @@ pub struct Args {
     pub duration: Option<Duration>,
 
     /// Size of each message body in bytes, padded with '.'; bodies never shrink below the envelope (~70 B).
-    #[arg(long, env = "PRODUCER_SIZE", default_value_t = 0, value_name = "BYTES")]
+    #[arg(long, env = "PRODUCER_SIZE", default_value_t = 0, value_name = "BYTES", value_parser = whole::<usize>(0, MAX_SIZE), allow_negative_numbers = true)]
     pub size: usize,
 
     /// Most messages sent in one publish; a producer behind schedule catches up in batches this big.
-    #[arg(long, env = "PRODUCER_BATCH", default_value_t = 100, value_name = "N")]
+    #[arg(long, env = "PRODUCER_BATCH", default_value_t = 100, value_name = "N", value_parser = whole::<usize>(1, MAX_COUNT), allow_negative_numbers = true)]
     pub batch: usize,
 
     /// Most publishes in flight at once. One suits SQLite; remote queues that take one message per request
@@ -82,7 +85,9 @@ pub struct Args {
         long,
         env = "PRODUCER_CONCURRENCY",
         default_value_t = 1,
-        value_name = "N"
+        value_name = "N",
+        value_parser = whole::<usize>(1, MAX_COUNT),
+        allow_negative_numbers = true
     )]
     pub concurrency: usize,
 
@@ -109,7 +114,7 @@ pub struct Args {
     pub run_id: Option<String>,
 
     /// This producer's id, unique within the run (default: random).
-    #[arg(long, env = "PRODUCER_ID", value_name = "N")]
+    #[arg(long, env = "PRODUCER_ID", value_name = "N", value_parser = whole::<u32>(0, u32::MAX.into()), allow_negative_numbers = true)]
     pub producer_id: Option<u32>,
 
     #[command(flatten)]
@@ -147,9 +152,6 @@ pub struct Config {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// The largest body we agree to build; backends with lower limits check their own.
-const MAX_SIZE: usize = 64 * 1024 * 1024;
-
 impl Config {
     /// Checks every input before anything is opened or sent.
     pub fn from_args(args: Args) -> anyhow::Result<Config> {
@@ -173,9 +175,6 @@ impl Config {
                 (rate > 0.0).then(|| Shape::constant(rate))
             }
         };
-        if args.producers == 0 {
-            bail!("--producers must be at least 1");
-        }
         if args.producer_index >= args.producers {
             bail!(
                 "--producer-index {} is out of range: with --producers {} it goes from 0 to {}",
@@ -183,15 +182,6 @@ impl Config {
                 args.producers,
                 args.producers - 1
             );
-        }
-        if args.batch == 0 {
-            bail!("--batch must be at least 1");
-        }
-        if args.concurrency == 0 {
-            bail!("--concurrency must be at least 1");
-        }
-        if args.size > MAX_SIZE {
-            bail!("--size {} is over the {MAX_SIZE}-byte limit", args.size);
         }
         if args.stats.stats_interval.is_zero() {
             bail!("--stats-interval must be more than 0");

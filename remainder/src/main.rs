@@ -33,7 +33,7 @@ struct Args {
     /// Defaults to the number of CPUs available to this process, honouring its CPU affinity and cgroup CPU
     /// quota (as std::thread::available_parallelism reports them), so that at full tilt it can fill every CPU
     /// it is allowed. Must be at least 1.
-    #[arg(long, env = "REMAINDER_THREADS", value_parser = parse_threads, value_name = "N")]
+    #[arg(long, env = "REMAINDER_THREADS", value_parser = parse_threads, allow_negative_numbers = true, value_name = "N")]
     threads: Option<NonZeroUsize>,
 
     /// What each worker does: run CPU work units, or hold its slot idle.
@@ -70,9 +70,7 @@ fn main() -> ExitCode {
 
 /// Parses `--threads`/`REMAINDER_THREADS`; the error says what is expected, because clap shows it as is.
 fn parse_threads(s: &str) -> Result<NonZeroUsize, String> {
-    s.trim()
-        .parse::<NonZeroUsize>()
-        .map_err(|_| format!("invalid thread count {s:?}: expected a whole number of at least 1"))
+    workload::cli::whole_nonzero(workload::cli::MAX_THREADS)(s)
 }
 
 /// The CPUs this process may use; 1 (with a warning) when the OS cannot say.
@@ -100,7 +98,7 @@ mod tests {
         assert_eq!(parse_threads(" 3 ").map(NonZeroUsize::get), Ok(3));
         for bad in ["0", "-1", "two", ""] {
             let e = parse_threads(bad).expect_err(bad);
-            assert!(e.contains("at least 1"), "{e}");
+            assert!(e.contains("from 1 to 4096"), "{e}");
         }
     }
 }

@@ -54,6 +54,59 @@ pub fn check_rate(flag: &str, rate: f64) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// The highest count a flag of messages held, batched or in flight at once takes (`--max-in-flight`,
+/// `--batch`, `--concurrency`…): far beyond what one process holds, so a value above it is almost certainly a
+/// typo.
+pub const MAX_COUNT: u64 = 1_000_000;
+/// The most threads a flag takes: more than any machine this runs on has CPUs.
+pub const MAX_THREADS: u64 = 4096;
+/// The largest message body, in bytes, the producer agrees to build (`--size`); backends with lower limits
+/// check their own.
+pub const MAX_SIZE: u64 = 64 * 1024 * 1024;
+
+/// The value parser of a whole-number flag from `min` to `max` (`u64::MAX`: no upper bound). The error states
+/// the range, because clap shows it after the flag's name: `--batch: must be from 1 to 1000000 (got 0)`.
+/// Flags that take it set `allow_negative_numbers`, so that `--batch -1` gets here and is told the range,
+/// instead of clap's "unexpected argument '-1' found".
+pub fn whole<T>(
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+{
+    move |s: &str| {
+        let range = if max == u64::MAX {
+            format!("{min} or more")
+        } else {
+            format!("from {min} to {max}")
+        };
+        let t = s.trim();
+        let n = match t.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) if t.parse::<i128>().is_ok() => {
+                return Err(format!("must be {range} (got {t})"));
+            }
+            Err(_) => return Err(format!("{s:?} is not a whole number (expected {range})")),
+        };
+        if !(min..=max).contains(&n) {
+            return Err(format!("must be {range} (got {n})"));
+        }
+        T::try_from(n).map_err(|_| format!("must be {range} (got {n})"))
+    }
+}
+
+/// [`whole`] for a count that is never 0, as its type says.
+pub fn whole_nonzero(
+    max: u64,
+) -> impl Fn(&str) -> Result<std::num::NonZeroUsize, String> + Clone + Send + Sync + 'static {
+    let parse = whole::<usize>(1, max);
+    move |s: &str| {
+        let n = parse(s)?;
+        std::num::NonZeroUsize::new(n).ok_or_else(|| format!("must be 1 or more (got {n})"))
+    }
+}
+
 /// Parses a duration that must be more than zero (an interval: zero would mean a busy loop).
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
@@ -118,7 +171,14 @@ pub fn exit_on_clap_error(e: clap::Error) -> ! {
     ) {
         e.exit()
     }
-    note(format_args!("error: {} (see --help)", clap_error_line(&e)));
+    let line = clap_error_line(&e);
+    // One hint: a message that already says where to look (the README for --autoscale's keys) gets no second.
+    let hint = if line.contains("(see ") {
+        ""
+    } else {
+        " (see --help)"
+    };
+    note(format_args!("error: {line}{hint}"));
     std::process::exit(2)
 }
 
@@ -424,5 +484,29 @@ mod tests {
                 .contains("0 or more")
         );
         assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn whole_numbers_say_their_range_for_zero_negatives_and_words() {
+        let batch = whole::<usize>(1, 100);
+        assert_eq!(batch("7"), Ok(7));
+        assert_eq!(batch(" 100 "), Ok(100));
+        assert_eq!(batch("0").unwrap_err(), "must be from 1 to 100 (got 0)");
+        assert_eq!(batch("-5").unwrap_err(), "must be from 1 to 100 (got -5)");
+        assert_eq!(batch("101").unwrap_err(), "must be from 1 to 100 (got 101)");
+        assert!(
+            batch("ten")
+                .unwrap_err()
+                .contains("not a whole number (expected from 1 to 100)")
+        );
+        let seed = whole::<u64>(0, u64::MAX);
+        assert_eq!(seed("-1").unwrap_err(), "must be 0 or more (got -1)");
+        assert_eq!(
+            whole::<u32>(0, u32::MAX.into())("4294967296").unwrap_err(),
+            "must be from 0 to 4294967295 (got 4294967296)"
+        );
+        let threads = whole_nonzero(64);
+        assert_eq!(threads("3").map(|n| n.get()), Ok(3));
+        assert_eq!(threads("0").unwrap_err(), "must be from 1 to 64 (got 0)");
     }
 }

@@ -48,6 +48,16 @@ pub enum LedgerError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read ledger {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    /// The file holds something no consumer wrote: auditing it would report every message lost.
+    #[error(
+        "{path} is not a ledger (line {line}: expected `RUN PRODUCER SEQ` lines such as \
+         `00000000000000ab 3 17`, one per acked message; found {found})"
+    )]
+    NotALedger {
+        path: PathBuf,
+        line: u64,
+        found: String,
+    },
 }
 
 /// Appends entries to a ledger file. Entries are buffered by the caller's batch and written with one `write`.
@@ -133,7 +143,11 @@ pub fn read(path: &Path, mut f: impl FnMut(Entry)) -> Result<ReadReport, LedgerE
 }
 
 /// Reads every line of a ledger with its outcome, calling `f` for each; malformed lines are counted, not
-/// fatal.
+/// fatal, once the file has shown it is a ledger.
+///
+/// # Errors
+/// [`LedgerError::NotALedger`] when a line before the first entry holds a byte no ledger line has (a text or
+/// binary file given by mistake); [`LedgerError::Read`] when the file cannot be read.
 pub fn read_outcomes(
     path: &Path,
     mut f: impl FnMut(Entry, Outcome),
@@ -146,12 +160,27 @@ pub fn read_outcomes(
     let mut report = ReadReport::default();
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut line = Vec::with_capacity(64);
+    let mut number = 0u64;
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line).map_err(read_err)? == 0 {
             return Ok(report);
         }
-        match parse_line(&line) {
+        number += 1;
+        let parsed = parse_line(&line);
+        // Until the first entry, a line that cannot be a torn ledger line says the file is not a ledger at all.
+        // A torn line (a consumer killed mid-write, then restarted on the same file) has only ledger bytes.
+        if parsed.is_none()
+            && report.entries + report.poison == 0
+            && !line.iter().all(|b| is_ledger_byte(*b))
+        {
+            return Err(LedgerError::NotALedger {
+                path: path.to_path_buf(),
+                line: number,
+                found: describe(&line),
+            });
+        }
+        match parsed {
             Some((e, outcome)) => {
                 match outcome {
                     Outcome::Consumed => report.entries += 1,
@@ -161,6 +190,26 @@ pub fn read_outcomes(
             }
             None => report.malformed += 1,
         }
+    }
+}
+
+/// Whether `b` can occur in a ledger line: hex digits, decimal digits, spaces, the letters of `poison`.
+fn is_ledger_byte(b: u8) -> bool {
+    b.is_ascii_hexdigit() || matches!(b, b' ' | b'\n' | b'p' | b'o' | b'i' | b's' | b'n')
+}
+
+/// What a line that is not a ledger line holds, short, for the error.
+fn describe(line: &[u8]) -> String {
+    const SHOWN: usize = 40;
+    let text = line.strip_suffix(b"\n").unwrap_or(line);
+    match std::str::from_utf8(text) {
+        Ok(t) if !t.chars().any(|c| c.is_control() && c != '\t') => {
+            let short: String = t.chars().take(SHOWN).collect();
+            let more = if t.chars().count() > SHOWN { "…" } else { "" };
+            format!("{short:?}{more}")
+        }
+        // Not text: quoting it would print control bytes to the terminal.
+        _ => "binary data".to_string(),
     }
 }
 
@@ -275,5 +324,47 @@ mod tests {
         let mut consumed = vec![];
         read(&path, |e| consumed.push(e)).unwrap();
         assert_eq!(consumed, vec![a], "read yields consumed messages only");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_ledger_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[(&[u8], u64, &str)] = &[
+            (
+                b"root:x:0:0:root:/root:/bin/bash\nbin:x:1:1\n",
+                1,
+                "\"root:x:0:0",
+            ),
+            (b"\n# notes\n0000000000000001 2 3\n", 2, "\"# notes\""),
+            (b"\x7fELF\x02\x01\x01\0\0\0", 1, "binary data"),
+        ];
+        for (i, (bytes, line, found)) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("{i}.ledger"));
+            std::fs::write(&path, bytes).unwrap();
+            let e = read(&path, |_| {}).unwrap_err();
+            assert!(
+                matches!(e, LedgerError::NotALedger { line: l, .. } if l == *line),
+                "{e}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains("is not a ledger") && text.contains(found),
+                "{text}"
+            );
+            assert!(text.contains("RUN PRODUCER SEQ"), "{text}");
+        }
+        // A first line torn by a kill, then a restarted consumer's entries: a ledger, one malformed line.
+        let path = dir.path().join("torn.ledger");
+        std::fs::write(
+            &path,
+            b"0000000000000001 2 0000000000000001 2 4\n0000000000000001 2 5\n",
+        )
+        .unwrap();
+        let report = read(&path, |_| {}).unwrap();
+        assert_eq!((report.entries, report.malformed), (1, 1));
+        // An empty file is an empty ledger (a consumer that acked nothing): the audit judges it.
+        let path = dir.path().join("empty.ledger");
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(read(&path, |_| {}).unwrap(), ReadReport::default());
     }
 }

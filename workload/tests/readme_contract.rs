@@ -133,3 +133,42 @@ fn the_tables_are_read_as_meant() {
     );
     assert!(!documented("consumer", Kind::Summary).contains("--max-in-flight"));
 }
+
+/// The README's shell blocks run as written after its first command, which builds into target/release/ and
+/// puts nothing on PATH: no line starts with one of our binaries by bare name (`audit …` instead of
+/// `target/release/audit …`). Lines inside a container (`docker run … producer`, indented continuations)
+/// name the binary on the image's PATH, and are not at the start of a line.
+#[test]
+fn shell_blocks_name_our_binaries_by_their_path() {
+    const BINARIES: &[&str] = &[
+        "producer",
+        "consumer",
+        "remainder",
+        "demo",
+        "audit",
+        "scorecard",
+        "marathon-install",
+        "marathon-uninstall",
+    ];
+    let mut bare = Vec::new();
+    let mut in_sh = false;
+    for (i, line) in README.lines().enumerate() {
+        if line.starts_with("```") {
+            in_sh = !in_sh && line.trim_start_matches('`') == "sh";
+            continue;
+        }
+        // An indented line continues the command above (`kubectl run … --command --` then `producer …`).
+        if !in_sh || line.starts_with(' ') {
+            continue;
+        }
+        // Leading VAR=value assignments are the environment, not the command.
+        let command = line
+            .split_whitespace()
+            .find(|w| !w.contains('='))
+            .unwrap_or_default();
+        if BINARIES.contains(&command) {
+            bare.push(format!("README.md:{}: {line}", i + 1));
+        }
+    }
+    assert!(bare.is_empty(), "bare binary names:\n{}", bare.join("\n"));
+}

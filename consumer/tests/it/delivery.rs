@@ -159,7 +159,7 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         (
             &["--queue", "sqlite:q.db", "--max-in-flight", "0"],
             2,
-            "at least 1",
+            "--max-in-flight: must be from 1 to 1000000 (got 0)",
         ),
         (&[], 2, "no queue given"),
     ];

@@ -46,7 +46,7 @@ struct Args {
 
     /// With --queue: audit only this run: 1 to 16 hex digits, as the producers' --run-id takes it (their lines'
     /// run_id has all 16). Records of other runs are saved too, never dropped.
-    #[arg(long, value_name = "ID", requires = "queue", value_parser = parse_run)]
+    #[arg(long, value_name = "ID", requires = "queue", value_parser = parse_run, allow_hyphen_values = true)]
     run: Option<u64>,
 
     /// With --queue: where the records taken off the channel are kept (DIR/RUN/CONSUMER.ledger and
@@ -86,6 +86,7 @@ fn main() -> ExitCode {
         // Every audit error is about the input files named on the command line: bad usage (exit 2).
         let report = judge::audit::audit_files(&args.producers, &args.ledgers)
             .map_err(workload::cli::usage)?;
+        check_ledgers_hold_something(&report, &args.ledgers)?;
         report.emit(started);
         // The table is for a person; a closed stderr must not turn a clean audit into a failure.
         let _ = report.write_table(&mut std::io::stderr().lock());
@@ -95,6 +96,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         })
     })())
+}
+
+/// Refuses ledgers that hold no line at all when the producers confirmed messages: an empty file is what a
+/// consumer that acked nothing leaves, but when every ledger given is empty, the likelier story is the wrong
+/// file (or consumers run without --ledger), and "all lost" would mislead. Bad usage (exit 2).
+fn check_ledgers_hold_something(
+    report: &judge::audit::Report,
+    ledgers: &[PathBuf],
+) -> Result<(), workload::cli::UsageError> {
+    let t = &report.totals;
+    if t.produced == 0 || t.ledger_entries > 0 || t.malformed_ledger_lines > 0 {
+        return Ok(());
+    }
+    let named: Vec<String> = ledgers.iter().map(|p| p.display().to_string()).collect();
+    Err(workload::cli::UsageError::new(format!(
+        "no ledger lines in {}: empty, and the producers confirmed {} message(s) (expected `RUN PRODUCER SEQ` \
+         lines, one per message a consumer acked: were the consumers run with --ledger, and is this where they \
+         wrote?)",
+        named.join(", "),
+        t.produced
+    )))
 }
 
 /// `audit --queue`: drain the channel into --save, then audit what is there.

@@ -11,10 +11,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use judge::scenario::Scenario;
 use judge::scorecard::{
-    self, Series, compare, compare_chart, heartbeats::CountFrom, sources::ConsumerSource, table,
-    watch,
+    self, compare, compare_chart, heartbeats::CountFrom, sources::ConsumerSource, table, watch,
 };
-use workload::cli::{parse_duration, parse_interval, usage};
+use workload::cli::{MAX_COUNT, parse_duration, parse_interval, usage, whole};
 use workload::shape::Shape;
 
 /// Grade a scaling engine: reaction time, overshoot, time in band, flaps, cost, utilisation, loss.
@@ -38,7 +37,8 @@ struct Args {
 enum Command {
     /// Grade a recorded series (series.json from `demo --autoscale` or `scorecard watch`).
     Grade {
-        /// The series file.
+        /// The series file, or a directory holding series.json (a --scorecard-dir, a watch's --out).
+        #[arg(value_name = "SERIES")]
         series: PathBuf,
         /// Write scorecard.json and chart.svg (and a copy of the series) here [default: beside the series].
         #[arg(long, value_name = "DIR")]
@@ -86,7 +86,7 @@ enum Command {
         #[arg(long, value_name = "SPEC")]
         work: Option<String>,
         /// Messages one consumer works on at once (its --max-in-flight), for the demand.
-        #[arg(long, default_value_t = 1, value_name = "N")]
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = whole::<usize>(1, MAX_COUNT), allow_negative_numbers = true)]
         consumer_slots: usize,
         /// The scenario being run: its shape gives the load changes, its target and duration the defaults.
         #[arg(long, value_name = "FILE")]
@@ -95,7 +95,7 @@ enum Command {
         #[arg(long, value_name = "SPEC")]
         shape: Option<String>,
         /// The queue depth the engine aims at [default: the scenario's].
-        #[arg(long, value_name = "DEPTH")]
+        #[arg(long, value_name = "DEPTH", value_parser = whole::<u64>(1, u64::MAX), allow_negative_numbers = true)]
         target: Option<u64>,
         /// How long to watch [default: the scenario's duration plus 60 s for the drain].
         #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
@@ -107,6 +107,27 @@ enum Command {
         #[arg(long, default_value = "scorecard", value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// Found only after the watch, an --out that cannot be a directory would throw the run away; checked without
+/// creating anything, so that a watch that fails to start leaves nothing behind.
+fn check_out_dir(out: &std::path::Path) -> Result<(), String> {
+    let mut at = Some(out);
+    while let Some(p) = at.filter(|p| !p.as_os_str().is_empty()) {
+        if p.exists() {
+            return if p.is_dir() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "--out {}: {} is not a directory",
+                    out.display(),
+                    p.display()
+                ))
+            };
+        }
+        at = p.parent();
+    }
+    Ok(())
 }
 
 /// `scorecard compare`: the table on stderr, the comparison as one JSON document on stdout, and both files.
@@ -139,12 +160,9 @@ fn main() -> ExitCode {
         let (series, out, title) = match args.command {
             Command::Compare { runs, out } => return compare(&runs, &out),
             Command::Grade { series, out } => {
-                // The series is a file named on the command line: missing or not a series is bad usage.
-                let text = std::fs::read_to_string(&series)
-                    .map_err(|e| usage(format!("cannot read {}: {e}", series.display())))?;
-                let parsed: Series = serde_json::from_str(&text).map_err(|e| {
-                    usage(format!("{} is not a series file: {e}", series.display()))
-                })?;
+                // The series is a file named on the command line (or a directory holding one, as compare takes
+                // it): missing or not a series is bad usage.
+                let (series, parsed) = compare::read_series(&series).map_err(usage)?;
                 let dir =
                     out.unwrap_or_else(|| series.parent().map(PathBuf::from).unwrap_or_default());
                 let title = parsed
@@ -192,9 +210,7 @@ fn main() -> ExitCode {
                     w.parse::<workload::work::WorkSpec>()
                         .map_err(|e| usage(format!("invalid --work {w:?}: {e}")))?;
                 }
-                if consumer_slots == 0 {
-                    return Err(usage("--consumer-slots must be at least 1").into());
-                }
+                check_out_dir(&out).map_err(usage)?;
                 let url = queues::QueueUrl::parse(&queue).map_err(usage)?;
                 let q = url.open_existing().await.map_err(|e| {
                     let missing = e.kind() == queues::ErrorKind::NotFound;

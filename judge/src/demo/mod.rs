@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use workload::cli::parse_duration;
+use workload::cli::{MAX_COUNT, MAX_SIZE, MAX_THREADS, parse_duration, whole, whole_nonzero};
 use workload::shape::Shape;
 use workload::work::{Work, WorkSpec};
 
@@ -58,7 +58,12 @@ pub use supervisor::run;
 #[command(name = "demo", version)]
 pub struct Args {
     /// Messages per second the producer sends; 0 sends as fast as the queue accepts [default: 100].
-    #[arg(long, value_name = "MSGS_PER_S", conflicts_with = "shape")]
+    #[arg(
+        long,
+        value_name = "MSGS_PER_S",
+        conflicts_with = "shape",
+        allow_negative_numbers = true
+    )]
     pub rate: Option<f64>,
 
     /// A load shape instead of a constant rate, e.g. step:100,500@30s,100@60s (the producer's --shape).
@@ -66,7 +71,7 @@ pub struct Args {
     pub shape: Option<String>,
 
     /// Size of each message body in bytes; bodies never shrink below the envelope (about 70 bytes).
-    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    #[arg(long, default_value_t = 0, value_name = "BYTES", value_parser = whole::<usize>(0, MAX_SIZE), allow_negative_numbers = true)]
     pub size: usize,
 
     /// How long the producer runs; then the demo drains the queue and stops [default: 20s, or the scenario's].
@@ -82,7 +87,8 @@ pub struct Args {
         long,
         default_value = "3",
         value_name = "N|SCHEDULE",
-        conflicts_with = "autoscale"
+        conflicts_with = "autoscale",
+        allow_negative_numbers = true
     )]
     pub consumers: ConsumerSchedule,
 
@@ -126,7 +132,7 @@ pub struct Args {
     pub work: Option<WorkSpec>,
 
     /// Messages each consumer works on at once.
-    #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N")]
+    #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N", value_parser = whole_nonzero(MAX_COUNT), allow_negative_numbers = true)]
     pub max_in_flight: NonZeroUsize,
 
     /// Do not run the remainder (the low-priority task that fills spare CPU).
@@ -134,7 +140,7 @@ pub struct Args {
     pub no_remainder: bool,
 
     /// Worker threads of the remainder.
-    #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N", conflicts_with = "no_remainder")]
+    #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N", conflicts_with = "no_remainder", value_parser = whole_nonzero(MAX_THREADS), allow_negative_numbers = true)]
     pub remainder_threads: NonZeroUsize,
 
     /// After the producer stops, how long consumers may take to empty the queue before they are stopped anyway.

@@ -316,7 +316,8 @@ impl Summary {
                 writeln!(out, "  files      {} ({})", dir.display(), contents(dir))?;
                 writeln!(
                     out,
-                    "  re-audit   audit --producer {} --ledger {}",
+                    "  re-audit   {} --producer {} --ledger {}",
+                    audit_command(),
                     dir.join(PRODUCER_OUT).display(),
                     dir.join("ledgers").display()
                 )?;
@@ -373,6 +374,16 @@ impl Summary {
         }
         Ok(())
     }
+}
+
+/// The audit as a command that runs as shown: the `audit` beside this demo (`target/release/audit` after the
+/// README's build, which puts nothing on PATH), or plain `audit` when it is not there.
+fn audit_command() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("audit")))
+        .filter(|audit| audit.is_file())
+        .map_or_else(|| "audit".to_string(), |audit| audit.display().to_string())
 }
 
 #[cfg(test)]

@@ -41,10 +41,11 @@ impl FromStr for ConsumerSchedule {
             )
         };
         let count = |text: &str| -> Result<usize, String> {
-            let n: usize = text
-                .trim()
-                .parse()
-                .map_err(|_| err(format!("{text:?} is not a whole number of consumers")))?;
+            let n: usize = text.trim().parse().map_err(|_| {
+                err(format!(
+                    "{text:?} is not a number of consumers from 0 to {MAX_CONSUMERS}"
+                ))
+            })?;
             if n > MAX_CONSUMERS {
                 return Err(err(format!("{n} is more than {MAX_CONSUMERS} consumers")));
             }
@@ -150,12 +151,12 @@ mod tests {
     #[test]
     fn bad_schedules_say_what_is_wrong_and_what_is_expected() {
         for (bad, needle) in [
-            ("3,x@", "\"x\" is not a whole number"),
+            ("3,x@", "\"x\" is not a number of consumers from 0 to 64"),
             ("3,2@", "invalid duration"),
             ("3,2", "has no @TIME"),
             ("2@1s", "count at the start"),
-            ("", "\"\" is not a whole number"),
-            ("-1", "not a whole number"),
+            ("", "\"\" is not a number of consumers"),
+            ("-1", "not a number of consumers from 0 to 64"),
             ("1000", "more than 64"),
             ("3,1@2s,2@1s", "not later than"),
             ("3,1@0s", "at 0s"),

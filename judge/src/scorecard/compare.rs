@@ -30,12 +30,55 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
-    #[error("{path} is not a series file: {source}")]
+    #[error("{path} is not a series file: {source}{}", scorecard_hint(path))]
     Parse {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "{dir} is a directory without a series.json in it: give a run's series file (the series.json that \
+         `demo --autoscale` writes in its --scorecard-dir, and `scorecard watch` in its --out), or a directory \
+         holding one"
+    )]
+    NoSeriesInDir { dir: PathBuf },
+}
+
+/// A hint for the outputs that sit beside a series and are not one: the grade and the comparison.
+fn scorecard_hint(path: &Path) -> &'static str {
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some("scorecard.json") => " (scorecard.json is a grade; give the series.json beside it)",
+        Some("compare.json") => " (compare.json is a comparison; give the runs' series files)",
+        _ => "",
+    }
+}
+
+/// Reads a series: `path` is a series file, or a directory holding `series.json` (a `--scorecard-dir` or a
+/// `scorecard watch --out`). Returns the file read and its series.
+///
+/// # Errors
+/// When the file cannot be read or is not a series, or the directory holds no series.json.
+pub fn read_series(path: &Path) -> Result<(PathBuf, Series), RunError> {
+    let file = if path.is_dir() {
+        let file = path.join("series.json");
+        if !file.exists() {
+            return Err(RunError::NoSeriesInDir {
+                dir: path.to_path_buf(),
+            });
+        }
+        file
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| RunError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    let series = serde_json::from_str(&text).map_err(|source| RunError::Parse {
+        path: file.clone(),
+        source,
+    })?;
+    Ok((file, series))
 }
 
 impl Run {
@@ -45,19 +88,7 @@ impl Run {
     /// # Errors
     /// When the file cannot be read or is not a series.
     pub fn load(path: &Path) -> Result<Run, RunError> {
-        let file = if path.is_dir() {
-            path.join("series.json")
-        } else {
-            path.to_path_buf()
-        };
-        let text = std::fs::read_to_string(&file).map_err(|source| RunError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        let series: Series = serde_json::from_str(&text).map_err(|source| RunError::Parse {
-            path: file.clone(),
-            source,
-        })?;
+        let (_, series) = read_series(path)?;
         let shown = path.display().to_string();
         let label = shown
             .strip_suffix("series.json")

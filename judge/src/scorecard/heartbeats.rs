@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use queues::{Queue, QueueError, QueueUrl};
+use queues::{ErrorKind, Queue, QueueError, QueueUrl};
 use workload::clock::unix_micros;
 use workload::telemetry::{self, Record};
 
@@ -28,8 +28,10 @@ use super::sources::{ConsumerSource, SourceError};
 /// Heartbeats taken per receive, and how long a receive waits for the first.
 const BATCH: usize = 256;
 const WAIT: Duration = Duration::from_millis(200);
-/// A failed receive is retried after this long.
+/// A failed receive is retried after this long, and so is opening a channel that is not there yet.
 const RETRY: Duration = Duration::from_millis(500);
+/// How long a watch waits for its first heartbeat before it warns that none came.
+pub const SILENCE_WARNING_AFTER: Duration = Duration::from_secs(10);
 
 /// What `--consumers` names: a place that is polled, or the consumers' own heartbeats.
 #[derive(Clone, PartialEq, Eq)]
@@ -101,23 +103,25 @@ pub struct Heartbeats {
 }
 
 impl Heartbeats {
-    /// Starts reading the heartbeats of the consumers of `work` (its `-heartbeat` sibling, created if it is not
-    /// there yet: the consumers may not have started).
+    /// Starts reading the heartbeats of the consumers of `work` (its `-heartbeat` sibling). A sibling that is
+    /// not there yet is waited for, not created: the consumers make it when they start with telemetry on, and a
+    /// watch only reads (an embedded queue's file made by a watch would be left behind by it). Until a first
+    /// beat arrives the count is 0, and after [`SILENCE_WARNING_AFTER`] without one a warning says so.
     ///
     /// # Errors
-    /// When the sibling cannot be named or opened.
+    /// When the sibling cannot be named, or opening it fails for another reason than its absence.
     pub async fn start(work: &QueueUrl) -> Result<Heartbeats, QueueError> {
         let url = work.sibling(telemetry::HEARTBEAT_SUFFIX)?;
-        // Expiring as the consumers' is, for a backend that sets expiry when the queue is made (NATS): the
-        // watcher may make it first. Its beats are read as they come, so the shortest expiry will do.
-        let url = url
-            .expiring(telemetry::heartbeat_expiry(Duration::ZERO))
-            .unwrap_or(url);
-        let queue = url.open().await?;
+        let queue = match url.open_existing().await {
+            Ok(queue) => Some(queue),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         let state = Arc::new(Mutex::new(State::default()));
-        let reader = tokio::spawn(read(queue, state.clone()));
+        let shown = url.to_string();
+        let reader = tokio::spawn(read(url, queue, state.clone()));
         Ok(Heartbeats {
-            shown: url.to_string(),
+            shown,
             state,
             reader,
         })
@@ -146,10 +150,82 @@ impl Drop for Heartbeats {
     }
 }
 
-async fn read(queue: Arc<dyn Queue>, state: Arc<Mutex<State>>) {
+/// Warns once when no heartbeat came in the watch's first [`SILENCE_WARNING_AFTER`]. Silence after beats is
+/// not warned about: consumers that said goodbye, or an engine that scaled to zero, are silent too.
+struct Silence {
+    since: Instant,
+    heard: bool,
+    warned: bool,
+}
+
+impl Silence {
+    fn check(&mut self, channel: &QueueUrl, exists: bool) {
+        if self.heard || self.warned || self.since.elapsed() < SILENCE_WARNING_AFTER {
+            return;
+        }
+        self.warned = true;
+        tracing::warn!(
+            "no heartbeat on {channel} in {} s{}: are the consumers running with --telemetry on, on this \
+             queue? Counting 0 consumers until one arrives",
+            SILENCE_WARNING_AFTER.as_secs(),
+            if exists {
+                ""
+            } else {
+                " (no consumer has made the channel yet)"
+            },
+        );
+    }
+}
+
+/// Opens the heartbeat channel once it exists, checking for it every [`RETRY`].
+async fn wait_for_channel(
+    url: &QueueUrl,
+    state: &Mutex<State>,
+    silence: &mut Silence,
+) -> Arc<dyn Queue> {
     loop {
+        silence.check(url, false);
+        tokio::time::sleep(RETRY).await;
+        match url.open_existing().await {
+            Ok(queue) => {
+                state.lock().unwrap_or_else(PoisonError::into_inner).failing = None;
+                return queue;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot open the heartbeat channel");
+                state.lock().unwrap_or_else(PoisonError::into_inner).failing = Some(e.to_string());
+            }
+        }
+    }
+}
+
+async fn read(url: QueueUrl, queue: Option<Arc<dyn Queue>>, state: Arc<Mutex<State>>) {
+    let mut silence = Silence {
+        since: Instant::now(),
+        heard: false,
+        warned: false,
+    };
+    let queue = match queue {
+        Some(queue) => queue,
+        None => wait_for_channel(&url, &state, &mut silence).await,
+    };
+    let mut exists = true;
+    loop {
+        silence.check(&url, exists);
         let got = match queue.receive(BATCH, Duration::from_secs(30), WAIT).await {
-            Ok(got) => got,
+            Ok(got) => {
+                exists = true;
+                got
+            }
+            // Backends that connect on first use find out only now that the consumers have not made the
+            // channel yet: no consumer has beaten, so the count of 0 is current.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                exists = false;
+                state.lock().unwrap_or_else(PoisonError::into_inner).failing = None;
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read heartbeats");
                 state.lock().unwrap_or_else(PoisonError::into_inner).failing = Some(e.to_string());
@@ -163,7 +239,7 @@ async fn read(queue: Arc<dyn Queue>, state: Arc<Mutex<State>>) {
             let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
             s.failing = None;
             for d in got {
-                note(&mut s, &d.body, now, now_us);
+                silence.heard |= note(&mut s, &d.body, now, now_us);
                 receipts.push(d.receipt);
             }
         }
@@ -176,8 +252,9 @@ async fn read(queue: Arc<dyn Queue>, state: Arc<Mutex<State>>) {
     }
 }
 
-/// Notes one body taken off the heartbeat queue at `now` (`now_us` on the wall clock).
-fn note(s: &mut State, body: &[u8], now: Instant, now_us: u64) {
+/// Notes one body taken off the heartbeat queue at `now` (`now_us` on the wall clock); returns whether it was
+/// a heartbeat.
+fn note(s: &mut State, body: &[u8], now: Instant, now_us: u64) -> bool {
     let beat = match Record::decode(body) {
         Ok(Record::Heartbeat(beat)) => beat,
         other => {
@@ -189,7 +266,7 @@ fn note(s: &mut State, body: &[u8], now: Instant, now_us: u64) {
                 };
                 tracing::warn!("skipped a message on the heartbeat queue: {why}");
             }
-            return;
+            return false;
         }
     };
     let interval = Duration::from_millis(beat.interval_ms.max(1));
@@ -197,7 +274,7 @@ fn note(s: &mut State, body: &[u8], now: Instant, now_us: u64) {
     let age = Duration::from_micros(now_us.saturating_sub(beat.at_us));
     // Older than this process's clock can tell (older than the machine's uptime): long gone.
     let Some(last) = now.checked_sub(age) else {
-        return;
+        return true;
     };
     let gone = beat.goodbye || !beat.alive;
     let seen = s.consumers.entry(beat.consumer).or_insert(Seen {
@@ -211,6 +288,7 @@ fn note(s: &mut State, body: &[u8], now: Instant, now_us: u64) {
     if last > seen.last {
         seen.last = last;
     }
+    true
 }
 
 #[cfg(test)]

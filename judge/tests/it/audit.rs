@@ -239,3 +239,59 @@ fn audit_queue_without_a_channel_is_an_error_not_an_old_report() {
         p.stderr()
     );
 }
+
+/// A file that is not a ledger (a text file, a binary, an empty file) is refused, exit 2, with one line that
+/// says so, instead of being audited as a ledger of nothing (every message lost, exit 1).
+#[test]
+fn files_that_are_not_ledgers_are_refused_not_audited_as_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = dir.path().join("p.jsonl");
+    write(&producer, &(producer_line("summary", 1, 3) + "\n"));
+    let text = dir.path().join("passwd");
+    write(
+        &text,
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/bin/sh\n",
+    );
+    let binary = dir.path().join("a.out");
+    std::fs::write(&binary, b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0").expect("write");
+    let empty = dir.path().join("empty.ledger");
+    write(&empty, "");
+    for (file, says) in [
+        (
+            &text,
+            "is not a ledger (line 1: expected `RUN PRODUCER SEQ`",
+        ),
+        (&binary, "found binary data"),
+        (&empty, "no ledger lines in"),
+    ] {
+        let mut p = audit(&[
+            "--producer",
+            path_str(&producer),
+            "--ledger",
+            path_str(file),
+        ]);
+        let status = p.wait(Duration::from_secs(10));
+        let stderr = p.stderr();
+        assert_eq!(status.code(), Some(2), "{}: {stderr}", file.display());
+        assert!(
+            stderr.contains(says),
+            "{}: {says} in {stderr}",
+            file.display()
+        );
+        assert!(stderr.contains(path_str(file)), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(p.lines().is_empty(), "nothing on stdout");
+    }
+    // An empty ledger beside one with entries is a consumer that acked nothing: audited as usual.
+    let full = dir.path().join("c.ledger");
+    write(&full, &format!("{RUN} 1 0\n{RUN} 1 1\n{RUN} 1 2\n"));
+    let mut p = audit(&[
+        "--producer",
+        path_str(&producer),
+        "--ledger",
+        path_str(&full),
+        path_str(&empty),
+    ]);
+    let status = p.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", p.stderr());
+}

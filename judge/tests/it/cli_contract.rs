@@ -154,6 +154,7 @@ fn bad_usage_exits_2_and_runtime_failures_exit_1_in_every_binary() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("not-series.json"), "{\"x\":1}").unwrap();
     std::fs::write(dir.path().join("not-a-db"), "plain text, not SQLite").unwrap();
+    std::fs::create_dir(dir.path().join("a-dir")).unwrap();
     let cases = [
         // A file named on the command line that is missing or not what the flag wants: usage.
         Case {
@@ -167,6 +168,46 @@ fn bad_usage_exits_2_and_runtime_failures_exit_1_in_every_binary() {
             args: &["grade", "not-series.json"],
             code: 2,
             says: "not a series file",
+        },
+        // A directory: the one line says what was expected, not "Is a directory".
+        Case {
+            bin: "scorecard",
+            args: &["grade", "a-dir"],
+            code: 2,
+            says: "a-dir is a directory without a series.json in it",
+        },
+        Case {
+            bin: "scorecard",
+            args: &[
+                "watch",
+                "--queue",
+                "sqlite:q.db",
+                "--consumers",
+                "telemetry",
+                "--scenario",
+                "a-dir",
+            ],
+            code: 2,
+            says: "scenario a-dir is a directory",
+        },
+        // An --out that cannot be a directory is found before the watch, not after it.
+        Case {
+            bin: "scorecard",
+            args: &[
+                "watch",
+                "--queue",
+                "sqlite:q.db",
+                "--consumers",
+                "telemetry",
+                "--target",
+                "5",
+                "--duration",
+                "1s",
+                "--out",
+                "not-a-db/out",
+            ],
+            code: 2,
+            says: "--out not-a-db/out: not-a-db is not a directory",
         },
         Case {
             bin: "scorecard",
@@ -334,6 +375,13 @@ fn errors_say_each_thing_once_and_a_missing_directory_is_named() {
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     let (_, _, err) = run_in(dir.path(), "demo", &["--scenario", "missing.toml"]);
     assert!(err.matches("os error 2").count() <= 1, "{err}");
+    // One hint, one naming of the flag: --autoscale's message points to the README, so not to --help too.
+    for bad in ["x", "bogus=1", "target=x"] {
+        let (code, _, err) = run_in(dir.path(), "demo", &["--autoscale", bad]);
+        assert_eq!(code, Some(2), "{err}");
+        assert_eq!(err.matches("(see ").count(), 1, "{err}");
+        assert_eq!(err.matches("--autoscale").count(), 1, "{err}");
+    }
 
     for bin in ["producer", "consumer"] {
         let (_, _, err) = run_in(

@@ -6,6 +6,7 @@ mod audit;
 mod broken_pipes;
 mod build;
 mod cli_contract;
+mod cli_values;
 mod compare;
 mod containers_common;
 mod containers_compose;

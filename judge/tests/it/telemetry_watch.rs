@@ -208,3 +208,86 @@ fn rabbitmq_consumers_are_counted_from_their_heartbeats() {
         cmd.env_remove("AMQP_PASSWORD");
     });
 }
+
+/// A watch started before any consumer: it waits for the heartbeat channel instead of making it (only
+/// reading, it must leave nothing behind: `files` holds no heartbeat file while no consumer has run), warns
+/// when no beat came for a while, and counts the consumer that then starts.
+fn watch_before_consumers(url: &str, prep: fn(&mut Command), files: Option<&std::path::Path>) {
+    let out = tempfile::tempdir().expect("tempdir");
+    // The work queue must exist (a watch does not make that either): one message makes it.
+    let mut producer = command("producer");
+    prep(&mut producer);
+    producer.args(["--queue", url, "--count", "1", "--rate", "0"]);
+    let mut p = Proc::spawn("producer", producer);
+    assert_eq!(
+        p.wait(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        p.stderr()
+    );
+    let heartbeat_files = || -> Vec<String> {
+        files.map_or_else(Vec::new, |dir| {
+            std::fs::read_dir(dir)
+                .expect("list")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("heartbeat"))
+                .collect()
+        })
+    };
+    let mut cmd = command("scorecard");
+    prep(&mut cmd);
+    cmd.args(["watch", "--queue", url, "--consumers", "telemetry"])
+        .args(["--target", "10", "--interval", "250ms", "--duration", "20s"])
+        .arg("--out")
+        .arg(out.path());
+    let mut watch = Proc::spawn("scorecard", cmd);
+    assert!(
+        eventually(Duration::from_secs(30), || watch
+            .stderr()
+            .contains("no heartbeat on")),
+        "no warning: {}",
+        watch.stderr()
+    );
+    let warning = watch.stderr();
+    assert!(warning.contains("--telemetry on"), "{warning}");
+    assert_eq!(
+        heartbeat_files(),
+        Vec::<String>::new(),
+        "made by a watch that only reads"
+    );
+    // Now a consumer comes, makes the channel, and is counted.
+    let c = consumer(url, prep, 0);
+    std::thread::sleep(STEP);
+    drop(c);
+    let status = watch.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{}", watch.stderr());
+    assert_eq!(
+        watch.stderr().matches("no heartbeat on").count(),
+        1,
+        "warned once: {}",
+        watch.stderr()
+    );
+    let series: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("series.json")).expect("series.json"),
+    )
+    .expect("series");
+    let counted = series["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .filter(|s| s["consumers"] == 1)
+        .count();
+    assert!(counted > 0, "the consumer was never counted: {series}");
+}
+
+#[test]
+fn sqlite_watch_before_any_consumer_waits_warns_and_makes_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    watch_before_consumers(&testkit::sqlite_url(dir.path()), |_| {}, Some(dir.path()));
+}
+
+#[test]
+fn nats_watch_before_any_consumer_waits_warns_and_counts_the_first() {
+    let server = testkit::nats::NatsServer::start();
+    watch_before_consumers(&server.url("work", ""), |_| {}, None);
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use workload::cli::parse_duration;
+use workload::cli::{parse_duration, whole};
 
 use super::config::{ConnectionArgs, validate_group};
 use super::definitions::{AppDef, EnvValue, GroupDef};
@@ -117,35 +117,70 @@ pub struct InstallArgs {
     pub azure_queue: String,
 
     /// Producer instances.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = whole::<u32>(0, u32::MAX.into()), allow_negative_numbers = true)]
     pub producer_instances: u32,
     /// Consumer instances (the engine changes it when --engine).
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = whole::<u32>(0, u32::MAX.into()), allow_negative_numbers = true)]
     pub consumer_instances: u32,
     /// Remainder instances (the engine changes it when --engine).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = whole::<u32>(0, u32::MAX.into()), allow_negative_numbers = true)]
     pub remainder_instances: u32,
     /// CPUs per producer.
-    #[arg(long, default_value_t = 0.1, value_name = "CPUS")]
+    #[arg(
+        long,
+        default_value_t = 0.1,
+        value_name = "CPUS",
+        allow_negative_numbers = true
+    )]
     pub producer_cpus: f64,
     /// CPUs per consumer.
-    #[arg(long, default_value_t = 0.1, value_name = "CPUS")]
+    #[arg(
+        long,
+        default_value_t = 0.1,
+        value_name = "CPUS",
+        allow_negative_numbers = true
+    )]
     pub consumer_cpus: f64,
     /// CPUs per remainder.
-    #[arg(long, default_value_t = 0.5, value_name = "CPUS")]
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        value_name = "CPUS",
+        allow_negative_numbers = true
+    )]
     pub remainder_cpus: f64,
     /// Memory per producer, in MiB.
-    #[arg(long, default_value_t = 32.0, value_name = "MIB")]
+    #[arg(
+        long,
+        default_value_t = 32.0,
+        value_name = "MIB",
+        allow_negative_numbers = true
+    )]
     pub producer_mem: f64,
     /// Memory per consumer, in MiB.
-    #[arg(long, default_value_t = 32.0, value_name = "MIB")]
+    #[arg(
+        long,
+        default_value_t = 32.0,
+        value_name = "MIB",
+        allow_negative_numbers = true
+    )]
     pub consumer_mem: f64,
     /// Memory per remainder, in MiB.
-    #[arg(long, default_value_t = 32.0, value_name = "MIB")]
+    #[arg(
+        long,
+        default_value_t = 32.0,
+        value_name = "MIB",
+        allow_negative_numbers = true
+    )]
     pub remainder_mem: f64,
 
     /// Messages per second each producer sends (PRODUCER_RATE).
-    #[arg(long, default_value_t = 10.0, value_name = "MSGS_PER_S")]
+    #[arg(
+        long,
+        default_value_t = 10.0,
+        value_name = "MSGS_PER_S",
+        allow_negative_numbers = true
+    )]
     pub producer_rate: f64,
 
     /// Work per message in each consumer (CONSUMER_WORK): any spec the consumer's --work takes: none,
@@ -181,11 +216,11 @@ pub struct InstallArgs {
     pub engine_image: String,
 
     /// The queue length the engine aims for.
-    #[arg(long, default_value_t = 50, value_name = "N", requires = "engine")]
+    #[arg(long, default_value_t = 50, value_name = "N", requires = "engine", value_parser = whole::<u32>(1, u32::MAX.into()), allow_negative_numbers = true)]
     pub target_queue_length: u32,
 
     /// The most containers the engine runs (consumers plus remainders).
-    #[arg(long, default_value_t = 10, value_name = "N", requires = "engine")]
+    #[arg(long, default_value_t = 10, value_name = "N", requires = "engine", value_parser = whole::<u32>(1, u32::MAX.into()), allow_negative_numbers = true)]
     pub engine_max_containers: u32,
 
     /// The Marathon URL the engine uses (MSS_MARATHON_API); default http://LEADER, LEADER from /v2/leader.

@@ -158,7 +158,7 @@ fn bad_input_is_a_clear_usage_error() {
         (&["--queue", "sqlite:q.db", "--rate=-5"], "--rate must be"),
         (
             &["--queue", "sqlite:q.db", "--batch", "0"],
-            "--batch must be at least 1",
+            "--batch: must be from 1 to 1000000 (got 0)",
         ),
         (
             &["--queue", "sqlite:q.db", "--run-id", "xyz"],

@@ -7,7 +7,7 @@ use crate::{ErrorKind, QueueError};
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     /// A call to the server failed; `what` names the operation.
-    #[error("redis {what} on {target}: {source}")]
+    #[error("redis {what} on {target}: {source}{}", down_hint(source))]
     Call {
         what: &'static str,
         target: String,
@@ -26,6 +26,16 @@ pub enum RedisError {
     /// The configuration cannot work (a CA bundle, the client's settings).
     #[error("redis {target}: {detail}")]
     Config { target: String, detail: String },
+}
+
+/// What a person should check when the server could not be reached, as the NSQ, NATS and RabbitMQ
+/// backends say it: the connection was refused, or nothing answered.
+fn down_hint(e: &::redis::RedisError) -> &'static str {
+    if e.is_connection_refusal() || e.is_timeout() {
+        " (is redis-server running there?)"
+    } else {
+        ""
+    }
 }
 
 /// The server's error code (`NOGROUP`, `OOM`…) of a reply, also when it came inside a pipeline's reply
@@ -100,6 +110,10 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(
             e.to_string().starts_with("redis XADD on redis://h:6379/q"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().ends_with("(is redis-server running there?)"),
             "{e}"
         );
         let e = call(::redis::RedisError::from((

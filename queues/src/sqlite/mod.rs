@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 
 mod error;
 mod url;
@@ -105,7 +105,9 @@ impl Drop for SqliteQueue {
 /// whoever is writing.
 fn spawn_checkpointer(path: PathBuf, stop: Arc<AtomicBool>) {
     let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
-        let conn = match open_connection(&path) {
+        // Never creating: a file removed after the queue opened (the demo's temporary directory going) must
+        // not come back as a new empty queue with its -wal and -shm files.
+        let conn = match open_connection(&path, Create::No) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "no background checkpoints: the WAL is checkpointed by commits");
@@ -166,6 +168,19 @@ impl SqliteQueue {
     /// [`SqliteError::NotADatabase`] for a file that is not SQLite, [`SqliteError::ForeignDatabase`] for a
     /// SQLite database this suite did not make, [`SqliteError::Sqlite`] for anything else.
     pub async fn open(path: PathBuf) -> Result<Self, QueueError> {
+        Self::open_with(path, Create::Yes).await
+    }
+
+    /// Opens the queue at `path` only if the file exists: a reader (a watch) must leave nothing behind. The
+    /// file is opened without SQLite's create flag, so a file removed meanwhile is not made again either.
+    ///
+    /// # Errors
+    /// [`SqliteError::NoQueue`] when there is no file; otherwise as [`SqliteQueue::open`].
+    pub async fn open_existing(path: PathBuf) -> Result<Self, QueueError> {
+        Self::open_with(path, Create::No).await
+    }
+
+    async fn open_with(path: PathBuf, create: Create) -> Result<Self, QueueError> {
         // SQLite creates a missing file but not a missing directory, and then says only "unable to open
         // database file", three times over; the directory is what the user must fix.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
@@ -177,7 +192,7 @@ impl SqliteQueue {
             .into());
         }
         let p = path.clone();
-        let conn = tokio::task::spawn_blocking(move || open_connection(&p))
+        let conn = tokio::task::spawn_blocking(move || open_connection(&p, create))
             .await
             .map_err(QueueError::interrupted)??;
         // Commits no longer checkpoint: the thread does (see spawn_checkpointer).
@@ -237,15 +252,22 @@ impl SqliteQueue {
     }
 }
 
+/// Whether opening may create a missing file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Create {
+    Yes,
+    No,
+}
+
 /// How long opening keeps retrying while other processes create the file or switch it to WAL.
 const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
 
 /// Opens and checks the file, retrying while it is busy: SQLite returns SQLITE_BUSY without calling the busy
 /// handler in a few set-up cases (switching the journal mode while another process opens the same new file).
-fn open_connection(path: &Path) -> Result<Connection, SqliteError> {
+fn open_connection(path: &Path, create: Create) -> Result<Connection, SqliteError> {
     let deadline = Instant::now() + OPEN_RETRY_FOR;
     loop {
-        match try_open_connection(path) {
+        match try_open_connection(path, create) {
             Err(SqliteError::Sqlite { source, .. })
                 if Instant::now() < deadline
                     && matches!(
@@ -260,7 +282,7 @@ fn open_connection(path: &Path) -> Result<Connection, SqliteError> {
     }
 }
 
-fn try_open_connection(path: &Path) -> Result<Connection, SqliteError> {
+fn try_open_connection(path: &Path, create: Create) -> Result<Connection, SqliteError> {
     let sqlite_err = |source: rusqlite::Error| match source.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => SqliteError::NotADatabase {
             path: path.to_path_buf(),
@@ -275,7 +297,19 @@ fn try_open_connection(path: &Path) -> Result<Connection, SqliteError> {
             url: workload::redact::url(&format!("sqlite:{}", path.display())),
         });
     }
-    let mut conn = Connection::open(path).map_err(sqlite_err)?;
+    let mut flags = OpenFlags::default();
+    if create == Create::No {
+        flags.remove(OpenFlags::SQLITE_OPEN_CREATE);
+    }
+    let mut conn =
+        Connection::open_with_flags(path, flags).map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::CannotOpen) if create == Create::No && !path.exists() => {
+                SqliteError::NoQueue {
+                    path: path.to_path_buf(),
+                }
+            }
+            _ => sqlite_err(e),
+        })?;
     conn.busy_handler(Some(busy_handler)).map_err(sqlite_err)?;
     // The bundled SQLite is built with STAT4, under which binding a new value to a parameter the planner looked
     // at (the claim's `LIMIT ?`, `visible_at <= ?`) expires the statement: every claim was parsed and planned

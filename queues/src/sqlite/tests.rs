@@ -234,7 +234,7 @@ fn many_openers_of_a_new_file_all_succeed() {
         let openers: Vec<_> = (0..8)
             .map(|_| {
                 let path = path.clone();
-                std::thread::spawn(move || open_connection(&path).map(|_| ()))
+                std::thread::spawn(move || open_connection(&path, Create::Yes).map(|_| ()))
             })
             .collect();
         for o in openers {
@@ -303,4 +303,21 @@ async fn the_telemetry_sibling_is_another_file_that_the_depth_never_counts() {
         sibling.open().await.unwrap().depth().await.unwrap().total(),
         7
     );
+}
+
+#[tokio::test]
+async fn opening_an_existing_queue_makes_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let e = SqliteQueue::open_existing(path.clone())
+        .await
+        .err()
+        .expect("no queue there");
+    assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("no queue at"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // Once a writer made it, it opens.
+    drop(SqliteQueue::open(path.clone()).await.unwrap());
+    SqliteQueue::open_existing(path).await.unwrap();
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{SqliteError, SqliteQueue};
+use super::SqliteQueue;
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -61,13 +61,10 @@ pub struct SqliteUrl {
 #[async_trait]
 impl Target for SqliteUrl {
     async fn open(&self, mode: OpenMode) -> Result<Arc<dyn Queue>, QueueError> {
-        if mode == OpenMode::Existing && !self.path.exists() {
-            return Err(SqliteError::NoQueue {
-                path: self.path.clone(),
-            }
-            .into());
-        }
-        let queue = SqliteQueue::open(self.path.clone()).await?;
+        let queue = match mode {
+            OpenMode::Create => SqliteQueue::open(self.path.clone()).await?,
+            OpenMode::Existing => SqliteQueue::open_existing(self.path.clone()).await?,
+        };
         Ok(Arc::new(match self.expiry {
             Some(after) => queue.expiring(after),
             None => queue,

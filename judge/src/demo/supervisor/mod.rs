@@ -27,7 +27,7 @@ mod processes;
 mod scale;
 
 use anyhow::{Context, anyhow};
-use queues::{Depth, Queue};
+use queues::{Depth, ErrorKind, Queue};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::MissedTickBehavior;
@@ -117,6 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
             workload::redact::url(&url)
         )
     })?;
+    reach(queue.as_ref(), &url).await?;
     let mut console = Console::new(json);
     console.note(&header(&config, &dir));
     if keys.is_some() {
@@ -212,6 +213,28 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
             dir.display()
         )),
     }
+}
+
+/// How long the demo waits for its queue's first answer before it gives up starting.
+const REACH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Reads the queue's depth once before any child starts: broker backends connect on first use, so opening
+/// proved nothing, and a broker that is down made the children retry for the whole run and the drain wait out
+/// --drain-timeout before the demo failed. A refused connection, refused credentials or no answer fail the demo
+/// at once, with the cause; other errors (a topic not made yet) are left to the run, which reports them.
+async fn reach(queue: &dyn Queue, url: &str) -> anyhow::Result<()> {
+    let failed = match tokio::time::timeout(REACH_TIMEOUT, queue.depth()).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Denied) => {
+            anyhow!(e)
+        }
+        Ok(Err(_)) => return Ok(()),
+        Err(_) => anyhow!("no answer within {} s", REACH_TIMEOUT.as_secs()),
+    };
+    Err(failed.context(format!(
+        "cannot reach the demo's queue {:?}",
+        workload::redact::url(url)
+    )))
 }
 
 /// The file in the demo's directory holding the producer's stdout (its stats lines), for `audit --producer`.
