@@ -162,7 +162,7 @@ fn parse_work(field: &[u8]) -> Option<Option<Work>> {
     }
 }
 
-fn write_dec(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn write_dec(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -176,7 +176,7 @@ fn write_dec(out: &mut Vec<u8>, mut v: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-fn write_hex16(out: &mut Vec<u8>, v: u64) {
+pub(crate) fn write_hex16(out: &mut Vec<u8>, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for shift in (0..16).rev() {
         out.push(DIGITS[((v >> (shift * 4)) & 0xf) as usize]);

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::envelope::{format_run_id, parse_run_id};
+use crate::envelope::{parse_run_id, write_dec, write_hex16};
 
 /// One acked message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,19 +92,18 @@ impl LedgerWriter {
 
     /// Adds an entry with its outcome to the pending batch.
     pub fn push_outcome(&mut self, e: Entry, outcome: Outcome) {
-        use std::io::Write as _;
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            self.buf,
-            "{} {} {}",
-            format_run_id(e.run_id),
-            e.producer_id,
-            e.seq
-        );
-        let _ = match outcome {
-            Outcome::Consumed => writeln!(self.buf),
-            Outcome::Poison { deliveries } => writeln!(self.buf, " poison {deliveries}"),
-        };
+        // The envelope's digit writers, not `write!`: a consumer pushes every message it acks, and formatting
+        // the run id into a String of its own cost an allocation per message.
+        write_hex16(&mut self.buf, e.run_id);
+        self.buf.push(b' ');
+        write_dec(&mut self.buf, u64::from(e.producer_id));
+        self.buf.push(b' ');
+        write_dec(&mut self.buf, e.seq);
+        if let Outcome::Poison { deliveries } = outcome {
+            self.buf.extend_from_slice(b" poison ");
+            write_dec(&mut self.buf, u64::from(deliveries));
+        }
+        self.buf.push(b'\n');
     }
 
     /// Hands the pending batch to the kernel. After this returns, the entries survive the process being killed.

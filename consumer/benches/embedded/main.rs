@@ -19,6 +19,9 @@
 //!    second) against `--telemetry off`, alternating, median of `TELEMETRY_BENCH_ROUNDS` (default 3); target
 //!    ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only this one.
 //!
+//! `BENCH_ONLY=throughput` runs only the first (the end-to-end rate against the spike), `EMBEDDED_RUNS` rounds
+//! of it (default 3).
+//!
 //! Prints one figure per line and exits 1 when a target is missed.
 
 use std::fs::File;
@@ -32,6 +35,7 @@ use testkit::bench::{self, Verdicts};
 mod spike;
 
 const MESSAGES: u64 = 1_000_000;
+/// Rounds of the end-to-end comparison by default (`EMBEDDED_RUNS` overrides).
 const RUNS: usize = 3;
 
 struct Finished {
@@ -124,7 +128,8 @@ fn throughput(bins: &Path, v: &mut Verdicts) -> (u64, u64) {
     let mut cpus = Vec::new();
     let (mut s_rates, mut s_cpus) = (Vec::new(), Vec::new());
     let (mut rss_p, mut rss_c) = (0, 0);
-    for run in 1..=RUNS {
+    let runs: usize = bench::env_or("EMBEDDED_RUNS", RUNS).max(1);
+    for run in 1..=runs {
         // The anchor first in odd runs, after the binaries in even ones.
         let spike_now = |s_rates: &mut Vec<f64>, s_cpus: &mut Vec<f64>| {
             let (rate, cpu) = spike_run();
@@ -208,7 +213,7 @@ fn throughput(bins: &Path, v: &mut Verdicts) -> (u64, u64) {
     let rate = bench::median(rates);
     let (s_rate, s_cpu) = (bench::median(s_rates), bench::median(s_cpus));
     println!(
-        "end-to-end throughput (median of {RUNS}): binaries {rate:.0} msgs/s, CPU {:.2} µs/msg; bare SQLite spike {s_rate:.0} msgs/s, CPU {s_cpu:.2} µs/msg ({} 200,000 msgs/s, for reference)",
+        "end-to-end throughput (median of {runs}): binaries {rate:.0} msgs/s, CPU {:.2} µs/msg; bare SQLite spike {s_rate:.0} msgs/s, CPU {s_cpu:.2} µs/msg ({} 200,000 msgs/s, for reference)",
         bench::median(cpus),
         if rate >= 200_000.0 { "≥" } else { "<" }
     );
@@ -302,6 +307,10 @@ fn main() {
     }
     let bins = bench::build_release();
     let mut v = Verdicts::default();
+    if std::env::var("BENCH_ONLY").is_ok_and(|o| o == "throughput") {
+        throughput(&bins, &mut v);
+        return v.finish();
+    }
     if !bench::telemetry_only() {
         measure_binaries(&bins, &mut v);
     }

@@ -170,6 +170,46 @@ async fn release_makes_a_message_visible_and_extend_keeps_it_leased() {
     assert_eq!(q.ack(keep).await.unwrap().acked, 1);
 }
 
+/// Operations run on the caller's thread only when the write lock is free: one that finds it held by another
+/// process (here another connection) must wait for it on the blocking pool, not fail, and change nothing twice.
+#[tokio::test]
+async fn an_operation_that_finds_the_write_lock_held_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    q.publish(bodies(2)).await.unwrap();
+    let got = q
+        .receive(1, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    let other = Connection::open(dir.path().join("q.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let started = Instant::now();
+    let receipts = got.into_iter().map(|d| d.receipt).collect();
+    let (outcome, more) = q
+        .ack_and_receive(receipts, 5, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the ack went through while another connection held the write lock"
+    );
+    holder.join().unwrap();
+    assert_eq!(outcome.acked, 1);
+    assert_eq!(more.len(), 1);
+    q.publish(bodies(1)).await.unwrap();
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            visible: 1,
+            in_flight: Some(1)
+        }
+    );
+}
+
 #[tokio::test]
 async fn receive_waits_for_a_message_published_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
