@@ -144,7 +144,8 @@ fn pods_come_and_go(b: &Backend, secs: u64) {
             }
         }
     }
-    let status = producer.wait(Duration::from_secs(60));
+    // Generous: Azurite on a loaded machine falls behind 150/s, and the producer sends its whole schedule.
+    let status = producer.wait(Duration::from_secs(180));
     assert!(status.success(), "producer: {}", producer.stderr());
     std::fs::write(
         dir.path().join("producer.jsonl"),

@@ -13,8 +13,9 @@ use testkit::{Proc, command, eventually};
 /// The consumers' stats (and heartbeat) interval, and the watch's poll interval.
 const BEAT: Duration = Duration::from_millis(500);
 /// What this machine may add to a beat's way from sender to count: the send, the reader's receive and poll.
-// Generous: on a loaded 2-core CI machine a debug build's beat was seen 600 ms late.
-const MARGIN: Duration = Duration::from_millis(1000);
+// Generous: on a loaded 2-core CI machine a debug build's beat was seen 600 ms late, and at load 6 (a
+// benchmark beside the tests) a NATS consumer's beats and first beat 1.5 s late.
+const MARGIN: Duration = Duration::from_millis(1500);
 /// How late the test may note a change it made (reading a log line, sending a signal).
 const NOTICED: Duration = Duration::from_millis(300);
 /// How long each step of the script holds.
