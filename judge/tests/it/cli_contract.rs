@@ -21,12 +21,35 @@ const BINARIES: &[&str] = &[
 ];
 
 /// Runs `name` with `args` in `dir` to completion; returns (exit code, stdout, stderr).
-fn run_in(dir: &Path, name: &str, args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) fn run_in(dir: &Path, name: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let mut cmd = command(name);
     cmd.current_dir(dir).args(args);
     let mut p = Proc::spawn(name, cmd);
     let status = p.wait(Duration::from_secs(20));
     (status.code(), p.lines().join("\n"), p.stderr())
+}
+
+/// Each case (binary, arguments, what the error says) is bad usage: exit 2, nothing on stdout, one line on
+/// stderr starting `error: `, and no usage dump. Returns each case's error line.
+pub(crate) fn assert_usage_errors(dir: &Path, cases: &[(&str, &[&str], &[&str])]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (bin, args, says) in cases {
+        let (code, out, err) = run_in(dir, bin, args);
+        assert_eq!(code, Some(2), "{bin} {args:?}: {err}");
+        assert!(out.is_empty(), "{bin} {args:?}: {out}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{bin} {args:?}: one line: {err}"
+        );
+        assert!(err.starts_with("error: "), "{bin} {args:?}: {err}");
+        assert!(!err.contains("Usage:"), "{bin} {args:?}: {err}");
+        for s in *says {
+            assert!(err.contains(s), "{bin} {args:?}: {s:?} in {err}");
+        }
+        errors.push(err);
+    }
+    errors
 }
 
 fn workspace_file(path: &str) -> String {
@@ -480,21 +503,7 @@ fn bad_flag_values_are_one_line_naming_the_flag_and_the_bound() {
             &["--run-id", "1 to 16 hex digits"],
         ),
     ];
-    for (bin, args, says) in cases {
-        let (code, out, err) = run_in(dir.path(), bin, args);
-        assert_eq!(code, Some(2), "{bin} {args:?}: {err}");
-        assert!(out.is_empty(), "{bin} {args:?}: {out}");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{bin} {args:?}: one line: {err}"
-        );
-        assert!(err.starts_with("error: "), "{bin} {args:?}: {err}");
-        assert!(!err.contains("Usage:"), "{bin} {args:?}: {err}");
-        for s in *says {
-            assert!(err.contains(s), "{bin} {args:?}: {s:?} in {err}");
-        }
-    }
+    assert_usage_errors(dir.path(), cases);
     // Help is still clap's, on stdout, exit 0.
     let (code, out, _) = run_in(dir.path(), "producer", &["--help"]);
     assert_eq!(code, Some(0));
