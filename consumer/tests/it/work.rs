@@ -33,11 +33,12 @@ fn busy_s(spec: &str) -> f64 {
 
 #[test]
 fn messages_without_work_get_a_fresh_draw_each() {
-    // Mean of U(2 ms, 10 ms) is 6 ms: 1.8 s in all, plus at most ~2 ms of timer overshoot per message.
+    // Mean of U(2 ms, 10 ms) is 6 ms: 1.8 s in all, plus each sleep's timer overshoot: ~1 ms on a quiet
+    // machine, 2.4 ms a message seen at load 6.7 (a benchmark beside the tests), so up to 3.5 ms allowed.
     let busy = busy_s("sleep:uniform(2ms..10ms)");
     let n = MESSAGES as f64;
     assert!(
-        (n * 0.0055..n * 0.008).contains(&busy),
+        (n * 0.0055..n * 0.0095).contains(&busy),
         "busy {busy}s for {n} draws"
     );
     // The same distribution capped at 3 ms: no draw above it.
