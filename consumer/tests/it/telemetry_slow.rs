@@ -3,6 +3,8 @@
 //! receive, and once the channel answers again every message is acked once with exactly one record, the
 //! failure model's poison ones included. The stall is a write lock the test takes on the channel's SQLite
 //! file (WAL, so the channel can still be read meanwhile); the work queue is its own file and keeps going.
+//! Short stalls only slow the publish down; one longer than the SQLite backend's busy patience (30,000 sleeps
+//! of 1 ms) makes it fail, and the records go back to be published again.
 //! Build the binaries first: `cargo build --workspace --bins`.
 
 use std::collections::HashSet;
@@ -52,6 +54,19 @@ fn ledger_records(channel: &Path) -> u64 {
 
 #[test]
 fn a_stalled_channel_holds_back_the_acks_and_every_ack_has_exactly_one_record() {
+    stall_the_channel(&[Duration::from_millis(1_500); 2], false);
+}
+
+#[test]
+fn a_failed_records_publish_is_retried_and_every_ack_has_exactly_one_record() {
+    // Well past the busy handler's 30,000 sleeps of 1 ms, which take longer than 30 s (32 s was not enough).
+    stall_the_channel(&[Duration::from_secs(45)], true);
+}
+
+/// Runs a consumer over [`MESSAGES`] and locks its channel for each of `stalls` in turn, checking meanwhile
+/// that no message is acked beyond the confirmed records; then checks the counts. With `fails`, a stall
+/// must have made a publish fail (an error counted) rather than only wait.
+fn stall_the_channel(stalls: &[Duration], fails: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = testkit::sqlite_url(dir.path());
     let channel = dir.path().join("queue-telemetry.db");
@@ -80,14 +95,16 @@ fn a_stalled_channel_holds_back_the_acks_and_every_ack_has_exactly_one_record() 
     consumer
         .args(["--queue", &url, "--telemetry", "on", "--work", "sleep:20ms"])
         .args(["--max-in-flight", &MAX_IN_FLIGHT.to_string()])
-        .args(["--batch", &BATCH.to_string(), "--lease", "30s"])
+        // A lease longer than the stalls: finished messages wait for their records without an extension.
+        .args(["--batch", &BATCH.to_string(), "--lease", "60s"])
         .args(["--fail-rate", "0.2", "--max-deliveries", "2"])
         .args(["--stats-interval", "500ms", "--count"])
         .arg(MESSAGES.to_string());
     let mut consumer = Proc::spawn("consumer", consumer);
 
     let acked = || MESSAGES - testkit::depth(&url).total();
-    for round in 0..2 {
+    for (round, stall) in stalls.iter().enumerate() {
+        let round = round as u64;
         assert!(
             eventually(Duration::from_secs(30), || ledger_records(&channel)
                 > 100 * (round + 1)),
@@ -100,7 +117,7 @@ fn a_stalled_channel_holds_back_the_acks_and_every_ack_has_exactly_one_record() 
         // Nothing more can be confirmed now: no more messages than have records may be acked, however long
         // the stall, and the consumer stops receiving once its finished messages reach the cap.
         let confirmed = ledger_records(&channel);
-        let until = Instant::now() + Duration::from_millis(1_500);
+        let until = Instant::now() + *stall;
         while Instant::now() < until {
             let depth = testkit::depth(&url);
             let acked = MESSAGES - depth.total();
@@ -130,6 +147,16 @@ fn a_stalled_channel_holds_back_the_acks_and_every_ack_has_exactly_one_record() 
         (MESSAGES, 0),
         "{summary:?}"
     );
+    if fails {
+        assert!(summary.errors > 0, "no publish failed: {summary:?}");
+        assert!(
+            consumer
+                .stderr()
+                .contains("could not publish ledger records"),
+            "{}",
+            consumer.stderr()
+        );
+    }
     assert_eq!(acked(), MESSAGES);
     // One record per ack: none missing, none published twice.
     let entries = ledger_entries(&channel);
