@@ -163,25 +163,31 @@ impl Consumer {
             }
             self.extend_if_due().await;
             self.record_ready()?;
+            // With telemetry, the records of finished work are published by a background task while this loop
+            // goes on acking and receiving; those finished meanwhile gather into the next group (group
+            // commit). Their messages are acked in the first turn after their publish is confirmed.
+            self.confirm_records()?;
             self.release_failed().await;
             // Finished messages waiting for their records' confirmation hold no work slot, as those waiting
             // for their ack do not.
             let confirming = self.telemetry.as_ref().map_or(0, |t| t.confirming());
-            let working = self
-                .held
-                .len()
-                .saturating_sub(self.to_ack.len() + confirming);
-            let max = self
+            let publishing = self.telemetry.as_ref().is_some_and(|t| t.publishing());
+            let waiting = self.to_ack.len() + confirming;
+            let working = self.held.len().saturating_sub(waiting);
+            let mut max = self
                 .config
                 .max_in_flight
                 .saturating_sub(working)
                 .min(self.config.batch)
                 .min(self.count_room());
-            // With telemetry, the records of finished work are published beside the round trip that acks the
-            // previous batch (whose records were confirmed) and receives the next: one round trip's time per
-            // turn, not two. Their own acks go in the next turn.
-            let publish = self.telemetry.as_ref().and_then(|t| t.publish());
-            if max == 0 && self.to_ack.is_empty() && publish.is_none() {
+            if self.telemetry.is_some() {
+                // A slow channel throttles the receive rather than letting finished messages pile up (see
+                // [`crate::telemetry::WAITING_TURNS`]).
+                let cap = crate::telemetry::WAITING_TURNS
+                    * self.config.batch.min(self.config.max_in_flight);
+                max = max.min(cap.saturating_sub(waiting));
+            }
+            if max == 0 && self.to_ack.is_empty() {
                 let retry = self.telemetry.as_ref().and_then(|t| t.retry_in());
                 self.wait_for_done(retry).await;
                 continue;
@@ -190,43 +196,21 @@ impl Consumer {
             // A receive returns at once while work is running or records are being confirmed (their acks
             // should not wait out a long poll); while a failed publish waits to be retried, it waits at most
             // until the retry (a receive returning at once would spin against the broker meanwhile).
-            let wait = if working > 0 || publish.is_some() {
+            let wait = if working > 0 || publishing {
                 Duration::ZERO
             } else {
                 let retry = self.telemetry.as_ref().and_then(|t| t.retry_in());
                 retry.map_or(RECEIVE_WAIT, |r| r.min(RECEIVE_WAIT))
             };
-            let receive = (max > 0 || sent > 0).then(|| {
-                let acks: Vec<Receipt> = self
-                    .to_ack
-                    .iter()
-                    .map(|k| self.held[k].receipt.clone())
-                    .collect();
-                let queue = self.queue.clone();
-                let lease = self.config.lease;
-                async move { queue.ack_and_receive(acks, max, lease, wait).await }
-            });
-            let (published, received) = tokio::join!(
-                async move {
-                    match publish {
-                        Some(p) => Some(p.run().await),
-                        None => None,
-                    }
-                },
-                async move {
-                    match receive {
-                        Some(r) => Some(r.await),
-                        None => None,
-                    }
-                }
-            );
-            // The publish is settled first and whatever happens below: a confirmed batch must not be
-            // published again. Its messages join `to_ack` behind the `sent` ones just acked.
-            let flushed = published.map_or(Ok(()), |r| self.published(r));
-            let Some(received) = received else {
-                flushed?;
-                continue;
-            };
+            let acks: Vec<Receipt> = self
+                .to_ack
+                .iter()
+                .map(|k| self.held[k].receipt.clone())
+                .collect();
+            let received = self
+                .queue
+                .ack_and_receive(acks, max, self.config.lease, wait)
+                .await;
             match received {
                 Ok((outcome, deliveries)) => {
                     failures = 0;
@@ -236,8 +220,9 @@ impl Consumer {
                     for d in deliveries {
                         self.accept(d);
                     }
-                    flushed?;
-                    if got == 0 && working > 0 {
+                    // Nothing came: wait a little for work or for the records' confirmation (which wakes
+                    // this at once) rather than poll again straight away.
+                    if got == 0 && (working > 0 || publishing) {
                         self.wait_for_done(Some(idle)).await;
                         idle = (idle * 2).min(IDLE_MAX);
                     } else {
@@ -245,7 +230,6 @@ impl Consumer {
                     }
                 }
                 Err(e) => {
-                    flushed?;
                     self.counts.errors.inc();
                     self.counts.throttled.inc_by(u64::from(e.is_throttled()));
                     // Logged by the streak, not here: one line per attempt flooded the log of a consumer
@@ -413,14 +397,23 @@ impl Consumer {
         }
     }
 
-    /// Waits for finished work, the next stats tick, a stop request, or `limit`.
+    /// Waits for finished work, the answer of the records' publish in flight, the next stats tick, a stop
+    /// request, or `limit`.
     pub(crate) async fn wait_for_done(&mut self, limit: Option<Duration>) {
         let mut until = self.next_tick;
         if let Some(limit) = limit {
             until = until.min(Instant::now() + limit);
         }
+        let published = self.telemetry.as_ref().and_then(|t| t.in_flight_done());
+        let published = async {
+            match published {
+                Some(done) => done.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some(key) = self.done_rx.recv() => self.mark_done(key),
+            _ = published => {}
             _ = sleep_until(until.into()) => {}
             _ = self.shutdown.requested(), if !self.shutdown.is_requested() => {}
         }

@@ -15,8 +15,8 @@ const POISON_LOG_LIMIT: u64 = 20;
 impl Consumer {
     /// Decides the fate of finished work and records it: without telemetry the ledger entries are written
     /// and the messages queued for the ack; with telemetry their records join the channel's pending batch
-    /// (published beside the next ack/receive round trip, see [`Consumer::consume`]) and the file ledger is
-    /// written once that publish is settled. An error here is fatal: acking without a ledger entry would make
+    /// (published in the background, grouped, see [`Consumer::consume`]) and the file ledger is written once
+    /// the channel confirmed them. An error here is fatal: acking without a ledger entry would make
     /// the audit report a processed message as lost.
     ///
     /// The failure model decides each message's fate first: failed ones wait in `to_release` (no ledger entry);
@@ -31,11 +31,11 @@ impl Consumer {
             match self.fate(key) {
                 Some(outcome) => {
                     if let Some(entry) = self.held.get(&key).and_then(|h| h.entry) {
-                        if let Some(ledger) = self.ledger.as_mut() {
-                            ledger.push_outcome(entry, outcome);
-                        }
+                        // With telemetry the file ledger gets the entry once the channel confirmed it.
                         if self.telemetry.is_some() {
                             records.push((entry, outcome));
+                        } else if let Some(ledger) = self.ledger.as_mut() {
+                            ledger.push_outcome(entry, outcome);
                         }
                     }
                     acks.push(key);
@@ -64,15 +64,11 @@ impl Consumer {
         Ok(())
     }
 
-    /// [`Consumer::record_ready`], then, with telemetry, the channel's publish waited for on its own: for the
-    /// drain, which has no receive to overlap it with.
+    /// [`Consumer::record_ready`], then, with telemetry, the publish in flight and the pending records
+    /// waited for: for the drain, which has no receive to overlap them with.
     pub(crate) async fn log_ready(&mut self) -> Result<(), Error> {
         self.record_ready()?;
-        if let Some(publish) = self.telemetry.as_mut().and_then(|t| t.publish()) {
-            let result = publish.run().await;
-            self.published(result)?;
-        }
-        Ok(())
+        self.confirm_all_records().await
     }
 
     /// The failure model's verdict on a message whose work is done: `None` to give it back (failed), or the

@@ -64,10 +64,14 @@ pub async fn run_with_ledger(
         None
     };
     // What this loop holds at most: the messages being worked on, plus those finished and waiting for their
-    // ack (sent with the next turn's receive) and, with telemetry, for their records' confirmation; a turn
-    // receives at most a batch.
+    // ack (sent with the next turn's receive) and, with telemetry, for their records' confirmation, which the
+    // loop caps at a few receives' worth; a turn receives at most a batch.
     let per_turn = config.batch.min(config.max_in_flight);
-    let waiting = if config.telemetry { 2 } else { 1 };
+    let waiting = if config.telemetry {
+        crate::telemetry::WAITING_TURNS
+    } else {
+        1
+    };
     queue.hold_at_most(config.max_in_flight + per_turn * waiting);
     tracing::info!(queue = %queue.describe(), work = %config.work, max_in_flight = config.max_in_flight, "consuming");
     let backend = config.queue.backend();

@@ -16,4 +16,5 @@ mod nsq_delivery;
 mod redis_delivery;
 mod redis_interop;
 mod telemetry_kill;
+mod telemetry_slow;
 mod work;
