@@ -35,6 +35,8 @@ use async_trait::async_trait;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 
+mod busy;
+use busy::{NoWait, busy_handler, is_busy};
 mod error;
 mod url;
 
@@ -53,9 +55,6 @@ struct SqliteReceipt {
 
 /// Written to the SQLite header so that a queue file is recognised as ours: "mwq1".
 const APPLICATION_ID: i32 = 0x6d77_7131;
-
-/// How long the busy handler keeps retrying a locked database before the operation fails (in 1 ms sleeps).
-const BUSY_RETRIES: i32 = 30_000;
 
 /// Polling interval bounds while waiting for a message to arrive.
 const POLL_MIN: Duration = Duration::from_millis(1);
@@ -385,46 +384,6 @@ fn try_open_connection(path: &Path, create: Create) -> Result<Connection, Sqlite
     conn.execute_batch("PRAGMA synchronous = NORMAL;")
         .map_err(sqlite_err)?;
     Ok(conn)
-}
-
-/// Sleeps a fixed 1 ms per retry; see the module docs for why not SQLite's growing back-off. On a thread
-/// inside [`NoWait`] it does not wait at all: the operation fails with SQLITE_BUSY and is retried on the
-/// blocking pool (see [`SqliteQueue::with_conn`]).
-fn busy_handler(retries: i32) -> bool {
-    if NO_WAIT.get() {
-        return false;
-    }
-    std::thread::sleep(Duration::from_millis(1));
-    retries < BUSY_RETRIES
-}
-
-thread_local! {
-    /// Set while an operation runs on an async task's own thread, which must not sleep in the busy handler.
-    static NO_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Marks this thread as one whose SQLite calls must not wait for a lock, until dropped (also on a panic).
-struct NoWait;
-
-impl NoWait {
-    fn set() -> NoWait {
-        NO_WAIT.set(true);
-        NoWait
-    }
-}
-
-impl Drop for NoWait {
-    fn drop(&mut self) {
-        NO_WAIT.set(false);
-    }
-}
-
-/// Whether SQLite refused for a lock held elsewhere (what the busy handler would otherwise have waited out).
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
 }
 
 fn sqlite_ids(receipts: &[Receipt]) -> Result<Vec<(i64, i64)>, QueueError> {
