@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use workload::shape::Shape;
 
 use super::Config;
 use super::report::Summary;
@@ -72,9 +73,15 @@ pub fn write_scorecard(
     recorder: Recorder,
 ) -> anyhow::Result<()> {
     let title = title(config);
-    let (changes_s, change_directions) = match &config.shape {
+    // A constant rate is the shape const:RATE, so that the run gets its demand (and elasticity figures) too;
+    // only --rate 0 (as fast as the queue takes) has no shape.
+    let shape = config
+        .shape
+        .clone()
+        .or_else(|| (config.rate > 0.0).then(|| Shape::constant(config.rate)));
+    let (changes_s, change_directions) = match &shape {
         Some(shape) => changes_of(shape),
-        // A constant rate starts at 0 and never changes.
+        // --rate 0 (as fast as the queue takes) starts at 0 and never changes.
         None => (vec![0.0], vec![scorecard::series::Direction::Up]),
     };
     let series = Series {
@@ -86,7 +93,7 @@ pub fn write_scorecard(
             || scorecard::series::band_low(config.target),
             super::Autoscale::band_low,
         ),
-        shape: config.shape.as_ref().map(ToString::to_string),
+        shape: shape.as_ref().map(ToString::to_string),
         changes_s,
         change_directions,
         manual: recorder.manual,
