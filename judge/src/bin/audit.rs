@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
@@ -154,11 +154,34 @@ async fn from_channel(queue: String, args: Args, started: Instant) -> anyhow::Re
     ));
     report.emit(started);
     let _ = report.write_table(&mut std::io::stderr().lock());
-    Ok(if report.totals.lost == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    if report.totals.lost == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    note_still_queued(&url).await;
+    Ok(ExitCode::FAILURE)
+}
+
+/// Messages still in the work queue have no ledger record yet, so the audit counts them as lost: those a
+/// killed consumer held (they come back when its lease runs out) and those no consumer took yet. When the
+/// queue holds any, says so, so that an audit run before the queue drained is not taken for a loss. Best
+/// effort: a queue that cannot be read in a few seconds adds nothing.
+async fn note_still_queued(url: &queues::QueueUrl) {
+    let read = async { url.open_existing().await?.depth().await };
+    let Ok(Ok(depth)) = tokio::time::timeout(Duration::from_secs(10), read).await else {
+        return;
+    };
+    if depth.total() == 0 {
+        return;
+    }
+    let in_flight = depth
+        .in_flight
+        .map_or_else(|| "unknown".to_string(), |n| n.to_string());
+    workload::cli::note(format_args!(
+        "audit: the work queue still holds {} message(s) ({} waiting, {in_flight} in flight), counted as lost until \
+         a consumer acks them (a killed consumer's lease runs out first): drain the queue, then audit again",
+        depth.total(),
+        depth.visible,
+    ));
 }
 
 #[cfg(test)]

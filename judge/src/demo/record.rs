@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use workload::shape::Shape;
 
 use super::Config;
 use super::report::Summary;
@@ -21,9 +22,19 @@ pub struct Recorder {
 
 impl Recorder {
     /// Notes a consumer count set by hand at `t` seconds on the samples' clock.
+    ///
+    /// The recorder is called in order, so a sample already taken shows the count before this change, even
+    /// one taken in the same millisecond (a schedule step is applied just after that second's sample). The
+    /// event is put at least 1 ms after the last sample: the grading looks for a manual event after the
+    /// sample before a change, and one at that sample's very time would leave the change credited to the
+    /// engine.
     pub fn manual(&mut self, t: f64, consumers: usize, source: &str) {
+        let after_last = self
+            .samples
+            .last()
+            .map_or(f64::MIN, |s| round_ms(s.t + 0.001));
         self.manual.push(ManualEvent {
-            t: round_ms(t),
+            t: round_ms(t).max(after_last),
             consumers,
             source: source.into(),
         });
@@ -62,9 +73,15 @@ pub fn write_scorecard(
     recorder: Recorder,
 ) -> anyhow::Result<()> {
     let title = title(config);
-    let (changes_s, change_directions) = match &config.shape {
+    // A constant rate is the shape const:RATE, so that the run gets its demand (and elasticity figures) too;
+    // only --rate 0 (as fast as the queue takes) has no shape.
+    let shape = config
+        .shape
+        .clone()
+        .or_else(|| (config.rate > 0.0).then(|| Shape::constant(config.rate)));
+    let (changes_s, change_directions) = match &shape {
         Some(shape) => changes_of(shape),
-        // A constant rate starts at 0 and never changes.
+        // --rate 0 (as fast as the queue takes) starts at 0 and never changes.
         None => (vec![0.0], vec![scorecard::series::Direction::Up]),
     };
     let series = Series {
@@ -76,7 +93,7 @@ pub fn write_scorecard(
             || scorecard::series::band_low(config.target),
             super::Autoscale::band_low,
         ),
-        shape: config.shape.as_ref().map(ToString::to_string),
+        shape: shape.as_ref().map(ToString::to_string),
         changes_s,
         change_directions,
         manual: recorder.manual,
@@ -107,4 +124,66 @@ pub fn write_scorecard(
         out.chart.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scorecard::series::Direction;
+
+    fn sample(t: f64, consumers: usize) -> Sample {
+        Sample {
+            t,
+            depth: Some(100),
+            consumers,
+            decided: None,
+            remainders: 0,
+            produce_rate: 100.0,
+            busy_s: None,
+        }
+    }
+
+    /// A schedule step applied in the millisecond of the sample just before it (what the demo's step does)
+    /// is not the engine's: the change it makes is graded as no reaction and no flap.
+    #[test]
+    fn a_manual_change_in_the_millisecond_of_the_sample_before_it_is_not_the_engines() {
+        let mut r = Recorder::default();
+        r.samples.push(sample(1.0, 3));
+        r.samples.push(sample(8.357, 3));
+        r.manual(8.357, 1, "schedule");
+        r.samples.push(sample(9.385, 1));
+        r.samples.push(sample(14.341, 1));
+        r.manual(14.341, 4, "schedule");
+        r.samples.push(sample(15.341, 4));
+        r.samples.push(sample(16.341, 4));
+        assert_eq!(r.manual[0].t, 8.358);
+        assert_eq!(r.manual[1].t, 14.342);
+        // One a while after the last sample keeps its own time.
+        let mut later = Recorder::default();
+        later.samples.push(sample(1.0, 3));
+        later.manual(1.5, 4, "key");
+        assert_eq!(later.manual[0].t, 1.5);
+
+        let series = Series {
+            title: None,
+            policy: None,
+            settings: None,
+            target: 50,
+            band_low: 35,
+            shape: None,
+            changes_s: vec![0.0],
+            change_directions: vec![Direction::Up],
+            manual: r.manual,
+            consumed: 2000,
+            lost: Some(0),
+            work: None,
+            consumer_slots: None,
+            started_us: None,
+            samples: r.samples,
+        };
+        let card = scorecard::score(&series);
+        assert_eq!(card.manual_changes, 2);
+        assert_eq!(card.direction_changes, 0);
+        assert_eq!(card.worst_scale_out_s, None);
+    }
 }

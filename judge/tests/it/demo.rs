@@ -508,7 +508,16 @@ fn a_manual_schedule_gets_a_series_scorecard_and_chart_too() {
         title.contains("consumers by hand (1, then 2 from 1s)"),
         "{title}"
     );
-    assert!(out.path().join("scorecard.json").exists());
+    // The constant rate is recorded as its shape, so the run gets its demand and elasticity figures.
+    assert_eq!(series["shape"], "const:100", "{series}");
+    let card: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("scorecard.json")).expect("scorecard.json"),
+    )
+    .expect("json");
+    assert!(card["elasticity"].is_object(), "{card}");
+    // The schedule's step is applied just after that second's sample: it is the schedule's, not the engine's.
+    assert_eq!(card["manual_changes"], 1, "{card}");
+    assert!(card["worst_scale_out_s"].is_null(), "{card}");
     let chart = std::fs::read_to_string(out.path().join("chart.svg")).expect("chart.svg");
     roxmltree::Document::parse(&chart).expect("well-formed chart");
     assert!(stderr.contains("peak overshoot"), "the table:\n{stderr}");

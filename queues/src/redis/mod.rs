@@ -413,6 +413,12 @@ impl RedisQueue {
     }
 }
 
+/// Whether a call failed on NOGROUP: the group is gone (a server restarted without persistence, or the group
+/// deleted), and its pending list with it.
+fn group_gone(e: &QueueError) -> bool {
+    e.kind() == super::ErrorKind::NotFound
+}
+
 /// A consumer name unique to this process: the host (the pod's name in Kubernetes), the pid and a random
 /// part (a restarted container may reuse both).
 fn consumer_name(env: &dyn Fn(&str) -> Option<String>) -> String {
@@ -510,7 +516,19 @@ impl Queue for RedisQueue {
             args.push(r.id.clone());
             args.push(r.counter.to_string());
         }
-        let reply = self.run_script("ack", &self.ack_script, args).await?;
+        let reply = match self.run_script("ack", &self.ack_script, args).await {
+            // The group is gone, and its pending list with these entries: nobody holds them any more, so the
+            // acks are refused as lease lost (the ledger already has them). Failing instead would have the
+            // consumer retry them for ever, never receiving again; the next receive makes the group again.
+            Err(e) if group_gone(&e) => {
+                tracing::warn!(error = %e, "the consumer group is gone: its pending acks count as lease lost");
+                return Ok(AckOutcome {
+                    acked: 0,
+                    lease_lost: receipts.len() as u64,
+                });
+            }
+            other => other?,
+        };
         match &reply {
             Value::Array(v) if v.len() == 2 => Ok(AckOutcome {
                 acked: int(&v[0]).unwrap_or(0),
@@ -538,9 +556,11 @@ impl Queue for RedisQueue {
             args.push(r.counter.to_string());
             args.push(idle.to_string());
         }
-        let reply = self
-            .run_script("release", &self.release_script, args)
-            .await?;
+        let reply = match self.run_script("release", &self.release_script, args).await {
+            // The group is gone with its pending list: there is nothing to give back.
+            Err(e) if group_gone(&e) => return Ok(0),
+            other => other?,
+        };
         int(&reply).ok_or_else(|| self.reply("release", format!("{reply:?}")))
     }
 
@@ -558,7 +578,11 @@ impl Queue for RedisQueue {
             args.push(r.id.clone());
             args.push(r.counter.to_string());
         }
-        let reply = self.run_script("extend", &self.extend_script, args).await?;
+        let reply = match self.run_script("extend", &self.extend_script, args).await {
+            // The group is gone with its pending list: none of these leases is held any more.
+            Err(e) if group_gone(&e) => return Ok(vec![false; receipts.len()]),
+            other => other?,
+        };
         let Value::Array(flags) = &reply else {
             return Err(self.reply("extend", format!("{reply:?}")));
         };

@@ -456,3 +456,49 @@ fn the_first_call_after_a_restart_succeeds_although_the_last_reconnect_failed() 
         }
     });
 }
+
+/// A server restarted without persistence loses the stream and the group, pending list included; a publish
+/// makes the stream again, not the group. Receipts from before the restart are then refused as lease lost
+/// (not an error retried for ever, which kept a consumer from receiving again), extend and release find nothing
+/// held, and the next receive makes the group again and gets what was published since.
+#[test]
+fn receipts_from_before_a_restart_without_persistence_are_lease_lost_and_receiving_resumes() {
+    let mut server = RedisServer::start();
+    let url = server.url("amnesia", "");
+    rt().block_on(async {
+        let q = open(&url);
+        q.publish(bodies(3)).await.unwrap();
+        let mut got = q
+            .receive(3, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 3);
+        server.stop();
+        server.restart();
+        // The first call after the restart may still fail on the old connection; then it is back.
+        let mut published = Err(QueueError::new(ErrorKind::Other, "not tried"));
+        for _ in 0..20 {
+            published = q.publish(bodies(2)).await;
+            if published.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        published.unwrap();
+        let mut receipts: Vec<_> = got.drain(..).map(|d| d.receipt).collect();
+        let held = q.extend(&mut receipts[..1], LEASE).await.unwrap();
+        assert_eq!(held, vec![false]);
+        let released = q
+            .release(receipts.split_off(2), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(released, 0);
+        let out = q.ack(receipts).await.unwrap();
+        assert_eq!((out.acked, out.lease_lost), (0, 2));
+        let again = q
+            .receive(10, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 2, "what was published after the restart");
+    });
+}
