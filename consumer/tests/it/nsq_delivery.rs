@@ -93,6 +93,7 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
             "1s",
         ],
         acked_before_kill: 500,
+        in_flight_at_kill: 1,
         duplicates_at_most: Some(50),
     };
     delivery::a_consumer_killed_midway_loses_nothing(&delivery::Backend::nsq(&fake, &url), &load);
@@ -431,6 +432,7 @@ fn three_connections_a_consumer_killed_midway_loses_nothing() {
             "1s",
         ],
         acked_before_kill: 500,
+        in_flight_at_kill: 1,
         duplicates_at_most: Some(50),
     };
     delivery::a_consumer_killed_midway_loses_nothing(&delivery::Backend::nsq(&fake, &url), &load);
