@@ -234,6 +234,9 @@ impl Consumer {
                     self.counts.throttled.inc_by(u64::from(e.is_throttled()));
                     // Logged by the streak, not here: one line per attempt flooded the log of a consumer
                     // whose queue was down.
+                    if e.kind() == queues::ErrorKind::Denied {
+                        return Err(Error::Denied(e));
+                    }
                     let failing_for = self.failures.failed(&e);
                     // Only a run with an end gives up: one without must outlive a broker restart.
                     if self.config.count.is_some() && failing_for >= self.config.give_up_after {

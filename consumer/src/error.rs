@@ -17,6 +17,10 @@ pub enum Error {
     /// `--telemetry on` and the channel cannot be named or opened: nothing was taken off the queue.
     #[error("cannot open the telemetry channel")]
     Telemetry(#[source] QueueError),
+    /// The queue refused the credential, which retrying cannot cure (a wrong password): the run stops (and
+    /// drains) at once, where it would otherwise have retried until `--give-up-after`, or for ever.
+    #[error("the queue refused the credential: stopped receiving")]
+    Denied(#[source] QueueError),
     /// A run with `--count` whose queue answered nothing for `--give-up-after`.
     #[error(
         "the queue answered nothing for {:.0}s (--give-up-after {give_up_after:?}): stopped receiving",

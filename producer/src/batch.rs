@@ -96,8 +96,9 @@ impl Batcher {
                     self.failures.confirmed();
                     return Outcome::Confirmed { sent_us, lateness };
                 }
-                // Retrying cannot shrink a message: refused for good, on any backend.
-                Err(error) if error.kind() == ErrorKind::TooLarge => {
+                // Retrying cannot shrink a message, nor make a refused credential right: refused for good,
+                // on any backend (a producer retrying a wrong password ran until --give-up-after, or for ever).
+                Err(error) if matches!(error.kind(), ErrorKind::TooLarge | ErrorKind::Denied) => {
                     self.metrics.errors.inc();
                     return Outcome::Refused { first, n, error };
                 }

@@ -185,12 +185,21 @@ fn bad_input_is_a_clear_error_and_the_password_never_shows() {
     assert!(err.contains("a stream name is needed"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 
-    // A wrong password: refused, named, never shown.
+    // A wrong password: refused, named, never shown; at once, not after --give-up-after (retrying cannot
+    // make it right).
     let mut cmd = ROLES.producer(&server.url("q", ""), 1, 0);
     cmd.env("REDIS_PASSWORD", "wrong-pw-0000");
     let (status, err) = run(cmd);
-    assert!(!status.success());
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the queue refused messages") && !err.contains("retrying"),
+        "{err}"
+    );
     assert!(err.contains("Password authentication failed"), "{err}");
+    assert!(
+        err.contains("check REDIS_USERNAME and REDIS_PASSWORD"),
+        "{err}"
+    );
     assert!(
         !err.contains("wrong-pw-0000") && !err.contains("pw-5ecret-xyz"),
         "{err}"

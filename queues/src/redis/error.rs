@@ -29,10 +29,13 @@ pub enum RedisError {
 }
 
 /// What a person should check when the server could not be reached, as the NSQ, NATS and RabbitMQ
-/// backends say it: the connection was refused, or nothing answered.
+/// backends say it (the connection was refused, or nothing answered), or refused the credential (a wrong
+/// password, or one given to a server that has none, which the client reports alike).
 fn down_hint(e: &::redis::RedisError) -> &'static str {
     if e.is_connection_refusal() || e.is_timeout() {
         " (is redis-server running there?)"
+    } else if kind_of(e) == ErrorKind::Denied {
+        " (check REDIS_USERNAME and REDIS_PASSWORD: the server refused them, or has no password set)"
     } else {
         ""
     }
