@@ -60,6 +60,12 @@ const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long a request (JetStream API, publish ack, ack) waits for the server.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a pull request may run past its own end (at once for a no-wait fetch, `expires` for a waiting
+/// one) before it is given up. The server ends it with a status; it was given [`REQUEST_TIMEOUT`] (5 s),
+/// and twice under load (2.9.10) a heartbeat watcher read nothing for 4.7 s, counting live consumers gone,
+/// and a consumer was starved as long: the stall of a request that was never ended. Given up, the request's messages that did
+/// come are kept; any sent after it return once their `AckWait` ends: late, never lost.
+const PULL_GRACE: Duration = Duration::from_millis(1000);
 /// How long a connection attempt waits.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -402,9 +408,15 @@ impl Queue for NatsQueue {
             .await
             .map_err(|e| NatsError::lost("pull request", e))?;
         // A no-wait request that the server never ends must not hang the consumer.
-        tokio::time::timeout(REQUEST_TIMEOUT, collect(batch, ack_wait, &mut out))
+        tokio::time::timeout(PULL_GRACE, collect(batch, ack_wait, &mut out))
             .await
-            .unwrap_or(Ok(()))?;
+            .unwrap_or_else(|_| {
+                tracing::debug!(
+                    got = out.len(),
+                    "a no-wait pull request was not ended; given up"
+                );
+                Ok(())
+            })?;
         if out.is_empty() && !wait.is_zero() {
             let batch = consumer
                 .batch()
@@ -413,9 +425,15 @@ impl Queue for NatsQueue {
                 .messages()
                 .await
                 .map_err(|e| NatsError::lost("pull request", e))?;
-            tokio::time::timeout(wait + REQUEST_TIMEOUT, collect(batch, ack_wait, &mut out))
+            tokio::time::timeout(wait + PULL_GRACE, collect(batch, ack_wait, &mut out))
                 .await
-                .unwrap_or(Ok(()))?;
+                .unwrap_or_else(|_| {
+                    tracing::debug!(
+                        got = out.len(),
+                        "a waiting pull request was not ended; given up"
+                    );
+                    Ok(())
+                })?;
         }
         Ok(out)
     }
