@@ -359,6 +359,15 @@ fn parse_in(registry: &[Registration], url: &str) -> Result<QueueUrl, QueueError
         )));
     };
     let Some(registration) = registry.iter().find(|r| r.scheme == scheme) else {
+        // `rediss://`, `amqps://`: the TLS spelling of other tools. Ours is `?tls=true` on the plain scheme.
+        if let Some(plain) = scheme.strip_suffix('s')
+            && registry.iter().any(|r| r.scheme == plain)
+        {
+            return Err(invalid(&format!(
+                "unknown scheme {scheme:?}: for TLS give {plain}://…?tls=true (the schemes this build knows are {})",
+                schemes()
+            )));
+        }
         return Err(invalid(&format!(
             "unknown scheme {scheme:?}: the schemes this build knows are {}",
             schemes()
@@ -449,6 +458,8 @@ mod tests {
     fn bad_urls_are_clear_errors_that_list_this_builds_schemes() {
         for (url, needle) in [
             ("kafka://x", "unknown scheme \"kafka\""),
+            ("rediss://h/s", "for TLS give redis://…?tls=true"),
+            ("amqps://h/q", "for TLS give amqp://…?tls=true"),
             ("queue.db", "no scheme"),
         ] {
             let e = QueueUrl::parse(url).err().map(|e| e.to_string());

@@ -46,6 +46,51 @@ pub struct Watch<'a> {
     pub consumer_slots: Option<usize>,
 }
 
+/// A reading that keeps failing is reported when it starts failing, then at most every
+/// [`workload::failures::LOG_EVERY`] with how many polls failed meanwhile, and once when it reads again: a
+/// source that is down logged a line every poll (every second).
+struct Reported {
+    what: &'static str,
+    failed: u64,
+    last_log: Option<Instant>,
+}
+
+impl Reported {
+    fn new(what: &'static str) -> Reported {
+        Reported {
+            what,
+            failed: 0,
+            last_log: None,
+        }
+    }
+
+    fn failed(&mut self, e: &dyn std::fmt::Display) {
+        self.failed += 1;
+        let due = self
+            .last_log
+            .is_none_or(|at| at.elapsed() >= workload::failures::LOG_EVERY);
+        if due {
+            tracing::warn!(
+                "cannot read {}: {e} ({} failed polls so far)",
+                self.what,
+                self.failed
+            );
+            self.last_log = Some(Instant::now());
+        }
+    }
+
+    fn read(&mut self) {
+        if self.failed > 0 {
+            tracing::info!(
+                "reading {} again after {} failed polls",
+                self.what,
+                self.failed
+            );
+            *self = Reported::new(self.what);
+        }
+    }
+}
+
 /// How many polls there were, and how many read the depth and the consumer count. A run in which one of them
 /// was never read has nothing to grade: the caller says so instead of grading made-up figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,6 +121,11 @@ pub async fn record(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut samples: Vec<Sample> = Vec::new();
     let mut readings = Readings::default();
+    let (mut depth_log, mut count_log, mut decided_log) = (
+        Reported::new("the queue depth"),
+        Reported::new("the consumer count"),
+        Reported::new("the engine's decision"),
+    );
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -87,20 +137,22 @@ pub async fn record(
         let depth = match w.queue.depth().await {
             Ok(d) => {
                 readings.depth_read += 1;
+                depth_log.read();
                 Some(d.total())
             }
             Err(e) => {
-                tracing::warn!("cannot read the queue depth: {e}");
+                depth_log.failed(&e);
                 None
             }
         };
         let consumers = match w.consumers.count(&http).await {
             Ok(n) => {
                 readings.count_read += 1;
+                count_log.read();
                 n
             }
             Err(e) => {
-                tracing::warn!("cannot read the consumer count: {e}");
+                count_log.failed(&e);
                 samples.last().map_or(0, |s| s.consumers)
             }
         };
@@ -109,10 +161,11 @@ pub async fn record(
             Some(source) => match source.count(&http).await {
                 Ok(n) => {
                     readings.decided_read += 1;
+                    decided_log.read();
                     Some(n)
                 }
                 Err(e) => {
-                    tracing::warn!("cannot read the engine's decision: {e}");
+                    decided_log.failed(&e);
                     samples.last().and_then(|s| s.decided)
                 }
             },

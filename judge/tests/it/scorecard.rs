@@ -377,6 +377,12 @@ fn scorecard_watch_with_nothing_to_read_fails_instead_of_grading() {
         .unwrap_or_else(|| panic!("a warning: {err}"));
     assert!(warning.contains("onnection refused"), "{warning}");
     assert!(!err.contains("hunter2"), "{err}");
+    // Once, not once a poll: the 1 s watch polled it 4 times or more.
+    assert_eq!(
+        err.matches("cannot read the consumer count").count(),
+        1,
+        "{err}"
+    );
 }
 
 /// `scorecard watch --queue` lists every backend of this build, from the queue registry (Azure was missing
