@@ -21,14 +21,18 @@ mod config;
 mod credential;
 mod error;
 mod sas;
+mod settle;
 mod shared_key;
+mod transport;
 
-use std::sync::Arc;
+use settle::{ack_outcome, visibility_seconds};
+use transport::{entra_credential, transport};
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use azure_core::http::headers::HeaderName;
-use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport, Url};
+use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Url};
 use azure_storage_queue::models::{
     QueueClientGetPropertiesResultHeaders, QueueClientPeekMessagesOptions,
     QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage,
@@ -64,8 +68,6 @@ pub const PUBLISH_FANOUT: usize = 32;
 const RECEIVE_MAX: usize = 32;
 /// Concurrent deletes or updates in one ack/release/extend.
 const SETTLE_FANOUT: usize = 32;
-/// Longest visibility timeout the service accepts (7 days).
-const MAX_VISIBILITY_S: u64 = 7 * 24 * 3600;
 
 /// A queue on Azure Storage (or Azurite). Cheap to share: every method takes `&self` and many calls may run
 /// at once over one pooled HTTP client.
@@ -366,91 +368,12 @@ fn invalid(url: &AzureUrl, reason: String) -> QueueError {
     QueueError::invalid_url(&url.to_string(), &reason)
 }
 
-/// The SDK's reqwest transport, built here with the SDK's settings (its timeouts, no redirects) but without
-/// automatic decompression: the queue service never compresses its small XML answers, and the decompression
-/// layer (and the `accept-encoding` header it adds) cost CPU on every request, on both sides. Its reqwest is
-/// the suite's one reqwest, whose rustls runs on ring (workload::tls): the SDK's default features would compile
-/// aws-lc too. Certificates are checked against the OS trust store, as the SDK does by default.
-///
-/// Built here rather than by the SDK's `new_http_client` because that one panics when the client cannot be
-/// built, which happens in a container with no CA certificates (a `scratch` base): exit 101 and a backtrace
-/// instead of a reason. Here it is a set-up error that says what to install.
-fn transport() -> Result<Transport, String> {
-    // reqwest panics when it builds a client before a provider is installed; Entra ID credentials build
-    // their own clients through the SDK, after this.
-    workload::tls::ensure_crypto_provider();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(20))
-        .read_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| {
-            // reqwest's error alone says "builder error"; its source says why (no CA certificates).
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                why = format!("{why}: {s}");
-                source = s.source();
-            }
-            format!(
-                "cannot build the HTTPS client ({why}); the system's CA certificates are needed \
-                 (e.g. /etc/ssl/certs/ca-certificates.crt from the ca-certificates package, or SSL_CERT_FILE)"
-            )
-        })?;
-    Ok(Transport::new(Arc::new(client)))
-}
-
-fn entra_credential(
-    kind: EntraKind,
-) -> azure_core::Result<Arc<dyn azure_core::credentials::TokenCredential>> {
-    Ok(match kind {
-        EntraKind::Workload => azure_identity::WorkloadIdentityCredential::new(None)?,
-        EntraKind::ManagedIdentity => azure_identity::ManagedIdentityCredential::new(None)?,
-        EntraKind::DeveloperTools => azure_identity::DeveloperToolsCredential::new(None)?,
-    })
-}
-
-/// Whole seconds, rounded up (a lease is never shortened), within what the service accepts.
-fn visibility_seconds(d: Duration, min: u64) -> i32 {
-    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    s.clamp(min, MAX_VISIBILITY_S) as i32
-}
-
 /// Azure receipts, owned (so the concurrent calls borrow nothing but `self`).
 fn owned_receipts(receipts: &[Receipt]) -> Result<Vec<AzureReceipt>, QueueError> {
     receipts
         .iter()
         .map(|r| r.get::<AzureReceipt>().cloned())
         .collect()
-}
-
-/// One ack's outcome from its deletes' results. A delete that failed without an answer counts as
-/// lease_lost when others in the batch got one (the message comes back after its lease, as a lost one
-/// does), so every receipt is counted once; when none got an answer, the error is returned and the caller
-/// retries the whole batch, which [`AzureQueue::delete_one`] then counts right.
-fn ack_outcome(results: Vec<Result<bool, QueueError>>) -> Result<AckOutcome, QueueError> {
-    let mut outcome = AckOutcome::default();
-    let mut failed = 0;
-    let mut first_err = None;
-    for r in results {
-        match r {
-            Ok(true) => outcome.acked += 1,
-            Ok(false) => outcome.lease_lost += 1,
-            Err(e) => {
-                failed += 1;
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    match first_err {
-        Some(e) if outcome.acked == 0 && outcome.lease_lost == 0 => Err(e),
-        Some(e) => {
-            tracing::warn!(error = %e, failed, acked = outcome.acked, "some deletes failed; those messages return after their lease");
-            outcome.lease_lost += failed;
-            Ok(outcome)
-        }
-        None => Ok(outcome),
-    }
 }
 
 #[async_trait]
@@ -607,39 +530,5 @@ impl Queue for AzureQueue {
             "{} at {} ({}, {:?} bodies, api {})",
             self.url, self.endpoint, self.credential, self.url.encoding, self.url.api_version
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_receipt_of_an_ack_is_counted_once() {
-        let err = || Err(QueueError::invalid_url("azure://a/q", "test"));
-        let out = ack_outcome(vec![Ok(true), err(), Ok(false), err()]).unwrap();
-        assert_eq!(
-            (out.acked, out.lease_lost),
-            (1, 3),
-            "unanswered deletes come back as lost ones"
-        );
-        assert!(
-            ack_outcome(vec![err(), err()]).is_err(),
-            "nothing answered: the caller retries all"
-        );
-        let out = ack_outcome(vec![Ok(true), Ok(true)]).unwrap();
-        assert_eq!((out.acked, out.lease_lost), (2, 0));
-    }
-
-    #[test]
-    fn visibility_rounds_up_and_stays_in_range() {
-        assert_eq!(visibility_seconds(Duration::from_millis(100), 1), 1);
-        assert_eq!(visibility_seconds(Duration::from_millis(1500), 1), 2);
-        assert_eq!(visibility_seconds(Duration::ZERO, 0), 0);
-        assert_eq!(visibility_seconds(Duration::ZERO, 1), 1);
-        assert_eq!(
-            visibility_seconds(Duration::from_secs(30 * 86400), 1),
-            604_800
-        );
     }
 }
