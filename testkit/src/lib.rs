@@ -209,6 +209,14 @@ impl Proc {
             .find(|c| c.head.kind == Kind::Summary)
     }
 
+    /// The audit's report line, if written.
+    pub fn audit_report(&self) -> Option<contract::Audit> {
+        self.typed().into_iter().find_map(|s| match s {
+            Stats::Audit(a) => Some(a),
+            _ => None,
+        })
+    }
+
     /// The producer's summary line, if written.
     pub fn producer_summary(&self) -> Option<contract::Producer> {
         self.typed().into_iter().find_map(|s| match s {

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use testkit::{Proc, command, eventually};
-use workload::contract::Stats;
 
 fn consumer(url: &str, work: &str, name: &str) -> Proc {
     let mut cmd = command("consumer");
@@ -96,12 +95,7 @@ fn a_consumer_killed_between_its_record_and_its_ack_makes_one_duplicate_not_a_lo
     let mut audit = Proc::spawn("audit", audit);
     let status = audit.wait(Duration::from_secs(60));
     let report = audit
-        .typed()
-        .into_iter()
-        .find_map(|s| match s {
-            Stats::Audit(a) => Some(a),
-            _ => None,
-        })
+        .audit_report()
         .unwrap_or_else(|| panic!("no audit line ({status}): {}", audit.stderr()));
     assert!(status.success(), "{report:?}\n{}", audit.stderr());
     assert_eq!(

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use testkit::{Proc, command, eventually};
-use workload::contract::Stats;
 use workload::telemetry::Record;
 
 const MESSAGES: u64 = 1_000;
@@ -173,12 +172,7 @@ fn stall_the_channel(stalls: &[Duration], fails: bool) {
     let mut audit = Proc::spawn("audit", audit);
     let status = audit.wait(Duration::from_secs(60));
     let report = audit
-        .typed()
-        .into_iter()
-        .find_map(|s| match s {
-            Stats::Audit(a) => Some(a),
-            _ => None,
-        })
+        .audit_report()
         .unwrap_or_else(|| panic!("no audit line ({status}): {}", audit.stderr()));
     assert!(status.success(), "{report:?}\n{}", audit.stderr());
     assert!(report.poison > 0, "no poison message: {report:?}");

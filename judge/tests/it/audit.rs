@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use testkit::Proc;
-use workload::contract::{self, Stats};
+use workload::contract;
 
 const RUN: &str = "9f3a0c2e4b1d7a65";
 
@@ -213,12 +213,7 @@ fn what_the_real_producer_and_consumer_write_audits_clean() {
 
 /// The audit's summary line, typed.
 fn audit_summary(p: &Proc) -> contract::Audit {
-    p.typed()
-        .into_iter()
-        .find_map(|l| match l {
-            Stats::Audit(a) => Some(a),
-            _ => None,
-        })
+    p.audit_report()
         .unwrap_or_else(|| panic!("no audit summary line: {}", p.stderr()))
 }
 

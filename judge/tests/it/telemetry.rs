@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::{Proc, command, eventually};
-use workload::contract::{self, Stats};
+use workload::contract;
 use workload::ledger::{Entry, Outcome};
 
 /// How a backend is started and reached, for the scenario.
@@ -74,12 +74,7 @@ fn audit(args: &[&str], env: &[(String, String)]) -> (contract::Audit, String) {
     let mut p = Proc::spawn("audit", cmd);
     let status = p.wait(Duration::from_secs(120));
     let line = p
-        .typed()
-        .into_iter()
-        .find_map(|s| match s {
-            Stats::Audit(a) => Some(a),
-            _ => None,
-        })
+        .audit_report()
         .unwrap_or_else(|| panic!("no audit line ({status}): {}", p.stderr()));
     (line, p.stderr())
 }
