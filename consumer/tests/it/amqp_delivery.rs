@@ -58,7 +58,6 @@ fn delivery_scenarios_on_rabbitmq() {
                 "5s",
             ],
             acked_before_kill: 2_000,
-            in_flight_at_kill: 1,
             // The victim's ledger lines written but not acked: at most what it held.
             duplicates_at_most: Some(32),
         };

@@ -100,7 +100,6 @@ fn a_consumer_killed_midway_loses_nothing_and_its_messages_return_after_the_leas
             "2s",
         ],
         acked_before_kill: 200,
-        in_flight_at_kill: 1,
         duplicates_at_most: None,
     };
     delivery::a_consumer_killed_midway_loses_nothing(&backend(&az, "killed"), &load);

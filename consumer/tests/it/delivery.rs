@@ -65,7 +65,6 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
             "1s",
         ],
         acked_before_kill: 1000,
-        in_flight_at_kill: 1,
         duplicates_at_most: Some(50),
     };
     let url = sqlite_url(dir.path());

@@ -36,8 +36,6 @@ fn twenty_thousand_messages_three_consumers_one_killed_midway_loses_nothing() {
             "2s",
         ],
         acked_before_kill: 2_000,
-        // Killed holding many: at load 4 a victim killed holding 3 gave 3 back.
-        in_flight_at_kill: 32,
         // Leases only end for the victim's messages: a duplicate needs the kill to land between a ledger
         // write and its ack, so at most what it held.
         duplicates_at_most: Some(64),

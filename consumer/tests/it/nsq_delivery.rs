@@ -93,7 +93,6 @@ fn a_consumer_killed_midway_loses_nothing_and_redeliveries_are_reported() {
             "1s",
         ],
         acked_before_kill: 500,
-        in_flight_at_kill: 1,
         duplicates_at_most: Some(50),
     };
     delivery::a_consumer_killed_midway_loses_nothing(&delivery::Backend::nsq(&fake, &url), &load);
@@ -438,7 +437,6 @@ fn three_connections_a_consumer_killed_midway_loses_nothing() {
             "1s",
         ],
         acked_before_kill: 500,
-        in_flight_at_kill: 1,
         duplicates_at_most: Some(50),
     };
     delivery::a_consumer_killed_midway_loses_nothing(&delivery::Backend::nsq(&fake, &url), &load);

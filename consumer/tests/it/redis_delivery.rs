@@ -39,7 +39,6 @@ fn three_consumers_and_one_killed_midway_lose_nothing_of_20000() {
             "2s",
         ],
         acked_before_kill: 3_000,
-        in_flight_at_kill: 1,
         duplicates_at_most: Some(100),
     };
     let out = delivery::a_consumer_killed_midway_loses_nothing(&backend(&server, "killed"), &load);
