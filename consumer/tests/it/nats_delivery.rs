@@ -44,9 +44,11 @@ fn twenty_thousand_messages_three_consumers_one_killed_midway_loses_nothing() {
         &delivery::Backend::nats(&server, "killed"),
         &load,
     );
+    // What the victim held came back after its 2 s lease (redelivered > 0, nothing lost, the queue drained:
+    // the shared scenario's checks). How many it held at the kill is not the test's to choose: with 20 ms of
+    // work it turns its 64 slots over every few ms, and CI runs killed it holding 3 although its last stats
+    // line showed 32 or more in flight, so no larger count is asserted.
     assert_eq!(out.sent, 20_000);
-    // The victim held up to 64 under 20 ms of work: they came back after its 2 s lease.
-    assert!(out.redelivered >= 10, "redelivered {}", out.redelivered);
 }
 
 #[test]
