@@ -7,8 +7,9 @@
 //! heartbeats while it runs, and must never take the ledger records that `audit --queue` needs afterwards.
 //!
 //! Each message body is one JSON [`Record`], tagged by `"t"`:
-//! - `ledger`: a consumer's ledger entries for one ack batch, the same fields as a file ledger line
-//!   ([`crate::ledger`]); published, and confirmed by the backend, **before** the batch is acked;
+//! - `ledger2` (`ledger` before ranges): a consumer's ledger entries for one ack batch, the same fields as a
+//!   file ledger line ([`crate::ledger`]), consumed ones as ranges ([`LedgerBatch`]); published, and confirmed
+//!   by the backend, **before** the batch is acked;
 //! - `producer`: a producer's stats line (its confirmed `0..seq_end`, unconfirmed ranges, and the summary),
 //!   exactly as it writes it on stdout ([`crate::contract::Producer`]), so the audit reads it with the same code;
 //! - `heartbeat`: a consumer alive (every stats interval) with its slots and busy ones, or saying goodbye.
@@ -43,17 +44,122 @@ pub const LEDGER_ENTRIES_PER_MESSAGE: usize = 400;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
+    /// Tagged `ledger2` since consumed messages travel as ranges: an audit from before ranges counts such a
+    /// record as unreadable and says so, where under the old tag it would have read the poison entries alone
+    /// and reported every consumed message lost. Records tagged `ledger` (entries only) are still read.
+    #[serde(rename = "ledger2", alias = "ledger")]
     Ledger(LedgerBatch),
     Producer(ProducerLine),
     Heartbeat(Heartbeat),
 }
 
 /// A consumer's ledger entries for one ack batch.
+///
+/// Consumed messages travel as runs of consecutive sequence numbers (`ranges`), since a consumer takes its
+/// messages in order from a queue most of the time: a batch of 100 is one or two ranges, ~40 bytes, where 100
+/// entries were ~5,500 bytes of JSON, a run-id string each, to make, send and store. Poison entries stay
+/// one by one (`entries`), with their delivery counts. A message consumed twice in one batch is two ranges,
+/// never one: a range covers each sequence number once, so duplicates stay visible to the audit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerBatch {
     /// The consumer that wrote them ([`consumer_id`]): the audit keeps one ledger file per consumer.
     pub consumer: String,
+    /// Consumed messages: `[run, producer, first seq, last seq]`, both ends included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<SeqRange>,
+    /// Entries one by one: messages set aside as poison (and consumed ones, from writers before ranges).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<LedgerRecord>,
+}
+
+/// Consumed messages `first..=last` of one producer of one run, as a JSON array `[run, producer, first, last]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqRange(pub String, pub u32, pub u64, pub u64);
+
+/// The longest range a reader expands: far above what a writer puts in one message
+/// ([`LEDGER_ENTRIES_PER_MESSAGE`]), and low enough that a corrupt body cannot make the audit allocate without
+/// bound.
+pub const MAX_RANGE: u64 = 1 << 20;
+
+/// A ledger record that cannot be read: its run id is not 16 hex digits, or its range is backwards or longer
+/// than [`MAX_RANGE`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad ledger record (run {run:?}, seq {first}..={last})")]
+pub struct BadRecord {
+    pub run: String,
+    pub first: u64,
+    pub last: u64,
+}
+
+impl LedgerBatch {
+    /// Every entry of the batch, ranges expanded, or why a record could not be read; `f` sees them in no
+    /// particular order.
+    pub fn for_each_entry(&self, mut f: impl FnMut(Result<(Entry, Outcome), BadRecord>)) {
+        for SeqRange(run, producer, first, last) in &self.ranges {
+            let bad = || BadRecord {
+                run: run.clone(),
+                first: *first,
+                last: *last,
+            };
+            match parse_run_id(run) {
+                Some(run_id) if first <= last && last - first < MAX_RANGE => {
+                    for seq in *first..=*last {
+                        let e = Entry {
+                            run_id,
+                            producer_id: *producer,
+                            seq,
+                        };
+                        f(Ok((e, Outcome::Consumed)));
+                    }
+                }
+                _ => f(Err(bad())),
+            }
+        }
+        for r in &self.entries {
+            f(r.entry().ok_or_else(|| BadRecord {
+                run: r.run.clone(),
+                first: r.seq,
+                last: r.seq,
+            }));
+        }
+    }
+
+    /// The batch for `entries`: consumed ones merged into ranges, poison ones listed.
+    pub fn new(consumer: &str, entries: &[(Entry, Outcome)]) -> LedgerBatch {
+        let mut consumed: Vec<Entry> = Vec::with_capacity(entries.len());
+        let mut poison = Vec::new();
+        for &(e, o) in entries {
+            match o {
+                Outcome::Consumed => consumed.push(e),
+                Outcome::Poison { .. } => poison.push(LedgerRecord::new(e, o)),
+            }
+        }
+        consumed.sort_unstable_by_key(|e| (e.run_id, e.producer_id, e.seq));
+        let mut ranges: Vec<(u64, u32, u64, u64)> = Vec::new();
+        for e in consumed {
+            match ranges.last_mut() {
+                // Only the next number extends a range: a repeated one starts a new range (a duplicate).
+                Some((run, producer, _, last))
+                    if *run == e.run_id
+                        && *producer == e.producer_id
+                        && last.checked_add(1) == Some(e.seq) =>
+                {
+                    *last = e.seq;
+                }
+                _ => ranges.push((e.run_id, e.producer_id, e.seq, e.seq)),
+            }
+        }
+        LedgerBatch {
+            consumer: consumer.to_string(),
+            ranges: ranges
+                .into_iter()
+                .map(|(run, producer, first, last)| {
+                    SeqRange(format_run_id(run), producer, first, last)
+                })
+                .collect(),
+            entries: poison,
+        }
+    }
 }
 
 /// One ledger entry: the message's identity and, for one set aside, its delivery count.
@@ -139,20 +245,12 @@ impl Record {
     }
 }
 
-/// The message bodies of one ack batch's ledger entries, split to stay small.
+/// The message bodies of one ack batch's ledger entries, split to stay small: at most
+/// [`LEDGER_ENTRIES_PER_MESSAGE`] entries a message, however few ranges they make.
 pub fn ledger_bodies(consumer: &str, entries: &[(Entry, Outcome)]) -> Vec<Vec<u8>> {
     entries
         .chunks(LEDGER_ENTRIES_PER_MESSAGE)
-        .map(|chunk| {
-            Record::Ledger(LedgerBatch {
-                consumer: consumer.to_string(),
-                entries: chunk
-                    .iter()
-                    .map(|&(e, o)| LedgerRecord::new(e, o))
-                    .collect(),
-            })
-            .encode()
-        })
+        .map(|chunk| Record::Ledger(LedgerBatch::new(consumer, chunk)).encode())
         .collect()
 }
 
@@ -199,16 +297,38 @@ mod tests {
         assert_eq!(heartbeat_expiry(s(30)), s(300));
     }
 
+    /// Every entry of the bodies, sorted, and the bad records.
+    fn read_back(bodies: &[Vec<u8>]) -> (Vec<(Entry, Outcome)>, Vec<BadRecord>) {
+        let (mut good, mut bad) = (vec![], vec![]);
+        for b in bodies {
+            let Record::Ledger(batch) = Record::decode(b).unwrap() else {
+                panic!("a ledger record");
+            };
+            batch.for_each_entry(|r| match r {
+                Ok(e) => good.push(e),
+                Err(e) => bad.push(e),
+            });
+        }
+        good.sort_by_key(|(e, o)| (e.run_id, e.producer_id, e.seq, format!("{o:?}")));
+        (good, bad)
+    }
+
+    fn sorted(mut v: Vec<(Entry, Outcome)>) -> Vec<(Entry, Outcome)> {
+        v.sort_by_key(|(e, o)| (e.run_id, e.producer_id, e.seq, format!("{o:?}")));
+        v
+    }
+
     #[test]
     fn ledger_records_round_trip_and_split_under_the_size_limit() {
+        // The worst case for size: no two sequence numbers consecutive, the largest numbers.
         let entries: Vec<(Entry, Outcome)> = (0..1000u64)
-            .map(|seq| {
+            .map(|i| {
                 let e = Entry {
                     run_id: u64::MAX,
-                    producer_id: u32::MAX,
-                    seq: u64::MAX - seq,
+                    producer_id: u32::MAX - (i % 3) as u32,
+                    seq: u64::MAX - 2 * i,
                 };
-                let o = if seq % 7 == 0 {
+                let o = if i % 7 == 0 {
                     Outcome::Poison { deliveries: 65535 }
                 } else {
                     Outcome::Consumed
@@ -218,15 +338,84 @@ mod tests {
             .collect();
         let bodies = ledger_bodies(&"c".repeat(100), &entries);
         assert_eq!(bodies.len(), 3, "1000 entries at 400 a message");
-        let mut back = vec![];
         for b in &bodies {
             assert!(b.len() < 48 * 1024, "{} bytes", b.len());
-            let Record::Ledger(batch) = Record::decode(b).unwrap() else {
-                panic!("a ledger record");
-            };
-            back.extend(batch.entries.iter().map(|r| r.entry().unwrap()));
         }
-        assert_eq!(back, entries);
+        let (back, bad) = read_back(&bodies);
+        assert!(bad.is_empty());
+        assert_eq!(back, sorted(entries));
+    }
+
+    #[test]
+    fn consecutive_messages_are_one_range_and_a_repeat_stays_a_duplicate() {
+        let e = |producer_id, seq| Entry {
+            run_id: 0xab,
+            producer_id,
+            seq,
+        };
+        // 100 in order from producer 1, but shuffled; seq 50 twice; producer 2's 7 and 9; one poison.
+        let mut entries: Vec<(Entry, Outcome)> = (0..100)
+            .rev()
+            .map(|s| (e(1, s), Outcome::Consumed))
+            .collect();
+        entries.push((e(1, 50), Outcome::Consumed));
+        entries.push((e(2, 9), Outcome::Consumed));
+        entries.push((e(2, 7), Outcome::Consumed));
+        entries.push((e(2, 8), Outcome::Poison { deliveries: 4 }));
+        let batch = LedgerBatch::new("c", &entries);
+        let run = "00000000000000ab".to_string();
+        assert_eq!(
+            batch.ranges,
+            vec![
+                SeqRange(run.clone(), 1, 0, 50),
+                SeqRange(run.clone(), 1, 50, 99),
+                SeqRange(run.clone(), 2, 7, 7),
+                SeqRange(run.clone(), 2, 9, 9),
+            ]
+        );
+        assert_eq!(
+            batch.entries,
+            vec![LedgerRecord::new(
+                e(2, 8),
+                Outcome::Poison { deliveries: 4 }
+            )]
+        );
+        let body = Record::Ledger(batch).encode();
+        assert!(
+            body.len() < 300,
+            "{} bytes: {}",
+            body.len(),
+            String::from_utf8_lossy(&body)
+        );
+        assert!(body.starts_with(br#"{"t":"ledger2","consumer":"c","ranges":[["#));
+        let (back, bad) = read_back(&[body]);
+        assert!(bad.is_empty());
+        assert_eq!(back.len(), 104, "seq 50 counted twice");
+        assert_eq!(back, sorted(entries));
+    }
+
+    #[test]
+    fn bad_ranges_are_reported_not_expanded_and_old_entries_still_read() {
+        let line = r#"{"t":"ledger","consumer":"c","ranges":[["00000000000000ab",1,5,4],["xyz",1,0,0],["00000000000000ab",1,0,18446744073709551615],["00000000000000ab",2,3,4]],"entries":[{"run":"00000000000000ab","producer":1,"seq":2},{"run":"00000000000000ab","producer":1,"seq":3,"poison":3}]}"#;
+        let (back, bad) = read_back(&[line.as_bytes().to_vec()]);
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert_eq!((bad[0].first, bad[0].last), (5, 4));
+        assert_eq!(bad[1].run, "xyz");
+        assert_eq!(bad[2].last, u64::MAX);
+        let e = |producer_id, seq| Entry {
+            run_id: 0xab,
+            producer_id,
+            seq,
+        };
+        assert_eq!(
+            back,
+            vec![
+                (e(1, 2), Outcome::Consumed),
+                (e(1, 3), Outcome::Poison { deliveries: 3 }),
+                (e(2, 3), Outcome::Consumed),
+                (e(2, 4), Outcome::Consumed),
+            ]
+        );
     }
 
     #[test]

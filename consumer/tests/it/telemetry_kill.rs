@@ -24,7 +24,7 @@ fn ledger_records(channel: &Path) -> u64 {
         return 0;
     };
     db.query_row(
-        r#"SELECT count(*) FROM mw_messages WHERE CAST(body AS TEXT) LIKE '{"t":"ledger"%'"#,
+        r#"SELECT count(*) FROM mw_messages WHERE CAST(body AS TEXT) LIKE '{"t":"ledger2"%'"#,
         [],
         |r| r.get(0),
     )

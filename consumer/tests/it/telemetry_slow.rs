@@ -36,12 +36,10 @@ fn ledger_entries(channel: &Path) -> Vec<(String, u32, u64)> {
     let mut entries = Vec::new();
     for body in bodies {
         if let Ok(Record::Ledger(batch)) = Record::decode(&body) {
-            entries.extend(
-                batch
-                    .entries
-                    .into_iter()
-                    .map(|e| (e.run, e.producer, e.seq)),
-            );
+            batch.for_each_entry(|r| {
+                let (e, _) = r.expect("a readable ledger record");
+                entries.push((format!("{:016x}", e.run_id), e.producer_id, e.seq));
+            });
         }
     }
     entries

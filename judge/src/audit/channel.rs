@@ -154,21 +154,19 @@ impl SaveBatch {
         match Record::decode(body) {
             Ok(Record::Ledger(batch)) => {
                 let consumer = file_safe(&batch.consumer);
-                for r in &batch.entries {
-                    match r.entry() {
-                        Some((e, o)) => {
-                            drained.ledger_records += 1;
-                            self.ledgers
-                                .entry((e.run_id, consumer.clone()))
-                                .or_default()
-                                .push((e, o));
-                        }
-                        None => {
-                            drained.unreadable += 1;
-                            tracing::warn!(run = %r.run, "ledger record with a bad run id: skipped");
-                        }
+                batch.for_each_entry(|r| match r {
+                    Ok((e, o)) => {
+                        drained.ledger_records += 1;
+                        self.ledgers
+                            .entry((e.run_id, consumer.clone()))
+                            .or_default()
+                            .push((e, o));
                     }
-                }
+                    Err(bad) => {
+                        drained.unreadable += 1;
+                        tracing::warn!("{bad}: skipped");
+                    }
+                });
             }
             Ok(Record::Producer(p)) => match parse_run_id(&p.line.run_id) {
                 Some(run) => {
