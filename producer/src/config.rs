@@ -7,7 +7,7 @@ use clap::Parser;
 use queues::cli::QueueArgs;
 use workload::cli::{
     MAX_COUNT, MAX_SIZE, StatsArgs, TelemetryArgs, legacy_millis, parse_duration, parse_interval,
-    whole,
+    parse_rate, whole,
 };
 use workload::shape::Shape;
 use workload::work::WorkSpec;
@@ -34,7 +34,8 @@ pub struct Args {
         env = "PRODUCER_RATE",
         value_name = "MSGS_PER_S",
         conflicts_with = "shape",
-        // So that `--rate -5` reaches the check below ("0 or more") instead of clap's "unexpected argument".
+        value_parser = parse_rate,
+        // So that `--rate -5` reaches the check ("0 or more") instead of clap's "unexpected argument".
         allow_negative_numbers = true
     )]
     pub rate: Option<f64>,

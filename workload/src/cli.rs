@@ -54,6 +54,35 @@ pub fn check_rate(flag: &str, rate: f64) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// Parses a rate flag (`--rate`): messages per second, a number from 0 to [`MAX_RATE`]. clap names the flag
+/// in front of the message; its own parser said only "invalid float literal".
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let rate: f64 = t.parse().map_err(|_| {
+        format!("{t:?} is not a number of messages per second (e.g. 100 or 2.5; 0 sends as fast as the queue takes them)")
+    })?;
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!("must be 0 or more messages per second (got {t})"));
+    }
+    if rate > MAX_RATE {
+        return Err(format!(
+            "{rate} is above {MAX_RATE} messages per second, the most a rate may be"
+        ));
+    }
+    Ok(rate)
+}
+
+/// Parses a flag that takes a number with a fraction (CPUs, MiB): finite, 0 or more. clap names the flag in
+/// front of the message.
+pub fn parse_amount(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!("must be 0 or more (got {t})")),
+        Err(_) => Err(format!("{t:?} is not a number (e.g. 0.5 or 128)")),
+    }
+}
+
 /// The highest count a flag of messages held, batched or in flight at once takes (`--max-in-flight`,
 /// `--batch`, `--concurrency`…): far beyond what one process holds, so a value above it is almost certainly a
 /// typo.
@@ -436,6 +465,33 @@ pub fn legacy_millis(var: &str) -> Result<Option<u64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_and_amounts_say_what_was_wrong() {
+        assert_eq!(parse_rate(" 2.5 "), Ok(2.5));
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        let e = parse_rate("abc").unwrap_err();
+        assert!(
+            e.starts_with(r#""abc" is not a number of messages per second"#),
+            "{e}"
+        );
+        for bad in ["-1", "inf", "NaN"] {
+            let e = parse_rate(bad).unwrap_err();
+            assert!(e.contains("0 or more"), "{bad}: {e}");
+        }
+        assert!(
+            parse_rate("2e7")
+                .unwrap_err()
+                .contains("the most a rate may be")
+        );
+        assert_eq!(parse_amount("0.25"), Ok(0.25));
+        assert!(
+            parse_amount("lots")
+                .unwrap_err()
+                .contains("is not a number")
+        );
+        assert!(parse_amount("-0.5").unwrap_err().contains("0 or more"));
+    }
 
     /// An error that quotes its source, as many do.
     #[derive(Debug, thiserror::Error)]

@@ -62,6 +62,7 @@ pub struct Args {
         long,
         value_name = "MSGS_PER_S",
         conflicts_with = "shape",
+        value_parser = workload::cli::parse_rate,
         allow_negative_numbers = true
     )]
     pub rate: Option<f64>,

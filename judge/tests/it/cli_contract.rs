@@ -440,7 +440,22 @@ fn errors_say_each_thing_once_and_a_missing_directory_is_named() {
 fn bad_flag_values_are_one_line_naming_the_flag_and_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &[&str], &[&str])] = &[
-        ("producer", &["--rate", "abc"], &["--rate", "abc"]),
+        (
+            "producer",
+            &["--rate", "abc"],
+            &["--rate", "abc", "not a number of messages per second"],
+        ),
+        (
+            "demo",
+            &["--rate", "fast"],
+            &["--rate", "not a number of messages per second"],
+        ),
+        ("demo", &["--rate", "-3"], &["--rate", "0 or more"]),
+        (
+            "marathon-install",
+            &["--consumer-cpus", "half"],
+            &["--consumer-cpus", "\"half\" is not a number"],
+        ),
         ("producer", &["--rat", "5"], &["--rat", "--rate"]),
         ("consumer", &["--max-in-flight", "x"], &["--max-in-flight"]),
         ("remainder", &["--threads", "x"], &["--threads"]),

@@ -130,6 +130,7 @@ pub struct InstallArgs {
         long,
         default_value_t = 0.1,
         value_name = "CPUS",
+        value_parser = workload::cli::parse_amount,
         allow_negative_numbers = true
     )]
     pub producer_cpus: f64,
@@ -138,6 +139,7 @@ pub struct InstallArgs {
         long,
         default_value_t = 0.1,
         value_name = "CPUS",
+        value_parser = workload::cli::parse_amount,
         allow_negative_numbers = true
     )]
     pub consumer_cpus: f64,
@@ -146,6 +148,7 @@ pub struct InstallArgs {
         long,
         default_value_t = 0.5,
         value_name = "CPUS",
+        value_parser = workload::cli::parse_amount,
         allow_negative_numbers = true
     )]
     pub remainder_cpus: f64,
@@ -154,6 +157,7 @@ pub struct InstallArgs {
         long,
         default_value_t = 32.0,
         value_name = "MIB",
+        value_parser = workload::cli::parse_amount,
         allow_negative_numbers = true
     )]
     pub producer_mem: f64,
@@ -162,6 +166,7 @@ pub struct InstallArgs {
         long,
         default_value_t = 32.0,
         value_name = "MIB",
+        value_parser = workload::cli::parse_amount,
         allow_negative_numbers = true
     )]
     pub consumer_mem: f64,
@@ -170,6 +175,7 @@ pub struct InstallArgs {
         long,
         default_value_t = 32.0,
         value_name = "MIB",
+        value_parser = workload::cli::parse_amount,
         allow_negative_numbers = true
     )]
     pub remainder_mem: f64,
@@ -179,6 +185,7 @@ pub struct InstallArgs {
         long,
         default_value_t = 10.0,
         value_name = "MSGS_PER_S",
+        value_parser = workload::cli::parse_rate,
         allow_negative_numbers = true
     )]
     pub producer_rate: f64,
