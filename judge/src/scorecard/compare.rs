@@ -159,11 +159,16 @@ fn el(c: &Scorecard, pick: fn(&Elasticity) -> f64) -> Option<f64> {
 }
 
 /// Every figure of the scorecard, in the order of its table (`table.rs`), then the elasticity metrics.
-const FIGURES: [(&str, Pick, Format); 21] = [
+const FIGURES: [(&str, Pick, Format); 22] = [
     ("duration", |c| Some(c.duration_s), f(1, " s")),
     ("worst scale-out", |c| c.worst_scale_out_s, f(1, " s")),
     ("worst scale-in", |c| c.worst_scale_in_s, f(1, " s")),
     ("worst back in band", |c| c.worst_back_in_band_s, f(1, " s")),
+    (
+        "never back in band",
+        |c| Some(c.never_back_in_band as f64),
+        f(0, " changes"),
+    ),
     (
         "peak overshoot",
         |c| Some(c.peak_overshoot as f64),

@@ -66,8 +66,12 @@ pub struct Scorecard {
     /// The slowest first scale-in over the decreases that had one.
     #[serde(default)]
     pub worst_scale_in_s: Option<f64>,
-    /// The slowest return into the band over the changes that left it.
+    /// The slowest return into the band over the changes that left it and came back.
     pub worst_back_in_band_s: Option<f64>,
+    /// Load changes after which the depth left the band and was not back in it by the next change (or the end
+    /// of the run): worse than any time back, which [`Scorecard::worst_back_in_band_s`] cannot show.
+    #[serde(default)]
+    pub never_back_in_band: u64,
     /// The most messages above the target at any sample (0 when it never went above).
     pub peak_overshoot: u64,
     /// ∫|depth − target| dt, in message-seconds.
@@ -215,6 +219,10 @@ pub fn score(series: &Series) -> Scorecard {
         worst_scale_out_s: worst(|r| r.scale_out_after_s),
         worst_scale_in_s: worst(|r| r.scale_in_after_s),
         worst_back_in_band_s: worst(|r| r.back_in_band_after_s),
+        never_back_in_band: reactions
+            .iter()
+            .filter(|r| r.left_band && r.back_in_band_after_s.is_none())
+            .count() as u64,
         reactions,
         peak_overshoot,
         depth_error_integral,
@@ -363,6 +371,41 @@ mod tests {
         );
         assert_eq!(c.worst_scale_out_s, Some(1.5));
         assert_eq!(c.worst_back_in_band_s, Some(3.5));
+        assert_eq!(c.never_back_in_band, 0);
+    }
+
+    #[test]
+    fn a_change_never_back_in_band_is_counted_not_hidden_behind_the_others() {
+        // Up at 0.5 s: out of band at 1 s, back at 3 s. Up again at 4 s: out of band at 5 s, never back.
+        let mut s = series(&[
+            (0.0, 0, 1),
+            (1.0, 50, 1),
+            (2.0, 30, 2),
+            (3.0, 5, 2),
+            (5.0, 60, 2),
+            (6.0, 80, 2),
+        ]);
+        s.changes_s = vec![0.5, 4.0];
+        let c = score(&s);
+        assert_eq!(c.reactions[0].back_in_band_after_s, Some(2.5));
+        assert!(c.reactions[1].left_band);
+        assert_eq!(c.reactions[1].back_in_band_after_s, None);
+        assert_eq!(c.worst_back_in_band_s, Some(2.5));
+        assert_eq!(c.never_back_in_band, 1);
+        let mut table = Vec::new();
+        super::super::table::write(&mut table, &c).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(
+            table.contains("worst time back in band    never: 1 load change(s) left the band and were not back by the next (the others: 2.5s)"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "scale-out after   none   back in band after not back by the next change"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("back in band after     2.5s"), "{table}");
     }
 
     #[test]

@@ -6,7 +6,25 @@ use super::score::Scorecard;
 use super::series::Direction;
 
 fn secs(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".into(), |s| format!("{s:.1}s"))
+    secs_or(v, "—")
+}
+
+/// Seconds, or what `None` means in that place (`none`: the engine did not act before the next change).
+fn secs_or(v: Option<f64>, none: &str) -> String {
+    v.map_or_else(|| none.into(), |s| format!("{s:.1}s"))
+}
+
+/// The worst time back in band, and the load changes after which the depth never came back.
+fn back_in_band(c: &Scorecard) -> String {
+    match (c.never_back_in_band, c.worst_back_in_band_s) {
+        (0, worst) => secs(worst),
+        (n, None) => {
+            format!("never: {n} load change(s) left the band and were not back by the next")
+        }
+        (n, Some(w)) => format!(
+            "never: {n} load change(s) left the band and were not back by the next (the others: {w:.1}s)"
+        ),
+    }
 }
 
 /// Writes the scorecard as a table.
@@ -24,7 +42,7 @@ pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
         ),
         ("worst time to scale out", secs(c.worst_scale_out_s)),
         ("worst time to scale in", secs(c.worst_scale_in_s)),
-        ("worst time back in band", secs(c.worst_back_in_band_s)),
+        ("worst time back in band", back_in_band(c)),
         (
             "peak overshoot",
             format!("{} messages above target", c.peak_overshoot),
@@ -118,18 +136,21 @@ pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
         match r.direction {
             Direction::Up => writeln!(
                 out,
-                "  load up at   {:>6.1}s   scale-out after {:>6}   back in band after {:>6}{}",
+                "  load up at   {:>6.1}s   scale-out after {:>6}   back in band after {:>8}",
                 r.change_s,
-                secs(r.scale_out_after_s),
-                secs(r.back_in_band_after_s),
-                if r.left_band { "" } else { " (never left it)" }
+                secs_or(r.scale_out_after_s, "none"),
+                match (r.left_band, r.back_in_band_after_s) {
+                    (false, _) => "— (never left it)".to_string(),
+                    (true, None) => "not back by the next change".to_string(),
+                    (true, t) => secs(t),
+                },
             )?,
             Direction::Down => writeln!(
                 out,
-                "  load down at {:>6.1}s   scale-in after  {:>6}   settled after      {:>6}",
+                "  load down at {:>6.1}s   scale-in after  {:>6}   settled after      {:>8}",
                 r.change_s,
-                secs(r.scale_in_after_s),
-                secs(r.settled_after_s),
+                secs_or(r.scale_in_after_s, "none"),
+                secs_or(r.settled_after_s, "no"),
             )?,
         }
     }
