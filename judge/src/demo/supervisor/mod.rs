@@ -371,7 +371,7 @@ impl Demo<'_> {
         };
 
         // 2. Stop the producer and wait for its summary.
-        self.phase = Phase::StoppingProducer;
+        self.enter(Phase::StoppingProducer);
         self.children[producer].terminate();
         let stopped = self
             .run_until(Instant::now() + PRODUCER_GRACE, |d| {
@@ -390,7 +390,7 @@ impl Demo<'_> {
         }
 
         // 3. Drain.
-        self.phase = Phase::Draining;
+        self.enter(Phase::Draining);
         if self.target == 0 {
             self.target = self.last_nonzero.max(1);
             self.console.note(&format!(
@@ -426,9 +426,16 @@ impl Demo<'_> {
         }
 
         // 4. Stop the rest.
-        self.phase = Phase::Stopping;
+        self.enter(Phase::Stopping);
         self.stop_all(STOP_GRACE).await?;
         Ok(reason)
+    }
+
+    /// Moves to `phase`, with a status line (and JSON line) at the next step rather than up to a second
+    /// later: after a Ctrl-C the line went on saying "running" while the stop had begun.
+    fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.next_progress = Instant::now();
     }
 
     /// The event loop: runs until `done` holds (returns true) or `deadline` passes (returns false).
