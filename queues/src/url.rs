@@ -186,9 +186,6 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Kept in the registry, which a build without any network backend still has (it names their variables).
-pub(crate) use crate::registry::legacy_var;
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -268,7 +265,7 @@ pub(crate) mod tests {
         assert_eq!(flag("tls", ""), Ok(true));
         assert!(flag("tls", "maybe").is_err());
         let get = |k: &str| (k == "A").then(|| "  v ".to_string());
-        assert_eq!(legacy_var(&get, "A").as_deref(), Some("v"));
-        assert_eq!(legacy_var(&get, "B"), None);
+        assert_eq!(crate::registry::legacy_var(&get, "A").as_deref(), Some("v"));
+        assert_eq!(crate::registry::legacy_var(&get, "B"), None);
     }
 }

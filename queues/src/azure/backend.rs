@@ -104,7 +104,7 @@ impl Target for AzureUrl {
 /// logged, never holds a secret. A malformed connection string still yields a URL, so that opening the queue
 /// reports what is wrong with it.
 pub fn url_from_legacy_env(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let var = |k: &str| crate::url::legacy_var(get, k);
+    let var = |k: &str| crate::registry::legacy_var(get, k);
     let named = var("AZURE_STORAGE_ACCOUNT_NAME");
     let conn = var("AZURE_STORAGE_CONNECTION_STRING");
     if named.is_none() && conn.is_none() {

@@ -106,7 +106,7 @@ impl Target for NsqUrl {
 /// (default `microscaling-demo`), `NSQ_STATS_ENDPOINT` (nsqd HTTP, default 127.0.0.1:4151; an
 /// `http://HOST:PORT/stats` form is accepted too). `get` reads a variable (the environment, or a test's map).
 pub fn url_from_legacy_env(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let var = |k: &str| url::legacy_var(get, k);
+    let var = |k: &str| crate::registry::legacy_var(get, k);
     let endpoint = var("MSS_QUEUE_ENDPOINT");
     let topic = var("MSS_TOPIC_NAME");
     if endpoint.is_none() && topic.is_none() {
