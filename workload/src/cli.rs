@@ -61,7 +61,12 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     let rate: f64 = t.parse().map_err(|_| {
         format!("{t:?} is not a number of messages per second (e.g. 100 or 2.5; 0 sends as fast as the queue takes them)")
     })?;
-    if !rate.is_finite() || rate < 0.0 {
+    if !rate.is_finite() {
+        return Err(format!(
+            "{t:?} is not a finite number of messages per second"
+        ));
+    }
+    if rate < 0.0 {
         return Err(format!("must be 0 or more messages per second (got {t})"));
     }
     if rate > MAX_RATE {
@@ -78,7 +83,8 @@ pub fn parse_amount(s: &str) -> Result<f64, String> {
     let t = s.trim();
     match t.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        Ok(_) => Err(format!("must be 0 or more (got {t})")),
+        Ok(v) if v.is_finite() => Err(format!("must be 0 or more (got {t})")),
+        Ok(_) => Err(format!("{t:?} is not a finite number")),
         Err(_) => Err(format!("{t:?} is not a number (e.g. 0.5 or 128)")),
     }
 }
@@ -475,9 +481,10 @@ mod tests {
             e.starts_with(r#""abc" is not a number of messages per second"#),
             "{e}"
         );
-        for bad in ["-1", "inf", "NaN"] {
+        assert!(parse_rate("-1").unwrap_err().contains("0 or more"));
+        for bad in ["inf", "NaN", "1e400"] {
             let e = parse_rate(bad).unwrap_err();
-            assert!(e.contains("0 or more"), "{bad}: {e}");
+            assert!(e.contains("not a finite number"), "{bad}: {e}");
         }
         assert!(
             parse_rate("2e7")
