@@ -375,6 +375,24 @@ mod tests {
     }
 
     #[test]
+    fn without_a_load_change_the_reaction_figures_say_so() {
+        let mut s = series(&[(0.0, 0, 1), (1.0, 5, 1)]);
+        s.changes_s = vec![];
+        let c = score(&s);
+        assert!(c.reactions.is_empty());
+        let mut table = Vec::new();
+        super::super::table::write(&mut table, &c).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert_eq!(
+            table
+                .matches("— (the load never changed: nothing to react to)")
+                .count(),
+            3,
+            "{table}"
+        );
+    }
+
+    #[test]
     fn a_change_never_back_in_band_is_counted_not_hidden_behind_the_others() {
         // Up at 0.5 s: out of band at 1 s, back at 3 s. Up again at 4 s: out of band at 5 s, never back.
         let mut s = series(&[

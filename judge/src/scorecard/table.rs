@@ -14,6 +14,16 @@ fn secs_or(v: Option<f64>, none: &str) -> String {
     v.map_or_else(|| none.into(), |s| format!("{s:.1}s"))
 }
 
+/// A figure timed from the load changes, or why there is none: a constant load gives the engine nothing to
+/// react to, which a bare dash did not say.
+fn reaction(c: &Scorecard, figure: String) -> String {
+    if c.reactions.is_empty() {
+        "— (the load never changed: nothing to react to)".into()
+    } else {
+        figure
+    }
+}
+
 /// The worst time back in band, and the load changes after which the depth never came back.
 fn back_in_band(c: &Scorecard) -> String {
     match (c.never_back_in_band, c.worst_back_in_band_s) {
@@ -40,9 +50,15 @@ pub fn write(out: &mut impl Write, c: &Scorecard) -> io::Result<()> {
                 c.duration_s, c.target, c.band_low, c.target
             ),
         ),
-        ("worst time to scale out", secs(c.worst_scale_out_s)),
-        ("worst time to scale in", secs(c.worst_scale_in_s)),
-        ("worst time back in band", back_in_band(c)),
+        (
+            "worst time to scale out",
+            reaction(c, secs(c.worst_scale_out_s)),
+        ),
+        (
+            "worst time to scale in",
+            reaction(c, secs(c.worst_scale_in_s)),
+        ),
+        ("worst time back in band", reaction(c, back_in_band(c))),
         (
             "peak overshoot",
             format!("{} messages above target", c.peak_overshoot),
