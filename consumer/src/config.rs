@@ -176,7 +176,10 @@ impl Config {
         };
         let work = WorkSampler::new(work, args.seed.unwrap_or_else(rand::random));
         if args.lease < Duration::from_millis(100) {
-            bail!("--lease must be at least 100ms (got {:?})", args.lease);
+            bail!(
+                "--lease must be at least 100ms (got {}ms)",
+                args.lease.as_millis()
+            );
         }
         if args.stats.stats_interval.is_zero() {
             bail!("--stats-interval must be more than 0");

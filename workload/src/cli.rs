@@ -19,19 +19,52 @@ pub const MAX_RATE: f64 = 10_000_000.0;
 /// Flags that take it set `allow_hyphen_values`, so that `--duration -5s` gets here and is told durations
 /// are not negative, instead of clap's "unexpected argument '-5' found".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration_or_problem(s).map_err(|problem| match problem {
+        DurationProblem::TooLong => {
+            format!("duration {s:?} is more than a year (365d), the most any duration may be")
+        }
+        other => format!(
+            "invalid duration {s:?} ({other}): expected a number with a unit, e.g. 300ms, 10s, 2m"
+        ),
+    })
+}
+
+/// What is wrong with a duration, in a few words, for messages that say what was expected themselves (a work
+/// spec's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationProblem {
+    #[error("durations are not negative")]
+    Negative,
+    // humantime's own words list every unit it takes "(and few variations)": say what was wrong instead.
+    #[error("unknown unit {0:?}")]
+    UnknownUnit(String),
+    #[error("a number is missing")]
+    NumberExpected,
+    #[error("a character is not allowed")]
+    InvalidCharacter,
+    #[error("the number is too large")]
+    Overflow,
+    #[error("it is empty")]
+    Empty,
+    #[error("more than a year (365d), the most any duration may be")]
+    TooLong,
+}
+
+/// Parses a duration (a number with a unit, at most [`MAX_DURATION`]), or says what is wrong with it.
+pub fn duration_or_problem(s: &str) -> Result<Duration, DurationProblem> {
     let t = s.trim();
     if t.starts_with('-') {
-        return Err(format!(
-            "invalid duration {s:?}: durations are not negative; expected a number with a unit, e.g. 300ms, 10s, 2m"
-        ));
+        return Err(DurationProblem::Negative);
     }
-    let d = humantime::parse_duration(t).map_err(|e| {
-        format!("invalid duration {s:?} ({e}): expected a number with a unit, e.g. 300ms, 10s, 2m")
+    let d = humantime::parse_duration(t).map_err(|e| match e {
+        humantime::DurationError::UnknownUnit { unit, .. } => DurationProblem::UnknownUnit(unit),
+        humantime::DurationError::NumberExpected(_) => DurationProblem::NumberExpected,
+        humantime::DurationError::InvalidCharacter(_) => DurationProblem::InvalidCharacter,
+        humantime::DurationError::NumberOverflow => DurationProblem::Overflow,
+        humantime::DurationError::Empty => DurationProblem::Empty,
     })?;
     if d > MAX_DURATION {
-        return Err(format!(
-            "duration {s:?} is more than a year (365d), the most any duration may be"
-        ));
+        return Err(DurationProblem::TooLong);
     }
     Ok(d)
 }
@@ -530,6 +563,10 @@ mod tests {
         let e = parse_duration("ten seconds").unwrap_err();
         assert!(e.contains("expected a number with a unit"), "{e}");
         assert!(parse_duration("10").is_err(), "a bare number has no unit");
+        assert_eq!(
+            parse_duration("5x").unwrap_err(),
+            r#"invalid duration "5x" (unknown unit "x"): expected a number with a unit, e.g. 300ms, 10s, 2m"#
+        );
         assert!(parse_interval("0s").unwrap_err().contains("more than 0"));
         let e = parse_duration("-5s").unwrap_err();
         assert!(e.contains("not negative") && e.contains("unit"), "{e}");

@@ -75,7 +75,8 @@ impl FromStr for Work {
         let (kind, duration) = spec
             .split_once(':')
             .ok_or_else(|| err("no ':' between kind and duration"))?;
-        let duration = crate::cli::parse_duration(duration).map_err(|e| err(&e))?;
+        let duration = crate::cli::duration_or_problem(duration)
+            .map_err(|problem| err(&format!("duration {duration:?}: {problem}")))?;
         match kind {
             "sleep" => Ok(Work::Sleep(duration)),
             "cpu" => Ok(Work::Cpu(duration)),
