@@ -100,7 +100,9 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
         ));
     }
     if rate < 0.0 {
-        return Err(format!("must be 0 or more messages per second (got {t})"));
+        return Err(format!(
+            "must be a number of messages per second, 0 or more (got {t})"
+        ));
     }
     if rate > MAX_RATE {
         return Err(format!(
@@ -110,13 +112,13 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
-/// Parses a flag that takes a number with a fraction (CPUs, MiB): finite, 0 or more. clap names the flag in
-/// front of the message.
+/// Parses a flag that takes a number with a fraction (CPUs, MiB): any finite number. Its bounds are the
+/// caller's to check, with the flag's own rule (Marathon's "more than 0" CPUs, "at least 8" MiB). clap names
+/// the flag in front of the message.
 pub fn parse_amount(s: &str) -> Result<f64, String> {
     let t = s.trim();
     match t.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        Ok(v) if v.is_finite() => Err(format!("must be 0 or more (got {t})")),
+        Ok(v) if v.is_finite() => Ok(v),
         Ok(_) => Err(format!("{t:?} is not a finite number")),
         Err(_) => Err(format!("{t:?} is not a number (e.g. 0.5 or 128)")),
     }
@@ -530,7 +532,12 @@ mod tests {
                 .unwrap_err()
                 .contains("is not a number")
         );
-        assert!(parse_amount("-0.5").unwrap_err().contains("0 or more"));
+        assert_eq!(parse_amount("-0.5"), Ok(-0.5), "bounds are the caller's");
+        assert!(
+            parse_amount("inf")
+                .unwrap_err()
+                .contains("not a finite number")
+        );
     }
 
     /// An error that quotes its source, as many do.
