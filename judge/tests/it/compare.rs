@@ -196,6 +196,9 @@ fn compare_tabulates_every_figure_and_overlays_every_run() {
     }
     // The quick run's scale-out 1 s after the step up; the slow one's 5 s.
     assert_eq!(rows["worst scale-out"], [Some(1.0), Some(5.0)]);
+    // Both are back in band before the step down (the slow one at 15 s): no change left unanswered.
+    assert_eq!(rows["never back in band"], [Some(0.0), Some(0.0)]);
+    assert_eq!(rows["worst back in band"], [Some(1.0), Some(5.0)]);
     // The speedup of each against the first: 1 for the first, the geometric mean of the ratios for the other.
     let s = rows["elastic speedup vs the first"].clone();
     assert!((s[0].unwrap() - 1.0).abs() < 1e-12, "{s:?}");
