@@ -421,7 +421,13 @@ mod tests {
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         let c = Config::from_args(Args::parse_from(["demo", "--no-remainder"])).unwrap();
         assert_eq!(c.remainder_threads, None);
-        let e = Config::from_args(Args::parse_from(["demo", "--rate=-1"])).unwrap_err();
-        assert!(e.contains("--rate"), "{e}");
+        // A rate out of bounds is refused as the flag is parsed, naming the flag and the bound.
+        let e = Args::try_parse_from(["demo", "--rate=-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--rate") && e.contains("0 or more (got -1)"),
+            "{e}"
+        );
     }
 }
