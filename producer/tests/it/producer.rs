@@ -155,7 +155,7 @@ fn bad_input_is_a_clear_usage_error() {
             &["--queue", "sqlite:q.db", "--duration", "10 parsecs"],
             "expected a number with a unit",
         ),
-        (&["--queue", "sqlite:q.db", "--rate=-5"], "--rate must be"),
+        (&["--queue", "sqlite:q.db", "--rate=-5"], "--rate: must be"),
         (
             &["--queue", "sqlite:q.db", "--batch", "0"],
             "--batch: must be from 1 to 1000000 (got 0)",
