@@ -162,9 +162,11 @@ impl Config {
                 Some(Shape::parse(spec).with_context(|| format!("invalid --shape {spec:?}"))?)
             }
             (None, rate) => {
+                // --rate (and PRODUCER_RATE) were checked as they were parsed ([`parse_rate`]).
                 let rate = match rate {
                     Some(rate) => rate,
                     None => {
+                        // Whole milliseconds: at most 1,000 msgs/s, always within the bounds.
                         match legacy_millis("MSS_PRODUCER_SLEEP_MS").map_err(anyhow::Error::msg)? {
                             Some(0) => 0.0,
                             Some(ms) => 1000.0 / ms as f64,
@@ -172,7 +174,6 @@ impl Config {
                         }
                     }
                 };
-                let rate = workload::cli::check_rate("--rate", rate).map_err(anyhow::Error::msg)?;
                 (rate > 0.0).then(|| Shape::constant(rate))
             }
         };

@@ -261,7 +261,8 @@ impl Config {
             }),
             None => None,
         };
-        let rate = workload::cli::check_rate("--rate", args.rate.unwrap_or(100.0))?;
+        // Checked as it was parsed (`parse_rate`).
+        let rate = args.rate.unwrap_or(100.0);
         let scenario = args
             .scenario
             .as_deref()
