@@ -84,7 +84,7 @@ fn fig(msgs: f64, secs: f64, cpu: Duration) -> Fig {
 }
 
 fn main() {
-    let bins = bench::build_release();
+    let bins = bench::build_bins();
     let mut v = Verdicts::default();
     let only = bench::telemetry_only();
     match std::env::var_os("NSQ_REAL_BIN").filter(|v| !v.is_empty()) {

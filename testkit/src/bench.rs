@@ -278,22 +278,26 @@ pub fn depth(url: &str) -> queues::Depth {
         })
 }
 
-/// `cargo build --release` of every binary, as the brief's build command (`--workspace --all-features`):
-/// another set unifies features differently, and cargo would rebuild half the tree from one to the other.
-/// Returns the directory of the binaries.
-pub fn build_release() -> PathBuf {
+/// Every binary built with the bench profile, the one this benchmark and its in-process anchors (the embedded
+/// spike) were built with. Not `--release`: that profile builds SQLite at -O2 without LTO, and against the
+/// spike's -O3 and thin LTO the ratio would compare compilers as well as code. The bench
+/// profile is what the images ship (dist has the same settings). `--workspace --all-features` as the test
+/// command's build: another set unifies features differently, and cargo would rebuild half the tree. Returns
+/// the directory of the binaries.
+pub fn build_bins() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args([
             "build",
-            "--release",
+            "--profile",
+            "bench",
             "--workspace",
             "--all-features",
             "--bins",
         ])
         .status()
         .expect("run cargo build");
-    assert!(status.success(), "cargo build --release failed");
+    assert!(status.success(), "cargo build --profile bench failed");
     crate::bin_dir()
 }
 

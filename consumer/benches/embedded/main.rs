@@ -305,7 +305,7 @@ fn main() {
         }
         _ => {}
     }
-    let bins = bench::build_release();
+    let bins = bench::build_bins();
     let mut v = Verdicts::default();
     if std::env::var("BENCH_ONLY").is_ok_and(|o| o == "throughput") {
         throughput(&bins, &mut v);

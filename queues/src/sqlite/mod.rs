@@ -18,8 +18,9 @@
 //! - An operation runs on the calling task's thread when the write lock is free, and goes to the blocking pool
 //!   only to wait for it: a round trip through the pool per transaction left the lock idle a quarter of the
 //!   time (see [`SqliteQueue::with_conn`]).
-//! - WAL checkpoints run on a background thread and connection (PASSIVE), never inside a publish or claim:
-//!   an automatic checkpoint stalls the commit that triggers it for milliseconds.
+//! - WAL checkpoints run on a background thread and connection (PASSIVE, and RESTART when the WAL keeps
+//!   growing), never inside a publish or claim: an automatic checkpoint stalls the commit that triggers it for
+//!   milliseconds (see [`checkpoint`]).
 //! - Depth comes from counters kept in the same transactions as the changes, because `count(*)` over a
 //!   million rows takes ~90 ms.
 //!
@@ -37,6 +38,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 
 mod busy;
 use busy::{NoWait, busy_handler, is_busy};
+mod checkpoint;
 mod error;
 mod url;
 
@@ -86,46 +88,16 @@ pub struct SqliteQueue {
     conn: Arc<Mutex<Connection>>,
     /// Tells this process's checkpointer thread to stop when the queue is dropped.
     checkpointer_stop: Arc<AtomicBool>,
+    /// What that checkpointer did (for tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    checkpoints: Arc<checkpoint::Rounds>,
     /// Messages published through this handle expire this long after (see [`SqliteQueue::expiring`]).
     expiry: Option<Duration>,
 }
 
-/// How often the checkpointer copies the WAL back into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-
 impl Drop for SqliteQueue {
     fn drop(&mut self) {
         self.checkpointer_stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Checkpoints the WAL from a thread and connection of its own, so that no publish or claim pays for it.
-///
-/// With SQLite's automatic checkpoints, the commit that pushes the WAL past its limit copies the whole WAL
-/// into the database and fsyncs it first: a producer paced at 1,000 msgs/s stalled 5–17 ms every few seconds,
-/// which put more than 1 % of a second's messages behind schedule. A PASSIVE checkpoint takes no write lock,
-/// so writers carry on meanwhile. Every process that opens the queue runs one, so the WAL stays bounded
-/// whoever is writing.
-fn spawn_checkpointer(path: PathBuf, stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
-        // Never creating: a file removed after the queue opened (the demo's temporary directory going) must
-        // not come back as a new empty queue with its -wal and -shm files.
-        let conn = match open_connection(&path, Create::No) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "no background checkpoints: the WAL is checkpointed by commits");
-                return;
-            }
-        };
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(CHECKPOINT_EVERY);
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::debug!(error = %e, "checkpoint failed; retrying");
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the checkpoint thread");
     }
 }
 
@@ -171,7 +143,7 @@ impl SqliteQueue {
     /// [`SqliteError::NotADatabase`] for a file that is not SQLite, [`SqliteError::ForeignDatabase`] for a
     /// SQLite database this suite did not make, [`SqliteError::Sqlite`] for anything else.
     pub async fn open(path: PathBuf) -> Result<Self, QueueError> {
-        Self::open_with(path, Create::Yes).await
+        Self::open_with(path, Create::Yes, checkpoint::Policy::default()).await
     }
 
     /// Opens the queue at `path` only if the file exists: a reader (a watch) must leave nothing behind. The
@@ -180,10 +152,14 @@ impl SqliteQueue {
     /// # Errors
     /// [`SqliteError::NoQueue`] when there is no file; otherwise as [`SqliteQueue::open`].
     pub async fn open_existing(path: PathBuf) -> Result<Self, QueueError> {
-        Self::open_with(path, Create::No).await
+        Self::open_with(path, Create::No, checkpoint::Policy::default()).await
     }
 
-    async fn open_with(path: PathBuf, create: Create) -> Result<Self, QueueError> {
+    async fn open_with(
+        path: PathBuf,
+        create: Create,
+        policy: checkpoint::Policy,
+    ) -> Result<Self, QueueError> {
         // SQLite creates a missing file but not a missing directory, and then says only "unable to open
         // database file", three times over; the directory is what the user must fix.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
@@ -198,18 +174,25 @@ impl SqliteQueue {
         let conn = tokio::task::spawn_blocking(move || open_connection(&p, create))
             .await
             .map_err(QueueError::interrupted)??;
-        // Commits no longer checkpoint: the thread does (see spawn_checkpointer).
+        // Commits no longer checkpoint: a thread does (see the checkpoint module).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(|source| SqliteError::Sqlite {
                 path: path.clone(),
                 source,
             })?;
         let checkpointer_stop = Arc::new(AtomicBool::new(false));
-        spawn_checkpointer(path.clone(), checkpointer_stop.clone());
+        let checkpoints = Arc::new(checkpoint::Rounds::default());
+        checkpoint::spawn(
+            path.clone(),
+            checkpointer_stop.clone(),
+            policy,
+            checkpoints.clone(),
+        );
         Ok(SqliteQueue {
             path,
             conn: Arc::new(Mutex::new(conn)),
             checkpointer_stop,
+            checkpoints,
             expiry: None,
         })
     }
