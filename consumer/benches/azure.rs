@@ -18,7 +18,7 @@
 //! --max-in-flight 64`: one receive of 32, the service's most) draining a backlog of
 //! `AZURE_TELEMETRY_COUNT` (default 3000) with `--telemetry on` (each ack batch's ledger records put to the
 //! queue `QUEUE-telemetry` before its deletes; heartbeats every second) against `--telemetry off`,
-//! alternating, median of `TELEMETRY_BENCH_ROUNDS` (default 3); target ≥ 0.9× the rate.
+//! alternating, median of `TELEMETRY_BENCH_ROUNDS` (default 5); target ≥ 0.9× the rate.
 //! `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
 //!
 //! Environment: `AZURE_BENCH_COUNT` (messages per run, default 8000), `AZURE_BENCH_ROUNDS` (default 3),

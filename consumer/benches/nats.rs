@@ -22,7 +22,7 @@
 //! --batch 100`) draining a backlog of `NATS_TELEMETRY_COUNT` (default 50000) with `--telemetry on` (each
 //! ack batch's ledger records published to the stream `STREAM-telemetry`, and confirmed, before its acks;
 //! heartbeats every second) against `--telemetry off`, alternating, median of `TELEMETRY_BENCH_ROUNDS`
-//! (default 3); target ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
+//! (default 5); target ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
 //!
 //! Environment: `NATS_BENCH_COUNT` (messages per run, default 20000), `NATS_BENCH_ROUNDS` (default 3),
 //! `NATS_PY_VENV` (default target/nats-py). The machine should be otherwise idle.

@@ -31,7 +31,7 @@
 //! --batch 200`) draining a backlog of `NSQ_TELEMETRY_COUNT` (default 300000) × 200 B with `--telemetry on`
 //! (each ack batch's ledger records published to the topic `TOPIC-telemetry`, and confirmed, before its
 //! FINs; heartbeats every second) against `--telemetry off`, alternating, median of `TELEMETRY_BENCH_ROUNDS`
-//! (default 3); target ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
+//! (default 5); target ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
 //!
 //! Prints one figure per line and exits 1 when a target is missed.
 
@@ -84,7 +84,7 @@ fn fig(msgs: f64, secs: f64, cpu: Duration) -> Fig {
 }
 
 fn main() {
-    let bins = bench::build_bins();
+    let bins = bench::build_release();
     let mut v = Verdicts::default();
     let only = bench::telemetry_only();
     match std::env::var_os("NSQ_REAL_BIN").filter(|v| !v.is_empty()) {

@@ -18,7 +18,7 @@
 //! Then the telemetry comparison (issue #14), on one more fresh server: our consumer draining a backlog of
 //! `REDIS_TELEMETRY_COUNT` (default 100000) with `--telemetry on` (each ack batch's ledger records `XADD`ed to
 //! `STREAM-telemetry` before its ack, heartbeats every second) against `--telemetry off`, alternating, median
-//! of `TELEMETRY_BENCH_ROUNDS` (default 3); target ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`)
+//! of `TELEMETRY_BENCH_ROUNDS` (default 5); target ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`)
 //! runs only that.
 //!
 //! Environment: `REDIS_BENCH_COUNT` (messages per run, default 100000), `REDIS_BENCH_ROUNDS` (default 3),

@@ -16,7 +16,7 @@
 //!    first, with lateness p99 under 2,000 µs.
 //! 4. Telemetry (issue #14): two consumer processes draining a backlog with `--telemetry on` (each ack batch's
 //!    ledger records inserted into the sibling queue `q-telemetry.db` before its acks; heartbeats every
-//!    second) against `--telemetry off`, alternating, median of `TELEMETRY_BENCH_ROUNDS` (default 3); target
+//!    second) against `--telemetry off`, alternating, median of `TELEMETRY_BENCH_ROUNDS` (default 5); target
 //!    ≥ 0.9× the rate. `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only this one.
 //!
 //! `BENCH_ONLY=throughput` runs only the first (the end-to-end rate against the spike), `EMBEDDED_RUNS` rounds
@@ -305,7 +305,7 @@ fn main() {
         }
         _ => {}
     }
-    let bins = bench::build_bins();
+    let bins = bench::build_release();
     let mut v = Verdicts::default();
     if std::env::var("BENCH_ONLY").is_ok_and(|o| o == "throughput") {
         throughput(&bins, &mut v);
@@ -354,6 +354,7 @@ fn telemetry() -> bool {
             assert!(records.visible > 0, "telemetry on, yet no ledger records");
         }
         bench::Side::new(n, secs, cpu.as_secs_f64(), 0.0)
+            .with_drain(n, &done.iter().collect::<Vec<_>>())
     })
 }
 
