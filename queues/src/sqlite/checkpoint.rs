@@ -17,8 +17,9 @@
 //! gave up is tried again 200 ms later.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -59,8 +60,35 @@ impl Default for Policy {
     }
 }
 
-/// Starts the checkpointer of the queue at `path`; it stops once `stop` is set.
-pub(super) fn spawn(path: PathBuf, stop: Arc<AtomicBool>, policy: Policy, rounds: Arc<Rounds>) {
+/// A running checkpointer. Dropping it stops the thread and waits for it, so that its connection is closed
+/// with the queue's: SQLite deletes the WAL when the last connection to a database closes, and a thread left
+/// asleep when the process exited kept its connection open to the end, which left a WAL of up to ~100 MB
+/// (and its `-shm`) beside every queue file after a run.
+pub(super) struct Checkpointer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+    /// What it did (for tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) rounds: Arc<Rounds>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            // At most one round to finish: a RESTART gives up after RESTART_WAIT.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the checkpointer of the queue at `path`.
+pub(super) fn spawn(path: PathBuf, policy: Policy) -> Checkpointer {
+    let stop = Arc::new((Mutex::new(false), Condvar::new()));
+    let rounds = Arc::new(Rounds::default());
+    let (thread_stop, thread_rounds) = (stop.clone(), rounds.clone());
     let spawned = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
@@ -77,15 +105,32 @@ pub(super) fn spawn(path: PathBuf, stop: Arc<AtomicBool>, policy: Policy, rounds
                 tracing::warn!(error = %e, "no background checkpoints: the WAL is checkpointed by commits");
                 return;
             }
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(policy.every);
-                if let Err(e) = round(&conn, policy.restart_after_frames, &rounds) {
+            let (stopped, wake) = &*thread_stop;
+            loop {
+                let guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
+                let (guard, _) = wake
+                    .wait_timeout_while(guard, policy.every, |stopped| !*stopped)
+                    .unwrap_or_else(|p| p.into_inner());
+                if *guard {
+                    return;
+                }
+                drop(guard);
+                if let Err(e) = round(&conn, policy.restart_after_frames, &thread_rounds) {
                     tracing::debug!(error = %e, "checkpoint failed; retrying");
                 }
             }
         });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the checkpoint thread");
+    let thread = match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the checkpoint thread");
+            None
+        }
+    };
+    Checkpointer {
+        stop,
+        thread,
+        rounds,
     }
 }
 

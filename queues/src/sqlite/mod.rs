@@ -28,7 +28,6 @@
 //! lease ran out but which nobody has claimed again yet (after a consumer crash, until the next claim).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,19 +85,12 @@ INSERT OR IGNORE INTO mw_counters (name, value) VALUES ('messages', 0), ('leased
 pub struct SqliteQueue {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
-    /// Tells this process's checkpointer thread to stop when the queue is dropped.
-    checkpointer_stop: Arc<AtomicBool>,
-    /// What that checkpointer did (for tests).
+    /// This handle's checkpointer thread, stopped and joined when the queue is dropped (held for that; tests
+    /// read what it did).
     #[cfg_attr(not(test), allow(dead_code))]
-    checkpoints: Arc<checkpoint::Rounds>,
+    checkpointer: checkpoint::Checkpointer,
     /// Messages published through this handle expire this long after (see [`SqliteQueue::expiring`]).
     expiry: Option<Duration>,
-}
-
-impl Drop for SqliteQueue {
-    fn drop(&mut self) {
-        self.checkpointer_stop.store(true, Ordering::Relaxed);
-    }
 }
 
 impl SqliteQueue {
@@ -180,19 +172,11 @@ impl SqliteQueue {
                 path: path.clone(),
                 source,
             })?;
-        let checkpointer_stop = Arc::new(AtomicBool::new(false));
-        let checkpoints = Arc::new(checkpoint::Rounds::default());
-        checkpoint::spawn(
-            path.clone(),
-            checkpointer_stop.clone(),
-            policy,
-            checkpoints.clone(),
-        );
+        let checkpointer = checkpoint::spawn(path.clone(), policy);
         Ok(SqliteQueue {
             path,
             conn: Arc::new(Mutex::new(conn)),
-            checkpointer_stop,
-            checkpoints,
+            checkpointer,
             expiry: None,
         })
     }

@@ -43,6 +43,14 @@ impl Backend for SqliteBackend {
                 "no file path: expected sqlite:PATH (for example sqlite:./queue.db)".into(),
             );
         }
+        // Every other backend reads options from a query string; here it would silently become part of the
+        // file's name, and a password put there would be echoed in logs as a path. The error does not repeat it.
+        if path.contains('?') {
+            return Err(
+                "sqlite:PATH takes no query string (the embedded queue has no options): remove everything from the '?'"
+                    .into(),
+            );
+        }
         Ok(Box::new(SqliteUrl {
             path: PathBuf::from(path),
             expiry: None,
