@@ -186,22 +186,17 @@ impl Rabbit {
 
     /// The management API's JSON for `queue` (`GET /api/queues/%2F/QUEUE`), as the broker has it now.
     pub fn management_queue(&self, queue: &str) -> Option<serde_json::Value> {
-        use std::io::{Read, Write};
-        let mut s = TcpStream::connect(("127.0.0.1", self.management_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         // guest:guest, RabbitMQ's public default account.
-        write!(
-            s,
-            "GET /api/queues/%2F/{queue} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\r\n"
-        )
-        .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        let (head, json) = body.split_once("\r\n\r\n")?;
-        if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        let (status, json) = crate::server::http(
+            self.management_port,
+            "GET",
+            &format!("/api/queues/%2F/{queue}"),
+            "Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n",
+        )?;
+        if status != 200 {
             return None;
         }
-        serde_json::from_str(json).ok()
+        serde_json::from_str(&json).ok()
     }
 }
 

@@ -3,8 +3,6 @@
 //! stopped when dropped. [`NatsServer::stop`] and [`NatsServer::restart`] keep the ports and the store, for
 //! the broker-restart tests.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -113,18 +111,7 @@ impl NatsServer {
 
     /// A GET on the monitor port: (status, body), or `None` when nothing answers.
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.monitor)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).ok()?;
-        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-        Some((status, body))
+        crate::server::http(self.monitor, "GET", path, "")
     }
 
     /// The consumer's figures as the server's monitor reports them (`/jsz?consumers=true`):

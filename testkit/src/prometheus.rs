@@ -2,8 +2,6 @@
 //! free loopback port with a temp config and a temp TSDB, scraping the given `/metrics` targets every
 //! `scrape` interval, and killed when dropped (a [`Proc`]).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::Proc;
@@ -17,16 +15,9 @@ pub struct Prometheus {
 
 pub use crate::server::free_port;
 
-/// `GET path` on `127.0.0.1:port` over plain HTTP/1.0; the status code and body, `None` when it cannot connect.
+/// `GET path` on `127.0.0.1:port`; the status code and body, `None` when it cannot connect.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
-    Some((status, body))
+    crate::server::http(port, "GET", path, "")
 }
 
 impl Prometheus {

@@ -17,6 +17,25 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// One plain HTTP/1.0 request to `127.0.0.1:port`: `METHOD path`, the extra header lines (each ending in
+/// `\r\n`), no body. The status code and body, or `None` when nothing answers within 5 s. The servers' own
+/// admin APIs (Prometheus, nats-server's monitor, RabbitMQ's management, Azurite) need no more than this.
+pub fn http(port: u16, method: &str, path: &str, headers: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    Some((status, body))
+}
+
 /// Runs one async call to completion on a throwaway runtime (tests are synchronous).
 pub(crate) fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
