@@ -18,6 +18,7 @@ pub mod fake_marathon;
 pub mod fake_nsqd;
 pub mod inproc;
 pub mod interop;
+pub mod lossy_http;
 pub mod nats;
 pub mod prometheus;
 pub mod redis;

@@ -7,7 +7,8 @@
 //! - receive: up to 32 per call with the visibility timeout set to the lease; the service has no long poll,
 //!   so an empty queue is polled again with a growing pause until `wait` runs out.
 //! - ack: delete with the message's latest pop receipt; a 404 or 400 (pop receipt mismatch) means the lease
-//!   passed to another consumer.
+//!   passed to another consumer, except a 404 within our lease (an earlier delete of ours whose answer was
+//!   lost). A delete without an answer is sent again; one still without an answer fails the whole ack.
 //! - release: set the visibility timeout to the delay (0: visible at once).
 //! - extend: set the visibility timeout to the lease; the service answers with a *new* pop receipt (in the
 //!   `x-ms-popreceipt` header) and the old one is dead, so the [`Receipt`] is updated in place.
@@ -68,6 +69,10 @@ pub const PUBLISH_FANOUT: usize = 32;
 const RECEIVE_MAX: usize = 32;
 /// Concurrent deletes or updates in one ack/release/extend.
 const SETTLE_FANOUT: usize = 32;
+/// Rounds of deletes in one ack: the first, then those still without an answer, after
+/// `DELETE_RETRY_PAUSE × round`.
+const DELETE_ATTEMPTS: u32 = 3;
+const DELETE_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// A queue on Azure Storage (or Azurite). Cheap to share: every method takes `&self` and many calls may run
 /// at once over one pooled HTTP client.
@@ -413,12 +418,38 @@ impl Queue for AzureQueue {
     }
 
     async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
-        let results: Vec<Result<bool, QueueError>> = stream::iter(owned_receipts(&receipts)?)
-            .map(|r| self.delete_one(r.id, r.pop, r.ours_until))
-            .buffer_unordered(SETTLE_FANOUT)
-            .collect()
-            .await;
-        ack_outcome(results)
+        let receipts = owned_receipts(&receipts)?;
+        let mut results: Vec<Option<Result<bool, QueueError>>> = Vec::new();
+        results.resize_with(receipts.len(), || None);
+        // Deletes without an answer are sent again here, a few times, before the whole ack fails (see
+        // [`ack_outcome`]): the rest of the batch need not be deleted twice over.
+        for attempt in 0..DELETE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(DELETE_RETRY_PAUSE * attempt).await;
+            }
+            let unanswered: Vec<(usize, AzureReceipt)> = (0..receipts.len())
+                .filter(|&i| !matches!(results[i], Some(Ok(_))))
+                .map(|i| (i, receipts[i].clone()))
+                .collect();
+            let round: Vec<(usize, Result<bool, QueueError>)> = stream::iter(unanswered)
+                .map(|(i, r)| async move { (i, self.delete_one(r.id, r.pop, r.ours_until).await) })
+                .buffer_unordered(SETTLE_FANOUT)
+                .collect()
+                .await;
+            let failed = round.iter().filter(|(_, r)| r.is_err()).count();
+            for (i, r) in round {
+                results[i] = Some(r);
+            }
+            if failed == 0 {
+                break;
+            }
+            tracing::debug!(
+                failed,
+                attempt,
+                "deletes without an answer; sending them again"
+            );
+        }
+        ack_outcome(results.into_iter().flatten().collect())
     }
 
     async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError> {

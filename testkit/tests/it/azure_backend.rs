@@ -7,6 +7,7 @@ use std::time::Duration;
 use queues::azure::{AzureQueue, AzureUrl, Secret, account_sas};
 use queues::{ErrorKind, Queue, QueueError, QueueUrl};
 use testkit::azurite::{ACCOUNT, Azurite, KEY};
+use testkit::lossy_http::LossyHttp;
 use workload::envelope::{DecodeError, Envelope};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -146,6 +147,48 @@ fn a_retried_delete_counts_as_acked_only_while_the_lease_holds() {
             (0, 1),
             "after the lease, someone else may have had it"
         );
+        assert_eq!(q.depth().await.unwrap().total(), 0);
+    });
+}
+
+/// Deletes that reach Azurite but whose answers are lost (the proxy closes the connection instead): each is
+/// sent again and, finding no message within the lease, counts as acked. Counted as lost, they never came
+/// back and a consumer with `--count` waited for ever. Answers lost past the retries fail the whole ack,
+/// and the caller's retry counts every receipt once.
+#[test]
+fn deletes_whose_answers_are_lost_count_as_acked_never_as_lost() {
+    let az = Azurite::start();
+    let proxy = LossyHttp::start(az.port(), "DELETE");
+    rt().block_on(async {
+        let endpoint = format!("http://127.0.0.1:{}/{ACCOUNT}", proxy.port());
+        let q = open(
+            &format!("azure://{ACCOUNT}/lossy?endpoint={endpoint}"),
+            &[KEY_ENV],
+        )
+        .await
+        .unwrap();
+        q.publish((0..20).map(envelope).collect()).await.unwrap();
+        let lease = Duration::from_secs(30);
+        let got = q.receive(32, lease, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 20);
+        let receipts: Vec<_> = got.into_iter().map(|d| d.receipt).collect();
+
+        proxy.drop_next(3);
+        let out = q.ack(receipts[..10].to_vec()).await.unwrap();
+        assert_eq!((out.acked, out.lease_lost), (10, 0));
+        assert_eq!(proxy.dropped(), 3, "three answers were lost");
+
+        // Every answer lost, every round: the ack fails, and says nothing was acked or lost.
+        proxy.drop_next(u64::MAX);
+        assert!(q.ack(receipts[10..].to_vec()).await.is_err());
+        assert!(
+            proxy.dropped() >= 13,
+            "the deletes were sent: {}",
+            proxy.dropped()
+        );
+        proxy.drop_next(0);
+        let retried = q.ack(receipts[10..].to_vec()).await.unwrap();
+        assert_eq!((retried.acked, retried.lease_lost), (10, 0));
         assert_eq!(q.depth().await.unwrap().total(), 0);
     });
 }
