@@ -14,11 +14,14 @@
 //! the limit). Exits non-zero on a missed target. When wrk cannot be found or fetched, the comparison is
 //! skipped with a message and only our figures are checked.
 //!
-//! Then the telemetry comparison (issue #14), on one more fresh, warmed Azurite: our consumer (`--batch 32
+//! Then the telemetry comparison (issue #14), each run on a fresh Azurite warmed by a drain of 1,000: our consumer (`--batch 32
 //! --max-in-flight 64`: one receive of 32, the service's most) draining a backlog of
 //! `AZURE_TELEMETRY_COUNT` (default 3000) with `--telemetry on` (each ack batch's ledger records put to the
 //! queue `QUEUE-telemetry` before its deletes; heartbeats every second) against `--telemetry off`,
 //! alternating, median of `TELEMETRY_BENCH_ROUNDS` (default 5); target ≥ 0.9× the rate.
+//! Azurite's receives and deletes cost in proportion to every message it holds, in any queue (the service's
+//! do not), and one that served a few runs became many times slower: hence a fresh one per run. Within an "on" run the records it puts (one per ack batch, ~3 % of the
+//! backlog) weigh on Azurite alike: an Azurite cost, counted against telemetry here.
 //! `BENCH_ONLY=telemetry` (or `-- telemetry`) runs only that.
 //!
 //! Environment: `AZURE_BENCH_COUNT` (messages per run, default 8000), `AZURE_BENCH_ROUNDS` (default 3),
@@ -87,7 +90,14 @@ fn consumer(az: &Azurite, queue: &str, count: u64, telemetry: bool) -> bench::Si
     azurite::with_key(&mut cmd);
     let pid = az.pid().expect("azurite pid");
     let (out, side) = bench::measure(cmd, count, || bench::proc_cpu(pid));
-    out.expect_all("acked", count);
+    // A 503 from Azurite (it answers "server busy" now and then) is retried and counted as throttled: not a
+    // failure of the consumer's, so only errors other than throttles fail the round.
+    let s = out.summary();
+    assert_eq!(s["acked"].as_u64(), Some(count), "{s}");
+    assert_eq!(
+        s["errors"], s["throttled"],
+        "errors other than throttles: {s}"
+    );
     assert_eq!(azurite::depth(&url).total(), 0, "drained");
     if telemetry {
         let records = azurite::depth(&az.url(&format!("{queue}-telemetry"), ""));
@@ -267,15 +277,19 @@ fn main() {
     if !bench::telemetry_only() {
         against_wrk(&mut v);
     }
-    let az = Azurite::start_in_memory();
-    producer(&az, "warmup", 8, 3_000);
     let n = bench::env_or("AZURE_TELEMETRY_COUNT", 3_000);
-    let what = format!("in-memory Azurite, {n} messages × {SIZE} B, batch 32, max-in-flight 64");
+    let what = format!(
+        "a fresh in-memory Azurite each run, {n} messages × {SIZE} B, batch 32, max-in-flight 64"
+    );
     let met = bench::telemetry(&what, bench::telemetry_rounds(), |round, on| {
+        // A fresh Azurite for each run: one that served a few runs became many times slower, and once sat
+        // at 100 % CPU for minutes on a drained queue (its in-memory store grows with what it has seen).
+        let az = Azurite::start_in_memory();
+        // Warms up its receive and delete paths too, and leaves it empty.
+        consumer(&az, "warmup", 1_000, false);
         consumer(&az, &format!("tel{round}-{on}"), n, on)
     });
     v.check(met, "consumer with telemetry ≥ 0.9× without");
-    drop(az);
     v.finish();
 }
 
