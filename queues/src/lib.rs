@@ -102,6 +102,24 @@ impl Depth {
     }
 }
 
+/// What a receive that follows acks in one call returns. Once acks are done, the call must report them
+/// whatever the receive does: an error here threw their outcome away, the caller sent the same receipts
+/// again, and most backends then count an ack that happened as lease_lost (its message gone, a consumer with
+/// `--count` waited for ever for it). So a failed receive after acks is no messages, logged; the caller's next
+/// receive meets the same fault and counts it.
+pub fn received_after_acks(
+    got: Result<Vec<Delivery>, QueueError>,
+    had_acks: bool,
+) -> Result<Vec<Delivery>, QueueError> {
+    match got {
+        Err(e) if had_acks => {
+            tracing::debug!(error = %e, "receive failed after the acks went through; reporting the acks");
+            Ok(Vec::new())
+        }
+        other => other,
+    }
+}
+
 /// A queue backend. See the module docs for the contract.
 #[async_trait]
 pub trait Queue: Send + Sync {
@@ -128,17 +146,18 @@ pub trait Queue: Send + Sync {
         lease: Duration,
         wait: Duration,
     ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
-        let acked = if acks.is_empty() {
-            AckOutcome::default()
-        } else {
+        let had_acks = !acks.is_empty();
+        let acked = if had_acks {
             self.ack(acks).await?
+        } else {
+            AckOutcome::default()
         };
         let got = if max == 0 {
-            Vec::new()
+            Ok(Vec::new())
         } else {
-            self.receive(max, lease, wait).await?
+            self.receive(max, lease, wait).await
         };
-        Ok((acked, got))
+        Ok((acked, received_after_acks(got, had_acks)?))
     }
 
     /// Gives messages back: visible again after `delay` (zero: at once). Returns how many were still held.
@@ -185,4 +204,59 @@ pub trait Queue: Send + Sync {
 /// [`ErrorKind::Invalid`] for an unknown scheme or a malformed URL; the backend's own errors otherwise.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Queue>, QueueError> {
     QueueUrl::parse(url)?.open().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Acks everything it is given; every receive fails.
+    struct ReceiveFails;
+
+    #[async_trait]
+    impl Queue for ReceiveFails {
+        async fn publish(&self, _: Vec<Vec<u8>>) -> Result<(), QueueError> {
+            Ok(())
+        }
+        async fn receive(
+            &self,
+            _: usize,
+            _: Duration,
+            _: Duration,
+        ) -> Result<Vec<Delivery>, QueueError> {
+            Err(QueueError::new(ErrorKind::Unavailable, "down"))
+        }
+        async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
+            Ok(AckOutcome {
+                acked: receipts.len() as u64,
+                ..AckOutcome::default()
+            })
+        }
+        async fn release(&self, _: Vec<Receipt>, _: Duration) -> Result<u64, QueueError> {
+            Ok(0)
+        }
+        async fn extend(&self, r: &mut [Receipt], _: Duration) -> Result<Vec<bool>, QueueError> {
+            Ok(vec![true; r.len()])
+        }
+        async fn depth(&self) -> Result<Depth, QueueError> {
+            Ok(Depth::default())
+        }
+        fn describe(&self) -> String {
+            "receive fails".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn acks_done_are_reported_even_when_the_receive_after_them_fails() {
+        let q = ReceiveFails;
+        let acks = (0..3u64).map(Receipt::new).collect();
+        let wait = Duration::ZERO;
+        let (outcome, got) = q.ack_and_receive(acks, 10, wait, wait).await.unwrap();
+        assert_eq!((outcome.acked, got.len()), (3, 0), "the acks are not lost");
+        let err = q.ack_and_receive(Vec::new(), 10, wait, wait).await;
+        assert!(
+            err.is_err(),
+            "with no acks, the receive's error is the call's"
+        );
+    }
 }

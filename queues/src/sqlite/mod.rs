@@ -483,13 +483,16 @@ impl Queue for SqliteQueue {
         wait: Duration,
     ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
         let ids = sqlite_ids(&acks)?;
+        let had_acks = !ids.is_empty();
         let (outcome, got) = self
             .with_conn(move |c| claim_tx(c, &ids, max, lease))
             .await?;
         if !got.is_empty() || max == 0 || wait.is_zero() {
             return Ok((outcome, got));
         }
-        Ok((outcome, self.poll_receive(max, lease, wait).await?))
+        // The acks are committed: a failed poll after them must not hide that.
+        let got = crate::received_after_acks(self.poll_receive(max, lease, wait).await, had_acks)?;
+        Ok((outcome, got))
     }
 
     async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError> {
