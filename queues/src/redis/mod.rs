@@ -59,6 +59,8 @@ struct RedisReceipt {
     counter: u64,
     /// The lease it was received or last extended with, to time a release with a delay.
     lease_ms: u64,
+    /// Until when no one else can claim it: the lease counted from before the request that set it.
+    ours_until: Instant,
 }
 
 /// Where the claim scan resumes, and when it is due.
@@ -242,6 +244,7 @@ impl RedisQueue {
             }
             state.cursor.clone()
         };
+        let sent_at = Instant::now();
         let mut conn = self.conn.clone();
         let reply: Value = self
             .claim_script
@@ -276,7 +279,7 @@ impl RedisQueue {
                 Value::Array(x) if x.len() == 3 => {
                     let id = text(&x[0]).unwrap_or_default().to_string();
                     let counter = int(&x[1]).unwrap_or(1);
-                    out.push(delivery(id, counter, &x[2], lease));
+                    out.push(delivery(id, counter, &x[2], lease, sent_at));
                 }
                 other => return Err(self.reply("XAUTOCLAIM", format!("{other:?}"))),
             }
@@ -313,6 +316,7 @@ impl RedisQueue {
                 .arg(b.min(MAX_BLOCK).as_millis().max(1) as u64);
         }
         cmd.arg("STREAMS").arg(&self.url.stream).arg(">");
+        let sent_at = Instant::now();
         let mut conn = self.conn.clone();
         let reply: Value = cmd
             .query_async(&mut conn)
@@ -334,7 +338,7 @@ impl RedisQueue {
                     && x.len() == 2
                 {
                     let id = text(&x[0]).unwrap_or_default().to_string();
-                    out.push(delivery(id, 1, &x[1], lease));
+                    out.push(delivery(id, 1, &x[1], lease, sent_at));
                 }
             }
         }
@@ -474,10 +478,31 @@ impl Queue for RedisQueue {
             other => other?,
         };
         match &reply {
-            Value::Array(v) if v.len() == 2 => Ok(AckOutcome {
-                acked: int(&v[0]).unwrap_or(0),
-                lease_lost: int(&v[1]).unwrap_or(0),
-            }),
+            Value::Array(v) if v.len() == 3 => {
+                let mut outcome = AckOutcome {
+                    acked: int(&v[0]).unwrap_or(0),
+                    lease_lost: int(&v[1]).unwrap_or(0),
+                };
+                // Pending to no one: within our lease no one else could have claimed it, so it was our
+                // earlier ack, whose reply was lost (counted lost, its message gone, a consumer with --count
+                // waited for ever for it); after the lease, someone else's.
+                let now = Instant::now();
+                let Value::Array(gone) = &v[2] else {
+                    return Err(self.reply("ack", format!("{reply:?}")));
+                };
+                for g in gone {
+                    let ours = int(g)
+                        .and_then(|i| receipts.get(i as usize))
+                        .and_then(|r| r.get::<RedisReceipt>().ok())
+                        .is_some_and(|r| now < r.ours_until);
+                    if ours {
+                        outcome.acked += 1;
+                    } else {
+                        outcome.lease_lost += 1;
+                    }
+                }
+                Ok(outcome)
+            }
             _ => Err(self.reply("ack", format!("{reply:?}"))),
         }
     }
@@ -522,6 +547,7 @@ impl Queue for RedisQueue {
             args.push(r.id.clone());
             args.push(r.counter.to_string());
         }
+        let sent_at = Instant::now();
         let reply = match self.run_script("extend", &self.extend_script, args).await {
             // The group is gone with its pending list: none of these leases is held any more.
             Err(e) if group_gone(&e) => return Ok(vec![false; receipts.len()]),
@@ -536,7 +562,9 @@ impl Queue for RedisQueue {
         let held: Vec<bool> = flags.iter().map(|f| int(f) == Some(1)).collect();
         for (r, h) in receipts.iter_mut().zip(&held) {
             if *h {
-                r.get_mut::<RedisReceipt>()?.lease_ms = lease.as_millis() as u64;
+                let r = r.get_mut::<RedisReceipt>()?;
+                r.lease_ms = lease.as_millis() as u64;
+                r.ours_until = sent_at + lease;
             }
         }
         Ok(held)

@@ -1,6 +1,6 @@
 //! Reading the server's replies (RESP2 arrays, as the client gives them) into deliveries and figures.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::Value;
 
@@ -9,7 +9,14 @@ use crate::{Delivery, Receipt};
 
 /// A stream entry as a delivery: our body field, or (a foreign entry) its first value, which the consumer
 /// then counts as foreign.
-pub(super) fn delivery(id: String, counter: u64, fields: &Value, lease: Duration) -> Delivery {
+/// `sent_at` is when the request that delivered it was sent: the lease runs from no earlier.
+pub(super) fn delivery(
+    id: String,
+    counter: u64,
+    fields: &Value,
+    lease: Duration,
+    sent_at: Instant,
+) -> Delivery {
     let fields = pairs(fields);
     let body = fields
         .iter()
@@ -31,6 +38,7 @@ pub(super) fn delivery(id: String, counter: u64, fields: &Value, lease: Duration
             id,
             counter,
             lease_ms: lease.as_millis() as u64,
+            ours_until: sent_at + lease,
         }),
         deliveries,
     }

@@ -44,19 +44,23 @@ local function trim()
 end
 "#;
 
-/// `ARGV[3..]`: pairs of (id, delivery counter). Acks the ones still held; returns `{acked, lost}`.
+/// `ARGV[3..]`: pairs of (id, delivery counter). Acks the ones still held; returns `{acked, lost, gone}`,
+/// `gone` listing the positions (from 0) of entries pending to no one: acked already, by us (an ack whose
+/// reply was lost, sent again) or by whoever held them after us. The caller tells which by its lease.
 pub const ACK: &str = r#"
-local acked, lost = 0, 0
+local acked, lost, gone = 0, 0, {}
 for i = 3, #ARGV, 2 do
   if owned(ARGV[i], tonumber(ARGV[i + 1])) then
     redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
     acked = acked + 1
+  elseif redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1] == nil then
+    gone[#gone + 1] = (i - 3) / 2
   else
     lost = lost + 1
   end
 end
 if acked > 0 then trim() end
-return {acked, lost}
+return {acked, lost, gone}
 "#;
 
 /// `ARGV[3..]`: triples of (id, delivery counter, idle ms). Gives back the ones still held; returns how many.

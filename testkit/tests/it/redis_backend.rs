@@ -99,6 +99,45 @@ fn lease_expiry_redelivers_with_a_higher_count_and_the_old_holder_loses_its_ack(
     });
 }
 
+/// An ack sent again (its first reply lost: a timeout, a reset connection) finds its entries pending to no
+/// one. Within the lease that was our own ack: acked, not lost (counted lost, its message gone, a consumer
+/// with `--count` waited for ever). After the lease someone else may have had it: lost, as before.
+#[test]
+fn an_ack_sent_again_counts_as_acked_only_while_the_lease_holds() {
+    let server = RedisServer::start();
+    let url = server.url("again", "");
+    rt().block_on(async {
+        let q = open(&url);
+        q.publish(bodies(4)).await.unwrap();
+        let got = q
+            .receive(2, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
+        let receipts: Vec<_> = got.into_iter().map(|d| d.receipt).collect();
+        let first = q.ack(receipts.clone()).await.unwrap();
+        assert_eq!((first.acked, first.lease_lost), (2, 0));
+        let again = q.ack(receipts).await.unwrap();
+        assert_eq!(
+            (again.acked, again.lease_lost),
+            (2, 0),
+            "our own ack, again"
+        );
+
+        let short = q.receive(2, LEASE, Duration::ZERO).await.unwrap();
+        let receipts: Vec<_> = short.into_iter().map(|d| d.receipt).collect();
+        let first = q.ack(receipts.clone()).await.unwrap();
+        assert_eq!((first.acked, first.lease_lost), (2, 0));
+        tokio::time::sleep(LEASE + Duration::from_millis(100)).await;
+        let late = q.ack(receipts).await.unwrap();
+        assert_eq!(
+            (late.acked, late.lease_lost),
+            (0, 2),
+            "after the lease, someone else may have had them"
+        );
+        assert_eq!(q.depth().await.unwrap(), depth(0, 0));
+    });
+}
+
 #[test]
 fn extend_keeps_a_lease_and_release_gives_back_now_or_after_the_delay() {
     let server = RedisServer::start();
