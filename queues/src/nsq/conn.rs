@@ -77,8 +77,10 @@ struct Shared {
     writer: tokio::sync::Mutex<Writer>,
     pending: Mutex<VecDeque<Reply>>,
     alive: AtomicBool,
-    /// E_FIN_FAILED / E_REQ_FAILED / E_TOUCH_FAILED seen: the message's lease had already passed on.
-    failed_ids: AtomicU64,
+    /// E_FIN_FAILED seen: the message had timed out on nsqd before its FIN. (E_REQ_FAILED and
+    /// E_TOUCH_FAILED say the same of a release or an extend; counted here, they turned FINs that went through
+    /// into lost ones.)
+    failed_fins: AtomicU64,
 }
 
 /// An open connection. Dropping it stops its reader task and closes the socket.
@@ -261,7 +263,7 @@ impl Conn {
             writer: tokio::sync::Mutex::new(w),
             pending: Mutex::new(VecDeque::new()),
             alive: AtomicBool::new(true),
-            failed_ids: AtomicU64::new(0),
+            failed_fins: AtomicU64::new(0),
         });
         let reader = tokio::spawn(read_loop(r, buf, shared.clone(), msg_tx, opts.generation));
         Ok(Conn {
@@ -277,9 +279,9 @@ impl Conn {
         self.shared.alive.load(Ordering::Acquire)
     }
 
-    /// How many FIN/REQ/TOUCH nsqd refused since the last call (their message had timed out on nsqd).
-    pub fn take_failed_ids(&self) -> u64 {
-        self.shared.failed_ids.swap(0, Ordering::AcqRel)
+    /// How many FINs nsqd refused since the last call (their message had timed out on nsqd).
+    pub fn take_failed_fins(&self) -> u64 {
+        self.shared.failed_fins.swap(0, Ordering::AcqRel)
     }
 
     /// Writes commands that nsqd does not answer on success (RDY, FIN, REQ, TOUCH, NOP).
@@ -442,7 +444,9 @@ async fn handle_frame(
         Frame::Error(data) => {
             let code = codec::error_code(&data);
             if !codec::is_fatal_error(code) {
-                shared.failed_ids.fetch_add(1, Ordering::AcqRel);
+                if code == "E_FIN_FAILED" {
+                    shared.failed_fins.fetch_add(1, Ordering::AcqRel);
+                }
                 tracing::debug!(error = %String::from_utf8_lossy(&data), "nsqd refused a message command");
             } else {
                 let err = refused(&data);

@@ -207,6 +207,11 @@ impl NsqQueue {
 
     /// Sends one command per receipt still held on a live connection, on that connection; returns (sent,
     /// stale, a flag per receipt). `settle` (FIN, REQ) ends the hold; TOUCH keeps it.
+    ///
+    /// A connection whose write fails is broken: nsqd puts back what was in flight on it, so its receipts
+    /// count as stale, and the others as sent. Failing the whole call instead had the caller send them all
+    /// again, and those already sent on a sound connection were no longer held: counted lost, their messages
+    /// gone, a consumer with `--count` waited for ever.
     pub(super) async fn per_receipt(
         &self,
         receipts: &[Receipt],
@@ -219,8 +224,8 @@ impl NsqQueue {
             .filter(|c| c.is_alive())
             .collect();
         let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); conns.len()];
-        let mut flags = Vec::with_capacity(receipts.len());
-        let mut sent = 0u64;
+        // The connection each receipt's command goes out on, if it is still held.
+        let mut on = Vec::with_capacity(receipts.len());
         {
             let mut held = self.held_map();
             for r in receipts {
@@ -231,21 +236,27 @@ impl NsqQueue {
                 } = r.get::<NsqReceipt>()?;
                 let at = conns.iter().position(|c| c.generation == *generation);
                 let ours = at.is_some() && held.get(id) == Some(&(*generation, *attempts));
-                if let (true, Some(at)) = (ours, at) {
+                let at = at.filter(|_| ours);
+                if let Some(at) = at {
                     if settle {
                         held.remove(id);
                     }
                     encode(&mut bufs[at], &MessageId(*id));
-                    sent += 1;
                 }
-                flags.push(ours);
+                on.push(at);
             }
         }
-        for (conn, buf) in conns.iter().zip(&bufs) {
-            if !buf.is_empty() {
-                conn.send(buf).await.map_err(nsq_err)?;
+        let mut broken = vec![false; conns.len()];
+        for (i, (conn, buf)) in conns.iter().zip(&bufs).enumerate() {
+            if !buf.is_empty()
+                && let Err(e) = conn.send(buf).await
+            {
+                tracing::warn!(error = %nsq_err(e), "a connection failed mid-settle: nsqd puts back what it had in flight");
+                broken[i] = true;
             }
         }
+        let flags: Vec<bool> = on.iter().map(|at| at.is_some_and(|i| !broken[i])).collect();
+        let sent = flags.iter().filter(|&&f| f).count() as u64;
         Ok((sent, receipts.len() as u64 - sent, flags))
     }
 

@@ -404,7 +404,7 @@ impl Queue for NsqQueue {
         let failed = self
             .live_conns()
             .iter()
-            .map(|c| c.take_failed_ids())
+            .map(|c| c.take_failed_fins())
             .sum::<u64>()
             .min(sent);
         Ok(AckOutcome {
