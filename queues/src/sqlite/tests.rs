@@ -420,26 +420,15 @@ async fn write_without_pause(
     publishing.await.unwrap();
     done.store(true, Ordering::Relaxed);
     let largest = sampler.join().unwrap();
-    let restarts = producer
-        .checkpointer
-        .rounds
-        .restarts
-        .load(Ordering::Relaxed)
-        + consumer
-            .checkpointer
-            .rounds
-            .restarts
-            .load(Ordering::Relaxed);
-    let busy = producer
-        .checkpointer
-        .rounds
-        .restarts_busy
-        .load(Ordering::Relaxed)
-        + consumer
-            .checkpointer
-            .rounds
-            .restarts_busy
-            .load(Ordering::Relaxed);
+    let rounds = [&producer, &consumer].map(|q| &q.checkpointer.rounds);
+    let restarts = rounds
+        .iter()
+        .map(|r| r.restarts.load(Ordering::Relaxed))
+        .sum();
+    let busy = rounds
+        .iter()
+        .map(|r| r.restarts_busy.load(Ordering::Relaxed))
+        .sum();
     (largest, restarts, busy, acked)
 }
 
