@@ -25,7 +25,7 @@ use clap::Parser;
 /// `audit --producer DIR/RUN/producers.jsonl --ledger DIR/RUN`.
 ///
 /// Exit status: 0 when nothing was lost, 1 when messages were lost, 2 when the audit could not run (bad
-/// usage, or an input file missing or unusable).
+/// usage, an input file missing or unusable, or a telemetry channel that cannot be read).
 #[derive(Parser, Debug)]
 #[command(name = "audit", version)]
 struct Args {
@@ -50,15 +50,13 @@ struct Args {
     run: Option<u64>,
 
     /// With --queue: where the records taken off the channel are kept (DIR/RUN/CONSUMER.ledger and
-    /// DIR/RUN/producers.jsonl, appended to), and what is audited.
-    #[arg(
-        long,
-        value_name = "DIR",
-        requires = "queue",
-        default_value = "audit-telemetry"
-    )]
-    save: PathBuf,
+    /// DIR/RUN/producers.jsonl, appended to), and what is audited [default: audit-telemetry].
+    #[arg(long, value_name = "DIR", requires = "queue")]
+    save: Option<PathBuf>,
 }
+
+/// Where `audit --queue` keeps what it took off the channel when --save is not given.
+const SAVE_DEFAULT: &str = "audit-telemetry";
 
 /// The producer's --run-id form (1 to 16 hex digits), which is also how its lines write it (16 digits).
 fn parse_run(s: &str) -> Result<u64, String> {
@@ -78,6 +76,15 @@ fn main() -> ExitCode {
         }
         workload::cli::exit_on_clap_error(e)
     });
+    // Clap's `requires` let these through beside the file flags (seen: `--run abc --save foo` audited every
+    // run and saved nothing), so the rule is kept here.
+    if args.queue.is_none() && (args.run.is_some() || args.save.is_some()) {
+        workload::note!(
+            "error: --run and --save go with --queue (the telemetry channel); the file audit reads every run \
+             in the files it is given (see --help)"
+        );
+        std::process::exit(2);
+    }
     if let Some(queue) = args.queue.clone() {
         workload::cli::init_logging(&queues::registry::quiet_log_targets());
         return workload::cli::run_async(from_channel(queue, args, started));
@@ -121,23 +128,16 @@ fn check_ledgers_hold_something(
 
 /// `audit --queue`: drain the channel into --save, then audit what is there.
 async fn from_channel(queue: String, args: Args, started: Instant) -> anyhow::Result<ExitCode> {
+    let save = args.save.unwrap_or_else(|| PathBuf::from(SAVE_DEFAULT));
     use judge::audit::channel::{ChannelError, audit_queue};
     let url = queues::QueueUrl::parse(&queue).map_err(workload::cli::usage)?;
-    let (drained, report) = match audit_queue(&url, args.run, &args.save).await {
-        Ok(done) => done,
-        // Nothing to audit, or saved files that are not what they should be: the arguments' fault.
-        Err(
-            e @ (ChannelError::NoChannel { .. }
-            | ChannelError::NoRun { .. }
-            | ChannelError::Empty { .. }
-            | ChannelError::Audit(_)),
-        ) => {
-            return Err(workload::cli::usage(e).into());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // Any failure here means the audit could not run (exit 2): a channel that cannot be read, saved files that
+    // cannot be written or read. Exit 1 says messages were lost, and an unreachable queue is not that.
+    let (drained, report) = audit_queue(&url, args.run, &save)
+        .await
+        .map_err(|e: ChannelError| workload::cli::UsageError::new(workload::cli::one_line(&e)))?;
     workload::cli::note(format_args!(
-        "audit: took {} ledger record(s) and {} producer line(s) off the telemetry channel{} into {} (runs: {})",
+        "audit: took {} ledger entries and {} producer line(s) off the telemetry channel{} into {} (runs: {})",
         drained.ledger_records,
         drained.producer_lines,
         if drained.unreadable > 0 {
@@ -145,7 +145,7 @@ async fn from_channel(queue: String, args: Args, started: Instant) -> anyhow::Re
         } else {
             String::new()
         },
-        args.save.display(),
+        save.display(),
         if drained.runs.is_empty() {
             "none new".to_string()
         } else {

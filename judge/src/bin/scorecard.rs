@@ -64,7 +64,11 @@ enum Command {
             hide_env_values = true,
             value_name = "URL",
             help = queues::registry::help_short(),
-            long_help = queues::registry::help_long()
+            long_help = format!(
+                "{}\n\nThe watch only reads: it opens the queue as it is and never creates it (whatever the \
+                 forms above say), so it refuses one that no producer or consumer has made yet.",
+                queues::registry::help_long()
+            )
         )]
         queue: String,
         /// Where the count of consumers running comes from: nsqd:http://HOST:4151/TOPIC/CHANNEL (clients on

@@ -266,6 +266,26 @@ fn bad_usage_exits_2_and_runtime_failures_exit_1_in_every_binary() {
             code: 2,
             says: "missing.jsonl",
         },
+        // Clap's `requires` let these through, and the file audit ignored them.
+        Case {
+            bin: "audit",
+            args: &["--producer", "p.jsonl", "--ledger", ".", "--run", "abc"],
+            code: 2,
+            says: "--run and --save go with --queue",
+        },
+        Case {
+            bin: "audit",
+            args: &["--producer", "p.jsonl", "--ledger", ".", "--save", "kept"],
+            code: 2,
+            says: "--run and --save go with --queue",
+        },
+        // A channel that cannot be read: the audit could not run (exit 1 would say messages were lost).
+        Case {
+            bin: "audit",
+            args: &["--queue", "redis://127.0.0.1:1/s"],
+            code: 2,
+            says: "Connection refused",
+        },
         Case {
             bin: "demo",
             args: &["--rate=-1"],
@@ -346,6 +366,12 @@ fn bad_usage_exits_2_and_runtime_failures_exit_1_in_every_binary() {
             args: &["--queue", "sqlite:not-a-db"],
             code: 1,
             says: "not a SQLite database",
+        },
+        Case {
+            bin: "consumer",
+            args: &["--queue", "sqlite:."],
+            code: 1,
+            says: ". is a directory: name a file",
         },
         Case {
             bin: "marathon-uninstall",

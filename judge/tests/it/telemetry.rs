@@ -226,7 +226,7 @@ fn pods_come_and_go(b: &Backend, secs: u64) {
         },
         "{stderr}"
     );
-    assert!(stderr.contains("took 0 ledger record(s)"), "{stderr}");
+    assert!(stderr.contains("took 0 ledger entries"), "{stderr}");
 }
 
 #[test]
