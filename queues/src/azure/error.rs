@@ -195,6 +195,31 @@ pub(super) fn redact(s: &str) -> String {
     out
 }
 
+/// The SDK's words in an error about choosing a credential, on one line and short: without the account and
+/// queue our error names already, each of its lines once (its first alone was "Multiple errors were
+/// encountered while attempting to authenticate:", the errors themselves on the lines after it).
+pub(super) fn sdk_words(text: &str) -> String {
+    const MOST: usize = 400;
+    let text = text
+        .split_once(": cannot open the queue: ")
+        .map_or(text, |(_, d)| d);
+    let mut words = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if words.len() > MOST {
+        let cut = (0..=MOST)
+            .rev()
+            .find(|&i| words.is_char_boundary(i))
+            .unwrap_or(0);
+        words.truncate(cut);
+        words.push('…');
+    }
+    words
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +256,23 @@ mod tests {
             "error sending request for url (http://h/q?sv=1&sig=REDACTED&se=2) x"
         );
         assert_eq!(redact("sig=zz"), "sig=REDACTED");
+    }
+
+    #[test]
+    fn the_sdks_words_are_one_short_line_with_every_line_of_it() {
+        let text = "azure account a queue q: cannot open the queue: Multiple errors were encountered while \
+                    attempting to authenticate:\n  AzureCliCredential: az not found\n\n  AzureDeveloperCliCredential: azd not found\n";
+        assert_eq!(
+            sdk_words(text),
+            "Multiple errors were encountered while attempting to authenticate: AzureCliCredential: az not \
+             found AzureDeveloperCliCredential: azd not found"
+        );
+        let long = "é".repeat(500);
+        let short = sdk_words(&long);
+        assert!(
+            short.ends_with('…') && short.len() <= 403,
+            "{}",
+            short.len()
+        );
     }
 }

@@ -171,13 +171,8 @@ impl AzureQueue {
                         matches!(e.fault, error::Fault::Other | error::Fault::Setup)
                     }) =>
             {
-                let e = &err;
-                let first = e.to_string();
-                let first = first.lines().next().unwrap_or_default();
-                // The SDK's own words, without the account and queue this error names already.
-                let first = first
-                    .split_once(": cannot open the queue: ")
-                    .map_or(first, |(_, d)| d);
+                let text = err.to_string();
+                let first = error::sdk_words(&text);
                 Err(AzureError::setup(
                     &queue.url.account,
                     &queue.url.queue,
