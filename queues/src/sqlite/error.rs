@@ -16,11 +16,9 @@ pub enum SqliteError {
     /// The file is a database, but not a queue this suite made.
     #[error("{path} is a SQLite database but not a queue made by this suite ({detail})")]
     ForeignDatabase { path: PathBuf, detail: String },
-    /// The path names a directory (`url` is masked: it is echoed).
-    #[error(
-        "invalid queue URL {url:?}: the path is a directory; name a file, for example sqlite:./queue.db"
-    )]
-    IsDirectory { url: String },
+    /// The path names a directory.
+    #[error("{} is a directory: name a file, for example sqlite:./queue.db", path.display())]
+    IsDirectory { path: PathBuf },
     /// Opening an existing queue only ([`crate::OpenMode::Existing`]), and there is no file.
     #[error("no queue at {}", path.display())]
     NoQueue { path: PathBuf },

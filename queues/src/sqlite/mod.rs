@@ -292,7 +292,7 @@ fn try_open_connection(path: &Path, create: Create) -> Result<Connection, Sqlite
     };
     if path.is_dir() {
         return Err(SqliteError::IsDirectory {
-            url: workload::redact::url(&format!("sqlite:{}", path.display())),
+            path: path.to_path_buf(),
         });
     }
     let mut flags = OpenFlags::default();
