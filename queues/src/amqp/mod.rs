@@ -457,10 +457,20 @@ impl Queue for AmqpQueue {
         if !link.alive() {
             return Ok(());
         }
-        link.channel
-            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-            .await
-            .map_err(|e| QueueError::from(self.err(&e, "basic.cancel")))?;
+        // Bounded: a stopping consumer must exit within its drain, and a node under load took seconds to answer
+        // cancel-ok. Without the answer nothing is lost: what the broker still sends is never handed out, and
+        // it goes back when the channel closes at exit.
+        let cancel = link
+            .channel
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default());
+        match tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
+            Ok(done) => done.map_err(|e| QueueError::from(self.err(&e, "basic.cancel")))?,
+            Err(_) => {
+                tracing::warn!("no cancel-ok within {CANCEL_TIMEOUT:?}: stopping without it");
+                side.link = Some(link);
+                return Ok(());
+            }
+        }
         // What the broker sent before the cancel took effect, never handed out: give it back now.
         let mut back = Vec::new();
         while let Ok(Some(Ok(d))) = tokio::time::timeout(CANCEL_TIMEOUT, consumer.next()).await {
