@@ -21,6 +21,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Appends a sample, unless one was taken in the same millisecond: a phase change samples at once (the
+    /// demo's `enter`), which can fall in the millisecond of the periodic sample, and the series' times must
+    /// strictly increase (the elasticity metrics refuse a run otherwise; CI saw `3.301, 3.301`). The first
+    /// stays, so that a manual event placed after it still follows every sample before the change.
+    pub fn sample(&mut self, sample: Sample) {
+        if self.samples.last().is_some_and(|last| sample.t <= last.t) {
+            return;
+        }
+        self.samples.push(sample);
+    }
+
     /// Notes a consumer count set by hand at `t` seconds on the samples' clock.
     ///
     /// The recorder is called in order, so a sample already taken shows the count before this change, even
@@ -141,6 +152,35 @@ mod tests {
             produce_rate: 100.0,
             busy_s: None,
         }
+    }
+
+    #[test]
+    fn a_second_sample_in_the_same_millisecond_is_not_recorded_and_the_run_keeps_its_elasticity() {
+        let mut r = Recorder::default();
+        for (t, consumers) in [(1.301, 1), (2.302, 2), (3.301, 2), (3.301, 3), (4.302, 2)] {
+            r.sample(sample(t, consumers));
+        }
+        let times: Vec<f64> = r.samples.iter().map(|s| s.t).collect();
+        assert_eq!(times, [1.301, 2.302, 3.301, 4.302]);
+        assert_eq!(r.samples[2].consumers, 2, "the first of the two stays");
+        let series = Series {
+            title: None,
+            policy: None,
+            settings: None,
+            target: 50,
+            band_low: 35,
+            shape: Some("const:100".into()),
+            changes_s: Vec::new(),
+            change_directions: Vec::new(),
+            manual: Vec::new(),
+            consumed: 300,
+            lost: Some(0),
+            work: Some("sleep:25ms".into()),
+            consumer_slots: Some(1),
+            started_us: None,
+            samples: r.samples,
+        };
+        assert!(scorecard::score(&series).elasticity.is_some());
     }
 
     /// A schedule step applied in the millisecond of the sample just before it (what the demo's step does)

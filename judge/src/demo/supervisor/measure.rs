@@ -80,7 +80,7 @@ impl Demo<'_> {
             .filter_map(|s| s.consumer().map(|l| l.busy_s))
             .collect();
         let t = self.series_t();
-        self.recorder.samples.push(Sample {
+        self.recorder.sample(Sample {
             t,
             depth: f.depth.map(|d| d.total()),
             consumers,
