@@ -26,19 +26,20 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use queues::{AckOutcome, Delivery, Queue, Receipt};
+use queues::{AckOutcome, BeforeCommit, Delivery, Queue, QueueError, Receipt, Recorded};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::sleep_until;
 use workload::clock::unix_micros;
 use workload::envelope::Envelope;
 use workload::failures::Failures;
-use workload::ledger::{Entry, LedgerWriter};
+use workload::ledger::{Entry, LedgerError, LedgerWriter, PendingWrite};
 use workload::shutdown::Shutdown;
 use workload::stats::LatencyHistogram;
+use workload::telemetry::RECORDS_SUFFIX;
 use workload::work::Work;
 
 use crate::config::Config;
@@ -192,7 +193,6 @@ impl Consumer {
                 self.wait_for_done(retry).await;
                 continue;
             }
-            let sent = self.to_ack.len();
             // A receive returns at once while work is running or records are being confirmed (their acks
             // should not wait out a long poll); while a failed publish waits to be retried, it waits at most
             // until the retry (a receive returning at once would spin against the broker meanwhile).
@@ -202,24 +202,10 @@ impl Consumer {
                 let retry = self.telemetry.as_ref().and_then(|t| t.retry_in());
                 retry.map_or(RECEIVE_WAIT, |r| r.min(RECEIVE_WAIT))
             };
-            let acks: Vec<Receipt> = self
-                .to_ack
-                .iter()
-                .map(|k| self.held[k].receipt.clone())
-                .collect();
-            let received = self
-                .queue
-                .ack_and_receive(acks, max, self.config.lease, wait)
-                .await;
-            match received {
-                Ok((outcome, deliveries)) => {
+            match self.send_acks(max, wait).await? {
+                Ok(got) => {
                     failures = 0;
                     self.failures.confirmed();
-                    self.acked(outcome, sent);
-                    let got = deliveries.len();
-                    for d in deliveries {
-                        self.accept(d);
-                    }
                     // Nothing came: wait a little for work or for the records' confirmation (which wakes
                     // this at once) rather than poll again straight away.
                     if got == 0 && (working > 0 || publishing) {
@@ -372,6 +358,70 @@ impl Consumer {
         while self.tasks.try_join_next().is_some() {}
     }
 
+    /// Acks every message in `to_ack` and receives up to `max` (`max` 0: acks only), in one round trip where
+    /// the backend can, and settles the answer: acks counted, messages received taken in (how many is the
+    /// answer). Where ledger records ride in the acks' own transaction (telemetry on SQLite), those of the
+    /// messages acked go with them, and their file ledger entries are written inside it, before the commit.
+    /// The outer error is the file ledger's, fatal; the inner one the queue's.
+    pub(crate) async fn send_acks(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Result<usize, QueueError>, Error> {
+        let sent = self.to_ack.len();
+        let acks: Vec<Receipt> = self
+            .to_ack
+            .iter()
+            .map(|k| self.held[k].receipt.clone())
+            .collect();
+        let lease = self.config.lease;
+        let answer = match self.telemetry.as_mut().filter(|t| t.joint) {
+            None if max == 0 => self.queue.ack(acks).await.map(|o| (o, Vec::new())),
+            None => self.queue.ack_and_receive(acks, max, lease, wait).await,
+            Some(t) => {
+                let mut recorded = std::mem::take(&mut t.with_acks);
+                let bodies = workload::telemetry::ledger_bodies(&t.id, &recorded);
+                let failed = Arc::new(Mutex::new(None));
+                let before_commit = self.ledger.as_mut().map(|ledger| {
+                    for &(entry, outcome) in &recorded {
+                        ledger.push_outcome(entry, outcome);
+                    }
+                    ledger_hook(ledger.take_pending(), failed.clone())
+                });
+                let records = Recorded {
+                    suffix: RECORDS_SUFFIX,
+                    bodies,
+                    before_commit,
+                };
+                let answer = self
+                    .queue
+                    .ack_and_receive_recorded(records, acks, max, lease, wait)
+                    .await;
+                if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                    self.ledger_failed = true;
+                    return Err(Error::LedgerWrite(e));
+                }
+                if answer.is_err() {
+                    // Nothing was committed: the records go again with the next acks (their file entries
+                    // too, written again if this try wrote them before failing to commit: a duplicate).
+                    recorded.append(&mut t.with_acks);
+                    t.with_acks = recorded;
+                }
+                answer
+            }
+        };
+        let (outcome, deliveries) = match answer {
+            Ok(answer) => answer,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.acked(outcome, sent);
+        let got = deliveries.len();
+        for d in deliveries {
+            self.accept(d);
+        }
+        Ok(Ok(got))
+    }
+
     /// Counts the outcome of an ack of the first `sent` messages of `to_ack` (later ones joined after it
     /// was sent).
     pub(crate) fn acked(&mut self, outcome: AckOutcome, sent: usize) {
@@ -421,4 +471,16 @@ impl Consumer {
             _ = self.shutdown.requested(), if !self.shutdown.is_requested() => {}
         }
     }
+}
+
+/// The file ledger's batch, written by the queue inside the acks' transaction; a failure aborts it and is kept
+/// in `failed` for the consumer, whose run it ends.
+fn ledger_hook(pending: PendingWrite, failed: Arc<Mutex<Option<LedgerError>>>) -> BeforeCommit {
+    Box::new(move || {
+        pending.write().map_err(|e| {
+            let io = std::io::Error::other(e.to_string());
+            *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+            io
+        })
+    })
 }

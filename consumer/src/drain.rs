@@ -27,15 +27,16 @@ impl Consumer {
             }
             self.release_failed().await;
             if !self.to_ack.is_empty() {
-                let acks = self
-                    .to_ack
-                    .iter()
-                    .map(|k| self.held[k].receipt.clone())
-                    .collect();
-                let sent = self.to_ack.len();
-                match self.queue.ack(acks).await {
-                    Ok(outcome) => self.acked(outcome, sent),
-                    Err(e) => {
+                // Where the file ledger's entries are written in the acks' own transaction, a failed file
+                // ledger stops the acks: they would be acks without entries. What is held goes back below.
+                if self.ledger_failed && self.telemetry.as_ref().is_some_and(|t| t.joint) {
+                    break;
+                }
+                match self.send_acks(0, Duration::ZERO).await {
+                    Ok(Ok(_)) => {}
+                    // The file ledger failed: what is held goes back below.
+                    Err(_) => break,
+                    Ok(Err(e)) => {
                         self.counts.errors.inc();
                         tracing::warn!(error = %e, "ack failed while draining");
                         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -44,6 +44,11 @@ impl Consumer {
             }
         }
         match self.telemetry.as_mut() {
+            // The records go with the acks, in one transaction: nothing to confirm first.
+            Some(t) if t.joint => {
+                t.with_acks.append(&mut records);
+                self.to_ack.append(&mut acks);
+            }
             Some(t) => t.hold(records, acks),
             None => {
                 self.flush_ledger()?;

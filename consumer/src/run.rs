@@ -56,7 +56,7 @@ pub async fn run_with_ledger(
 ) -> Result<(), Error> {
     let telemetry = if config.telemetry {
         Some(
-            crate::telemetry::Telemetry::open(&config.queue, config.stats_interval)
+            crate::telemetry::Telemetry::open(&config.queue, &*queue, config.stats_interval)
                 .await
                 .map_err(Error::Telemetry)?,
         )
@@ -67,7 +67,8 @@ pub async fn run_with_ledger(
     // ack (sent with the next turn's receive) and, with telemetry, for their records' confirmation, which the
     // loop caps at a few receives' worth; a turn receives at most a batch.
     let per_turn = config.batch.min(config.max_in_flight);
-    let waiting = if config.telemetry {
+    let joint = telemetry.as_ref().is_some_and(|t| t.joint);
+    let waiting = if config.telemetry && !joint {
         crate::telemetry::WAITING_TURNS
     } else {
         1

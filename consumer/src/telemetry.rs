@@ -36,6 +36,11 @@ pub(crate) struct Telemetry {
     /// The publish running in the background, at most one: records are confirmed in the order they were made.
     in_flight: Option<InFlight>,
     retry_at: Option<Instant>,
+    /// Whether the records ride in the acks' own transaction ([`Queue::records_with_acks`]: SQLite). Then
+    /// nothing above is used: finished messages go straight to the ack, their records to `with_acks`.
+    pub(crate) joint: bool,
+    /// With `joint`: the records of the messages in the consumer's `to_ack`, sent with their acks.
+    pub(crate) with_acks: Vec<(Entry, Outcome)>,
 }
 
 /// A publish of ledger records running as its own task, beside the loop's ack/receive round trips.
@@ -48,10 +53,12 @@ pub(crate) struct InFlight {
 }
 
 impl Telemetry {
-    /// Opens `QUEUE-telemetry` and `QUEUE-heartbeat` beside `queue`; heartbeats expire where the backend can
-    /// expire messages ([`telemetry::heartbeat_expiry`]), ledger records never do.
+    /// Opens `QUEUE-telemetry` and `QUEUE-heartbeat` beside `queue` (`work`, opened); heartbeats expire where
+    /// the backend can expire messages ([`telemetry::heartbeat_expiry`]), ledger records never do. Opening the
+    /// records' sibling makes it, before any record is written with the acks.
     pub(crate) async fn open(
         queue: &QueueUrl,
+        work: &dyn Queue,
         stats_interval: Duration,
     ) -> Result<Telemetry, QueueError> {
         let records = queue.sibling(telemetry::RECORDS_SUFFIX)?;
@@ -68,6 +75,8 @@ impl Telemetry {
             pending_keys: Vec::new(),
             in_flight: None,
             retry_at: None,
+            joint: work.records_with_acks(telemetry::RECORDS_SUFFIX),
+            with_acks: Vec::new(),
         })
     }
 

@@ -120,6 +120,20 @@ pub fn received_after_acks(
     }
 }
 
+/// Runs once the records and acks of [`Queue::ack_and_receive_recorded`] are written and before they are
+/// committed, on the thread that commits; an error aborts the whole step.
+pub type BeforeCommit = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
+
+/// What [`Queue::ack_and_receive_recorded`] writes with the acks: ledger records for the sibling `suffix`.
+pub struct Recorded {
+    pub suffix: &'static str,
+    pub bodies: Vec<Vec<u8>>,
+    /// The consumer's file ledger, which must hold an entry before its ack is durable (see
+    /// `workload::ledger`): written here it is neither after the commit (a kill in between would show a
+    /// message acked with its record as lost in the file) nor long before it.
+    pub before_commit: Option<BeforeCommit>,
+}
+
 /// A queue backend. See the module docs for the contract.
 #[async_trait]
 pub trait Queue: Send + Sync {
@@ -158,6 +172,35 @@ pub trait Queue: Send + Sync {
             self.receive(max, lease, wait).await
         };
         Ok((acked, received_after_acks(got, had_acks)?))
+    }
+
+    /// Whether this queue can write messages of its sibling `suffix` (see [`QueueUrl::sibling`]) in the same
+    /// atomic step as its own acks, through [`Queue::ack_and_receive_recorded`]. SQLite can: a sibling is a
+    /// table in the same file. Brokers cannot, and their consumers publish records first, then ack.
+    fn records_with_acks(&self, _suffix: &str) -> bool {
+        false
+    }
+
+    /// Publishes `records` to their sibling and acks `acks`, all or nothing, then leases up to `max` as
+    /// [`Queue::ack_and_receive`] does. The ledger records of a batch and its acks then take one commit, and a
+    /// record is never durable without its ack nor an ack without its record. Only where
+    /// [`Queue::records_with_acks`] says so; elsewhere it refuses, having done nothing.
+    async fn ack_and_receive_recorded(
+        &self,
+        records: Recorded,
+        _acks: Vec<Receipt>,
+        _max: usize,
+        _lease: Duration,
+        _wait: Duration,
+    ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
+        Err(QueueError::new(
+            ErrorKind::Invalid,
+            format!(
+                "{} cannot write its {} sibling with its acks",
+                self.describe(),
+                records.suffix
+            ),
+        ))
     }
 
     /// Gives messages back: visible again after `delay` (zero: at once). Returns how many were still held.

@@ -17,6 +17,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -63,8 +64,32 @@ pub enum LedgerError {
 /// Appends entries to a ledger file. Entries are buffered by the caller's batch and written with one `write`.
 pub struct LedgerWriter {
     path: PathBuf,
-    file: File,
+    /// Shared with [`PendingWrite`]s, which write a batch elsewhere (inside a queue's transaction).
+    file: Arc<File>,
     buf: Vec<u8>,
+}
+
+/// A batch of entries taken out of a [`LedgerWriter`] to be written by someone else at the right moment:
+/// the embedded queue writes it inside the transaction of its acks, before the commit.
+pub struct PendingWrite {
+    path: PathBuf,
+    file: Arc<File>,
+    bytes: Vec<u8>,
+}
+
+impl PendingWrite {
+    /// Hands the batch to the kernel, as [`LedgerWriter::flush`] does.
+    pub fn write(self) -> Result<(), LedgerError> {
+        if self.bytes.is_empty() {
+            return Ok(());
+        }
+        (&*self.file)
+            .write_all(&self.bytes)
+            .map_err(|source| LedgerError::Write {
+                path: self.path,
+                source,
+            })
+    }
 }
 
 impl LedgerWriter {
@@ -80,7 +105,7 @@ impl LedgerWriter {
             })?;
         Ok(LedgerWriter {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             buf: Vec::with_capacity(8192),
         })
     }
@@ -106,12 +131,21 @@ impl LedgerWriter {
         self.buf.push(b'\n');
     }
 
+    /// The pending batch, to be written by [`PendingWrite::write`] instead of [`LedgerWriter::flush`].
+    pub fn take_pending(&mut self) -> PendingWrite {
+        PendingWrite {
+            path: self.path.clone(),
+            file: self.file.clone(),
+            bytes: std::mem::take(&mut self.buf),
+        }
+    }
+
     /// Hands the pending batch to the kernel. After this returns, the entries survive the process being killed.
     pub fn flush(&mut self) -> Result<(), LedgerError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let result = self.file.write_all(&self.buf);
+        let result = (&*self.file).write_all(&self.buf);
         self.buf.clear();
         result.map_err(|source| LedgerError::Write {
             path: self.path.clone(),

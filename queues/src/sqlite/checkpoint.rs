@@ -18,7 +18,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -84,8 +84,33 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Starts the checkpointer of the queue at `path`.
-pub(super) fn spawn(path: PathBuf, policy: Policy) -> Checkpointer {
+/// The checkpointers running in this process, by file, so that a sibling's handle can share one.
+static RUNNING: Mutex<Vec<(PathBuf, Weak<Checkpointer>)>> = Mutex::new(Vec::new());
+
+/// A checkpointer already running in this process for the file at `path`, else a new one: for a sibling
+/// queue's handle (a table in the work queue's file), whose process nearly always has the work queue open and
+/// a checkpointer for the file's one WAL with it. A second would only wake every 200 ms to find the WAL done.
+pub(super) fn shared(path: PathBuf, policy: Policy) -> Arc<Checkpointer> {
+    let running = RUNNING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(p, _)| *p == path)
+        .and_then(|(_, c)| c.upgrade());
+    running.unwrap_or_else(|| spawn(path, policy))
+}
+
+/// Starts a checkpointer of its own for the queue at `path` (a work queue's handle: tests open several in one
+/// process, as separate processes would).
+pub(super) fn spawn(path: PathBuf, policy: Policy) -> Arc<Checkpointer> {
+    let checkpointer = Arc::new(start(path.clone(), policy));
+    let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    running.retain(|(_, c)| c.strong_count() > 0);
+    running.push((path, Arc::downgrade(&checkpointer)));
+    checkpointer
+}
+
+fn start(path: PathBuf, policy: Policy) -> Checkpointer {
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     let rounds = Arc::new(Rounds::default());
     let (thread_stop, thread_rounds) = (stop.clone(), rounds.clone());

@@ -22,6 +22,9 @@ pub enum SqliteError {
     /// Opening an existing queue only ([`crate::OpenMode::Existing`]), and there is no file.
     #[error("no queue at {}", path.display())]
     NoQueue { path: PathBuf },
+    /// Opening an existing queue only, and the file has no table for the sibling queue asked for.
+    #[error("{} has no {table} queue yet (nothing was published to it)", path.display())]
+    NoSibling { path: PathBuf, table: String },
     /// Any other SQLite failure.
     #[error("queue {path}: {source}")]
     Sqlite {
@@ -37,7 +40,7 @@ impl From<SqliteError> for QueueError {
             | SqliteError::ForeignDatabase { .. }
             | SqliteError::IsDirectory { .. }
             | SqliteError::NoDirectory { .. } => ErrorKind::Invalid,
-            SqliteError::NoQueue { .. } => ErrorKind::NotFound,
+            SqliteError::NoQueue { .. } | SqliteError::NoSibling { .. } => ErrorKind::NotFound,
             SqliteError::Sqlite { source, .. } => match source.sqlite_error_code() {
                 // Another process holds the lock past the busy handler's patience: worth a retry.
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {

@@ -27,24 +27,29 @@
 //! `in_flight` counts messages with a lease token that were neither acked nor released, including ones whose
 //! lease ran out but which nobody has claimed again yet (after a consumer crash, until the next claim).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 mod busy;
-use busy::{NoWait, busy_handler, is_busy};
+use busy::{NoWait, is_busy};
 mod checkpoint;
 mod error;
+mod open;
+mod table;
 mod url;
+
+pub(crate) use open::Create;
+use open::{open_connection, open_table};
+use table::Table;
 
 pub use error::SqliteError;
 pub use url::{BACKEND, SqliteBackend, SqliteUrl};
 
-use super::{AckOutcome, Delivery, Depth, Queue, QueueError, Receipt};
+use super::{AckOutcome, BeforeCommit, Delivery, Depth, Queue, QueueError, Receipt, Recorded};
 use workload::clock::unix_millis;
 
 /// This backend's receipt: the row and the token of the lease it was claimed with.
@@ -61,15 +66,9 @@ const APPLICATION_ID: i32 = 0x6d77_7131;
 const POLL_MIN: Duration = Duration::from_millis(1);
 const POLL_MAX: Duration = Duration::from_millis(25);
 
+/// What every queue file has: the counters, and the work queue's table (a file opened for a sibling still
+/// gets it, so that it is a queue file like any other).
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS mw_messages (
-    id         INTEGER PRIMARY KEY,
-    body       BLOB    NOT NULL,
-    visible_at INTEGER NOT NULL DEFAULT 0,  -- unix ms; claimable when <= now
-    lease      INTEGER NOT NULL DEFAULT 0,  -- token of the current lease, 0 when not leased
-    fresh      INTEGER NOT NULL DEFAULT 0,  -- whether the last claim found it unleased (for the in-flight counter)
-    deliveries INTEGER NOT NULL DEFAULT 0
-);
 -- WITHOUT ROWID: the counters live in their primary key's b-tree, so the updates every transaction makes dirty
 -- one page, not a table page and an index page (one 4 KiB WAL frame less per commit). Files made before keep
 -- their rowid table, which the same statements serve.
@@ -77,7 +76,6 @@ CREATE TABLE IF NOT EXISTS mw_counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO mw_counters (name, value) VALUES ('messages', 0), ('leased', 0);
 ";
 
 /// A queue in a SQLite file. Each operation holds the process's one connection, on the calling task's thread
@@ -88,7 +86,9 @@ pub struct SqliteQueue {
     /// This handle's checkpointer thread, stopped and joined when the queue is dropped (held for that; tests
     /// read what it did).
     #[cfg_attr(not(test), allow(dead_code))]
-    checkpointer: checkpoint::Checkpointer,
+    checkpointer: Arc<checkpoint::Checkpointer>,
+    /// The queue's table: the work queue's, or a sibling's.
+    table: Arc<Table>,
     /// Messages published through this handle expire this long after (see [`SqliteQueue::expiring`]).
     expiry: Option<Duration>,
 }
@@ -110,20 +110,20 @@ impl SqliteQueue {
         after: Duration,
     ) -> Result<(), QueueError> {
         let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        let t = self.table.clone();
         self.with_conn(move |c| {
             let now = unix_millis();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let expired = tx
-                .prepare_cached("DELETE FROM mw_messages WHERE lease = 0 AND visible_at < ?1")?
+                .prepare_cached(&t.delete_expired)?
                 .execute([now.saturating_sub(after_ms)])?;
             {
-                let mut insert = tx
-                    .prepare_cached("INSERT INTO mw_messages (body, visible_at) VALUES (?1, ?2)")?;
+                let mut insert = tx.prepare_cached(&t.insert_at)?;
                 for body in &bodies {
                     insert.execute(rusqlite::params![body, now])?;
                 }
             }
-            add_counter(&tx, "messages", bodies.len() as i64 - expired as i64)?;
+            add_counter(&tx, &t.messages, bodies.len() as i64 - expired as i64)?;
             tx.commit()
         })
         .await
@@ -135,7 +135,13 @@ impl SqliteQueue {
     /// [`SqliteError::NotADatabase`] for a file that is not SQLite, [`SqliteError::ForeignDatabase`] for a
     /// SQLite database this suite did not make, [`SqliteError::Sqlite`] for anything else.
     pub async fn open(path: PathBuf) -> Result<Self, QueueError> {
-        Self::open_with(path, Create::Yes, checkpoint::Policy::default()).await
+        Self::open_with(
+            path,
+            Create::Yes,
+            checkpoint::Policy::default(),
+            Table::work(),
+        )
+        .await
     }
 
     /// Opens the queue at `path` only if the file exists: a reader (a watch) must leave nothing behind. The
@@ -144,13 +150,36 @@ impl SqliteQueue {
     /// # Errors
     /// [`SqliteError::NoQueue`] when there is no file; otherwise as [`SqliteQueue::open`].
     pub async fn open_existing(path: PathBuf) -> Result<Self, QueueError> {
-        Self::open_with(path, Create::No, checkpoint::Policy::default()).await
+        Self::open_with(
+            path,
+            Create::No,
+            checkpoint::Policy::default(),
+            Table::work(),
+        )
+        .await
+    }
+
+    /// Opens the sibling queue `suffix` of the queue at `path`: a table of its own in the same file (see
+    /// [`table`]). With [`Create::No`] a missing file is [`SqliteError::NoQueue`] and a missing table
+    /// [`SqliteError::NoSibling`], and nothing is made.
+    ///
+    /// # Errors
+    /// As [`SqliteQueue::open`]; [`ErrorKind::Invalid`](crate::ErrorKind) for a suffix that cannot name a table.
+    pub(crate) async fn open_sibling(
+        path: PathBuf,
+        suffix: &str,
+        create: Create,
+    ) -> Result<Self, QueueError> {
+        let table = Table::sibling(suffix)
+            .map_err(|reason| QueueError::new(crate::ErrorKind::Invalid, reason))?;
+        Self::open_with(path, create, checkpoint::Policy::default(), table).await
     }
 
     async fn open_with(
         path: PathBuf,
         create: Create,
         policy: checkpoint::Policy,
+        table: Table,
     ) -> Result<Self, QueueError> {
         // SQLite creates a missing file but not a missing directory, and then says only "unable to open
         // database file", three times over; the directory is what the user must fix.
@@ -163,20 +192,26 @@ impl SqliteQueue {
             .into());
         }
         let p = path.clone();
-        let conn = tokio::task::spawn_blocking(move || open_connection(&p, create))
-            .await
-            .map_err(QueueError::interrupted)??;
+        let (conn, table) =
+            tokio::task::spawn_blocking(move || open_table(&p, create, &table).map(|c| (c, table)))
+                .await
+                .map_err(QueueError::interrupted)??;
         // Commits no longer checkpoint: a thread does (see the checkpoint module).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(|source| SqliteError::Sqlite {
                 path: path.clone(),
                 source,
             })?;
-        let checkpointer = checkpoint::spawn(path.clone(), policy);
+        let checkpointer = if table.is_work() {
+            checkpoint::spawn(path.clone(), policy)
+        } else {
+            checkpoint::shared(path.clone(), policy)
+        };
         Ok(SqliteQueue {
             path,
             conn: Arc::new(Mutex::new(conn)),
             checkpointer,
+            table: Arc::new(table),
             expiry: None,
         })
     }
@@ -226,6 +261,30 @@ impl SqliteQueue {
         .map_err(QueueError::interrupted)?
     }
 
+    /// One transaction of records (into a sibling's table), acks and a claim; then, when it claimed nothing,
+    /// polling until `wait` has passed.
+    async fn recorded(
+        &self,
+        mut records: Option<Records>,
+        acks: Vec<Receipt>,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
+        let ids = sqlite_ids(&acks)?;
+        let had_acks = !ids.is_empty();
+        let t = self.table.clone();
+        let (outcome, got) = self
+            .with_conn(move |c| claim_tx(c, &t, records.as_mut(), &ids, max, lease))
+            .await?;
+        if !got.is_empty() || max == 0 || wait.is_zero() {
+            return Ok((outcome, got));
+        }
+        // The acks are committed: a failed poll after them must not hide that.
+        let got = crate::received_after_acks(self.poll_receive(max, lease, wait).await, had_acks)?;
+        Ok((outcome, got))
+    }
+
     /// Receives with polling until `wait` has passed, after a first claim that may carry acks.
     async fn poll_receive(
         &self,
@@ -236,8 +295,9 @@ impl SqliteQueue {
         let deadline = Instant::now() + wait;
         let mut pause = POLL_MIN;
         loop {
+            let t = self.table.clone();
             let got = self
-                .with_conn(move |c| claim_tx(c, &[], max, lease))
+                .with_conn(move |c| claim_tx(c, &t, None, &[], max, lease))
                 .await?
                 .1;
             let now = Instant::now();
@@ -248,109 +308,6 @@ impl SqliteQueue {
             pause = (pause * 2).min(POLL_MAX);
         }
     }
-}
-
-/// Whether opening may create a missing file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Create {
-    Yes,
-    No,
-}
-
-/// How long opening keeps retrying while other processes create the file or switch it to WAL.
-const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
-
-/// Opens and checks the file, retrying while it is busy: SQLite returns SQLITE_BUSY without calling the busy
-/// handler in a few set-up cases (switching the journal mode while another process opens the same new file).
-fn open_connection(path: &Path, create: Create) -> Result<Connection, SqliteError> {
-    let deadline = Instant::now() + OPEN_RETRY_FOR;
-    loop {
-        match try_open_connection(path, create) {
-            Err(SqliteError::Sqlite { source, .. })
-                if Instant::now() < deadline
-                    && matches!(
-                        source.sqlite_error_code(),
-                        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-                    ) =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            other => return other,
-        }
-    }
-}
-
-fn try_open_connection(path: &Path, create: Create) -> Result<Connection, SqliteError> {
-    let sqlite_err = |source: rusqlite::Error| match source.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => SqliteError::NotADatabase {
-            path: path.to_path_buf(),
-        },
-        _ => SqliteError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        },
-    };
-    if path.is_dir() {
-        return Err(SqliteError::IsDirectory {
-            path: path.to_path_buf(),
-        });
-    }
-    let mut flags = OpenFlags::default();
-    if create == Create::No {
-        flags.remove(OpenFlags::SQLITE_OPEN_CREATE);
-    }
-    let mut conn =
-        Connection::open_with_flags(path, flags).map_err(|e| match e.sqlite_error_code() {
-            Some(ErrorCode::CannotOpen) if create == Create::No && !path.exists() => {
-                SqliteError::NoQueue {
-                    path: path.to_path_buf(),
-                }
-            }
-            _ => sqlite_err(e),
-        })?;
-    conn.busy_handler(Some(busy_handler)).map_err(sqlite_err)?;
-    // The bundled SQLite is built with STAT4, under which binding a new value to a parameter the planner looked
-    // at (the claim's `LIMIT ?`, `visible_at <= ?`) expires the statement: every claim was parsed and planned
-    // again, 11 % of a consumer's time in SQLite (perf, 1 producer + 2 consumers). Our statements have one
-    // good plan whatever the values, so hold the planner to it.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(sqlite_err)?;
-    // Check and create in one write transaction, so that two processes opening a new file at once cannot see
-    // each other's half-made schema. Reading the header is the first thing that fails on a non-SQLite file.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_err)?;
-    let app_id: i32 = tx
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(sqlite_err)?;
-    let tables: i64 = tx
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sqlite_err)?;
-    if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
-        let detail = if app_id != 0 {
-            format!("application_id is {app_id:#x}")
-        } else {
-            format!("it holds {tables} other table(s)")
-        };
-        return Err(SqliteError::ForeignDatabase {
-            path: path.to_path_buf(),
-            detail,
-        });
-    }
-    tx.execute_batch(SCHEMA).map_err(sqlite_err)?;
-    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
-        .map_err(sqlite_err)?;
-    tx.commit().map_err(sqlite_err)?;
-    // Only now, knowing the file is ours, switch it to WAL (a setting stored in the file).
-    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-        .map_err(sqlite_err)?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL;")
-        .map_err(sqlite_err)?;
-    Ok(conn)
 }
 
 fn sqlite_ids(receipts: &[Receipt]) -> Result<Vec<(i64, i64)>, QueueError> {
@@ -368,18 +325,37 @@ fn add_counter(tx: &rusqlite::Transaction<'_>, name: &str, delta: i64) -> rusqli
     Ok(())
 }
 
-/// Deletes the acked rows, then claims up to `max` visible ones, in one transaction.
+/// Ledger records for a sibling's table, written in the acks' transaction.
+struct Records {
+    table: Table,
+    bodies: Vec<Vec<u8>>,
+    /// Taken when it runs: a transaction run again (its first try found the lock taken at `BEGIN`, or failed
+    /// to commit) does not run it twice.
+    before_commit: Option<BeforeCommit>,
+}
+
+/// In one transaction: inserts `records` into their sibling's table, deletes the acked rows, claims up to
+/// `max` visible ones, runs the records' hook, and commits.
 fn claim_tx(
     conn: &mut Connection,
+    t: &Table,
+    mut records: Option<&mut Records>,
     acks: &[(i64, i64)],
     max: usize,
     lease: Duration,
 ) -> rusqlite::Result<(AckOutcome, Vec<Delivery>)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(r) = records.as_deref_mut().filter(|r| !r.bodies.is_empty()) {
+        let mut insert = tx.prepare_cached(&r.table.insert)?;
+        for body in &r.bodies {
+            insert.execute([body])?;
+        }
+        drop(insert);
+        add_counter(&tx, &r.table.messages, r.bodies.len() as i64)?;
+    }
     let mut outcome = AckOutcome::default();
     if !acks.is_empty() {
-        let mut delete =
-            tx.prepare_cached("DELETE FROM mw_messages WHERE id = ?1 AND lease = ?2")?;
+        let mut delete = tx.prepare_cached(&t.delete_acked)?;
         for &(id, token) in acks {
             outcome.acked += delete.execute(params![id, token])? as u64;
         }
@@ -398,14 +374,7 @@ fn claim_tx(
             }
         };
         {
-            // In SQLite every SET expression reads the row's old values, so `fresh` records whether the row was
-            // unleased before this claim.
-            let mut claim = tx.prepare_cached(
-                "UPDATE mw_messages
-                    SET visible_at = ?1 + ?2, lease = ?3, fresh = (lease = 0), deliveries = deliveries + 1
-                  WHERE id IN (SELECT id FROM mw_messages WHERE visible_at <= ?1 ORDER BY id LIMIT ?4)
-              RETURNING id, body, deliveries, fresh",
-            )?;
+            let mut claim = tx.prepare_cached(&t.claim)?;
             let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
             let mut rows = claim.query(params![now, lease_ms, token, max as i64])?;
             while let Some(row) = rows.next()? {
@@ -429,8 +398,17 @@ fn claim_tx(
     }
     // The counters move by their net change, once each: a consumer in full flow acks as many as it leases,
     // so `leased` is left alone and the transaction makes one counter update, not three.
-    add_counter(&tx, "messages", -acked)?;
-    add_counter(&tx, "leased", newly_leased - acked)?;
+    add_counter(&tx, &t.messages, -acked)?;
+    add_counter(&tx, &t.leased, newly_leased - acked)?;
+    if let Some(hook) = records.and_then(|r| r.before_commit.take()) {
+        // Reported as an abort with the hook's words; the transaction rolls back when `tx` drops.
+        hook().map_err(|e| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some(format!("before the commit: {e}")),
+            )
+        })?;
+    }
     tx.commit()?;
     Ok((outcome, got.into_iter().map(|(_, d)| d).collect()))
 }
@@ -444,15 +422,16 @@ impl Queue for SqliteQueue {
         if let Some(after) = self.expiry {
             return self.publish_expiring(bodies, after).await;
         }
+        let t = self.table.clone();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
-                let mut insert = tx.prepare_cached("INSERT INTO mw_messages (body) VALUES (?1)")?;
+                let mut insert = tx.prepare_cached(&t.insert)?;
                 for body in &bodies {
                     insert.execute([body])?;
                 }
             }
-            add_counter(&tx, "messages", bodies.len() as i64)?;
+            add_counter(&tx, &t.messages, bodies.len() as i64)?;
             tx.commit()
         })
         .await
@@ -469,8 +448,9 @@ impl Queue for SqliteQueue {
 
     async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
         let ids = sqlite_ids(&receipts)?;
+        let t = self.table.clone();
         Ok(self
-            .with_conn(move |c| claim_tx(c, &ids, 0, Duration::ZERO))
+            .with_conn(move |c| claim_tx(c, &t, None, &ids, 0, Duration::ZERO))
             .await?
             .0)
     }
@@ -482,33 +462,46 @@ impl Queue for SqliteQueue {
         lease: Duration,
         wait: Duration,
     ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
-        let ids = sqlite_ids(&acks)?;
-        let had_acks = !ids.is_empty();
-        let (outcome, got) = self
-            .with_conn(move |c| claim_tx(c, &ids, max, lease))
-            .await?;
-        if !got.is_empty() || max == 0 || wait.is_zero() {
-            return Ok((outcome, got));
-        }
-        // The acks are committed: a failed poll after them must not hide that.
-        let got = crate::received_after_acks(self.poll_receive(max, lease, wait).await, had_acks)?;
-        Ok((outcome, got))
+        self.recorded(None, acks, max, lease, wait).await
+    }
+
+    /// This file's table for `suffix` is written in the acks' own transaction.
+    fn records_with_acks(&self, suffix: &str) -> bool {
+        Table::sibling(suffix).is_ok()
+    }
+
+    async fn ack_and_receive_recorded(
+        &self,
+        records: Recorded,
+        acks: Vec<Receipt>,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
+        let sibling = Table::sibling(records.suffix)
+            .map_err(|reason| QueueError::new(crate::ErrorKind::Invalid, reason))?;
+        let records = Records {
+            table: sibling,
+            bodies: records.bodies,
+            before_commit: records.before_commit,
+        };
+        self.recorded(Some(records), acks, max, lease, wait).await
     }
 
     async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError> {
         let ids = sqlite_ids(&receipts)?;
+        let t = self.table.clone();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let visible_at = unix_millis() + delay.as_millis().min(i64::MAX as u128 / 2) as i64;
             let mut released = 0u64;
             {
-                let mut update =
-                    tx.prepare_cached("UPDATE mw_messages SET visible_at = ?3, lease = 0 WHERE id = ?1 AND lease = ?2")?;
+                let mut update = tx.prepare_cached(&t.release)?;
                 for &(id, token) in &ids {
                     released += update.execute(params![id, token, visible_at])? as u64;
                 }
             }
-            add_counter(&tx, "leased", -(released as i64))?;
+            add_counter(&tx, &t.leased, -(released as i64))?;
             tx.commit()?;
             Ok(released)
         })
@@ -521,14 +514,13 @@ impl Queue for SqliteQueue {
         lease: Duration,
     ) -> Result<Vec<bool>, QueueError> {
         let ids = sqlite_ids(receipts)?;
+        let t = self.table.clone();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let visible_at = unix_millis() + lease.as_millis().min(i64::MAX as u128 / 2) as i64;
             let mut held = Vec::with_capacity(ids.len());
             {
-                let mut update = tx.prepare_cached(
-                    "UPDATE mw_messages SET visible_at = ?3 WHERE id = ?1 AND lease = ?2",
-                )?;
+                let mut update = tx.prepare_cached(&t.extend)?;
                 for &(id, token) in &ids {
                     held.push(update.execute(params![id, token, visible_at])? == 1);
                 }
@@ -540,15 +532,18 @@ impl Queue for SqliteQueue {
     }
 
     async fn depth(&self) -> Result<Depth, QueueError> {
-        self.with_conn(|c| {
-            let mut stmt = c.prepare_cached("SELECT name, value FROM mw_counters")?;
-            let mut rows = stmt.query([])?;
+        let t = self.table.clone();
+        self.with_conn(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT name, value FROM mw_counters WHERE name IN (?1, ?2)")?;
+            let mut rows = stmt.query([&t.messages, &t.leased])?;
             let (mut messages, mut leased) = (0i64, 0i64);
             while let Some(row) = rows.next()? {
-                match row.get_ref(0)?.as_str().unwrap_or_default() {
-                    "messages" => messages = row.get(1)?,
-                    "leased" => leased = row.get(1)?,
-                    _ => {}
+                let name = row.get_ref(0)?.as_str().unwrap_or_default();
+                if name == t.messages {
+                    messages = row.get(1)?;
+                } else if name == t.leased {
+                    leased = row.get(1)?;
                 }
             }
             let in_flight = leased.clamp(0, messages.max(0)) as u64;
@@ -561,7 +556,10 @@ impl Queue for SqliteQueue {
     }
 
     fn describe(&self) -> String {
-        format!("sqlite:{}", self.path.display())
+        match self.table.is_work() {
+            true => format!("sqlite:{}", self.path.display()),
+            false => format!("sqlite:{} (table {})", self.path.display(), self.table.name),
+        }
     }
 }
 

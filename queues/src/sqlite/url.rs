@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::SqliteQueue;
+use super::{Create, SqliteQueue};
 use crate::{Backend, OpenMode, Queue, QueueError, Target};
 
 /// The registry's entry for this backend (see [`crate::registry`]).
@@ -53,6 +53,7 @@ impl Backend for SqliteBackend {
         }
         Ok(Box::new(SqliteUrl {
             path: PathBuf::from(path),
+            sibling: None,
             expiry: None,
         }))
     }
@@ -62,6 +63,8 @@ impl Backend for SqliteBackend {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SqliteUrl {
     pub path: PathBuf,
+    /// Set by [`Target::sibling`] (never by the URL): the sibling queue's suffix, a table in the same file.
+    pub sibling: Option<String>,
     /// Set by [`Target::with_expiry`] (never by the URL): messages published expire this long after.
     pub expiry: Option<Duration>,
 }
@@ -69,9 +72,17 @@ pub struct SqliteUrl {
 #[async_trait]
 impl Target for SqliteUrl {
     async fn open(&self, mode: OpenMode) -> Result<Arc<dyn Queue>, QueueError> {
-        let queue = match mode {
-            OpenMode::Create => SqliteQueue::open(self.path.clone()).await?,
-            OpenMode::Existing => SqliteQueue::open_existing(self.path.clone()).await?,
+        let create = match mode {
+            OpenMode::Create => Create::Yes,
+            OpenMode::Existing => Create::No,
+        };
+        let queue = match &self.sibling {
+            None if create == Create::Yes => SqliteQueue::open(self.path.clone()).await?,
+            None => SqliteQueue::open_existing(self.path.clone()).await?,
+            Some(suffix) => {
+                warn_of_old_sibling_file(&self.path, suffix);
+                SqliteQueue::open_sibling(self.path.clone(), suffix, create).await?
+            }
         };
         Ok(Arc::new(match self.expiry {
             Some(after) => queue.expiring(after),
@@ -79,29 +90,50 @@ impl Target for SqliteUrl {
         }))
     }
 
-    /// A sibling file beside the queue's: `queue.db` → `queue-telemetry.db`. One file is one queue here, so a
-    /// sibling in its own file never touches the counters the work queue's depth reads.
+    /// A table beside the work queue's, in the same file: `queue.db` → its table `mw_telemetry` (see
+    /// [`super::table`]). Its counters are its own, so the work queue's depth never counts its messages.
     fn sibling(&self, suffix: &str) -> Result<(Box<dyn Target>, String), String> {
-        let stem = self
-            .path
-            .file_stem()
-            .ok_or_else(|| format!("{} names no file", self.path.display()))?;
-        let mut name = stem.to_os_string();
-        name.push(format!("-{suffix}"));
-        if let Some(ext) = self.path.extension() {
-            name.push(".");
-            name.push(ext);
-        }
-        let path = self.path.with_file_name(name);
-        let shown = path.display().to_string();
-        Ok((Box::new(SqliteUrl { path, expiry: None }), shown))
+        let table = super::table::Table::sibling(suffix)?;
+        let shown = format!("table {} in the same file", table.name);
+        Ok((
+            Box::new(SqliteUrl {
+                path: self.path.clone(),
+                sibling: Some(suffix.to_string()),
+                expiry: None,
+            }),
+            shown,
+        ))
     }
 
     /// Each publish stamps its rows and deletes the unread ones older than `after` (see the backend).
     fn with_expiry(&self, after: Duration) -> Option<Box<dyn Target>> {
         Some(Box::new(SqliteUrl {
             path: self.path.clone(),
+            sibling: self.sibling.clone(),
             expiry: Some(after),
         }))
+    }
+}
+
+/// Versions before siblings were tables kept them in files beside the queue's (`queue-telemetry.db`): such a
+/// file is no longer read or written, which a user auditing an older run must hear rather than find records
+/// missing.
+fn warn_of_old_sibling_file(path: &std::path::Path, suffix: &str) {
+    let (Some(stem), ext) = (path.file_stem(), path.extension()) else {
+        return;
+    };
+    let mut name = stem.to_os_string();
+    name.push(format!("-{suffix}"));
+    if let Some(ext) = ext {
+        name.push(".");
+        name.push(ext);
+    }
+    let old = path.with_file_name(name);
+    if old.is_file() {
+        tracing::warn!(
+            "{} is from an earlier version (siblings in files of their own) and is not read: the {suffix} queue is now a table in {}",
+            old.display(),
+            path.display()
+        );
     }
 }
