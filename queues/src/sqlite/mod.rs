@@ -37,6 +37,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 mod busy;
 use busy::{NoWait, is_busy};
 mod checkpoint;
+mod claim;
+use claim::{Records, add_counter, claim_tx};
 mod error;
 mod open;
 mod table;
@@ -49,14 +51,16 @@ use table::Table;
 pub use error::SqliteError;
 pub use url::{BACKEND, SqliteBackend, SqliteUrl};
 
-use super::{AckOutcome, BeforeCommit, Delivery, Depth, Queue, QueueError, Receipt, Recorded};
+use super::{AckOutcome, Delivery, Depth, Queue, QueueError, Receipt, Recorded};
 use workload::clock::unix_millis;
 
-/// This backend's receipt: the row and the token of the lease it was claimed with.
+/// This backend's receipt: the row, the token of the lease it was claimed with, and how many rows that claim
+/// took (acks that cover a whole claim delete it in one statement; see `claim::delete_acked`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SqliteReceipt {
     id: i64,
     token: i64,
+    of: u32,
 }
 
 /// Written to the SQLite header so that a queue file is recognised as ours: "mwq1".
@@ -271,7 +275,7 @@ impl SqliteQueue {
         lease: Duration,
         wait: Duration,
     ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
-        let ids = sqlite_ids(&acks)?;
+        let ids = sqlite_receipts(&acks)?;
         let had_acks = !ids.is_empty();
         let t = self.table.clone();
         let (outcome, got) = self
@@ -310,107 +314,18 @@ impl SqliteQueue {
     }
 }
 
+fn sqlite_receipts(receipts: &[Receipt]) -> Result<Vec<SqliteReceipt>, QueueError> {
+    receipts
+        .iter()
+        .map(|r| r.get::<SqliteReceipt>().copied())
+        .collect()
+}
+
 fn sqlite_ids(receipts: &[Receipt]) -> Result<Vec<(i64, i64)>, QueueError> {
     receipts
         .iter()
         .map(|r| r.get::<SqliteReceipt>().map(|r| (r.id, r.token)))
         .collect()
-}
-
-fn add_counter(tx: &rusqlite::Transaction<'_>, name: &str, delta: i64) -> rusqlite::Result<()> {
-    if delta != 0 {
-        tx.prepare_cached("UPDATE mw_counters SET value = value + ?1 WHERE name = ?2")?
-            .execute(params![delta, name])?;
-    }
-    Ok(())
-}
-
-/// Ledger records for a sibling's table, written in the acks' transaction.
-struct Records {
-    table: Table,
-    bodies: Vec<Vec<u8>>,
-    /// Taken when it runs: a transaction run again (its first try found the lock taken at `BEGIN`, or failed
-    /// to commit) does not run it twice.
-    before_commit: Option<BeforeCommit>,
-}
-
-/// In one transaction: inserts `records` into their sibling's table, deletes the acked rows, claims up to
-/// `max` visible ones, runs the records' hook, and commits.
-fn claim_tx(
-    conn: &mut Connection,
-    t: &Table,
-    mut records: Option<&mut Records>,
-    acks: &[(i64, i64)],
-    max: usize,
-    lease: Duration,
-) -> rusqlite::Result<(AckOutcome, Vec<Delivery>)> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some(r) = records.as_deref_mut().filter(|r| !r.bodies.is_empty()) {
-        let mut insert = tx.prepare_cached(&r.table.insert)?;
-        for body in &r.bodies {
-            insert.execute([body])?;
-        }
-        drop(insert);
-        add_counter(&tx, &r.table.messages, r.bodies.len() as i64)?;
-    }
-    let mut outcome = AckOutcome::default();
-    if !acks.is_empty() {
-        let mut delete = tx.prepare_cached(&t.delete_acked)?;
-        for &(id, token) in acks {
-            outcome.acked += delete.execute(params![id, token])? as u64;
-        }
-        drop(delete);
-        outcome.lease_lost = acks.len() as u64 - outcome.acked;
-    }
-    let acked = outcome.acked as i64;
-    let mut got = Vec::new();
-    let mut newly_leased = 0i64;
-    if max > 0 {
-        let now = unix_millis();
-        let token = loop {
-            let t: i64 = rand::random();
-            if t != 0 {
-                break t;
-            }
-        };
-        {
-            let mut claim = tx.prepare_cached(&t.claim)?;
-            let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
-            let mut rows = claim.query(params![now, lease_ms, token, max as i64])?;
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                let body: Vec<u8> = row.get(1)?;
-                let deliveries: i64 = row.get(2)?;
-                let fresh: bool = row.get(3)?;
-                newly_leased += fresh as i64;
-                got.push((
-                    id,
-                    Delivery {
-                        body,
-                        receipt: Receipt::new(SqliteReceipt { id, token }),
-                        deliveries: deliveries.clamp(0, u32::MAX as i64) as u32,
-                    },
-                ));
-            }
-        }
-        // RETURNING does not promise an order; hand messages out oldest first.
-        got.sort_by_key(|(id, _)| *id);
-    }
-    // The counters move by their net change, once each: a consumer in full flow acks as many as it leases,
-    // so `leased` is left alone and the transaction makes one counter update, not three.
-    add_counter(&tx, &t.messages, -acked)?;
-    add_counter(&tx, &t.leased, newly_leased - acked)?;
-    if let Some(hook) = records.and_then(|r| r.before_commit.take()) {
-        // Reported as an abort with the hook's words; the transaction rolls back when `tx` drops.
-        hook().map_err(|e| {
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-                Some(format!("before the commit: {e}")),
-            )
-        })?;
-    }
-    tx.commit()?;
-    Ok((outcome, got.into_iter().map(|(_, d)| d).collect()))
 }
 
 #[async_trait]
@@ -447,7 +362,7 @@ impl Queue for SqliteQueue {
     }
 
     async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
-        let ids = sqlite_ids(&receipts)?;
+        let ids = sqlite_receipts(&receipts)?;
         let t = self.table.clone();
         Ok(self
             .with_conn(move |c| claim_tx(c, &t, None, &ids, 0, Duration::ZERO))

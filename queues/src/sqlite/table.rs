@@ -20,6 +20,7 @@ pub(super) struct Table {
     pub(super) insert_at: String,
     pub(super) delete_expired: String,
     pub(super) delete_acked: String,
+    pub(super) delete_claim: String,
     pub(super) claim: String,
     pub(super) release: String,
     pub(super) extend: String,
@@ -66,6 +67,7 @@ impl Table {
             insert_at: format!("INSERT INTO {name} (body, visible_at) VALUES (?1, ?2)"),
             delete_expired: format!("DELETE FROM {name} WHERE lease = 0 AND visible_at < ?1"),
             delete_acked: format!("DELETE FROM {name} WHERE id = ?1 AND lease = ?2"),
+            delete_claim: format!("DELETE FROM {name} WHERE id BETWEEN ?1 AND ?2 AND lease = ?3"),
             // In SQLite every SET expression reads the row's old values, so `fresh` records whether the row
             // was unleased before this claim.
             claim: format!(

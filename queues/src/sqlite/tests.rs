@@ -5,6 +5,7 @@ use crate::open;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod acks;
 mod siblings;
 
 async fn queue(dir: &tempfile::TempDir) -> Arc<dyn Queue> {

@@ -1,6 +1,7 @@
 //! The sibling queues of a file (tables beside the work queue's) and records written with the acks.
 
 use super::*;
+use crate::BeforeCommit;
 fn tables(path: &Path) -> Vec<String> {
     let c = Connection::open(path).unwrap();
     let mut s = c
