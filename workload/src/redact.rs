@@ -176,16 +176,37 @@ fn secret_value_at(lower: &str, i: usize) -> Option<usize> {
         return None;
     }
     let rest = &lower[i..];
-    SECRET_KEYS.iter().find_map(|key| {
-        let after_key = rest.strip_prefix(key)?;
-        if after_key.starts_with('=') {
-            Some(i + key.len() + 1)
-        } else if after_key.starts_with("%3d") {
-            Some(i + key.len() + 3)
-        } else {
-            None
-        }
-    })
+    let key_len = SECRET_KEYS
+        .iter()
+        .find(|key| rest.starts_with(*key))
+        .map(|key| key.len())
+        .or_else(|| env_style_secret(rest))?;
+    let after_key = &rest[key_len..];
+    if after_key.starts_with('=') {
+        Some(i + key_len + 1)
+    } else if after_key.starts_with("%3d") {
+        Some(i + key_len + 3)
+    } else {
+        None
+    }
+}
+
+/// The length of an environment-style name at the start of `rest` (`redis_password`, `nats_token`,
+/// `azure_storage_account_key`, lower-cased) that names a secret: one ending in `_` and a key of
+/// [`SECRET_KEYS`], or holding `password`, `secret` or `token`. A file of `NAME=VALUE` lines quoted in an
+/// error (a `.env` given as a ledger) would otherwise show its secrets.
+fn env_style_secret(rest: &str) -> Option<usize> {
+    let len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let name = &rest[..len];
+    let secret = SECRET_KEYS.iter().any(|key| {
+        name.strip_suffix(key)
+            .is_some_and(|head| head.ends_with('_'))
+    }) || ["password", "secret", "token"]
+        .iter()
+        .any(|w| name.contains(w));
+    secret.then_some(len)
 }
 
 /// Where a value that starts at `start` ends: at the next separator, plain or percent-encoded.
@@ -228,6 +249,39 @@ mod tests {
             url(&format!("cannot reach http://u:{KEY}@h:1/x: refused")),
             "cannot reach http://***@h:1/x: refused"
         );
+    }
+
+    #[test]
+    fn environment_style_secrets_quoted_from_a_file_are_masked() {
+        for (line, shown) in [
+            (
+                format!("found \"REDIS_PASSWORD={KEY}\")"),
+                "found \"REDIS_PASSWORD=***\")",
+            ),
+            (
+                format!("found \"export NATS_TOKEN={KEY}\""),
+                "found \"export NATS_TOKEN=***\"",
+            ),
+            (
+                format!("AZURE_STORAGE_ACCOUNT_KEY={KEY}"),
+                "AZURE_STORAGE_ACCOUNT_KEY=***",
+            ),
+            (
+                format!("line 1: 'MY_SECRET_VALUE={KEY}'"),
+                "line 1: 'MY_SECRET_VALUE=***'",
+            ),
+        ] {
+            assert_eq!(url(&line), shown);
+        }
+        // Names that are not secrets keep their values: a ledger's run, a shape, a path.
+        for plain in [
+            "found \"RUN_ID=0123456789abcdef\"",
+            "MONKEY=banana",
+            "QUEUE_URL=sqlite:/tmp/q.db",
+            "--shape burst:500@10s",
+        ] {
+            assert_eq!(url(plain), plain);
+        }
     }
 
     #[test]
