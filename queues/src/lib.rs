@@ -86,6 +86,17 @@ pub struct AckOutcome {
     pub lease_lost: u64,
 }
 
+/// The answer to acks sent in the background ([`Queue::ack_in_background`]), once they are durable.
+pub type AckTicket = tokio::sync::oneshot::Receiver<Result<AckOutcome, QueueError>>;
+
+/// What [`Queue::ack_in_background`] did with the acks it was given.
+pub enum Background {
+    /// Queued: the answer comes on the ticket, once they are durable (or failed, having changed nothing).
+    Queued(AckTicket),
+    /// Not taken (no thread of its own sends them, or deliveries were stopped): the caller sends them itself.
+    Declined(Vec<Receipt>, Option<Recorded>),
+}
+
 /// The figures a scaling engine reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Depth {
@@ -201,6 +212,16 @@ pub trait Queue: Send + Sync {
                 records.suffix
             ),
         ))
+    }
+
+    /// Queues `acks` (with `records`, where [`Queue::records_with_acks`] says so) for a thread of the
+    /// backend's own and returns at once; the answer comes on the ticket once they are durable. The caller
+    /// goes on taking messages meanwhile, and holds the acked ones until the answer. SQLite does this for a
+    /// consumer that said how much it holds ([`Queue::hold_at_most`]): its thread sends the acks in the
+    /// transaction that claims the next messages, while the consumer takes in the last ones. Elsewhere it
+    /// declines, and hands them back.
+    fn ack_in_background(&self, acks: Vec<Receipt>, records: Option<Recorded>) -> Background {
+        Background::Declined(acks, records)
     }
 
     /// Gives messages back: visible again after `delay` (zero: at once). Returns how many were still held.

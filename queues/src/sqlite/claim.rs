@@ -6,7 +6,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{SqliteReceipt, Table};
-use crate::{AckOutcome, BeforeCommit, Delivery, Receipt};
+use crate::{AckOutcome, BeforeCommit, Delivery, QueueError, Receipt, Recorded};
 use workload::clock::unix_millis;
 
 pub(super) fn add_counter(
@@ -23,11 +23,38 @@ pub(super) fn add_counter(
 
 /// Ledger records for a sibling's table, written in the acks' transaction.
 pub(super) struct Records {
+    suffix: &'static str,
     pub(super) table: Table,
     pub(super) bodies: Vec<Vec<u8>>,
     /// Taken when it runs: a transaction run again (its first try found the lock taken at `BEGIN`, or failed
     /// to commit) does not run it twice.
     pub(super) before_commit: Option<BeforeCommit>,
+}
+
+impl Records {
+    /// The records of the sibling `suffix`, for its table in this file.
+    ///
+    /// # Errors
+    /// A suffix that cannot name a table.
+    pub(super) fn sibling(r: Recorded) -> Result<Records, QueueError> {
+        let table = Table::sibling(r.suffix)
+            .map_err(|reason| QueueError::new(crate::ErrorKind::Invalid, reason))?;
+        Ok(Records {
+            suffix: r.suffix,
+            table,
+            bodies: r.bodies,
+            before_commit: r.before_commit,
+        })
+    }
+
+    /// Back to what the caller gave, for a caller that must send them itself.
+    pub(super) fn into_recorded(self) -> Recorded {
+        Recorded {
+            suffix: self.suffix,
+            bodies: self.bodies,
+            before_commit: self.before_commit,
+        }
+    }
 }
 
 /// Deletes the acked rows whose lease is still the one in their receipt; returns how many.
@@ -142,4 +169,28 @@ pub(super) fn claim_tx(
     }
     tx.commit()?;
     Ok((outcome, got))
+}
+
+/// Makes rows claimable again at `visible_at` (unix ms), those whose lease is still the one in their receipt;
+/// returns how many were. Rows `delivered` to a caller keep their delivery count; others (claimed ahead and
+/// never taken) lose the one their claim added.
+pub(super) fn release_tx(
+    conn: &mut Connection,
+    t: &Table,
+    ids: &[(i64, i64)],
+    visible_at: i64,
+    delivered: bool,
+) -> rusqlite::Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut released = 0u64;
+    {
+        let sql = if delivered { &t.release } else { &t.unclaim };
+        let mut update = tx.prepare_cached(sql)?;
+        for &(id, token) in ids {
+            released += update.execute(params![id, token, visible_at])? as u64;
+        }
+    }
+    add_counter(&tx, &t.leased, -(released as i64))?;
+    tx.commit()?;
+    Ok(released)
 }

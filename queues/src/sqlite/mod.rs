@@ -28,7 +28,7 @@
 //! lease ran out but which nobody has claimed again yet (after a consumer crash, until the next claim).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -38,7 +38,8 @@ mod busy;
 use busy::{NoWait, is_busy};
 mod checkpoint;
 mod claim;
-use claim::{Records, add_counter, claim_tx};
+mod push;
+use claim::{Records, add_counter, claim_tx, release_tx};
 mod error;
 mod open;
 mod table;
@@ -95,6 +96,11 @@ pub struct SqliteQueue {
     table: Arc<Table>,
     /// Messages published through this handle expire this long after (see [`SqliteQueue::expiring`]).
     expiry: Option<Duration>,
+    /// The most messages the consumer says it holds ([`Queue::hold_at_most`]): it then gets a thread that
+    /// claims ahead and sends its acks (see [`push`]), started by its first receive.
+    window: OnceLock<usize>,
+    /// That thread, once started; a receive after it was stopped starts another.
+    pusher: Mutex<Option<Arc<push::Pusher>>>,
 }
 
 impl SqliteQueue {
@@ -217,6 +223,8 @@ impl SqliteQueue {
             checkpointer,
             table: Arc::new(table),
             expiry: None,
+            window: OnceLock::new(),
+            pusher: Mutex::new(None),
         })
     }
 
@@ -268,6 +276,67 @@ impl SqliteQueue {
     /// One transaction of records (into a sibling's table), acks and a claim; then, when it claimed nothing,
     /// polling until `wait` has passed.
     async fn recorded(
+        &self,
+        records: Option<Records>,
+        acks: Vec<Receipt>,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
+        let ids = sqlite_receipts(&acks)?;
+        let had_acks = !ids.is_empty();
+        if let Some(p) = self.pusher(max, lease) {
+            let outcome = match p.send(ids, records, max, lease) {
+                push::Sent::Queued(None) => AckOutcome::default(),
+                push::Sent::Queued(Some(answer)) => answer
+                    .await
+                    .map_err(|_| QueueError::interrupted("the claiming thread ended"))??,
+                // Deliveries were stopped meanwhile: this call goes from here.
+                push::Sent::Stopped(records) => {
+                    let records = records.map(|r| *r);
+                    return self.pulled(records, acks, max, lease, wait).await;
+                }
+            };
+            let got = p.take(max, wait).await;
+            return Ok((outcome, crate::received_after_acks(got, had_acks)?));
+        }
+        self.pulled(records, acks, max, lease, wait).await
+    }
+
+    /// The thread claiming ahead for a consumer that said how much it holds (started by its first receive,
+    /// and again by a receive after deliveries were stopped); `None` without a window, for acks alone
+    /// when there is none running, or when it cannot start (the handle then claims when asked).
+    fn pusher(&self, max: usize, lease: Duration) -> Option<Arc<push::Pusher>> {
+        let window = *self.window.get()?;
+        let mut slot = self.pusher.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = slot.as_ref().filter(|p| !p.stopped()) {
+            return Some(p.clone());
+        }
+        if max == 0 {
+            return None;
+        }
+        let (conn, table, path) = (self.conn.clone(), self.table.clone(), self.path.clone());
+        match push::Pusher::start(conn, table, path, window, max, lease) {
+            Ok(p) => {
+                let p = Arc::new(p);
+                *slot = Some(p.clone());
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the claiming thread; claiming when asked");
+                None
+            }
+        }
+    }
+
+    /// The claiming thread, while it runs.
+    fn running(&self) -> Option<Arc<push::Pusher>> {
+        let slot = self.pusher.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref().filter(|p| !p.stopped()).cloned()
+    }
+
+    /// [`SqliteQueue::recorded`] from the calling task: one transaction, then polling.
+    async fn pulled(
         &self,
         mut records: Option<Records>,
         acks: Vec<Receipt>,
@@ -358,10 +427,18 @@ impl Queue for SqliteQueue {
         lease: Duration,
         wait: Duration,
     ) -> Result<Vec<Delivery>, QueueError> {
+        if self.window.get().is_some() {
+            return Ok(self.recorded(None, Vec::new(), max, lease, wait).await?.1);
+        }
         self.poll_receive(max, lease, wait).await
     }
 
     async fn ack(&self, receipts: Vec<Receipt>) -> Result<AckOutcome, QueueError> {
+        if self.running().is_some() {
+            // Through the thread, which keeps its count of what is held right.
+            let answer = self.recorded(None, receipts, 0, Duration::ZERO, Duration::ZERO);
+            return Ok(answer.await?.0);
+        }
         let ids = sqlite_receipts(&receipts)?;
         let t = self.table.clone();
         Ok(self
@@ -393,34 +470,61 @@ impl Queue for SqliteQueue {
         lease: Duration,
         wait: Duration,
     ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
-        let sibling = Table::sibling(records.suffix)
-            .map_err(|reason| QueueError::new(crate::ErrorKind::Invalid, reason))?;
-        let records = Records {
-            table: sibling,
-            bodies: records.bodies,
-            before_commit: records.before_commit,
-        };
+        let records = Records::sibling(records)?;
         self.recorded(Some(records), acks, max, lease, wait).await
+    }
+
+    fn ack_in_background(
+        &self,
+        acks: Vec<Receipt>,
+        records: Option<Recorded>,
+    ) -> crate::Background {
+        let Some(p) = self.running() else {
+            return crate::Background::Declined(acks, records);
+        };
+        let ids = match sqlite_receipts(&acks) {
+            Ok(ids) => ids,
+            Err(e) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Err(e));
+                return crate::Background::Queued(rx);
+            }
+        };
+        let records = match records.map(Records::sibling).transpose() {
+            Ok(r) => r,
+            Err(e) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Err(e));
+                return crate::Background::Queued(rx);
+            }
+        };
+        match p.send(ids, records, 0, Duration::ZERO) {
+            push::Sent::Queued(Some(answer)) => crate::Background::Queued(answer),
+            push::Sent::Queued(None) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Ok(AckOutcome::default()));
+                crate::Background::Queued(rx)
+            }
+            push::Sent::Stopped(records) => {
+                crate::Background::Declined(acks, records.map(|r| r.into_recorded()))
+            }
+        }
     }
 
     async fn release(&self, receipts: Vec<Receipt>, delay: Duration) -> Result<u64, QueueError> {
         let ids = sqlite_ids(&receipts)?;
+        let n = ids.len();
         let t = self.table.clone();
-        self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let visible_at = unix_millis() + delay.as_millis().min(i64::MAX as u128 / 2) as i64;
-            let mut released = 0u64;
-            {
-                let mut update = tx.prepare_cached(&t.release)?;
-                for &(id, token) in &ids {
-                    released += update.execute(params![id, token, visible_at])? as u64;
-                }
-            }
-            add_counter(&tx, &t.leased, -(released as i64))?;
-            tx.commit()?;
-            Ok(released)
-        })
-        .await
+        let released = self
+            .with_conn(move |c| {
+                let visible_at = unix_millis() + delay.as_millis().min(i64::MAX as u128 / 2) as i64;
+                release_tx(c, &t, &ids, visible_at, true)
+            })
+            .await?;
+        if let Some(p) = self.running() {
+            p.settled(n);
+        }
+        Ok(released)
     }
 
     async fn extend(
@@ -468,6 +572,20 @@ impl Queue for SqliteQueue {
             })
         })
         .await
+    }
+
+    async fn stop_receiving(&self) -> Result<(), QueueError> {
+        let Some(p) = self.running() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || p.stop())
+            .await
+            .map_err(QueueError::interrupted)?
+    }
+
+    fn hold_at_most(&self, messages: usize) {
+        // Said once, before the first receive; a second word changes nothing.
+        let _ = self.window.set(messages.max(1));
     }
 
     fn describe(&self) -> String {

@@ -23,6 +23,7 @@ pub(super) struct Table {
     pub(super) delete_claim: String,
     pub(super) claim: String,
     pub(super) release: String,
+    pub(super) unclaim: String,
     pub(super) extend: String,
 }
 
@@ -78,6 +79,11 @@ impl Table {
             ),
             release: format!(
                 "UPDATE {name} SET visible_at = ?3, lease = 0 WHERE id = ?1 AND lease = ?2"
+            ),
+            // A release of messages claimed ahead that no caller took: they were not delivered.
+            unclaim: format!(
+                "UPDATE {name} SET visible_at = ?3, lease = 0, deliveries = max(deliveries - 1, 0)
+                  WHERE id = ?1 AND lease = ?2"
             ),
             extend: format!("UPDATE {name} SET visible_at = ?3 WHERE id = ?1 AND lease = ?2"),
             name,

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod acks;
+mod push;
 mod siblings;
 
 async fn queue(dir: &tempfile::TempDir) -> Arc<dyn Queue> {

@@ -1,0 +1,384 @@
+//! A consumer's claims made ahead by a thread of its own, as a broker pushes messages up to a window.
+//!
+//! Why: the write lock is the embedded queue's bottleneck, and a consumer that claims only when it asks left
+//! it idle while it took in each batch (decoding, writing its ledger) between two transactions, ~90 µs per
+//! batch of 100, while the other processes slept out their busy handler's 1 ms: a quarter of the lock's time
+//! in the embedded benchmark, and every time another process took the lock in such a gap, this one's page
+//! cache was stale. This thread instead runs its transactions back to back, each with the acks that arrived
+//! meanwhile and a claim for the room left in the window, and the consumer takes messages from its buffer.
+//!
+//! Only a consumer that says how many messages it may hold ([`crate::Queue::hold_at_most`]) gets one; the
+//! window bounds what is claimed and not yet acked or released, buffered messages included. Nothing is held
+//! back from the count: acks sent here are answered only once committed, and messages still buffered when
+//! deliveries stop ([`Pusher::stop`]) or the handle is dropped are released (a killed process leaves them to
+//! their lease, as any consumer's held messages).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::{Notify, oneshot};
+
+use super::claim::{Records, claim_tx, release_tx};
+use super::{POLL_MAX, POLL_MIN, SqliteError, SqliteReceipt, Table};
+use crate::{AckOutcome, Delivery, QueueError};
+
+/// The pause after a failed transaction that had no acks in it (one with acks answers them with the error).
+const ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// The claiming thread and what it shares with the handle.
+pub(super) struct Pusher {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the thread: acks to send, room in the window, or a stop.
+    wake: Condvar,
+    /// Wakes the caller waiting for messages: some were buffered, or a claim failed.
+    ready: Notify,
+}
+
+struct State {
+    /// The most messages claimed and not yet acked or released.
+    window: usize,
+    /// The most one transaction claims: the largest `max` a caller asked for.
+    batch: usize,
+    lease: Duration,
+    /// Claimed by the thread and neither acked nor released yet, buffered ones included.
+    outstanding: usize,
+    buffer: VecDeque<Delivery>,
+    jobs: VecDeque<Job>,
+    /// A failed claim with no acks in it, for the next caller that finds the buffer empty.
+    error: Option<QueueError>,
+    stop: bool,
+}
+
+/// Acks (and the ledger records that go with them) for the thread's next transaction.
+struct Job {
+    acks: Vec<SqliteReceipt>,
+    records: Option<Records>,
+    done: oneshot::Sender<Result<AckOutcome, QueueError>>,
+}
+
+/// What a caller hands the thread: its acks were queued (answered on the receiver), or deliveries have
+/// stopped and the caller must send them itself.
+pub(super) enum Sent {
+    Queued(Option<oneshot::Receiver<Result<AckOutcome, QueueError>>>),
+    Stopped(Option<Box<Records>>),
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding it leaves plain counters and queues, still consistent enough to stop with.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Pusher {
+    /// Starts the thread claiming ahead, up to `window` messages, `batch` at most per transaction.
+    pub(super) fn start(
+        conn: Arc<Mutex<Connection>>,
+        table: Arc<Table>,
+        path: PathBuf,
+        window: usize,
+        batch: usize,
+        lease: Duration,
+    ) -> std::io::Result<Pusher> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                window,
+                batch: batch.clamp(1, window.max(1)),
+                lease,
+                outstanding: 0,
+                buffer: VecDeque::new(),
+                jobs: VecDeque::new(),
+                error: None,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            ready: Notify::new(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-claimer".into())
+            .spawn(move || {
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(&s, &conn, &table, &path);
+                }));
+                if ran.is_err() {
+                    // Callers must not wait for answers that will never come: their acks are dropped
+                    // unanswered (they see the thread end and send them again themselves), and deliveries
+                    // stop. What it had claimed returns when its lease ends.
+                    let mut st = s.lock();
+                    st.stop = true;
+                    st.jobs.clear();
+                    st.buffer.clear();
+                    drop(st);
+                    s.ready.notify_one();
+                }
+            })?;
+        Ok(Pusher {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `acks` (with their records) for the next transaction, and notes what the caller asked for.
+    pub(super) fn send(
+        &self,
+        acks: Vec<SqliteReceipt>,
+        records: Option<Records>,
+        max: usize,
+        lease: Duration,
+    ) -> Sent {
+        let mut s = self.shared.lock();
+        if s.stop {
+            return Sent::Stopped(records.map(Box::new));
+        }
+        if max > 0 {
+            s.lease = lease;
+            s.batch = s.batch.max(max).min(s.window.max(1));
+        }
+        let rx = (!acks.is_empty() || records.is_some()).then(|| {
+            let (done, rx) = oneshot::channel();
+            s.jobs.push_back(Job {
+                acks,
+                records,
+                done,
+            });
+            rx
+        });
+        drop(s);
+        self.shared.wake.notify_one();
+        Sent::Queued(rx)
+    }
+
+    /// Up to `max` buffered messages, waiting up to `wait` for one; a failed claim's error when none came.
+    pub(super) async fn take(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            {
+                let mut s = self.shared.lock();
+                if max > 0 && !s.buffer.is_empty() {
+                    let n = max.min(s.buffer.len());
+                    let taken = s.buffer.drain(..n).collect();
+                    if s.buffer.is_empty() {
+                        // A sliver of room waits for an empty buffer (see `run`): it is now.
+                        drop(s);
+                        self.shared.wake.notify_one();
+                    }
+                    return Ok(taken);
+                }
+                if let Some(e) = s.error.take() {
+                    return Err(e);
+                }
+                if s.stop || max == 0 {
+                    return Ok(Vec::new());
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            // A wake-up that came before this wait left a permit, so none is missed.
+            let _ = tokio::time::timeout(deadline - now, self.shared.ready.notified()).await;
+        }
+    }
+
+    /// Notes messages acked or released outside the thread's transactions: room in the window again.
+    pub(super) fn settled(&self, n: usize) {
+        let mut s = self.shared.lock();
+        s.outstanding = s.outstanding.saturating_sub(n);
+        drop(s);
+        self.shared.wake.notify_one();
+    }
+
+    /// Whether deliveries were stopped.
+    pub(super) fn stopped(&self) -> bool {
+        self.shared.lock().stop
+    }
+
+    /// Stops claiming; the thread sends the acks already queued, releases what is buffered, and ends.
+    /// Returns the release's error, if it failed (those messages then return when their lease ends).
+    pub(super) fn stop(&self) -> Result<(), QueueError> {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        match self.shared.lock().error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Pusher {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::warn!(error = %e, "could not release buffered messages; they return when their lease ends");
+        }
+    }
+}
+
+/// The thread: one transaction after another while there are acks to send or room to claim into, with a
+/// back-off (1 ms doubling to 25 ms, as a polling receive) while claims find nothing.
+fn run(shared: &Shared, conn: &Mutex<Connection>, table: &Table, path: &Path) {
+    let mut pause = POLL_MIN;
+    let mut idle_until: Option<Instant> = None;
+    loop {
+        let (job, max, lease) = {
+            let mut s = shared.lock();
+            loop {
+                let room = s.window.saturating_sub(s.outstanding).min(s.batch);
+                if s.stop {
+                    if s.jobs.is_empty() {
+                        break;
+                    }
+                } else if !s.jobs.is_empty() {
+                    // Acks go at once, and claim what room there is, back-off or not.
+                } else if room > 0 && (room == s.batch || s.buffer.is_empty()) {
+                    // Claims alone are whole batches, or for a caller that has nothing left: a sliver of
+                    // room waits for the acks that widen it (each transaction costs its commit).
+                    match idle_until {
+                        Some(t) if Instant::now() < t => {
+                            let d = t.saturating_duration_since(Instant::now());
+                            s = shared
+                                .wake
+                                .wait_timeout(s, d)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                } else {
+                    s = shared.wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+                break;
+            }
+            if s.stop && s.jobs.is_empty() {
+                let buffered: Vec<Delivery> = s.buffer.drain(..).collect();
+                s.outstanding = s.outstanding.saturating_sub(buffered.len());
+                drop(s);
+                release_buffered(shared, conn, table, path, buffered);
+                shared.ready.notify_one();
+                return;
+            }
+            let job = s.jobs.pop_front();
+            // The acks in this transaction delete their messages before its claim: their room is free.
+            let acked = job.as_ref().map_or(0, |j| j.acks.len());
+            let room = match s.stop {
+                true => 0,
+                false => {
+                    let held = s.outstanding.saturating_sub(acked);
+                    s.window.saturating_sub(held).min(s.batch)
+                }
+            };
+            (job, room, s.lease)
+        };
+        let (acks, mut records, done) = match job {
+            Some(j) => (j.acks, j.records, Some(j.done)),
+            None => (Vec::new(), None, None),
+        };
+        let result = {
+            let mut c = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            claim_tx(&mut c, table, records.as_mut(), &acks, max, lease)
+        };
+        let mut s = shared.lock();
+        match result {
+            Ok((outcome, got)) => {
+                s.outstanding = s.outstanding.saturating_sub(acks.len()) + got.len();
+                if got.len() < max {
+                    // The queue ran dry: the next claim alone waits (1 ms, doubling while claims find
+                    // nothing), rather than taking the lock from the producer for a few messages at a time.
+                    idle_until = Some(Instant::now() + pause);
+                    if got.is_empty() {
+                        pause = (pause * 2).min(POLL_MAX);
+                    } else {
+                        pause = POLL_MIN;
+                    }
+                } else {
+                    idle_until = None;
+                    pause = POLL_MIN;
+                }
+                if !got.is_empty() {
+                    s.buffer.extend(got);
+                    shared.ready.notify_one();
+                }
+                drop(s);
+                if let Some(done) = done {
+                    // The caller waits for this answer; one that is gone was shutting down.
+                    let _ = done.send(Ok(outcome));
+                }
+            }
+            Err(source) => {
+                let e: QueueError = SqliteError::Sqlite {
+                    path: path.to_path_buf(),
+                    source,
+                }
+                .into();
+                idle_until = Some(Instant::now() + ERROR_PAUSE);
+                match done {
+                    Some(done) => {
+                        drop(s);
+                        let _ = done.send(Err(e));
+                    }
+                    None => {
+                        s.error = Some(e);
+                        drop(s);
+                        shared.ready.notify_one();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Gives back what the thread claimed and no caller took, so that other consumers get it at once.
+fn release_buffered(
+    shared: &Shared,
+    conn: &Mutex<Connection>,
+    table: &Table,
+    path: &Path,
+    buffered: Vec<Delivery>,
+) {
+    let ids: Vec<(i64, i64)> = buffered
+        .iter()
+        .filter_map(|d| d.receipt.get::<SqliteReceipt>().ok())
+        .map(|r| (r.id, r.token))
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    let mut c = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    let released = release_tx(&mut c, table, &ids, workload::clock::unix_millis(), false);
+    drop(c);
+    match released {
+        Ok(n) => tracing::debug!(released = n, "gave back the messages claimed ahead"),
+        Err(source) => {
+            shared.lock().error = Some(
+                SqliteError::Sqlite {
+                    path: path.to_path_buf(),
+                    source,
+                }
+                .into(),
+            )
+        }
+    }
+}
