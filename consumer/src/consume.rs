@@ -36,7 +36,7 @@ use tokio::time::sleep_until;
 use workload::clock::unix_micros;
 use workload::envelope::Envelope;
 use workload::failures::Failures;
-use workload::ledger::{Entry, LedgerError, LedgerWriter, PendingWrite};
+use workload::ledger::{Entry, LedgerError, LedgerWriter, Outcome, PendingWrite};
 use workload::shutdown::Shutdown;
 use workload::stats::LatencyHistogram;
 use workload::telemetry::RECORDS_SUFFIX;
@@ -91,8 +91,12 @@ pub(crate) struct Consumer {
     pub(crate) tasks: JoinSet<()>,
     /// Work finished, ledger not yet written.
     pub(crate) ready: Vec<u64>,
-    /// Ledger written, ack not yet confirmed.
+    /// Ledger written, ack not yet sent.
     pub(crate) to_ack: Vec<u64>,
+    /// Acks sent in the background (see [`crate::background`]), oldest first, awaiting their answer.
+    pub(crate) acking: std::collections::VecDeque<crate::background::Acking>,
+    /// Whether the queue may send acks in the background (until it first declines).
+    pub(crate) background: bool,
     /// Failed by the failure model, to be given back with --fail-delay.
     pub(crate) to_release: Vec<u64>,
     pub(crate) counts: Counters,
@@ -138,6 +142,8 @@ impl Consumer {
             tasks: JoinSet::new(),
             ready: Vec::new(),
             to_ack: Vec::new(),
+            acking: std::collections::VecDeque::new(),
+            background: true,
             to_release: Vec::new(),
             counts: Counters::default(),
             metrics,
@@ -173,7 +179,7 @@ impl Consumer {
             // for their ack do not.
             let confirming = self.telemetry.as_ref().map_or(0, |t| t.confirming());
             let publishing = self.telemetry.as_ref().is_some_and(|t| t.publishing());
-            let waiting = self.to_ack.len() + confirming;
+            let waiting = self.to_ack.len() + self.acks_in_flight() + confirming;
             let working = self.held.len().saturating_sub(waiting);
             let mut max = self
                 .config
@@ -188,7 +194,7 @@ impl Consumer {
                     * self.config.batch.min(self.config.max_in_flight);
                 max = max.min(cap.saturating_sub(waiting));
             }
-            if max == 0 && self.to_ack.is_empty() {
+            if max == 0 && self.to_ack.is_empty() && self.acking.is_empty() {
                 let retry = self.telemetry.as_ref().and_then(|t| t.retry_in());
                 self.wait_for_done(retry).await;
                 continue;
@@ -202,7 +208,7 @@ impl Consumer {
                 let retry = self.telemetry.as_ref().and_then(|t| t.retry_in());
                 retry.map_or(RECEIVE_WAIT, |r| r.min(RECEIVE_WAIT))
             };
-            match self.send_acks(max, wait).await? {
+            match self.turn(max, wait).await? {
                 Ok(got) => {
                     failures = 0;
                     self.failures.confirmed();
@@ -375,37 +381,21 @@ impl Consumer {
             .map(|k| self.held[k].receipt.clone())
             .collect();
         let lease = self.config.lease;
-        let answer = match self.telemetry.as_mut().filter(|t| t.joint) {
+        let answer = match self.take_recorded() {
             None if max == 0 => self.queue.ack(acks).await.map(|o| (o, Vec::new())),
             None => self.queue.ack_and_receive(acks, max, lease, wait).await,
-            Some(t) => {
-                let mut recorded = std::mem::take(&mut t.with_acks);
-                let bodies = workload::telemetry::ledger_bodies(&t.id, &recorded);
-                let failed = Arc::new(Mutex::new(None));
-                let before_commit = self.ledger.as_mut().map(|ledger| {
-                    for &(entry, outcome) in &recorded {
-                        ledger.push_outcome(entry, outcome);
-                    }
-                    ledger_hook(ledger.take_pending(), failed.clone())
-                });
-                let records = Recorded {
-                    suffix: RECORDS_SUFFIX,
-                    bodies,
-                    before_commit,
-                };
+            Some(Joint {
+                records,
+                recorded,
+                failed,
+            }) => {
                 let answer = self
                     .queue
                     .ack_and_receive_recorded(records, acks, max, lease, wait)
                     .await;
-                if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                    self.ledger_failed = true;
-                    return Err(Error::LedgerWrite(e));
-                }
+                self.ledger_hook_failed(&failed)?;
                 if answer.is_err() {
-                    // Nothing was committed: the records go again with the next acks (their file entries
-                    // too, written again if this try wrote them before failing to commit: a duplicate).
-                    recorded.append(&mut t.with_acks);
-                    t.with_acks = recorded;
+                    self.records_again(recorded);
                 }
                 answer
             }
@@ -422,16 +412,70 @@ impl Consumer {
         Ok(Ok(got))
     }
 
+    /// With joint telemetry (records in the acks' transaction): the records of the messages in `to_ack`, and
+    /// their file ledger entries, to be written by the queue just before the commit.
+    pub(crate) fn take_recorded(&mut self) -> Option<Joint> {
+        let t = self.telemetry.as_mut().filter(|t| t.joint)?;
+        let recorded = std::mem::take(&mut t.with_acks);
+        let bodies = workload::telemetry::ledger_bodies(&t.id, &recorded);
+        let failed = Arc::new(Mutex::new(None));
+        let before_commit = self.ledger.as_mut().map(|ledger| {
+            for &(entry, outcome) in &recorded {
+                ledger.push_outcome(entry, outcome);
+            }
+            ledger_hook(ledger.take_pending(), failed.clone())
+        });
+        let records = Recorded {
+            suffix: RECORDS_SUFFIX,
+            bodies,
+            before_commit,
+        };
+        Some(Joint {
+            records,
+            recorded,
+            failed,
+        })
+    }
+
+    /// The file ledger's failure inside an ack's transaction, which ends the run.
+    pub(crate) fn ledger_hook_failed(
+        &mut self,
+        failed: &Mutex<Option<LedgerError>>,
+    ) -> Result<(), Error> {
+        match failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            Some(e) => {
+                self.ledger_failed = true;
+                Err(Error::LedgerWrite(e))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Records whose acks failed (nothing was committed) go again with the next acks (their file entries too,
+    /// written again if that try wrote them before failing to commit: a duplicate).
+    pub(crate) fn records_again(&mut self, mut recorded: Vec<(Entry, Outcome)>) {
+        if let Some(t) = self.telemetry.as_mut() {
+            recorded.append(&mut t.with_acks);
+            t.with_acks = recorded;
+        }
+    }
+
     /// Counts the outcome of an ack of the first `sent` messages of `to_ack` (later ones joined after it
     /// was sent).
     pub(crate) fn acked(&mut self, outcome: AckOutcome, sent: usize) {
-        if sent == 0 {
+        let keys: Vec<u64> = self.to_ack.drain(..sent).collect();
+        self.settle(outcome, keys);
+    }
+
+    /// Counts the outcome of an ack of the messages `keys`, and lets them go.
+    pub(crate) fn settle(&mut self, outcome: AckOutcome, keys: Vec<u64>) {
+        if keys.is_empty() {
             return;
         }
         // End to end = from the producer's send to the confirmed ack: queueing, delivery, work and ack, the
         // whole time a message costs. (A message whose ack was refused was still processed; it counts too.)
         let now_us = unix_micros();
-        for key in self.to_ack.drain(..sent) {
+        for key in keys {
             if let Some(sent_us) = self.held.remove(&key).and_then(|h| h.sent_us) {
                 let e2e = now_us.saturating_sub(sent_us);
                 self.e2e.record(e2e);
@@ -471,6 +515,15 @@ impl Consumer {
             _ = self.shutdown.requested(), if !self.shutdown.is_requested() => {}
         }
     }
+}
+
+/// Ledger records that ride in the acks' transaction (joint telemetry), with what their failure needs.
+pub(crate) struct Joint {
+    pub(crate) records: Recorded,
+    /// Their entries, to send again if the transaction fails.
+    pub(crate) recorded: Vec<(Entry, Outcome)>,
+    /// The file ledger's failure inside the transaction.
+    pub(crate) failed: Arc<Mutex<Option<LedgerError>>>,
 }
 
 /// The file ledger's batch, written by the queue inside the acks' transaction; a failure aborts it and is kept

@@ -17,6 +17,19 @@ impl Consumer {
         if let Err(e) = self.queue.stop_receiving().await {
             tracing::warn!(error = %e, "could not stop deliveries; unacked messages return after their lease");
         }
+        // Acks sent in the background are answered once deliveries have stopped: settle them all (a failed
+        // one goes back to `to_ack`, sent below).
+        while !self.acking.is_empty() {
+            match self.settle_answers(true).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.counts.errors.inc();
+                    tracing::warn!(error = %e, "ack failed while draining");
+                }
+                // The file ledger failed: what is held goes back below.
+                Err(_) => break,
+            }
+        }
         if !self.held.is_empty() {
             tracing::info!(held = self.held.len(), "draining");
         }

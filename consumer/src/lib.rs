@@ -2,10 +2,12 @@
 //! report, so that the binary (`main.rs`: flags, signals, opening the queue, exit status), the tests and the
 //! benchmarks all drive the same loop.
 //!
-//! One concern a module: `consume` the receive loop (and the failure model's docs), `drain` the end of a
+//! One concern a module: `consume` the receive loop (and the failure model's docs), `background` acks sent
+//! from the queue's own thread while the loop takes in messages, `drain` the end of a
 //! run, `fate` the failure model and poison, `lease` lease extension, `counters` what is counted, `stats`
 //! the JSON lines, `metrics` the gauges and histograms of `/metrics`.
 
+mod background;
 pub mod config;
 mod consume;
 mod counters;
