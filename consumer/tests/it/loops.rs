@@ -413,3 +413,47 @@ async fn failed_acks_are_retried_and_lost_leases_come_back_counted() {
     assert!(by_seq.values().all(|o| (1..=2).contains(&o.len())));
     assert_eq!(inner.depth().await.unwrap().total(), 0);
 }
+
+/// On SQLite the acks go in the background (the queue's claiming thread sends them while the loop takes in
+/// more): acks it refuses come back as failed answers and are sent again, and every message is still acked
+/// exactly once, its ledger entry written once, with nothing counted twice.
+#[tokio::test]
+async fn acks_refused_in_the_background_are_sent_again_and_count_once() {
+    const N: u64 = 2000;
+    let t = filled(N).await;
+    let db = rusqlite::Connection::open(t._dir.path().join("queue.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_acks BEFORE DELETE ON mw_messages BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    .unwrap();
+    let flags = [
+        "--work",
+        "none",
+        "--batch",
+        "50",
+        "--max-in-flight",
+        "100",
+        "--count",
+        "2000",
+    ];
+    let lift = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        db.execute_batch("DROP TRIGGER no_acks;").unwrap();
+    };
+    let ((outcome, lines), ()) = tokio::join!(
+        consume(t.config(&flags), t.queue.clone(), Shutdown::new()),
+        lift
+    );
+    outcome.unwrap();
+    let s = checked_summary(&lines);
+    assert_eq!(u(&s, "acked"), N, "{s}");
+    assert_eq!(u(&s, "lease_lost"), 0, "{s}");
+    assert!(u(&s, "errors") > 0, "no ack was refused: {s}");
+    let by_seq = ledger(&t.ledger);
+    assert_every_seq(&by_seq, N);
+    assert!(
+        by_seq.values().all(|o| o.len() == 1),
+        "a ledger entry written twice"
+    );
+    assert_eq!(t.queue.depth().await.unwrap().total(), 0);
+}
