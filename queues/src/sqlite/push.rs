@@ -227,6 +227,40 @@ impl Pusher {
     }
 }
 
+impl super::SqliteQueue {
+    /// The thread claiming ahead for a consumer that said how much it holds (started by its first receive,
+    /// and again by a receive after deliveries were stopped); `None` without a window, for acks alone
+    /// when there is none running, or when it cannot start (the handle then claims when asked).
+    pub(super) fn pusher(&self, max: usize, lease: Duration) -> Option<Arc<Pusher>> {
+        let window = *self.window.get()?;
+        let mut slot = self.pusher.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = slot.as_ref().filter(|p| !p.stopped()) {
+            return Some(p.clone());
+        }
+        if max == 0 {
+            return None;
+        }
+        let (conn, table, path) = (self.conn.clone(), self.table.clone(), self.path.clone());
+        match Pusher::start(conn, table, path, window, max, lease) {
+            Ok(p) => {
+                let p = Arc::new(p);
+                *slot = Some(p.clone());
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the claiming thread; claiming when asked");
+                None
+            }
+        }
+    }
+
+    /// The claiming thread, while it runs.
+    pub(super) fn running(&self) -> Option<Arc<Pusher>> {
+        let slot = self.pusher.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref().filter(|p| !p.stopped()).cloned()
+    }
+}
+
 impl Drop for Pusher {
     fn drop(&mut self) {
         if let Err(e) = self.stop() {
