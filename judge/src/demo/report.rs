@@ -17,6 +17,8 @@ use crate::audit;
 pub fn header(config: &Config, dir: &Path) -> String {
     let load = match &config.shape {
         Some(shape) => format!("shape {shape}"),
+        // The producer's --rate 0: no pacing at all.
+        None if config.rate <= 0.0 => "as fast as the queue accepts".to_string(),
         None => format!("{} msgs/s", config.rate),
     };
     let consumers = match &config.autoscale {
@@ -407,6 +409,23 @@ mod tests {
         assert_eq!(compact_spec("sleep:25ms"), "sleep:25ms");
         assert_eq!(compact_spec("none"), "none");
         assert_eq!(compact_duration(Duration::from_micros(850)), "850µs");
+    }
+
+    #[test]
+    fn the_header_says_an_unpaced_producer_is_unpaced() {
+        use clap::Parser;
+        let config = |args: &[&str]| {
+            let args = [&["demo"], args].concat();
+            crate::demo::Config::from_args(crate::demo::Args::parse_from(args)).unwrap()
+        };
+        let dir = Path::new("/tmp/d");
+        let h = header(&config(&["--rate", "0"]), dir);
+        assert!(
+            h.starts_with("demo: producer at as fast as the queue accepts for "),
+            "{h}"
+        );
+        let h = header(&config(&["--rate", "20"]), dir);
+        assert!(h.starts_with("demo: producer at 20 msgs/s for "), "{h}");
     }
 
     #[test]
