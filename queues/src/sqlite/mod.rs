@@ -291,7 +291,9 @@ impl SqliteQueue {
         let ids = sqlite_receipts(&acks)?;
         let had_acks = !ids.is_empty();
         if let Some(p) = self.pusher(max, lease) {
-            let outcome = match p.send(ids, records, max, lease) {
+            // Acks alone (`Queue::ack`) say nothing of what the caller wants next.
+            let receive = (max > 0 || ids.is_empty()).then_some(max);
+            let outcome = match p.send(ids, records, receive, lease) {
                 push::Sent::Queued(None) => AckOutcome::default(),
                 push::Sent::Queued(Some(answer)) => answer
                     .await
@@ -471,7 +473,7 @@ impl Queue for SqliteQueue {
                 return crate::Background::Queued(rx);
             }
         };
-        match p.send(ids, records, 0, Duration::ZERO) {
+        match p.send(ids, records, None, Duration::ZERO) {
             push::Sent::Queued(Some(answer)) => crate::Background::Queued(answer),
             push::Sent::Queued(None) => {
                 let (tx, rx) = tokio::sync::oneshot::channel();

@@ -8,10 +8,13 @@
 //! meanwhile and a claim for the room left in the window, and the consumer takes messages from its buffer.
 //!
 //! Only a consumer that says how many messages it may hold ([`crate::Queue::hold_at_most`]) gets one; the
-//! window bounds what is claimed and not yet acked or released, buffered messages included. Nothing is held
-//! back from the count: acks sent here are answered only once committed, and messages still buffered when
-//! deliveries stop ([`Pusher::stop`]) or the handle is dropped are released (a killed process leaves them to
-//! their lease, as any consumer's held messages).
+//! window bounds what is claimed and not yet acked or released, buffered messages included, and the buffer
+//! holds at most two of the caller's receives' worth (a consumer whose work fills its slots asks for little,
+//! and other consumers should get the rest). Nothing is held back from the count: acks sent here are answered
+//! only once committed. Claimed messages no caller took are given back, their delivery undone: when they
+//! have waited half their lease (before it runs out, so no other consumer gets them while they sit here),
+//! when deliveries stop ([`Pusher::stop`]), and when the handle is dropped. A killed process leaves them to
+//! their lease, as any consumer's held messages.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -51,7 +54,11 @@ struct State {
     lease: Duration,
     /// Claimed by the thread and neither acked nor released yet, buffered ones included.
     outstanding: usize,
-    buffer: VecDeque<Delivery>,
+    /// What the caller's last receive asked for: the buffer holds at most two such turns' worth, so that
+    /// nothing waits there long (a caller whose work fills its slots asks for little).
+    want: usize,
+    /// Claimed and not yet taken, with when.
+    buffer: VecDeque<(Instant, Delivery)>,
     jobs: VecDeque<Job>,
     /// A failed claim with no acks in it, for the next caller that finds the buffer empty.
     error: Option<QueueError>,
@@ -95,6 +102,7 @@ impl Pusher {
                 batch: batch.clamp(1, window.max(1)),
                 lease,
                 outstanding: 0,
+                want: batch,
                 buffer: VecDeque::new(),
                 jobs: VecDeque::new(),
                 error: None,
@@ -128,21 +136,25 @@ impl Pusher {
         })
     }
 
-    /// Queues `acks` (with their records) for the next transaction, and notes what the caller asked for.
+    /// Queues `acks` (with their records) for the next transaction, and notes what a receive (`receive`:
+    /// its `max`; `None` for acks alone) asked for.
     pub(super) fn send(
         &self,
         acks: Vec<SqliteReceipt>,
         records: Option<Records>,
-        max: usize,
+        receive: Option<usize>,
         lease: Duration,
     ) -> Sent {
         let mut s = self.shared.lock();
         if s.stop {
             return Sent::Stopped(records.map(Box::new));
         }
-        if max > 0 {
-            s.lease = lease;
-            s.batch = s.batch.max(max).min(s.window.max(1));
+        if let Some(max) = receive {
+            s.want = max;
+            if max > 0 {
+                s.lease = lease;
+                s.batch = s.batch.max(max).min(s.window.max(1));
+            }
         }
         let rx = (!acks.is_empty() || records.is_some()).then(|| {
             let (done, rx) = oneshot::channel();
@@ -170,12 +182,10 @@ impl Pusher {
                 let mut s = self.shared.lock();
                 if max > 0 && !s.buffer.is_empty() {
                     let n = max.min(s.buffer.len());
-                    let taken = s.buffer.drain(..n).collect();
-                    if s.buffer.is_empty() {
-                        // A sliver of room waits for an empty buffer (see `run`): it is now.
-                        drop(s);
-                        self.shared.wake.notify_one();
-                    }
+                    let taken = s.buffer.drain(..n).map(|(_, d)| d).collect();
+                    // What was taken is room in the buffer for the thread (see `room`).
+                    drop(s);
+                    self.shared.wake.notify_one();
                     return Ok(taken);
                 }
                 if let Some(e) = s.error.take() {
@@ -269,63 +279,115 @@ impl Drop for Pusher {
     }
 }
 
+/// What the thread does next.
+enum Next {
+    /// Deliveries stopped and every queued ack sent: give back the buffer and end.
+    Stop,
+    /// Messages waited in the buffer half their lease: give them back before it runs out.
+    Stale,
+    /// A transaction: queued acks, a claim, or both.
+    Work,
+    /// Nothing until woken, or until then.
+    Wait(Option<Instant>),
+}
+
+/// How long a claimed message may wait in the buffer.
+fn stale_after(s: &State) -> Duration {
+    (s.lease / 2).max(Duration::from_millis(100))
+}
+
+/// The room for a claim in a transaction that also acks `acked` messages (deleted before its claim).
+fn room(s: &State, acked: usize) -> usize {
+    if s.stop {
+        return 0;
+    }
+    let held = s.outstanding.saturating_sub(acked);
+    s.window
+        .saturating_sub(held)
+        .min(s.batch)
+        .min((2 * s.want).saturating_sub(s.buffer.len()))
+}
+
+fn next(s: &State, idle_until: Option<Instant>, now: Instant) -> Next {
+    if s.stop {
+        return if s.jobs.is_empty() {
+            Next::Stop
+        } else {
+            Next::Work
+        };
+    }
+    let stale_at = s.buffer.front().map(|(at, _)| *at + stale_after(s));
+    if stale_at.is_some_and(|t| t <= now) {
+        return Next::Stale;
+    }
+    if !s.jobs.is_empty() {
+        // Acks go at once, and claim what room there is, back-off or not.
+        return Next::Work;
+    }
+    // A claim alone takes a whole batch, or comes for a caller that has nothing left: a sliver of room waits
+    // for the acks that widen it (each transaction costs a commit).
+    let room = room(s, 0);
+    let claimable = room > 0 && (room == s.batch || s.buffer.is_empty());
+    match idle_until {
+        _ if !claimable => Next::Wait(stale_at),
+        Some(t) if now < t => Next::Wait(Some(stale_at.map_or(t, |st| st.min(t)))),
+        _ => Next::Work,
+    }
+}
+
 /// The thread: one transaction after another while there are acks to send or room to claim into, with a
 /// back-off (1 ms doubling to 25 ms, as a polling receive) while claims find nothing.
 fn run(shared: &Shared, conn: &Mutex<Connection>, table: &Table, path: &Path) {
     let mut pause = POLL_MIN;
     let mut idle_until: Option<Instant> = None;
     loop {
-        let (job, max, lease) = {
-            let mut s = shared.lock();
-            loop {
-                let room = s.window.saturating_sub(s.outstanding).min(s.batch);
-                if s.stop {
-                    if s.jobs.is_empty() {
-                        break;
-                    }
-                } else if !s.jobs.is_empty() {
-                    // Acks go at once, and claim what room there is, back-off or not.
-                } else if room > 0 && (room == s.batch || s.buffer.is_empty()) {
-                    // Claims alone are whole batches, or for a caller that has nothing left: a sliver of
-                    // room waits for the acks that widen it (each transaction costs its commit).
-                    match idle_until {
-                        Some(t) if Instant::now() < t => {
-                            let d = t.saturating_duration_since(Instant::now());
-                            s = shared
-                                .wake
-                                .wait_timeout(s, d)
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .0;
-                            continue;
-                        }
-                        _ => {}
-                    }
-                } else {
+        let mut s = shared.lock();
+        let step = loop {
+            let now = Instant::now();
+            match next(&s, idle_until, now) {
+                Next::Wait(None) => {
                     s = shared.wake.wait(s).unwrap_or_else(PoisonError::into_inner);
-                    continue;
                 }
-                break;
+                Next::Wait(Some(t)) => {
+                    let d = t.saturating_duration_since(now);
+                    s = shared
+                        .wake
+                        .wait_timeout(s, d)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                step => break step,
             }
-            if s.stop && s.jobs.is_empty() {
-                let buffered: Vec<Delivery> = s.buffer.drain(..).collect();
+        };
+        match step {
+            Next::Stop => {
+                let buffered: Vec<Delivery> = s.buffer.drain(..).map(|(_, d)| d).collect();
                 s.outstanding = s.outstanding.saturating_sub(buffered.len());
                 drop(s);
                 release_buffered(shared, conn, table, path, buffered);
                 shared.ready.notify_one();
                 return;
             }
-            let job = s.jobs.pop_front();
-            // The acks in this transaction delete their messages before its claim: their room is free.
-            let acked = job.as_ref().map_or(0, |j| j.acks.len());
-            let room = match s.stop {
-                true => 0,
-                false => {
-                    let held = s.outstanding.saturating_sub(acked);
-                    s.window.saturating_sub(held).min(s.batch)
+            Next::Stale => {
+                let now = Instant::now();
+                let after = stale_after(&s);
+                let mut stale = Vec::new();
+                while s.buffer.front().is_some_and(|(at, _)| *at + after <= now) {
+                    if let Some((_, d)) = s.buffer.pop_front() {
+                        stale.push(d);
+                    }
                 }
-            };
-            (job, room, s.lease)
-        };
+                s.outstanding = s.outstanding.saturating_sub(stale.len());
+                drop(s);
+                release_buffered(shared, conn, table, path, stale);
+                continue;
+            }
+            Next::Work | Next::Wait(_) => {}
+        }
+        let job = s.jobs.pop_front();
+        let acked = job.as_ref().map_or(0, |j| j.acks.len());
+        let (max, lease) = (room(&s, acked), s.lease);
+        drop(s);
         let (acks, mut records, done) = match job {
             Some(j) => (j.acks, j.records, Some(j.done)),
             None => (Vec::new(), None, None),
@@ -352,7 +414,8 @@ fn run(shared: &Shared, conn: &Mutex<Connection>, table: &Table, path: &Path) {
                     pause = POLL_MIN;
                 }
                 if !got.is_empty() {
-                    s.buffer.extend(got);
+                    let now = Instant::now();
+                    s.buffer.extend(got.into_iter().map(|d| (now, d)));
                     shared.ready.notify_one();
                 }
                 drop(s);

@@ -195,3 +195,47 @@ async fn a_failed_ack_in_the_background_is_answered_with_the_error_and_changes_n
     assert_eq!(answer.unwrap().acked, 10);
     assert_eq!(depth(&q).await, (0, 0));
 }
+
+#[tokio::test]
+async fn messages_left_in_the_buffer_are_given_back_before_their_lease_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = consumer_queue(&dir, 50).await;
+    q.publish(bodies(30)).await.unwrap();
+    let lease = Duration::from_millis(600);
+    let first = q.receive(5, lease, Duration::from_secs(1)).await.unwrap();
+    let receipts: Vec<Receipt> = first.iter().map(|d| d.receipt.clone()).collect();
+    assert_eq!(q.ack(receipts).await.unwrap().acked, 5);
+    // Claimed ahead: two turns of what the caller asked for (5), not the whole window.
+    depth_becomes(&q, (15, 10)).await;
+    // Not taken for twice the lease: given back at half of it (to whoever claims first; this handle claims
+    // them again at once), so that none of them ever outlives its lease in the buffer.
+    tokio::time::sleep(lease * 2).await;
+    let other = queue(&dir).await;
+    let theirs = other.receive(100, LEASE, Duration::ZERO).await.unwrap();
+    let mut ours = Vec::new();
+    while ours.len() + theirs.len() < 25 {
+        let more = q.receive(10, lease, Duration::from_secs(2)).await.unwrap();
+        assert!(!more.is_empty(), "the buffer was not filled again");
+        ours.extend(more);
+    }
+    // Each of the 25 once, and every lease still good: a buffered message whose lease had run out would
+    // have gone to the other handle as well, and its ack here would say lease_lost.
+    let mut seen: Vec<Vec<u8>> = ours.iter().chain(&theirs).map(|d| d.body.clone()).collect();
+    seen.sort();
+    let mut want = bodies(30)[5..].to_vec();
+    want.sort();
+    assert_eq!(seen, want);
+    assert!(
+        ours.iter().chain(&theirs).all(|d| d.deliveries == 1),
+        "claims ahead counted as deliveries"
+    );
+    let receipts: Vec<Receipt> = ours.iter().map(|d| d.receipt.clone()).collect();
+    let n = receipts.len() as u64;
+    assert_eq!(
+        q.ack(receipts).await.unwrap(),
+        AckOutcome {
+            acked: n,
+            lease_lost: 0
+        }
+    );
+}
