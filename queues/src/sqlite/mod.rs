@@ -301,25 +301,25 @@ impl SqliteQueue {
                 // Deliveries were stopped meanwhile: this call goes from here.
                 push::Sent::Stopped(records) => {
                     let records = records.map(|r| *r);
-                    return self.pulled(records, acks, max, lease, wait).await;
+                    let ids = sqlite_receipts(&acks)?;
+                    return self.pulled(records, ids, max, lease, wait).await;
                 }
             };
             let got = p.take(max, wait).await;
             return Ok((outcome, crate::received_after_acks(got, had_acks)?));
         }
-        self.pulled(records, acks, max, lease, wait).await
+        self.pulled(records, ids, max, lease, wait).await
     }
 
     /// [`SqliteQueue::recorded`] from the calling task: one transaction, then polling.
     async fn pulled(
         &self,
         mut records: Option<Records>,
-        acks: Vec<Receipt>,
+        ids: Vec<SqliteReceipt>,
         max: usize,
         lease: Duration,
         wait: Duration,
     ) -> Result<(AckOutcome, Vec<Delivery>), QueueError> {
-        let ids = sqlite_receipts(&acks)?;
         let had_acks = !ids.is_empty();
         let t = self.table.clone();
         let (outcome, got) = self
@@ -356,6 +356,13 @@ impl SqliteQueue {
             pause = (pause * 2).min(POLL_MAX);
         }
     }
+}
+
+/// Acks in the background answered already (nothing to send, or nothing that could be).
+fn answered(answer: Result<AckOutcome, QueueError>) -> crate::Background {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(answer);
+    crate::Background::Queued(rx)
 }
 
 fn sqlite_receipts(receipts: &[Receipt]) -> Result<Vec<SqliteReceipt>, QueueError> {
@@ -457,29 +464,15 @@ impl Queue for SqliteQueue {
         let Some(p) = self.running() else {
             return crate::Background::Declined(acks, records);
         };
-        let ids = match sqlite_receipts(&acks) {
-            Ok(ids) => ids,
-            Err(e) => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = tx.send(Err(e));
-                return crate::Background::Queued(rx);
-            }
-        };
-        let records = match records.map(Records::sibling).transpose() {
-            Ok(r) => r,
-            Err(e) => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = tx.send(Err(e));
-                return crate::Background::Queued(rx);
-            }
+        let parsed = sqlite_receipts(&acks)
+            .and_then(|ids| Ok((ids, records.map(Records::sibling).transpose()?)));
+        let (ids, records) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return answered(Err(e)),
         };
         match p.send(ids, records, None, Duration::ZERO) {
             push::Sent::Queued(Some(answer)) => crate::Background::Queued(answer),
-            push::Sent::Queued(None) => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = tx.send(Ok(AckOutcome::default()));
-                crate::Background::Queued(rx)
-            }
+            push::Sent::Queued(None) => answered(Ok(AckOutcome::default())),
             push::Sent::Stopped(records) => {
                 crate::Background::Declined(acks, records.map(|r| r.into_recorded()))
             }
