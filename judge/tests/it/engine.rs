@@ -174,6 +174,34 @@ fn compose(d: &Dockerd, project: &str, image: &str, args: &[&str]) -> String {
     docker::checked(cmd, &format!("docker compose {}", args.join(" ")))
 }
 
+/// `compose --profile P run` of `args` (the run's options, its service and command), in a one-off
+/// container named `{project}-{name}`; returns its stdout and stderr. They are read from the container's log,
+/// which the daemon keeps whole, then the container is removed: `compose run`'s attached stdout now and then
+/// lost a short-lived container's output (seen once in CI: exit 0, nothing printed).
+fn compose_run(
+    d: &Dockerd,
+    project: &str,
+    image: &str,
+    profile: &str,
+    name: &str,
+    args: &[&str],
+) -> (String, String) {
+    let container = format!("{project}-{name}");
+    let mut run = vec!["--profile", profile, "run", "--name", &container, "-T"];
+    run.extend(args);
+    compose(d, project, image, &run);
+    let logs = d
+        .docker()
+        .args(["logs", &container])
+        .output()
+        .expect("docker logs");
+    d.run(&["rm", &container]);
+    (
+        String::from_utf8_lossy(&logs.stdout).into_owned(),
+        String::from_utf8_lossy(&logs.stderr).into_owned(),
+    )
+}
+
 /// up, `--scale` consumers to 3, `/metrics` from another container, a bounded producer run, `docker compose
 /// stop` (every consumer exits 0 within its stop_grace_period), the audit of the files and `audit --queue` of
 /// the telemetry channel (lost 0 both), `down -v` (nothing left).
@@ -220,24 +248,14 @@ fn run_stack(s: &Stack, probe_image: impl FnOnce(&Dockerd) -> String) {
     phase("/metrics answered");
     // A bounded producer run, its stdout kept for the audit.
     let count = MESSAGES.to_string();
-    let mut run = profile.to_vec();
     let env_count = format!("PRODUCER_COUNT={count}");
-    run.extend([
-        "run",
-        "--rm",
-        "-T",
-        "-e",
-        &env_count,
-        "-e",
-        "PRODUCER_RATE=200",
-        s.producer,
-    ]);
-    let producer_out = compose(&d, &project, &image, &run);
+    let run = ["-e", &env_count, "-e", "PRODUCER_RATE=200", s.producer];
+    let (producer_out, err) = compose_run(&d, &project, &image, s.profile, "producer", &run);
     let summary: Value = producer_out
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["kind"] == "summary")
-        .unwrap_or_else(|| panic!("no producer summary:\n{producer_out}"));
+        .unwrap_or_else(|| panic!("no producer summary:\n{producer_out}{err}"));
     assert_eq!(summary["sent"], MESSAGES, "{summary}");
     let work = d.scratch("run");
     let producer_file = work.join("producer.jsonl");
@@ -326,11 +344,7 @@ fn run_stack(s: &Stack, probe_image: impl FnOnce(&Dockerd) -> String) {
     // where no ledger file is shared; compose starts the queue's server again (`stop` stopped it). Lost 0,
     // and the count the consumers' summaries and the ledger saw.
     let run_id = summary["run_id"].as_str().expect("the producer's run_id");
-    let mut audit = profile.to_vec();
-    audit.extend([
-        "run",
-        "--rm",
-        "-T",
+    let audit = [
         s.consumer,
         "audit",
         "--queue",
@@ -339,13 +353,13 @@ fn run_stack(s: &Stack, probe_image: impl FnOnce(&Dockerd) -> String) {
         run_id,
         "--save",
         "/data/audit-telemetry",
-    ]);
-    let out = compose(&d, &project, &image, &audit);
+    ];
+    let (out, err) = compose_run(&d, &project, &image, s.profile, "audit", &audit);
     let report: Value = out
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["role"] == "audit")
-        .unwrap_or_else(|| panic!("audit --queue printed no report:\n{out}"));
+        .unwrap_or_else(|| panic!("audit --queue printed no report:\n{out}{err}"));
     assert_eq!(report["produced"], MESSAGES, "audit --queue: {report}");
     assert_eq!(report["consumed"], acked, "audit --queue: {report}");
     assert_eq!(report["lost"], 0, "audit --queue: {report}");
