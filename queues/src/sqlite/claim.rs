@@ -118,40 +118,30 @@ pub(super) fn claim_tx(
         outcome.lease_lost = acks.len() as u64 - outcome.acked;
     }
     let acked = outcome.acked as i64;
-    let mut got = Vec::new();
+    // Rows are only read inside the transaction; sorting them and making deliveries waits for the commit,
+    // so the write lock is not held for work that needs no lock.
+    let mut claimed = Vec::new();
+    let mut token = 0;
     let mut newly_leased = 0i64;
     if max > 0 {
         let now = unix_millis();
-        let token = loop {
+        token = loop {
             let t: i64 = rand::random();
             if t != 0 {
                 break t;
             }
         };
-        {
-            let mut claim = tx.prepare_cached(&t.claim)?;
-            let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
-            let mut rows = claim.query(params![now, lease_ms, token, max as i64])?;
-            let mut claimed = Vec::with_capacity(max.min(1024));
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                let body: Vec<u8> = row.get(1)?;
-                let deliveries: i64 = row.get(2)?;
-                let fresh: bool = row.get(3)?;
-                newly_leased += fresh as i64;
-                claimed.push((id, body, deliveries.clamp(0, u32::MAX as i64) as u32));
-            }
-            // RETURNING does not promise an order; hand messages out oldest first.
-            claimed.sort_unstable_by_key(|(id, ..)| *id);
-            let of = u32::try_from(claimed.len()).unwrap_or(u32::MAX);
-            got = claimed
-                .into_iter()
-                .map(|(id, body, deliveries)| Delivery {
-                    body,
-                    receipt: Receipt::new(SqliteReceipt { id, token, of }),
-                    deliveries,
-                })
-                .collect();
+        let mut claim = tx.prepare_cached(&t.claim)?;
+        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+        let mut rows = claim.query(params![now, lease_ms, token, max as i64])?;
+        claimed.reserve(max.min(1024));
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let body: Vec<u8> = row.get(1)?;
+            let deliveries: i64 = row.get(2)?;
+            let fresh: bool = row.get(3)?;
+            newly_leased += fresh as i64;
+            claimed.push((id, body, deliveries.clamp(0, u32::MAX as i64) as u32));
         }
     }
     // The counters move by their net change, once each: a consumer in full flow acks as many as it leases,
@@ -168,6 +158,17 @@ pub(super) fn claim_tx(
         })?;
     }
     tx.commit()?;
+    // RETURNING does not promise an order; hand messages out oldest first.
+    claimed.sort_unstable_by_key(|(id, ..)| *id);
+    let of = u32::try_from(claimed.len()).unwrap_or(u32::MAX);
+    let got = claimed
+        .into_iter()
+        .map(|(id, body, deliveries)| Delivery {
+            body,
+            receipt: Receipt::new(SqliteReceipt { id, token, of }),
+            deliveries,
+        })
+        .collect();
     Ok((outcome, got))
 }
 
