@@ -2,7 +2,8 @@
 //!
 //! Run with `cargo bench -p consumer --bench embedded`. It builds the release binaries, then measures:
 //! 1. End-to-end throughput: 1 producer + 2 consumer processes, 1,000,000 messages of 200 bytes, batch 100,
-//!    zero work, ledgers on; msgs/s from the first send to the last ack, CPU time per message (all three
+//!    zero work, ledgers on, the consumers taking what comes until the queue is empty (then SIGTERM, as the
+//!    spike's stop when it is); msgs/s from the first send to the last ack, CPU time per message (all three
 //!    processes, from wait4), and the audit (lost must be 0). The anchor, measured in the same run with
 //!    rounds alternating: a bare SQLite queue of the same design (`embedded/spike.rs`: the same claim, acks
 //!    in the next claim's transaction, WAL, 1 producer + 2 consumer processes, batch 100, 200 B) with nothing
@@ -142,7 +143,6 @@ fn throughput(bins: &Path, v: &mut Verdicts) -> (u64, u64) {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite:{}", dir.path().join("q.db").display());
-        let half = (MESSAGES / 2).to_string();
         let consumer_args = |i: usize| {
             let ledger = dir
                 .path()
@@ -158,8 +158,6 @@ fn throughput(bins: &Path, v: &mut Verdicts) -> (u64, u64) {
                 "200".into(),
                 "--batch".into(),
                 "100".into(),
-                "--count".into(),
-                half.clone(),
                 "--ledger".into(),
                 ledger,
             ]
@@ -180,6 +178,20 @@ fn throughput(bins: &Path, v: &mut Verdicts) -> (u64, u64) {
             ],
         );
         let producer = finish(p);
+        // As the spike's consumers, ours take what comes until the queue is empty: then they are stopped
+        // (SIGTERM: they drain and write their summary). A fixed share each (`--count` of half) measured how
+        // evenly two consumers happened to split the work: the one that got its half first stopped, and the
+        // other finished alone (0.4 s of a 6 s run).
+        spike::wait_empty(
+            &dir.path().join("q.db"),
+            "mw_counters WHERE name = 'messages'",
+        );
+        for c in &consumers {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(c.pid() as i32, libc::SIGTERM);
+            }
+        }
         let consumers: Vec<Finished> = consumers.into_iter().map(finish).collect();
         let first_sent = testkit::u(summary(&producer), "first_sent_at_us");
         let last_ack = consumers
