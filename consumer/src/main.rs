@@ -8,6 +8,12 @@ use std::process::ExitCode;
 
 use consumer::{Args, Config};
 
+/// mimalloc, not glibc's malloc: on an embedded queue the claiming thread allocates every message's body and
+/// the consumer's task frees it, on another thread, which glibc serves through its arena locks and bin
+/// consolidation (~10 % of the claiming thread). 7 % more messages a second end to end (README, Dependencies).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = workload::cli::parse_args::<Args>();
     workload::cli::init_logging(&queues::registry::quiet_log_targets());

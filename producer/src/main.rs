@@ -8,6 +8,11 @@ use std::process::ExitCode;
 
 use producer::{Args, Config};
 
+/// mimalloc, not glibc's malloc, as the consumer (see its `main.rs`): the producer allocates each message's body
+/// and the queue's client frees it, often on another thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = workload::cli::parse_args::<Args>();
     workload::cli::init_logging(&queues::registry::quiet_log_targets());
