@@ -56,7 +56,15 @@ impl Consumer {
                     }
                 }
             }
-            if self.held.is_empty() || self.shutdown.is_forced() || Instant::now() >= deadline {
+            // With the file ledger failed, nothing held can be acked any more but what was recorded before
+            // (`to_ack`, sent above): waiting out the drain timeout would only keep the rest from other
+            // consumers. It goes back below.
+            let unrecordable = self.ledger_failed && self.to_ack.is_empty();
+            if self.held.is_empty()
+                || unrecordable
+                || self.shutdown.is_forced()
+                || Instant::now() >= deadline
+            {
                 break;
             }
             self.tick_if_due();

@@ -235,3 +235,53 @@ fn legacy_sleep_variable_sets_the_work() {
     // End-to-end latency runs to the ack, so it includes the 150 ms of work.
     assert!(u(&s, "e2e_p50_us") >= 150_000, "{s}");
 }
+
+/// A ledger that fails mid-run (`/dev/full`: it opens, every write fails) stops the consumer at once: what it
+/// holds can never be recorded, so it is not acked and is given back now, not after the whole
+/// `--drain-timeout` spent waiting for acks that cannot come. Nothing is lost: every message is back in the
+/// queue, none leased.
+#[test]
+fn a_ledger_that_fails_gives_back_what_is_held_at_once_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut p = Proc::spawn("producer", ROLES.producer(&url, 500, 0));
+    assert!(p.wait(Duration::from_secs(20)).success());
+    let started = Instant::now();
+    let mut c = Proc::spawn(
+        "consumer",
+        ROLES.consumer(
+            &url,
+            std::path::Path::new("/dev/full"),
+            &[
+                "--work",
+                "none",
+                "--max-in-flight",
+                "50",
+                "--drain-timeout",
+                "120s",
+            ],
+        ),
+    );
+    let status = c.wait(Duration::from_secs(60));
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(1), "{}", c.stderr());
+    assert!(
+        c.stderr()
+            .contains("acked messages could no longer be recorded")
+            && c.stderr().contains("No space left on device"),
+        "{}",
+        c.stderr()
+    );
+    // Well inside the 120 s drain timeout: it did not wait for acks that cannot be recorded.
+    assert!(took < Duration::from_secs(30), "stopping took {took:?}");
+    let s = c.summary().unwrap();
+    assert_eq!(u(&s, "acked"), 0, "{s}");
+    assert_eq!(u(&s, "unreleased"), 0, "{s}");
+    assert!(u(&s, "released") >= 1, "{s}");
+    let d = depth(&url);
+    assert_eq!(
+        (d.visible, d.in_flight),
+        (500, Some(0)),
+        "every message is back"
+    );
+}
