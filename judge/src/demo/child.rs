@@ -37,7 +37,7 @@ impl Binaries {
     /// Finds the binaries in `dir`, or beside the demo's own executable.
     ///
     /// # Errors
-    /// When one is missing, naming every missing one and how to build them.
+    /// When one is missing, naming every missing one (and how to build them when they should be beside the demo).
     pub fn locate(dir: Option<&Path>, with_remainder: bool) -> anyhow::Result<Binaries> {
         let given = dir.is_some();
         let dir = match dir {
@@ -57,26 +57,52 @@ impl Binaries {
         if with_remainder {
             needed.push(&bins.remainder);
         }
-        let missing: Vec<String> = needed
+        let missing: Vec<&Path> = needed
             .into_iter()
             .filter(|p| !p.is_file())
-            .map(|p| p.display().to_string())
+            .map(PathBuf::as_path)
             .collect();
-        if !missing.is_empty() {
-            let text = format!(
-                "missing {}: build all binaries first: cargo build --release (the demo runs the binaries beside \
-                 it; --bin-dir DIR points elsewhere)",
-                missing.join(", ")
-            );
-            // A --bin-dir that lacks them is the user's input (exit 2); beside the demo, the build is (exit 1).
-            return Err(if given {
-                workload::cli::usage(text).into()
-            } else {
-                anyhow::anyhow!(text)
-            });
+        if missing.is_empty() {
+            return Ok(bins);
         }
-        Ok(bins)
+        let text = missing_text(&dir, &missing, given);
+        // A --bin-dir that lacks them is the user's input (exit 2); beside the demo, the build is (exit 1).
+        Err(if given {
+            workload::cli::usage(text).into()
+        } else {
+            anyhow::anyhow!(text)
+        })
     }
+}
+
+/// Why the demo cannot start without `missing`. Beside the demo they are missing because the workspace was not
+/// all built, so the build is the fix; in a `--bin-dir` the user chose, a build would not put them there, so
+/// the message names what is missing where, and the flag.
+fn missing_text(dir: &Path, missing: &[&Path], given: bool) -> String {
+    if !given {
+        let paths: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
+        return format!(
+            "missing {}: build all binaries first: cargo build --release (the demo runs the binaries beside \
+             it; --bin-dir DIR points elsewhere)",
+            paths.join(", ")
+        );
+    }
+    let names: Vec<String> = missing
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    // "producer", "producer or consumer", "producer, consumer or remainder".
+    let names = match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    format!(
+        "--bin-dir {} has no {names} binary: point --bin-dir at the directory holding them, or leave it out to \
+         use the ones beside the demo",
+        dir.display()
+    )
 }
 
 /// What a child is in the demo.

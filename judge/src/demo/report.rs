@@ -217,11 +217,24 @@ impl Summary {
     }
 
     /// Whether the demo did what it promised: nothing lost, and the queue drained unless the user stopped it
-    /// early.
+    /// early. Unexpected ledger entries do not fail it, as they do not fail `audit` (exit 0 unless messages
+    /// were lost): the report says them instead.
     pub fn succeeded(&self) -> bool {
         self.lost() == 0
             && self.json_failed.is_none()
             && (self.stopped_early || (self.left() == 0 && !self.drain_unknown()))
+    }
+
+    /// What an OK verdict adds when the ledgers hold unexpected entries, so that such a run does not read as
+    /// clean. It stays OK (exit 0) as the `audit` binary's verdict does: they are not lost messages, but
+    /// someone else's, or sends the producer never saw confirmed.
+    fn unexpected_verdict(&self) -> String {
+        match self.audit.totals.unexpected {
+            0 => String::new(),
+            n => format!(
+                ", but {n} ledger entr(ies) are UNEXPECTED: for messages the producer never confirmed sending"
+            ),
+        }
     }
 
     /// The drain ran out of time and the queue could not be read at the end: whether anything is left is
@@ -263,9 +276,16 @@ impl Summary {
             self.stop_reason
         )?;
         writeln!(out, "  produced   {} messages", t.produced)?;
+        // Unexpected entries only when there are any: a demo's own run has none unless something else wrote
+        // to its queue, and a zero would only lengthen the line.
+        let unexpected = if t.unexpected > 0 {
+            format!(", unexpected {}", t.unexpected)
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "  consumed   {} (lost {}, duplicates {})",
+            "  consumed   {} (lost {}, duplicates {}{unexpected})",
             t.consumed,
             self.lost(),
             t.duplicates
@@ -287,6 +307,14 @@ impl Summary {
                 out,
                 "  poison     {} (set aside after --max-deliveries: in the ledgers, not lost)",
                 t.poison
+            )?;
+        }
+        if t.unexpected > 0 {
+            writeln!(
+                out,
+                "  unexpected {} ledger entr(ies) for messages the producer never confirmed sending (another run's \
+                 messages in the queue, or sends never confirmed): not counted as consumed",
+                t.unexpected
             )?;
         }
         if self.e2e.merged > 0 {
@@ -360,12 +388,17 @@ impl Summary {
                 "FAILED: the queue did not drain within --drain-timeout and its depth could not be read (the warnings above say why)"
             )?;
         } else if self.left() == 0 {
-            writeln!(out, "OK: every message the queue confirmed was consumed")?;
+            writeln!(
+                out,
+                "OK: every message the queue confirmed was consumed{}",
+                self.unexpected_verdict()
+            )?;
         } else if self.stopped_early {
             writeln!(
                 out,
-                "OK: nothing lost; {} message(s) left in the queue when you stopped the demo early",
-                self.left()
+                "OK: nothing lost; {} message(s) left in the queue when you stopped the demo early{}",
+                self.left(),
+                self.unexpected_verdict()
             )?;
         } else {
             writeln!(
@@ -426,6 +459,102 @@ mod tests {
         );
         let h = header(&config(&["--rate", "20"]), dir);
         assert!(h.starts_with("demo: producer at 20 msgs/s for "), "{h}");
+    }
+
+    /// A finished run's summary with these audit totals: drained, nothing left, files removed.
+    fn summary(totals: audit::Totals) -> Summary {
+        Summary {
+            audit: audit::Report {
+                producers: Vec::new(),
+                totals,
+                warnings: Vec::new(),
+            },
+            e2e: E2e::default(),
+            consumers_without_summary: 0,
+            duration: Duration::from_secs(5),
+            consumers_max: 2,
+            left_in_queue: Some(0),
+            stopped_early: false,
+            undrained: false,
+            stop_reason: "after its 5s run".into(),
+            remainder: None,
+            files: Files::Removed,
+            warnings: Vec::new(),
+            json_failed: None,
+        }
+    }
+
+    fn report(s: &Summary) -> String {
+        let mut out = Vec::new();
+        s.write_report(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn unexpected_ledger_entries_are_reported_and_keep_the_audits_exit_status() {
+        let totals = audit::Totals {
+            produced: 100,
+            consumed: 100,
+            ledger_entries: 107,
+            unexpected: 7,
+            ..audit::Totals::default()
+        };
+        let s = summary(totals);
+        let text = report(&s);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.contains(&"  consumed   100 (lost 0, duplicates 0, unexpected 7)"),
+            "{text}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with(
+                "  unexpected 7 ledger entr(ies) for messages the producer never confirmed sending"
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            lines.last(),
+            Some(
+                &"OK: every message the queue confirmed was consumed, but 7 ledger entr(ies) are UNEXPECTED: \
+                  for messages the producer never confirmed sending"
+            ),
+            "{text}"
+        );
+        // `audit` exits 0 when nothing is lost, unexpected entries or not: so does the demo.
+        assert!(s.succeeded());
+
+        // Stopped early with messages left: the verdict says both.
+        let mut early = summary(totals);
+        early.stopped_early = true;
+        early.left_in_queue = Some(3);
+        early.audit.totals.consumed = 97;
+        early.audit.totals.lost = 3;
+        let text = report(&early);
+        assert!(
+            text.ends_with(
+                "OK: nothing lost; 3 message(s) left in the queue when you stopped the demo early, but 7 ledger \
+                 entr(ies) are UNEXPECTED: for messages the producer never confirmed sending\n"
+            ),
+            "{text}"
+        );
+        assert!(early.succeeded());
+
+        // None: the report reads as before, nothing about unexpected entries.
+        let clean = summary(audit::Totals {
+            unexpected: 0,
+            ledger_entries: 100,
+            ..totals
+        });
+        let text = report(&clean);
+        assert!(
+            text.contains("  consumed   100 (lost 0, duplicates 0)\n"),
+            "{text}"
+        );
+        assert!(!text.to_lowercase().contains("unexpected"), "{text}");
+        assert!(
+            text.ends_with("OK: every message the queue confirmed was consumed\n"),
+            "{text}"
+        );
     }
 
     #[test]

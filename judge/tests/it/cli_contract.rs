@@ -328,7 +328,7 @@ fn bad_usage_exits_2_and_runtime_failures_exit_1_in_every_binary() {
             bin: "demo",
             args: &["--bin-dir", "/nonexistent"],
             code: 2,
-            says: "/nonexistent/producer",
+            says: "--bin-dir /nonexistent has no producer, consumer or remainder binary",
         },
         Case {
             bin: "consumer",

@@ -31,7 +31,7 @@ const SUMMARY_FIELDS: &[&str] = &[
     "consumers_max",
 ];
 
-fn demo(args: &[&str]) -> Proc {
+pub(super) fn demo(args: &[&str]) -> Proc {
     let mut cmd = testkit::command("demo");
     cmd.args(args);
     Proc::spawn("demo", cmd)
@@ -45,7 +45,7 @@ fn intervals(p: &Proc) -> Vec<Value> {
 }
 
 /// The directory the demo printed as kept ("files      /tmp/queue-demo-…" or "files are kept in …").
-fn kept_dir(stderr: &str) -> PathBuf {
+pub(super) fn kept_dir(stderr: &str) -> PathBuf {
     let start = stderr
         .find("/queue-demo-")
         .and_then(|i| stderr[..i].rfind(char::is_whitespace).map(|s| s + 1))
@@ -58,7 +58,7 @@ fn kept_dir(stderr: &str) -> PathBuf {
 }
 
 /// Removes a directory the demo kept, even when an assertion fails.
-struct RemoveOnDrop(PathBuf);
+pub(super) struct RemoveOnDrop(pub(super) PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -214,22 +214,6 @@ fn bad_usage_exits_2_with_a_clear_message() {
         "the error shows the syntax: {}",
         p.stderr()
     );
-}
-
-#[test]
-fn missing_binaries_say_how_to_build_them() {
-    let empty = tempfile::tempdir().expect("tempdir");
-    let dir = empty.path().to_str().expect("utf-8 temp path");
-    let mut p = demo(&["--bin-dir", dir]);
-    let status = p.wait(Duration::from_secs(10));
-    let stderr = p.stderr();
-    // A --bin-dir without the binaries is the user's input: exit 2.
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("build all binaries first: cargo build --release"),
-        "{stderr}"
-    );
-    assert!(stderr.contains(&format!("{dir}/producer")), "{stderr}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod containers_image;
 mod containers_k8s;
 mod containers_telemetry;
 mod demo;
+mod demo_report;
 mod demo_tty;
 mod engine;
 mod engine_demo;

@@ -172,6 +172,10 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
             Err(e)
         }
     };
+    // The demo's own handle is the queue's last connection (every child has stopped): closing it now lets an
+    // embedded queue remove its -wal and -shm files before the report lists the kept directory, which named
+    // files already gone by the time the user looked.
+    drop(demo.queue);
     // Every container, network and volume of the run goes, however the run ended.
     let summary = match (summary, engine) {
         (summary, None) => summary,
