@@ -69,7 +69,7 @@ pub struct Args {
 
     /// Stop after this long: the messages scheduled inside it are sent (default: the --shape's end when it
     /// has one, else no limit).
-    #[arg(long, env = "PRODUCER_DURATION", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
+    #[arg(long, env = "PRODUCER_DURATION", value_parser = parse_run_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
     /// Size of each message body in bytes, padded with '.'; bodies never shrink below the envelope (~70 B).
@@ -123,6 +123,19 @@ pub struct Args {
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// Parses `--duration`: a [`parse_duration`] above 0. A run of 0s sends nothing. It is refused here, where clap
+/// names the flag (or PRODUCER_DURATION), not by the send-nothing check of [`Config::from_args`], which can
+/// only quote the shape: the default const:10 when the user gave none.
+fn parse_run_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!(
+            "{:?} sends no message: give a duration above 0 (e.g. 10s), or none to run until --count or a stop",
+            s.trim()
+        )),
+        d => Ok(d),
+    }
 }
 
 /// A validated producer run.
