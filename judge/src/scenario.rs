@@ -33,10 +33,62 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
-    #[error("scenario {path} is not valid: {message}")]
-    Invalid { path: String, message: String },
+    /// `at` is where in the file, when the TOML itself is at fault: `scenario burst.toml:3:7 is not valid: …`.
+    #[error("scenario {path}{} is not valid: {message}", .at.map_or_else(String::new, |at| format!(":{}:{}", at.line, at.column)))]
+    Invalid {
+        path: String,
+        at: Option<Position>,
+        message: String,
+    },
     #[error("scenario {path} is a directory: give a scenario file{files}")]
     Directory { path: String, files: String },
+}
+
+/// A place in a scenario's text, both from 1; the column counts characters, as an editor does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Position {
+    /// The position of byte `offset` of `text` (the toml crate's spans are byte ranges).
+    fn of(text: &str, offset: usize) -> Position {
+        // An offset inside a character (never seen from toml) counts from that character's start.
+        let before = text
+            .char_indices()
+            .take_while(|&(i, _)| i < offset)
+            .map(|(_, c)| c);
+        let (mut line, mut column) = (1, 1);
+        for c in before {
+            if c == '\n' {
+                (line, column) = (line + 1, 1);
+            } else {
+                column += 1;
+            }
+        }
+        Position { line, column }
+    }
+}
+
+/// What is wrong with a scenario's text; `at` is where, when the TOML itself is at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}{}", .at.map_or_else(String::new, |at| format!(" (line {}, column {})", at.line, at.column)))]
+pub struct Problem {
+    pub at: Option<Position>,
+    pub message: String,
+}
+
+impl From<String> for Problem {
+    fn from(message: String) -> Problem {
+        Problem { at: None, message }
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(message: &str) -> Problem {
+        Problem::from(message.to_string())
+    }
 }
 
 /// The file as written.
@@ -115,15 +167,21 @@ impl Scenario {
         let name = path
             .file_stem()
             .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
-        Scenario::parse(&name, &text).map_err(|message| ScenarioError::Invalid {
+        Scenario::parse(&name, &text).map_err(|p| ScenarioError::Invalid {
             path: shown,
-            message,
+            at: p.at,
+            message: p.message,
         })
     }
 
-    /// Checks a scenario's text; the error says what is wrong, for [`Scenario::load`] to frame.
-    pub fn parse(name: &str, text: &str) -> Result<Scenario, String> {
-        let f: File = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    /// Checks a scenario's text; the error says what is wrong, and where for a TOML error, for
+    /// [`Scenario::load`] to frame.
+    pub fn parse(name: &str, text: &str) -> Result<Scenario, Problem> {
+        // `message()`, not the error's Display: that one is several lines, with an excerpt of the file.
+        let f: File = toml::from_str(text).map_err(|e| Problem {
+            at: e.span().map(|span| Position::of(text, span.start)),
+            message: e.message().replace('\n', " "),
+        })?;
         let shape = Shape::parse(&f.shape).map_err(|e| format!("shape: {e}"))?;
         let duration = parse_duration(&f.duration).map_err(|e| format!("duration: {e}"))?;
         if duration.is_zero() {
@@ -144,7 +202,8 @@ impl Scenario {
                     return Err(format!(
                         "autoscale.{k}: expected a string, number or boolean, not {}",
                         other.type_str()
-                    ));
+                    )
+                    .into());
                 }
             };
             pairs.push((k, v));
@@ -245,8 +304,64 @@ mod tests {
                 "unknown key \"speed\"",
             ),
         ] {
-            let e = Scenario::parse("x", text).unwrap_err();
+            let e = Scenario::parse("x", text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn a_toml_error_says_where_it_is_on_one_line() {
+        // /etc/passwd's first line, as `demo --scenario /etc/passwd` read it: the error is at its end.
+        let e = Scenario::parse("passwd", "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1::/:\n")
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Problem {
+                at: Some(Position {
+                    line: 1,
+                    column: 32
+                }),
+                message: "key with no value, expected `=`".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "key with no value, expected `=` (line 1, column 32)"
+        );
+        // A key on line 4 that no scenario has; columns count characters, not bytes.
+        let e = Scenario::parse(
+            "x",
+            "description = \"é\"\nshape = \"const:1\"\ntarget = 5\n  speed = 3\nduration = \"1s\"",
+        )
+        .unwrap_err();
+        assert_eq!(e.at, Some(Position { line: 4, column: 3 }));
+        let e = Scenario::parse("x", "description = \"é\" x").unwrap_err();
+        assert_eq!(
+            e.at,
+            Some(Position {
+                line: 1,
+                column: 19
+            })
+        );
+        // A value that parses but is wrong is not the TOML's fault: no position.
+        let e =
+            Scenario::parse("x", "shape = \"zig:1\"\ntarget = 5\nduration = \"1s\"").unwrap_err();
+        assert_eq!(e.at, None);
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_is_named_with_its_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "shape = \"const:1\"\ntarget = 5\nduration 60s\n").unwrap();
+        let e = Scenario::load(&path).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "scenario {}:3:10 is not valid: key with no value, expected `=`",
+                path.display()
+            )
+        );
+        assert!(!e.contains('\n'), "{e}");
     }
 }
