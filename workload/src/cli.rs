@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+mod origin;
+pub use origin::ValueOrigin;
+
 /// The longest duration any flag takes: beyond it, a value is almost certainly a typo (`300d` for `300s`).
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 /// The highest rate any flag takes, in messages per second: far beyond what one process sends, so a value
@@ -214,11 +217,13 @@ pub fn parse_on_off(s: &str) -> Result<bool, String> {
 /// Parses the command line into `P`; bad usage (an unknown flag, a bad value, a missing argument) is one line
 /// on stderr, `error: …` as every other error, and exit status 2. `--help` and `--version` are clap's own.
 pub fn parse_args<P: clap::Parser>() -> P {
-    P::try_parse().unwrap_or_else(|e| exit_on_clap_error(e))
+    P::try_parse().unwrap_or_else(|e| exit_on_clap_error::<P>(e))
 }
 
-/// Prints a clap error as one line and exits 2 (help and version: clap's own output and status).
-pub fn exit_on_clap_error(e: clap::Error) -> ! {
+/// Prints a clap error of the command `P` as one line and exits 2 (help and version: clap's own output and
+/// status). `P` tells which environment variable a bad value came from, when it did not come from the command
+/// line (see [`ValueOrigin`]).
+pub fn exit_on_clap_error<P: clap::CommandFactory>(e: clap::Error) -> ! {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
@@ -228,39 +233,60 @@ pub fn exit_on_clap_error(e: clap::Error) -> ! {
     ) {
         e.exit()
     }
-    let line = clap_error_line(&e);
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let origin = ValueOrigin::of(&P::command(), &e, &argv, &|var| std::env::var_os(var));
+    let line = clap_error_line(&e, &origin);
     // One hint: a message that already says where to look (the README for --autoscale's keys) gets no second.
     let hint = if line.contains("(see ") {
         ""
     } else {
         " (see --help)"
     };
-    note(format_args!("error: {line}{hint}"));
+    // As every other error ([`exit`]): a value parser may quote a URL that carries a password.
+    note(format_args!(
+        "error: {}",
+        crate::redact::url(&format!("{line}{hint}"))
+    ));
     std::process::exit(2)
 }
 
 /// A clap error as one line without `error: `: `--rate: invalid value "abc": invalid float literal` for a
 /// bad value, else clap's own message with its list and tips on the same line and its usage left out
-/// (`--help` has it).
-pub fn clap_error_line(e: &clap::Error) -> String {
+/// (`--help` has it). A value read from the environment names its variable too (`--rate (from
+/// PRODUCER_RATE): …`), and the value of a flag that hides its variable's value is never shown.
+pub fn clap_error_line(e: &clap::Error, origin: &ValueOrigin) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
-    let text = |kind| match e.get(kind) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    // "--rate <MSGS_PER_S>" names the flag "--rate".
-    let flag = text(ContextKind::InvalidArg).map(|a| match a.split_once(' ') {
-        Some((flag, _)) if flag.starts_with('-') => flag.to_string(),
-        _ => a,
+    let flag = origin::flag_of(e).map(|flag| match &origin.var {
+        Some(var) => format!("{flag} (from {var})"),
+        None => flag,
     });
-    let value = text(ContextKind::InvalidValue).unwrap_or_default();
+    let value = origin::context(e, ContextKind::InvalidValue).unwrap_or_default();
+    let hide = |text: String| {
+        if origin.secret && !value.is_empty() {
+            // The parser may have trimmed the value before quoting it.
+            let trimmed = value.trim();
+            let text = text.replace(&value, crate::redact::MASK);
+            if trimmed.is_empty() {
+                text
+            } else {
+                text.replace(trimmed, crate::redact::MASK)
+            }
+        } else {
+            text
+        }
+    };
+    let shown = if origin.secret {
+        crate::redact::MASK.to_string()
+    } else {
+        format!("{value:?}")
+    };
     match (e.kind(), flag) {
         (ErrorKind::ValueValidation, Some(flag)) if !value.is_empty() => {
             let cause = std::error::Error::source(e).map_or_else(String::new, one_line);
-            if cause.contains(&value) {
+            if cause.contains(&value) && !origin.secret {
                 format!("{flag}: {cause}")
             } else {
-                format!("{flag}: invalid value {value:?}: {cause}")
+                format!("{flag}: invalid value {shown}: {}", hide(cause))
             }
         }
         (ErrorKind::InvalidValue, Some(flag)) if !value.is_empty() => {
@@ -268,9 +294,9 @@ pub fn clap_error_line(e: &clap::Error) -> String {
                 Some(ContextValue::Strings(v)) => format!("; expected one of: {}", v.join(", ")),
                 _ => String::new(),
             };
-            format!("{flag}: invalid value {value:?}{valid}")
+            format!("{flag}: invalid value {shown}{valid}")
         }
-        _ => flatten_rendered(&e.render().to_string()),
+        _ => hide(flatten_rendered(&e.render().to_string())),
     }
 }
 

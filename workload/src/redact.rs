@@ -64,7 +64,7 @@ const SECRET_KEYS: &[&str] = &[
 ];
 
 /// What a redacted value is replaced with.
-const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Returns `s` with every password in a `scheme://user:password@host` and every value of a secret-looking
 /// key (`sig=`, `AccountKey=`, `password=`…, plain or percent-encoded) replaced by `***`. Text without secrets

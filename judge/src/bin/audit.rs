@@ -74,7 +74,7 @@ fn main() -> ExitCode {
             );
             std::process::exit(2);
         }
-        workload::cli::exit_on_clap_error(e)
+        workload::cli::exit_on_clap_error::<Args>(e)
     });
     // Clap's `requires` let these through beside the file flags (seen: `--run abc --save foo` audited every
     // run and saved nothing), so the rule is kept here.

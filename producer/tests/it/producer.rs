@@ -179,3 +179,75 @@ fn bad_input_is_a_clear_usage_error() {
         assert!(!err.contains("panicked"));
     }
 }
+
+/// The producer's one-line error and exit status for `args` with the environment `vars`.
+fn refused(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command("producer");
+    cmd.current_dir(dir.path()).args(args);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut p = Proc::spawn("producer", cmd);
+    let status = p.wait(Duration::from_secs(10));
+    (status.code(), p.stderr().trim_end().to_string())
+}
+
+#[test]
+fn a_zero_duration_is_refused_naming_the_flag_or_its_variable_not_the_default_shape() {
+    let says = "\"0s\" sends no message: give a duration above 0 (e.g. 10s), or none to run until --count \
+                or a stop (see --help)";
+    assert_eq!(
+        refused(&["--queue", "sqlite:q.db", "--duration", "0s"], &[]),
+        (Some(2), format!("error: --duration: {says}"))
+    );
+    assert_eq!(
+        refused(&["--queue", "sqlite:q.db"], &[("PRODUCER_DURATION", "0s")]),
+        (
+            Some(2),
+            format!("error: --duration (from PRODUCER_DURATION): {says}")
+        )
+    );
+    // An explicit shape that sends nothing within a positive duration still says so.
+    let (code, err) = refused(
+        &[
+            "--queue",
+            "sqlite:q.db",
+            "--shape",
+            "burst:5@10s",
+            "--duration",
+            "5s",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.starts_with("error: --shape burst:5@10s sends no message in 5s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable_unless_the_flag_was_given() {
+    let says = "must be a number of messages per second, 0 or more";
+    assert_eq!(
+        refused(
+            &["--queue", "sqlite:q.db", "--count", "1"],
+            &[("PRODUCER_RATE", "-3")]
+        ),
+        (
+            Some(2),
+            format!("error: --rate (from PRODUCER_RATE): {says} (got -3) (see --help)")
+        )
+    );
+    assert_eq!(
+        refused(
+            &["--queue", "sqlite:q.db", "--count", "1", "--rate=-4"],
+            &[("PRODUCER_RATE", "-3")]
+        ),
+        (
+            Some(2),
+            format!("error: --rate: {says} (got -4) (see --help)")
+        )
+    );
+}
