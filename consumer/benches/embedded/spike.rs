@@ -178,25 +178,3 @@ pub fn left(path: &Path) -> i64 {
         .query_row("SELECT count(*) FROM q", [], |r| r.get(0))
         .expect("count")
 }
-
-/// Waits (polling every 10 ms, a minute at most) until `SELECT value FROM {counter}` in the database at `path`
-/// reads 0: every message published was acked. A read-only connection: WAL readers never block the writers.
-pub fn wait_empty(path: &Path, counter: &str) {
-    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open the queue read-only");
-    let sql = format!("SELECT value FROM {counter}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let left: i64 = c
-            .query_row(&sql, [], |r| r.get(0))
-            .expect("read the counter");
-        if left == 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{left} messages still in the queue after a minute"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
