@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 mod origin;
-pub use origin::ValueOrigin;
+use origin::ValueOrigin;
 
 /// The longest duration any flag takes: beyond it, a value is almost certainly a typo (`300d` for `300s`).
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
@@ -254,7 +254,7 @@ pub fn exit_on_clap_error<P: clap::CommandFactory>(e: clap::Error) -> ! {
 /// bad value, else clap's own message with its list and tips on the same line and its usage left out
 /// (`--help` has it). A value read from the environment names its variable too (`--rate (from
 /// PRODUCER_RATE): …`), and the value of a flag that hides its variable's value is never shown.
-pub fn clap_error_line(e: &clap::Error, origin: &ValueOrigin) -> String {
+pub(crate) fn clap_error_line(e: &clap::Error, origin: &ValueOrigin) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let flag = origin::flag_of(e).map(|flag| match &origin.var {
         Some(var) => format!("{flag} (from {var})"),

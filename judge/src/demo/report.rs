@@ -201,6 +201,9 @@ pub struct Summary {
     pub json_failed: Option<String>,
 }
 
+/// What an unexpected ledger entry is, in the report's words (its line and the verdict).
+const UNEXPECTED: &str = "for messages the producer never confirmed sending";
+
 impl Summary {
     /// Messages really lost: the audit's unconsumed messages, less those still in the queue (they are not
     /// lost: they wait in the queue). Without a depth reading, every unconsumed message counts as lost.
@@ -231,9 +234,7 @@ impl Summary {
     fn unexpected_verdict(&self) -> String {
         match self.audit.totals.unexpected {
             0 => String::new(),
-            n => format!(
-                ", but {n} ledger entr(ies) are UNEXPECTED: for messages the producer never confirmed sending"
-            ),
+            n => format!(", but {n} ledger entr(ies) are UNEXPECTED: {UNEXPECTED}"),
         }
     }
 
@@ -312,8 +313,8 @@ impl Summary {
         if t.unexpected > 0 {
             writeln!(
                 out,
-                "  unexpected {} ledger entr(ies) for messages the producer never confirmed sending (another run's \
-                 messages in the queue, or sends never confirmed): not counted as consumed",
+                "  unexpected {} ledger entr(ies) {UNEXPECTED} (another run's messages in the queue, or sends \
+                 never confirmed): not counted as consumed",
                 t.unexpected
             )?;
         }

@@ -8,19 +8,19 @@ use clap::error::{ContextKind, ContextValue};
 
 /// What the error line needs to know about the value a clap error is about.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ValueOrigin {
+pub(crate) struct ValueOrigin {
     /// The environment variable the value was read from: the flag has one, it is set to that value, and the
     /// flag is not on the command line (a value there wins over the variable, so the variable was not used).
-    pub var: Option<String>,
+    pub(crate) var: Option<String>,
     /// The flag hides its variable's value from `--help` (`hide_env_values`: a key, a token, a URL that may
     /// carry a password), so the error must not print the value either.
-    pub secret: bool,
+    pub(crate) secret: bool,
 }
 
 impl ValueOrigin {
     /// The origin of the value `e` is about, for the command `cmd` run as `argv` (program name first) with
     /// the environment `env`. Nothing is known (the default) for an error about no flag's value.
-    pub fn of(
+    pub(crate) fn of(
         cmd: &Command,
         e: &clap::Error,
         argv: &[OsString],
